@@ -1,0 +1,27 @@
+/* error.c: text for libtunnelcore's error codes. */
+#include "tunnel/error.h"
+
+const char *tn_strerror(int err)
+{
+  switch (err) {
+  case TN_OK: return "success";
+  case TN_ERR_NEED_MORE: return "need more input";
+  case TN_ERR_INVALID: return "malformed input";
+  case TN_ERR_TOO_LARGE: return "exceeds a configured limit";
+  case TN_ERR_NO_SPACE: return "buffer full";
+  case TN_ERR_ARG: return "invalid argument";
+  case TN_ERR_NOMEM: return "out of memory";
+  case TN_ERR_STREAM_CLOSED: return "stream closed";
+  case TN_ERR_STREAM_LIMIT: return "too many open streams";
+  case TN_ERR_GOING_AWAY: return "session is going away";
+  case TN_ERR_WOULD_BLOCK: return "no send window";
+  case TN_ERR_UNSUPPORTED: return "not supported";
+  case TN_ERR_TLS: return "TLS handshake failed";
+  case TN_ERR_PROTO: return "protocol error";
+  case TN_ERR_TIMEOUT: return "peer timed out";
+  case TN_ERR_SESSION_CLOSED: return "session closed";
+  case TN_ERR_TLS_FATAL: return "TLS connection failed";
+  case TN_ERR_INTERNAL: return "internal error";
+  default: return "unknown error";
+  }
+}

@@ -1,0 +1,53 @@
+/* tunnel/proxy.h: HAProxy PROXY protocol v1 and v2 header encoders and a strict decoder. */
+#ifndef TUNNEL_PROXY_H
+#define TUNNEL_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tunnel/addr.h"
+
+/* The contract is haproxy's doc/proxy-protocol.txt. */
+
+enum tn_proxy_version {
+  TN_PROXY_NONE = 0,
+  TN_PROXY_V1 = 1,
+  TN_PROXY_V2 = 2
+};
+
+#define TN_PROXY_V1_MAX_LEN 107          /* longest v1 line, CRLF included */
+#define TN_PROXY_V2_HEADER_LEN 16        /* signature, ver/cmd, family, length */
+#define TN_PROXY_V2_MAX_LEN (16 + 36)    /* longest header this library encodes (TCP6, no TLVs) */
+
+/* The 12-byte v2 signature "\r\n\r\n\0\r\nQUIT\n". */
+extern const uint8_t tn_proxy_v2_signature[12];
+
+/*
+ * The connection the header describes: src is the remote peer (the internet user),
+ * dst the address it connected to (the public listener). Both must have the same
+ * family; TN_AF_UNSPEC encodes "PROXY UNKNOWN" (v1) or the LOCAL command (v2).
+ */
+struct tn_proxy_info {
+  struct tn_addr src;
+  struct tn_addr dst;
+  uint8_t version;   /* set by the decoder: 1 or 2 */
+  uint8_t local;     /* set by the decoder: v2 LOCAL command or v1 UNKNOWN */
+};
+
+/* Writes a v1 line ("PROXY TCP4 ... \r\n"). Returns bytes written, or 0 if it does not fit or the input is invalid. */
+size_t tn_proxy_v1_encode(const struct tn_proxy_info *info, char *out, size_t out_len);
+
+/* Writes a v2 header (PROXY command, STREAM over INET/INET6; LOCAL for TN_AF_UNSPEC). Returns bytes written or 0. */
+size_t tn_proxy_v2_encode(const struct tn_proxy_info *info, uint8_t *out, size_t out_len);
+
+/* Dispatches on version (TN_PROXY_V1 or TN_PROXY_V2). Returns bytes written or 0. */
+size_t tn_proxy_encode(int version, const struct tn_proxy_info *info, uint8_t *out, size_t out_len);
+
+/*
+ * Strictly decodes a v1 or v2 header at the start of in. Returns the header length
+ * (bytes to skip), TN_ERR_NEED_MORE for a valid prefix, or TN_ERR_INVALID. v2 TLVs are
+ * skipped (the returned length covers them); v2 UDP and UNIX families are TN_ERR_UNSUPPORTED.
+ */
+int tn_proxy_decode(struct tn_proxy_info *info, const uint8_t *in, size_t in_len);
+
+#endif
