@@ -1,0 +1,471 @@
+/* config.c: loading and validating tunneld.json. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "tunnel/defaults.h"
+#include "tunnel/error.h"
+
+/* A config file is a few hundred bytes; anything this big is the wrong file. */
+#define CONFIG_MAX_BYTES (1024u * 1024u)
+#define GOT_MAX 48
+
+struct limit_def {
+  const char *key;
+  size_t offset;
+  uint32_t min, max, def;
+};
+
+#define L(key, field, min, max, def) {key, offsetof(struct td_limits, field), min, max, def}
+static const struct limit_def limit_defs[] = {
+  L("HandshakeTimeoutMs", handshake_timeout_ms, 100, 600000, TN_DEFAULT_HANDSHAKE_TIMEOUT_MS),
+  L("KeepaliveIntervalMs", keepalive_interval_ms, 100, 3600000, TN_DEFAULT_KEEPALIVE_INTERVAL_MS),
+  L("DeadPeerTimeoutMs", dead_peer_timeout_ms, 200, 86400000, TN_DEFAULT_DEAD_PEER_TIMEOUT_MS),
+  L("StreamOpenTimeoutMs", stream_open_timeout_ms, 100, 600000, TN_DEFAULT_STREAM_OPEN_TIMEOUT_MS),
+  L("MaxStreamsPerLink", max_streams_per_link, 1, 1000000, TN_DEFAULT_MAX_STREAMS_PER_LINK),
+  L("MaxWindow", max_window, TN_DEFAULT_INITIAL_WINDOW, 1073741824u, TN_DEFAULT_MAX_WINDOW),
+  L("MaxFramePayload", max_frame_payload, 1024, 1048576, TN_DEFAULT_MAX_FRAME_PAYLOAD),
+  L("LinkOutputBuffer", link_output_buffer, 65536, 268435456u, TN_DEFAULT_LINK_OUTPUT_BUFFER),
+  L("ReplacedLinkGraceMs", replaced_link_grace_ms, 0, 3600000, TN_DEFAULT_REPLACED_LINK_GRACE_MS),
+  L("PipeHighWater", pipe_high_water, 4096, 67108864, TN_DEFAULT_PIPE_HIGH_WATER),
+  L("PipeLowWater", pipe_low_water, 0, 67108864, TN_DEFAULT_PIPE_LOW_WATER),
+  L("DrainTimeoutMs", drain_timeout_ms, 0, 3600000, TN_DEFAULT_DRAIN_TIMEOUT_MS),
+  L("MaxConnectionsPerTunnel", max_connections_per_tunnel, 1, 1000000, TN_DEFAULT_MAX_CONNECTIONS_PER_TUNNEL),
+  L("MaxConnectionsPerClient", max_connections_per_client, 1, 1000000, TN_DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+  L("MaxPendingHandshakes", max_pending_handshakes, 1, 100000, TN_DEFAULT_MAX_PENDING_HANDSHAKES),
+  L("ApiMaxBody", api_max_body, 1024, 67108864, TN_DEFAULT_API_MAX_BODY),
+  L("ApiMaxHeader", api_max_header, 1024, 1048576, TN_DEFAULT_API_MAX_HEADER),
+  L("ApiHeaderTimeoutMs", api_header_timeout_ms, 100, 600000, TN_DEFAULT_API_HEADER_TIMEOUT_MS),
+  L("ApiIdleTimeoutMs", api_idle_timeout_ms, 100, 86400000, TN_DEFAULT_API_IDLE_TIMEOUT_MS),
+  L("ApiMaxConnections", api_max_connections, 1, 10000, TN_DEFAULT_API_MAX_CONNECTIONS),
+};
+#undef L
+#define N_LIMITS (sizeof(limit_defs) / sizeof(limit_defs[0]))
+
+static const char *const top_keys[] = {
+  "TunnelControlPort", "ManagementPort", "ListenAddress", "CaCertificateFile", "ServerTlsCertificateFile",
+  "ServerTlsKeyFile", "AdminIdentities", "StateFile", "MetricsListen", "DebugLog", "UseTls", "Limits",
+};
+#define N_TOP (sizeof(top_keys) / sizeof(top_keys[0]))
+
+static uint32_t *limit_field(struct td_limits *l, const struct limit_def *d)
+{
+  return (uint32_t *)((char *)l + d->offset);
+}
+
+void td_limits_default(struct td_limits *l)
+{
+  memset(l, 0, sizeof(*l));
+  for (size_t i = 0; i < N_LIMITS; i++)
+    *limit_field(l, &limit_defs[i]) = limit_defs[i].def;
+}
+
+static void fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
+  __attribute__((format(printf, 4, 5)));
+
+static void fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
+{
+  va_list ap;
+  int n;
+
+  if (!err || errlen == 0)
+    return;
+  n = snprintf(err, errlen, "%s: ", path);
+  if (n < 0 || (size_t)n >= errlen)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+  va_end(ap);
+}
+
+static void describe(const json_t *v, char *out, size_t outlen)
+{
+  char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+  if (!s) {
+    snprintf(out, outlen, "?");
+    return;
+  }
+  if (strlen(s) > GOT_MAX)
+    snprintf(out, outlen, "%.*s...", GOT_MAX, s);
+  else
+    snprintf(out, outlen, "%s", s);
+  free(s);
+}
+
+/* Reads the whole file, refusing anything over CONFIG_MAX_BYTES. */
+static int read_file(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
+{
+  FILE *f = fopen(path, "rb");
+  char *data;
+  size_t n;
+
+  if (!f) {
+    fail(err, errlen, path, "cannot open: %s", strerror(errno));
+    return TN_ERR_INVALID;
+  }
+  data = malloc(CONFIG_MAX_BYTES + 1);
+  if (!data) {
+    fclose(f);
+    fail(err, errlen, path, "out of memory");
+    return TN_ERR_NOMEM;
+  }
+  n = fread(data, 1, CONFIG_MAX_BYTES + 1, f);
+  if (ferror(f)) {
+    fail(err, errlen, path, "cannot read: %s", strerror(errno));
+    fclose(f);
+    free(data);
+    return TN_ERR_INVALID;
+  }
+  fclose(f);
+  if (n > CONFIG_MAX_BYTES) {
+    fail(err, errlen, path, "larger than %u bytes: not a tunneld configuration", CONFIG_MAX_BYTES);
+    free(data);
+    return TN_ERR_INVALID;
+  }
+  *out = data;
+  *outlen = n;
+  return TN_OK;
+}
+
+static int get_port(const json_t *root, const char *key, uint16_t def, uint16_t *out, const char *path,
+                    char *err, size_t errlen)
+{
+  const json_t *v = json_object_get(root, key);
+  char got[GOT_MAX + 8];
+
+  if (!v) {
+    *out = def;
+    return TN_OK;
+  }
+  if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535) {
+    describe(v, got, sizeof(got));
+    fail(err, errlen, path, "\"%s\": must be an integer 1-65535, got %s", key, got);
+    return TN_ERR_INVALID;
+  }
+  *out = (uint16_t)json_integer_value(v);
+  return TN_OK;
+}
+
+static int plain_string(const json_t *v)
+{
+  return json_is_string(v) && json_string_length(v) > 0 && strlen(json_string_value(v)) == json_string_length(v);
+}
+
+static int get_string(const json_t *root, const char *key, const char *def, char **out, const char *path,
+                      char *err, size_t errlen)
+{
+  const json_t *v = json_object_get(root, key);
+  char got[GOT_MAX + 8];
+
+  if (!v && !def) {
+    fail(err, errlen, path, "\"%s\": is required", key);
+    return TN_ERR_INVALID;
+  }
+  if (v && !plain_string(v)) {
+    describe(v, got, sizeof(got));
+    fail(err, errlen, path, "\"%s\": must be a non-empty string, got %s", key, got);
+    return TN_ERR_INVALID;
+  }
+  *out = strdup(v ? json_string_value(v) : def);
+  if (!*out) {
+    fail(err, errlen, path, "out of memory");
+    return TN_ERR_NOMEM;
+  }
+  return TN_OK;
+}
+
+/* "1.2.3.4:9100" or "[::1]:9100"; the host must be an IP literal: no resolver at start-up. */
+static int parse_host_port(const char *s, struct tn_addr *out)
+{
+  char host[64];
+  const char *colon;
+  size_t hlen;
+  unsigned long port = 0;
+
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+    if (!close || close[1] != ':')
+      return 0;
+    hlen = (size_t)(close - s - 1);
+    if (hlen == 0 || hlen >= sizeof(host))
+      return 0;
+    memcpy(host, s + 1, hlen);
+    colon = close + 1;
+  } else {
+    colon = strchr(s, ':');
+    if (!colon || strchr(colon + 1, ':'))
+      return 0;
+    hlen = (size_t)(colon - s);
+    if (hlen == 0 || hlen >= sizeof(host))
+      return 0;
+    memcpy(host, s, hlen);
+  }
+  host[hlen] = 0;
+  if (tn_addr_parse_ip(out, host) != TN_OK)
+    return 0;
+  if (s[0] == '[' && out->family != TN_AF_INET6)
+    return 0;
+  if (colon[1] == 0 || strlen(colon + 1) > 5)
+    return 0;
+  for (const char *p = colon + 1; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return 0;
+    port = port * 10 + (unsigned long)(*p - '0');
+  }
+  if (port < 1 || port > 65535)
+    return 0;
+  out->port = (uint16_t)port;
+  return 1;
+}
+
+static int load_limits(const json_t *lim, struct td_limits *l, const char *path, char *err, size_t errlen)
+{
+  const char *key;
+  json_t *v;
+  char got[GOT_MAX + 8];
+
+  if (!lim)
+    return TN_OK;
+  if (!json_is_object(lim)) {
+    describe(lim, got, sizeof(got));
+    fail(err, errlen, path, "\"Limits\": must be an object, got %s", got);
+    return TN_ERR_INVALID;
+  }
+  json_object_foreach((json_t *)lim, key, v) {
+    size_t i;
+    for (i = 0; i < N_LIMITS; i++)
+      if (strcmp(key, limit_defs[i].key) == 0)
+        break;
+    if (i == N_LIMITS) {
+      fail(err, errlen, path, "unknown key \"Limits.%.64s\"", key);
+      return TN_ERR_INVALID;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < limit_defs[i].min ||
+        json_integer_value(v) > limit_defs[i].max) {
+      describe(v, got, sizeof(got));
+      fail(err, errlen, path, "\"Limits.%s\": must be an integer %lu-%lu, got %s", key,
+           (unsigned long)limit_defs[i].min, (unsigned long)limit_defs[i].max, got);
+      return TN_ERR_INVALID;
+    }
+    *limit_field(l, &limit_defs[i]) = (uint32_t)json_integer_value(v);
+  }
+  /* Pinging no sooner than the peer is declared dead would drop every idle link. */
+  if (l->dead_peer_timeout_ms <= l->keepalive_interval_ms) {
+    fail(err, errlen, path, "\"Limits.DeadPeerTimeoutMs\": must be greater than KeepaliveIntervalMs (%lu), got %lu",
+         (unsigned long)l->keepalive_interval_ms, (unsigned long)l->dead_peer_timeout_ms);
+    return TN_ERR_INVALID;
+  }
+  /* Equal marks would make reading flap on and off at every byte. */
+  if (l->pipe_low_water >= l->pipe_high_water) {
+    fail(err, errlen, path, "\"Limits.PipeLowWater\": must be less than PipeHighWater (%lu), got %lu",
+         (unsigned long)l->pipe_high_water, (unsigned long)l->pipe_low_water);
+    return TN_ERR_INVALID;
+  }
+  return TN_OK;
+}
+
+static int load_admins(const json_t *root, struct td_config *cfg, const char *path, char *err, size_t errlen)
+{
+  const json_t *v = json_object_get(root, "AdminIdentities");
+  char got[GOT_MAX + 8];
+
+  if (!v) {
+    fail(err, errlen, path, "\"AdminIdentities\": is required (the certificate names allowed on the management port)");
+    return TN_ERR_INVALID;
+  }
+  if (!json_is_array(v) || json_array_size(v) == 0) {
+    describe(v, got, sizeof(got));
+    fail(err, errlen, path, "\"AdminIdentities\": must be a non-empty array of certificate names, got %s", got);
+    return TN_ERR_INVALID;
+  }
+  for (size_t i = 0; i < json_array_size(v); i++) {
+    const json_t *e = json_array_get(v, i);
+    if (!plain_string(e) || json_string_length(e) > 255) {
+      describe(e, got, sizeof(got));
+      fail(err, errlen, path, "\"AdminIdentities[%zu]\": must be a non-empty string of at most 255 bytes, got %s", i,
+           got);
+      return TN_ERR_INVALID;
+    }
+  }
+  cfg->admin_identities = calloc(json_array_size(v), sizeof(char *));
+  if (!cfg->admin_identities) {
+    fail(err, errlen, path, "out of memory");
+    return TN_ERR_NOMEM;
+  }
+  for (size_t i = 0; i < json_array_size(v); i++) {
+    cfg->admin_identities[i] = strdup(json_string_value(json_array_get(v, i)));
+    if (!cfg->admin_identities[i]) {
+      fail(err, errlen, path, "out of memory");
+      return TN_ERR_NOMEM;
+    }
+    cfg->n_admin_identities++;
+  }
+  return TN_OK;
+}
+
+static int load_root(const json_t *root, struct td_config *cfg, const char *path, char *err, size_t errlen)
+{
+  const char *key;
+  json_t *v;
+  char got[GOT_MAX + 8];
+  int rc;
+
+  if (!json_is_object(root)) {
+    describe(root, got, sizeof(got));
+    fail(err, errlen, path, "must be a JSON object, got %s", got);
+    return TN_ERR_INVALID;
+  }
+  json_object_foreach((json_t *)root, key, v) {
+    size_t i;
+    for (i = 0; i < N_TOP; i++)
+      if (strcmp(key, top_keys[i]) == 0)
+        break;
+    if (i == N_TOP) {
+      fail(err, errlen, path, "unknown key \"%.64s\"", key);
+      return TN_ERR_INVALID;
+    }
+  }
+
+  if ((rc = get_port(root, "TunnelControlPort", TN_DEFAULT_CONTROL_PORT, &cfg->control_port, path, err, errlen)) ||
+      (rc = get_port(root, "ManagementPort", TN_DEFAULT_MANAGEMENT_PORT, &cfg->management_port, path, err,
+                     errlen)))
+    return rc;
+  if (cfg->control_port == cfg->management_port) {
+    fail(err, errlen, path, "\"ManagementPort\": must differ from TunnelControlPort, both are %u",
+         (unsigned)cfg->control_port);
+    return TN_ERR_INVALID;
+  }
+
+  v = json_object_get(root, "ListenAddress");
+  if (!v) {
+    tn_addr_parse_ip(&cfg->listen, "::");
+  } else if (!plain_string(v) || tn_addr_parse_ip(&cfg->listen, json_string_value(v)) != TN_OK) {
+    describe(v, got, sizeof(got));
+    fail(err, errlen, path, "\"ListenAddress\": must be an IPv4 or IPv6 address literal, got %s", got);
+    return TN_ERR_INVALID;
+  }
+  cfg->listen.port = 0;
+
+  if ((rc = get_string(root, "CaCertificateFile", NULL, &cfg->ca_file, path, err, errlen)) ||
+      (rc = get_string(root, "ServerTlsCertificateFile", NULL, &cfg->cert_file, path, err, errlen)) ||
+      (rc = get_string(root, "ServerTlsKeyFile", NULL, &cfg->key_file, path, err, errlen)) ||
+      (rc = load_admins(root, cfg, path, err, errlen)) ||
+      (rc = get_string(root, "StateFile", TN_DEFAULT_STATE_FILE, &cfg->state_file, path, err, errlen)))
+    return rc;
+
+  v = json_object_get(root, "MetricsListen");
+  if (v && !json_is_null(v)) {
+    if (!plain_string(v) || !parse_host_port(json_string_value(v), &cfg->metrics)) {
+      describe(v, got, sizeof(got));
+      fail(err, errlen, path,
+           "\"MetricsListen\": must be \"host:port\" with an IP literal host ([...] for IPv6) and port 1-65535, got %s",
+           got);
+      return TN_ERR_INVALID;
+    }
+    if (cfg->metrics.port == cfg->control_port || cfg->metrics.port == cfg->management_port) {
+      fail(err, errlen, path, "\"MetricsListen\": port %u is already the %s", (unsigned)cfg->metrics.port,
+           cfg->metrics.port == cfg->control_port ? "TunnelControlPort" : "ManagementPort");
+      return TN_ERR_INVALID;
+    }
+    cfg->metrics_enabled = 1;
+  }
+
+  v = json_object_get(root, "DebugLog");
+  if (v && !json_is_boolean(v)) {
+    describe(v, got, sizeof(got));
+    fail(err, errlen, path, "\"DebugLog\": must be true or false, got %s", got);
+    return TN_ERR_INVALID;
+  }
+  cfg->debug_log = v && json_is_true(v);
+
+  v = json_object_get(root, "UseTls");
+  if (v && !json_is_true(v)) {
+    describe(v, got, sizeof(got));
+    fail(err, errlen, path, "\"UseTls\": must be true (there is no plaintext mode), got %s", got);
+    return TN_ERR_INVALID;
+  }
+
+  return load_limits(json_object_get(root, "Limits"), &cfg->limits, path, err, errlen);
+}
+
+int td_config_load(struct td_config *cfg, const char *path, char *err, size_t errlen)
+{
+  char *data = NULL;
+  size_t len = 0;
+  json_t *root;
+  json_error_t jerr;
+  int rc;
+
+  memset(cfg, 0, sizeof(*cfg));
+  td_limits_default(&cfg->limits);
+  rc = read_file(path, &data, &len, err, errlen);
+  if (rc != TN_OK)
+    return rc;
+  root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+  free(data);
+  if (!root) {
+    fail(err, errlen, path, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+    return TN_ERR_INVALID;
+  }
+  rc = load_root(root, cfg, path, err, errlen);
+  json_decref(root);
+  if (rc == TN_OK) {
+    cfg->path = strdup(path);
+    if (!cfg->path) {
+      fail(err, errlen, path, "out of memory");
+      rc = TN_ERR_NOMEM;
+    }
+  }
+  if (rc != TN_OK)
+    td_config_free(cfg);
+  return rc;
+}
+
+void td_config_free(struct td_config *cfg)
+{
+  free(cfg->path);
+  free(cfg->ca_file);
+  free(cfg->cert_file);
+  free(cfg->key_file);
+  for (size_t i = 0; i < cfg->n_admin_identities; i++)
+    free(cfg->admin_identities[i]);
+  free(cfg->admin_identities);
+  free(cfg->state_file);
+  memset(cfg, 0, sizeof(*cfg));
+  td_limits_default(&cfg->limits);
+}
+
+int td_config_is_admin(const struct td_config *cfg, const char *identity)
+{
+  if (!identity)
+    return 0;
+  for (size_t i = 0; i < cfg->n_admin_identities; i++)
+    if (strcmp(cfg->admin_identities[i], identity) == 0)
+      return 1;
+  return 0;
+}
+
+void td_config_reserved(const struct td_config *cfg, struct td_reserved *out)
+{
+  memset(out, 0, sizeof(*out));
+  out->ports[0].addr = cfg->listen;
+  out->ports[0].addr.port = cfg->control_port;
+  out->ports[0].what = "TunnelControlPort";
+  out->ports[1].addr = cfg->listen;
+  out->ports[1].addr.port = cfg->management_port;
+  out->ports[1].what = "ManagementPort";
+  out->n = 2;
+  if (cfg->metrics_enabled) {
+    out->ports[2].addr = cfg->metrics;
+    out->ports[2].what = "MetricsListen";
+    out->n = 3;
+  }
+}

@@ -1,0 +1,70 @@
+/* config.h: tunneld's configuration file (JSON): ports, certificates, admin identities, state file and limits. */
+#ifndef TD_CONFIG_H
+#define TD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "table.h"
+#include "tunnel/addr.h"
+
+/* Every tunneld-relevant limit of tunnel/defaults.h, overridable by the "Limits" object. */
+struct td_limits {
+  uint32_t handshake_timeout_ms;       /* HandshakeTimeoutMs */
+  uint32_t keepalive_interval_ms;      /* KeepaliveIntervalMs */
+  uint32_t dead_peer_timeout_ms;       /* DeadPeerTimeoutMs */
+  uint32_t stream_open_timeout_ms;     /* StreamOpenTimeoutMs */
+  uint32_t max_streams_per_link;       /* MaxStreamsPerLink */
+  uint32_t max_window;                 /* MaxWindow */
+  uint32_t max_frame_payload;          /* MaxFramePayload */
+  uint32_t link_output_buffer;         /* LinkOutputBuffer */
+  uint32_t replaced_link_grace_ms;     /* ReplacedLinkGraceMs */
+  uint32_t pipe_high_water;            /* PipeHighWater */
+  uint32_t pipe_low_water;             /* PipeLowWater */
+  uint32_t drain_timeout_ms;           /* DrainTimeoutMs */
+  uint32_t max_connections_per_tunnel; /* MaxConnectionsPerTunnel */
+  uint32_t max_connections_per_client; /* MaxConnectionsPerClient */
+  uint32_t max_pending_handshakes;     /* MaxPendingHandshakes */
+  uint32_t api_max_body;               /* ApiMaxBody */
+  uint32_t api_max_header;             /* ApiMaxHeader */
+  uint32_t api_header_timeout_ms;      /* ApiHeaderTimeoutMs */
+  uint32_t api_idle_timeout_ms;        /* ApiIdleTimeoutMs */
+  uint32_t api_max_connections;        /* ApiMaxConnections */
+};
+
+struct td_config {
+  char *path;                 /* the file it came from, for messages */
+  uint16_t control_port;      /* TunnelControlPort */
+  uint16_t management_port;   /* ManagementPort */
+  struct tn_addr listen;      /* ListenAddress, ip only (port 0); default :: (dual-stack, all addresses) */
+  char *ca_file;              /* CaCertificateFile */
+  char *cert_file;            /* ServerTlsCertificateFile */
+  char *key_file;             /* ServerTlsKeyFile */
+  char **admin_identities;    /* AdminIdentities, at least one */
+  size_t n_admin_identities;
+  char *state_file;           /* StateFile */
+  int metrics_enabled;        /* MetricsListen given */
+  struct tn_addr metrics;     /* MetricsListen ip + port */
+  int debug_log;              /* DebugLog */
+  struct td_limits limits;
+};
+
+/* The defaults of tunnel/defaults.h. */
+void td_limits_default(struct td_limits *l);
+
+/*
+ * Loads and validates path into *cfg. Returns TN_OK, or TN_ERR_INVALID (TN_ERR_NOMEM)
+ * with err set to one line naming the file, the field and the fault, e.g.
+ * `/etc/tunnel/tunneld.json: "ManagementPort": must be an integer 1-65535, got "abc"`.
+ * On error *cfg holds nothing that needs freeing (td_config_free is still safe).
+ */
+int td_config_load(struct td_config *cfg, const char *path, char *err, size_t errlen);
+void td_config_free(struct td_config *cfg);
+
+/* True when identity (a certificate CN) is listed in AdminIdentities. */
+int td_config_is_admin(const struct td_config *cfg, const char *identity);
+
+/* The endpoints the server binds itself (control, management, metrics), for td_table_from_json. */
+void td_config_reserved(const struct td_config *cfg, struct td_reserved *out);
+
+#endif

@@ -1,0 +1,613 @@
+/* table.c: validation and JSON form of the tunnel table. */
+#include "table.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tunnel/error.h"
+
+#define ID_MAX 255
+#define SERVICE_MAX 255
+/* Enough of an offending value to recognise it, never the whole body. */
+#define GOT_MAX 48
+
+static const char *const known_keys[] = {
+  "ListenAddress", "ListenPort", "ClientIdentifier", "BackupClientIdentifiers", "BackEndPort",
+  "BackEndService", "HaProxyProxyProtocol", "ProxyProtocolVersion", "ListenHostnameGlob",
+  "ActiveClient", "OpenConnections", /* read-only GET keys, ignored so GET output can be PUT */
+};
+
+static void fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void fail(char *err, size_t errlen, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (!err || errlen == 0)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* Compact JSON text of v, cut to GOT_MAX characters, for "got ..." in messages. */
+static void describe(const json_t *v, char *out, size_t outlen)
+{
+  char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+  if (!s) {
+    snprintf(out, outlen, "?");
+    return;
+  }
+  if (strlen(s) > GOT_MAX)
+    snprintf(out, outlen, "%.*s...", GOT_MAX, s);
+  else
+    snprintf(out, outlen, "%s", s);
+  free(s);
+}
+
+void td_table_init(struct td_table *t)
+{
+  t->tunnels = NULL;
+  t->n = 0;
+}
+
+static void tunnel_free(struct td_tunnel *tu)
+{
+  free(tu->client_id);
+  for (size_t i = 0; i < tu->n_backups; i++)
+    free(tu->backups[i]);
+  free(tu->backups);
+  free(tu->backend_service);
+  memset(tu, 0, sizeof(*tu));
+}
+
+void td_table_free(struct td_table *t)
+{
+  for (size_t i = 0; i < t->n; i++)
+    tunnel_free(&t->tunnels[i]);
+  free(t->tunnels);
+  td_table_init(t);
+}
+
+/* Certificate CNs are free text; control characters would corrupt logs and headers. */
+static int valid_identity(const json_t *v)
+{
+  const char *s;
+  size_t n;
+
+  if (!json_is_string(v))
+    return 0;
+  s = json_string_value(v);
+  n = json_string_length(v);
+  if (n == 0 || n > ID_MAX || strlen(s) != n)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == 0x7f)
+      return 0;
+  }
+  return 1;
+}
+
+static int valid_service(const json_t *v)
+{
+  const char *s;
+  size_t n;
+
+  if (!json_is_string(v))
+    return 0;
+  s = json_string_value(v);
+  n = json_string_length(v);
+  if (n == 0 || n > SERVICE_MAX || strlen(s) != n)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+/* Absent and null mean the same: Go encoders write null for unset slices and pointers. */
+static const json_t *opt(const json_t *obj, const char *key)
+{
+  const json_t *v = json_object_get(obj, key);
+
+  return json_is_null(v) ? NULL : v;
+}
+
+static int port_value(const json_t *v, uint16_t *out)
+{
+  json_int_t n;
+
+  if (!json_is_integer(v))
+    return 0;
+  n = json_integer_value(v);
+  if (n < 1 || n > 65535)
+    return 0;
+  *out = (uint16_t)n;
+  return 1;
+}
+
+#define ID_RULE "must be a non-empty string of printable characters, at most 255 bytes"
+
+static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char *err, size_t errlen)
+{
+  const char *key;
+  const json_t *v, *addr, *port, *id, *backups, *bport, *bsvc, *haproxy, *ppv, *glob;
+  char got[GOT_MAX + 8];
+  int proxy = 0;
+
+  memset(tu, 0, sizeof(*tu));
+  if (!json_is_object(o)) {
+    describe(o, got, sizeof(got));
+    fail(err, errlen, "tunnels[%zu]: must be an object, got %s", idx, got);
+    return TN_ERR_INVALID;
+  }
+  json_object_foreach((json_t *)o, key, v) {
+    size_t k;
+    for (k = 0; k < sizeof(known_keys) / sizeof(known_keys[0]); k++)
+      if (strcmp(key, known_keys[k]) == 0)
+        break;
+    if (k == sizeof(known_keys) / sizeof(known_keys[0])) {
+      fail(err, errlen, "tunnels[%zu]: unknown key \"%.64s\"", idx, key);
+      return TN_ERR_INVALID;
+    }
+  }
+
+  addr = opt(o, "ListenAddress");
+  if (!addr) {
+    tn_addr_parse_ip(&tu->listen, "0.0.0.0");
+  } else if (!json_is_string(addr) || strlen(json_string_value(addr)) != json_string_length(addr) ||
+             tn_addr_parse_ip(&tu->listen, json_string_value(addr)) != TN_OK) {
+    describe(addr, got, sizeof(got));
+    fail(err, errlen, "tunnels[%zu].ListenAddress: must be an IPv4 or IPv6 address literal, got %s", idx,
+         got);
+    return TN_ERR_INVALID;
+  }
+
+  port = opt(o, "ListenPort");
+  if (!port) {
+    fail(err, errlen, "tunnels[%zu].ListenPort: is required (1-65535)", idx);
+    return TN_ERR_INVALID;
+  }
+  if (!port_value(port, &tu->listen.port)) {
+    describe(port, got, sizeof(got));
+    fail(err, errlen, "tunnels[%zu].ListenPort: must be 1-65535, got %s", idx, got);
+    return TN_ERR_INVALID;
+  }
+
+  id = opt(o, "ClientIdentifier");
+  if (!id) {
+    fail(err, errlen, "tunnels[%zu].ClientIdentifier: is required", idx);
+    return TN_ERR_INVALID;
+  }
+  if (!valid_identity(id)) {
+    describe(id, got, sizeof(got));
+    fail(err, errlen, "tunnels[%zu].ClientIdentifier: " ID_RULE ", got %s", idx, got);
+    return TN_ERR_INVALID;
+  }
+
+  backups = opt(o, "BackupClientIdentifiers");
+  if (backups && !json_is_array(backups)) {
+    describe(backups, got, sizeof(got));
+    fail(err, errlen, "tunnels[%zu].BackupClientIdentifiers: must be an array of strings, got %s", idx, got);
+    return TN_ERR_INVALID;
+  }
+  for (size_t i = 0; backups && i < json_array_size(backups); i++) {
+    const json_t *b = json_array_get(backups, i);
+    if (!valid_identity(b)) {
+      describe(b, got, sizeof(got));
+      fail(err, errlen, "tunnels[%zu].BackupClientIdentifiers[%zu]: " ID_RULE ", got %s", idx, i, got);
+      return TN_ERR_INVALID;
+    }
+    if (strcmp(json_string_value(b), json_string_value(id)) == 0) {
+      fail(err, errlen, "tunnels[%zu].BackupClientIdentifiers[%zu]: \"%s\" is already the ClientIdentifier",
+           idx, i, json_string_value(b));
+      return TN_ERR_INVALID;
+    }
+    for (size_t j = 0; j < i; j++) {
+      if (strcmp(json_string_value(b), json_string_value(json_array_get(backups, j))) == 0) {
+        fail(err, errlen, "tunnels[%zu].BackupClientIdentifiers[%zu]: \"%s\" is listed twice", idx, i,
+             json_string_value(b));
+        return TN_ERR_INVALID;
+      }
+    }
+  }
+
+  bport = opt(o, "BackEndPort");
+  bsvc = opt(o, "BackEndService");
+  if ((bport != NULL) == (bsvc != NULL)) {
+    fail(err, errlen, "tunnels[%zu]: exactly one of BackEndPort or BackEndService is required, got %s", idx,
+         bport ? "both" : "neither");
+    return TN_ERR_INVALID;
+  }
+  if (bport && !port_value(bport, &tu->backend_port)) {
+    describe(bport, got, sizeof(got));
+    fail(err, errlen, "tunnels[%zu].BackEndPort: must be 1-65535, got %s", idx, got);
+    return TN_ERR_INVALID;
+  }
+  if (bsvc && !valid_service(bsvc)) {
+    describe(bsvc, got, sizeof(got));
+    fail(err, errlen, "tunnels[%zu].BackEndService: must be 1-255 characters of A-Z a-z 0-9 . _ -, got %s",
+         idx, got);
+    return TN_ERR_INVALID;
+  }
+
+  haproxy = opt(o, "HaProxyProxyProtocol");
+  if (haproxy && !json_is_boolean(haproxy)) {
+    describe(haproxy, got, sizeof(got));
+    fail(err, errlen, "tunnels[%zu].HaProxyProxyProtocol: must be true or false, got %s", idx, got);
+    return TN_ERR_INVALID;
+  }
+  proxy = haproxy && json_is_true(haproxy);
+  ppv = opt(o, "ProxyProtocolVersion");
+  if (ppv && (!json_is_integer(ppv) || (json_integer_value(ppv) != 1 && json_integer_value(ppv) != 2))) {
+    describe(ppv, got, sizeof(got));
+    fail(err, errlen, "tunnels[%zu].ProxyProtocolVersion: must be 1 or 2, got %s", idx, got);
+    return TN_ERR_INVALID;
+  }
+  /* A version without the switch is almost certainly a forgotten switch: say so rather than guess. */
+  if (ppv && !proxy) {
+    fail(err, errlen, "tunnels[%zu].ProxyProtocolVersion: only allowed when HaProxyProxyProtocol is true", idx);
+    return TN_ERR_INVALID;
+  }
+  tu->proxy_version = proxy ? (ppv ? (uint8_t)json_integer_value(ppv) : 1) : 0;
+
+  glob = opt(o, "ListenHostnameGlob");
+  if (glob && !(json_is_string(glob) && strcmp(json_string_value(glob), "*") == 0 &&
+                json_string_length(glob) == 1)) {
+    describe(glob, got, sizeof(got));
+    fail(err, errlen,
+         "tunnels[%zu].ListenHostnameGlob: hostname routing is not supported yet; must be absent or \"*\", got %s",
+         idx, got);
+    return TN_ERR_INVALID;
+  }
+
+  tu->client_id = strdup(json_string_value(id));
+  if (!tu->client_id)
+    goto nomem;
+  if (bsvc) {
+    tu->backend_service = strdup(json_string_value(bsvc));
+    if (!tu->backend_service)
+      goto nomem;
+  }
+  if (backups && json_array_size(backups) > 0) {
+    tu->backups = calloc(json_array_size(backups), sizeof(char *));
+    if (!tu->backups)
+      goto nomem;
+    for (size_t i = 0; i < json_array_size(backups); i++) {
+      tu->backups[i] = strdup(json_string_value(json_array_get(backups, i)));
+      if (!tu->backups[i])
+        goto nomem;
+      tu->n_backups++;
+    }
+  }
+  return TN_OK;
+
+nomem:
+  tunnel_free(tu);
+  fail(err, errlen, "tunnels[%zu]: out of memory", idx);
+  return TN_ERR_NOMEM;
+}
+
+static int is_v4_mapped(const struct tn_addr *a)
+{
+  static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+  return a->family == TN_AF_INET6 && memcmp(a->ip, prefix, sizeof(prefix)) == 0;
+}
+
+/* The IPv4 view of an address when it has one (v4-mapped IPv6 binds the same v4 address). */
+static void as_v4(const struct tn_addr *a, struct tn_addr *out)
+{
+  *out = *a;
+  if (is_v4_mapped(a)) {
+    memset(out->ip, 0, sizeof(out->ip));
+    memcpy(out->ip, a->ip + 12, 4);
+    out->family = TN_AF_INET;
+  }
+}
+
+static int is_any(const struct tn_addr *a)
+{
+  static const uint8_t zero[16];
+
+  return memcmp(a->ip, zero, a->family == TN_AF_INET ? 4 : 16) == 0;
+}
+
+int td_table_endpoints_conflict(const struct tn_addr *a, const struct tn_addr *b)
+{
+  struct tn_addr x, y;
+
+  if (a->port != b->port)
+    return 0;
+  as_v4(a, &x);
+  as_v4(b, &y);
+  if ((x.family == TN_AF_INET6 && is_any(&x)) || (y.family == TN_AF_INET6 && is_any(&y)))
+    return 1;
+  if (x.family != y.family)
+    return 0;
+  if (x.family == TN_AF_INET && (is_any(&x) || is_any(&y)))
+    return 1;
+  return tn_addr_equal(&x, &y);
+}
+
+struct port_index {
+  uint16_t port;
+  size_t idx;
+};
+
+static int cmp_port_index(const void *pa, const void *pb)
+{
+  const struct port_index *a = pa, *b = pb;
+
+  if (a->port != b->port)
+    return a->port < b->port ? -1 : 1;
+  return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* Sorting by port keeps this O(n log n) for realistic tables; only same-port groups are compared pairwise. */
+static int check_conflicts(const struct td_table *t, char *err, size_t errlen)
+{
+  struct port_index *pi;
+  size_t best_j = SIZE_MAX, best_i = 0;
+
+  if (t->n < 2)
+    return TN_OK;
+  pi = calloc(t->n, sizeof(*pi));
+  if (!pi) {
+    fail(err, errlen, "tunnels: out of memory");
+    return TN_ERR_NOMEM;
+  }
+  for (size_t k = 0; k < t->n; k++) {
+    pi[k].port = t->tunnels[k].listen.port;
+    pi[k].idx = k;
+  }
+  qsort(pi, t->n, sizeof(*pi), cmp_port_index);
+  for (size_t g = 0; g < t->n;) {
+    size_t end = g + 1;
+    while (end < t->n && pi[end].port == pi[g].port)
+      end++;
+    for (size_t b = g + 1; b < end && pi[b].idx < best_j; b++) {
+      for (size_t a = g; a < b; a++) {
+        if (td_table_endpoints_conflict(&t->tunnels[pi[a].idx].listen, &t->tunnels[pi[b].idx].listen)) {
+          best_j = pi[b].idx;
+          best_i = pi[a].idx;
+          break;
+        }
+      }
+    }
+    g = end;
+  }
+  free(pi);
+  if (best_j != SIZE_MAX) {
+    char a[TN_ADDR_STRLEN], b[TN_ADDR_STRLEN];
+    const struct tn_addr *x = &t->tunnels[best_i].listen, *y = &t->tunnels[best_j].listen;
+    tn_addr_format(y, b, sizeof(b));
+    tn_addr_format(x, a, sizeof(a));
+    if (tn_addr_equal(x, y))
+      fail(err, errlen, "tunnels[%zu]: listener %s duplicates tunnels[%zu]", best_j, b, best_i);
+    else
+      fail(err, errlen,
+           "tunnels[%zu]: listener %s overlaps tunnels[%zu] (%s): a wildcard address and another address "
+           "cannot share a port",
+           best_j, b, best_i, a);
+    return TN_ERR_INVALID;
+  }
+  return TN_OK;
+}
+
+static int check_reserved(const struct td_table *t, const struct td_reserved *r, char *err, size_t errlen)
+{
+  for (size_t k = 0; r && k < t->n; k++) {
+    for (size_t i = 0; i < r->n && i < TD_RESERVED_MAX; i++) {
+      if (td_table_endpoints_conflict(&t->tunnels[k].listen, &r->ports[i].addr)) {
+        char a[TN_ADDR_STRLEN], b[TN_ADDR_STRLEN];
+        fail(err, errlen, "tunnels[%zu].ListenPort: listener %s collides with the server's %s (%s)", k,
+             tn_addr_format(&t->tunnels[k].listen, a, sizeof(a)), r->ports[i].what ? r->ports[i].what : "port",
+             tn_addr_format(&r->ports[i].addr, b, sizeof(b)));
+        return TN_ERR_INVALID;
+      }
+    }
+  }
+  return TN_OK;
+}
+
+int td_table_from_json(const json_t *array, const struct td_reserved *reserved, struct td_table *out,
+                       char *err, size_t errlen)
+{
+  struct td_table t;
+  char got[GOT_MAX + 8];
+  int rc;
+
+  td_table_init(out);
+  td_table_init(&t);
+  if (!json_is_array(array)) {
+    describe(array, got, sizeof(got));
+    fail(err, errlen, "tunnels: must be a JSON array of tunnel objects, got %s", got);
+    return TN_ERR_INVALID;
+  }
+  if (json_array_size(array) > 0) {
+    t.tunnels = calloc(json_array_size(array), sizeof(*t.tunnels));
+    if (!t.tunnels) {
+      fail(err, errlen, "tunnels: out of memory");
+      return TN_ERR_NOMEM;
+    }
+  }
+  for (size_t i = 0; i < json_array_size(array); i++) {
+    rc = parse_tunnel(json_array_get(array, i), i, &t.tunnels[i], err, errlen);
+    if (rc != TN_OK) {
+      td_table_free(&t);
+      return rc;
+    }
+    t.n++;
+  }
+  rc = check_reserved(&t, reserved, err, errlen);
+  if (rc == TN_OK)
+    rc = check_conflicts(&t, err, errlen);
+  if (rc != TN_OK) {
+    td_table_free(&t);
+    return rc;
+  }
+  *out = t;
+  return TN_OK;
+}
+
+static json_t *ip_json(const struct tn_addr *a)
+{
+  char ip[INET6_ADDRSTRLEN];
+
+  if (!inet_ntop(a->family == TN_AF_INET ? AF_INET : AF_INET6, a->ip, ip, sizeof(ip)))
+    return NULL;
+  return json_string(ip);
+}
+
+/* json_object_set_new consumes v even on failure, so a NULL v just reports failure. */
+static int put(json_t *o, const char *key, json_t *v)
+{
+  return v ? json_object_set_new(o, key, v) : -1;
+}
+
+static json_t *tunnel_json(const struct td_tunnel *tu)
+{
+  json_t *o = json_object();
+  json_t *backups = json_array();
+  int bad = 0;
+
+  if (!o || !backups) {
+    json_decref(o);
+    json_decref(backups);
+    return NULL;
+  }
+  bad |= put(o, "ListenAddress", ip_json(&tu->listen));
+  bad |= put(o, "ListenPort", json_integer(tu->listen.port));
+  bad |= put(o, "ClientIdentifier", json_string(tu->client_id));
+  for (size_t i = 0; i < tu->n_backups; i++)
+    bad |= json_array_append_new(backups, json_string(tu->backups[i]));
+  bad |= put(o, "BackupClientIdentifiers", backups);
+  if (tu->backend_service)
+    bad |= put(o, "BackEndService", json_string(tu->backend_service));
+  else
+    bad |= put(o, "BackEndPort", json_integer(tu->backend_port));
+  bad |= put(o, "HaProxyProxyProtocol", json_boolean(tu->proxy_version != 0));
+  /* Only with the switch on: PUT refuses a version without it. */
+  if (tu->proxy_version)
+    bad |= put(o, "ProxyProtocolVersion", json_integer(tu->proxy_version));
+  bad |= put(o, "ListenHostnameGlob", json_string("*"));
+  if (bad) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+json_t *td_table_to_json(const struct td_table *t, td_table_status_fn status_fn, void *ctx)
+{
+  json_t *arr = json_array();
+
+  if (!arr)
+    return NULL;
+  for (size_t i = 0; i < t->n; i++) {
+    json_t *o = tunnel_json(&t->tunnels[i]);
+    if (o && status_fn) {
+      const char *active = NULL;
+      uint64_t open = 0;
+      status_fn(ctx, i, &active, &open);
+      if (put(o, "ActiveClient", active ? json_string(active) : json_null()) ||
+          put(o, "OpenConnections", json_integer(open > (uint64_t)INT64_MAX ? (json_int_t)INT64_MAX
+                                                                                     : (json_int_t)open))) {
+        json_decref(o);
+        o = NULL;
+      }
+    }
+    if (!o || json_array_append_new(arr, o)) {
+      json_decref(arr);
+      return NULL;
+    }
+  }
+  return arr;
+}
+
+int td_table_same_listener(const struct td_tunnel *a, const struct td_tunnel *b)
+{
+  return tn_addr_equal(&a->listen, &b->listen);
+}
+
+static int str_eq(const char *a, const char *b)
+{
+  return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+int td_table_equal_tunnel(const struct td_tunnel *a, const struct td_tunnel *b)
+{
+  if (!td_table_same_listener(a, b) || !str_eq(a->client_id, b->client_id) || a->n_backups != b->n_backups ||
+      a->backend_port != b->backend_port || !str_eq(a->backend_service, b->backend_service) ||
+      a->proxy_version != b->proxy_version)
+    return 0;
+  for (size_t i = 0; i < a->n_backups; i++)
+    if (!str_eq(a->backups[i], b->backups[i]))
+      return 0;
+  return 1;
+}
+
+long td_table_find_listener(const struct td_table *t, const struct tn_addr *listen)
+{
+  for (size_t i = 0; i < t->n; i++)
+    if (tn_addr_equal(&t->tunnels[i].listen, listen))
+      return (long)i;
+  return -1;
+}
+
+static char *dup_or_null(const char *s, int *bad)
+{
+  char *d;
+
+  if (!s)
+    return NULL;
+  d = strdup(s);
+  if (!d)
+    *bad = 1;
+  return d;
+}
+
+int td_table_copy(struct td_table *dst, const struct td_table *src)
+{
+  int bad = 0;
+
+  td_table_init(dst);
+  if (src->n == 0)
+    return TN_OK;
+  dst->tunnels = calloc(src->n, sizeof(*dst->tunnels));
+  if (!dst->tunnels)
+    return TN_ERR_NOMEM;
+  for (size_t i = 0; i < src->n && !bad; i++) {
+    const struct td_tunnel *s = &src->tunnels[i];
+    struct td_tunnel *d = &dst->tunnels[i];
+    dst->n++;
+    *d = *s;
+    d->client_id = dup_or_null(s->client_id, &bad);
+    d->backend_service = dup_or_null(s->backend_service, &bad);
+    d->backups = NULL;
+    d->n_backups = 0;
+    if (s->n_backups) {
+      d->backups = calloc(s->n_backups, sizeof(char *));
+      if (!d->backups)
+        bad = 1;
+      for (size_t k = 0; d->backups && k < s->n_backups && !bad; k++) {
+        d->backups[k] = dup_or_null(s->backups[k], &bad);
+        d->n_backups++;
+      }
+    }
+  }
+  if (bad) {
+    td_table_free(dst);
+    return TN_ERR_NOMEM;
+  }
+  return TN_OK;
+}
