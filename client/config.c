@@ -1,0 +1,815 @@
+/* config.c: tunnelc's JSON configuration loader: strict keys, range checks, one precise error line. */
+#include "config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tunnel/addr.h"
+#include "tunnel/defaults.h"
+#include "tunnel/error.h"
+
+#define PATH_MAX_LEN 4095       /* longest certificate or key path accepted */
+#define IDENTIFIER_MAX 255      /* longest ClientIdentifier accepted */
+#define QUOTE_MAX 80            /* longest value echoed back in a message before it is cut */
+#define FIELD_LEN 600           /* room for "Map"."<255-byte name escaped and cut>" */
+#define DESC_LEN (QUOTE_MAX * 4 + 16)
+
+struct loader {
+  const char *path;
+  char *err;
+  size_t errlen;
+  struct tc_config *cfg;
+};
+
+/*
+ * Renders s as a double-quoted string a terminal and a log line can show safely:
+ * control bytes become \xNN so a hostile value cannot forge log lines, and long
+ * values are cut so one bad key does not flood the journal.
+ */
+static void quote(char *out, size_t outlen, const char *s)
+{
+  size_t o = 0, shown = 0;
+
+  /* Room for the quotes, "..." and the NUL is kept back from the start. */
+  if (outlen < 8) {
+    if (outlen > 0)
+      out[0] = '\0';
+    return;
+  }
+  out[o++] = '"';
+  for (; *s != '\0' && shown < QUOTE_MAX; s++, shown++) {
+    unsigned char c = (unsigned char)*s;
+    char tmp[8];
+    size_t n;
+
+    if (c == '"' || c == '\\')
+      n = (size_t)snprintf(tmp, sizeof(tmp), "\\%c", c);
+    else if (c < 0x20 || c == 0x7f)
+      n = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", c);
+    else {
+      tmp[0] = (char)c;
+      n = 1;
+    }
+    if (o + n + 5 > outlen)
+      break;
+    memcpy(out + o, tmp, n);
+    o += n;
+  }
+  if (*s != '\0') {
+    memcpy(out + o, "...", 3);
+    o += 3;
+  }
+  out[o++] = '"';
+  out[o] = '\0';
+}
+
+/* "got ..." text for any JSON value, so every type error shows what was actually there. */
+static void describe(char *out, size_t outlen, const json_t *v)
+{
+  switch (json_typeof(v)) {
+  case JSON_STRING:
+    quote(out, outlen, json_string_value(v));
+    break;
+  case JSON_INTEGER:
+    snprintf(out, outlen, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    break;
+  case JSON_REAL:
+    /* 80.0 must not print as 80, or "must be an integer, got 80" would make no sense. */
+    snprintf(out, outlen, "%.15g", json_real_value(v));
+    if (strpbrk(out, ".eEni") == NULL && strlen(out) + 3 <= outlen)
+      strcat(out, ".0");
+    break;
+  case JSON_TRUE:
+    snprintf(out, outlen, "true");
+    break;
+  case JSON_FALSE:
+    snprintf(out, outlen, "false");
+    break;
+  case JSON_NULL:
+    snprintf(out, outlen, "null");
+    break;
+  case JSON_OBJECT:
+    snprintf(out, outlen, "an object");
+    break;
+  case JSON_ARRAY:
+    snprintf(out, outlen, "an array");
+    break;
+  default:
+    snprintf(out, outlen, "an unknown value");
+    break;
+  }
+}
+
+__attribute__((format(printf, 3, 4)))
+static int fail(struct loader *ld, const char *field, const char *fmt, ...)
+{
+  va_list ap;
+  int n;
+
+  if (ld->err == NULL || ld->errlen == 0)
+    return TN_ERR_INVALID;
+  if (field != NULL)
+    n = snprintf(ld->err, ld->errlen, "%s: %s: ", ld->path, field);
+  else
+    n = snprintf(ld->err, ld->errlen, "%s: ", ld->path);
+  if (n >= 0 && (size_t)n < ld->errlen) {
+    va_start(ap, fmt);
+    vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+  }
+  return TN_ERR_INVALID;
+}
+
+static int fail_nomem(struct loader *ld)
+{
+  fail(ld, NULL, "out of memory");
+  return TN_ERR_NOMEM;
+}
+
+/* A "got" clause for type errors: `must be X, got <value>`. */
+static int fail_type(struct loader *ld, const char *field, const char *want, const json_t *v)
+{
+  char d[DESC_LEN];
+
+  describe(d, sizeof(d), v);
+  return fail(ld, field, "must be %s, got %s", want, d);
+}
+
+/* Builds the field name of a member: "Parent"."key", with the key quoted safely. */
+static void member_field(char *out, size_t outlen, const char *parent, const char *key)
+{
+  char q[DESC_LEN];
+
+  quote(q, sizeof(q), key);
+  if (parent != NULL)
+    snprintf(out, outlen, "\"%s\".%s", parent, q);
+  else
+    snprintf(out, outlen, "%s", q);
+}
+
+/* ---- host names and addresses ---- */
+
+static bool is_ip_literal(const char *s)
+{
+  struct tn_addr a;
+
+  memset(&a, 0, sizeof(a));
+  return tn_addr_parse_ip(&a, s) == TN_OK;
+}
+
+static bool is_label_char(char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/*
+ * Letters, digits, '-' and '_' in dot-separated labels of 1-63 bytes, one optional
+ * trailing dot. The last label may not be all digits: that is how RFC 1123 tells a
+ * name from a mistyped IPv4 address such as "10.0.0.256", which a resolver would
+ * otherwise look up as a name.
+ */
+static bool is_dns_name(const char *s)
+{
+  size_t len = strlen(s), label = 0;
+  bool all_digits = true;
+
+  if (len > 0 && s[len - 1] == '.')
+    len--;
+  if (len == 0 || len > TC_CONFIG_HOST_MAX)
+    return false;
+  for (size_t i = 0; i <= len; i++) {
+    char c = i < len ? s[i] : '.';
+
+    if (c == '.') {
+      if (label == 0 || label > 63 || s[i - 1] == '-')
+        return false;
+      if (i == len && all_digits)
+        return false;
+      label = 0;
+      all_digits = true;
+      continue;
+    }
+    if (!is_label_char(c))
+      return false;
+    if (label == 0 && c == '-')
+      return false;
+    if (c < '0' || c > '9')
+      all_digits = false;
+    label++;
+  }
+  return true;
+}
+
+static bool is_host(const char *s)
+{
+  return is_ip_literal(s) || is_dns_name(s);
+}
+
+static bool is_service_char(char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+         c == '-';
+}
+
+/* Parses decimal "1".."65535" with no sign, spaces or leading zeros beyond a single digit. */
+static bool parse_port_text(const char *s, uint16_t *port)
+{
+  unsigned long v = 0;
+  size_t n = 0;
+
+  for (; s[n] != '\0'; n++) {
+    if (s[n] < '0' || s[n] > '9' || n >= 5)
+      return false;
+    v = v * 10 + (unsigned long)(s[n] - '0');
+  }
+  if (n == 0 || v < 1 || v > 65535 || (s[0] == '0'))
+    return false;
+  *port = (uint16_t)v;
+  return true;
+}
+
+/* ---- typed getters ---- */
+
+static int get_string(struct loader *ld, const json_t *v, const char *field, size_t max, const char **out)
+{
+  const char *s;
+
+  if (!json_is_string(v))
+    return fail_type(ld, field, "a string", v);
+  s = json_string_value(v);
+  if (s[0] == '\0')
+    return fail(ld, field, "must not be empty");
+  if (json_string_length(v) > max)
+    return fail(ld, field, "must be at most %zu bytes long, got %zu", max, json_string_length(v));
+  if (strlen(s) != json_string_length(v))
+    return fail(ld, field, "must not contain NUL characters");
+  *out = s;
+  return TN_OK;
+}
+
+static int get_port(struct loader *ld, const json_t *v, const char *field, uint16_t *out)
+{
+  json_int_t i;
+
+  if (!json_is_integer(v))
+    return fail_type(ld, field, "an integer 1-65535", v);
+  i = json_integer_value(v);
+  if (i < 1 || i > 65535)
+    return fail_type(ld, field, "an integer 1-65535", v);
+  *out = (uint16_t)i;
+  return TN_OK;
+}
+
+static int dup_string(struct loader *ld, const char *s, char **out)
+{
+  *out = strdup(s);
+  return *out != NULL ? TN_OK : fail_nomem(ld);
+}
+
+/* ---- top-level keys ---- */
+
+static int load_host(struct loader *ld, const json_t *v, const char *key, char **out)
+{
+  char field[FIELD_LEN], d[DESC_LEN];
+  const char *s;
+  int rc;
+
+  snprintf(field, sizeof(field), "\"%s\"", key);
+  if ((rc = get_string(ld, v, field, TC_CONFIG_HOST_MAX, &s)) != TN_OK)
+    return rc;
+  if (!is_host(s)) {
+    describe(d, sizeof(d), v);
+    return fail(ld, field, "must be a DNS name or an IP address (no port, no brackets), got %s", d);
+  }
+  return dup_string(ld, s, out);
+}
+
+/*
+ * Certificate and key paths are taken relative to the configuration file, so a
+ * directory holding tunnelc.json and its PEM files works wherever the process starts.
+ */
+static int load_path(struct loader *ld, const json_t *v, const char *key, char **out)
+{
+  char field[FIELD_LEN];
+  const char *s, *slash;
+  size_t dirlen, slen;
+  int rc;
+
+  snprintf(field, sizeof(field), "\"%s\"", key);
+  if ((rc = get_string(ld, v, field, PATH_MAX_LEN, &s)) != TN_OK)
+    return rc;
+  slash = strrchr(ld->path, '/');
+  if (s[0] == '/' || slash == NULL)
+    return dup_string(ld, s, out);
+  dirlen = (size_t)(slash - ld->path) + 1;
+  slen = strlen(s);
+  *out = malloc(dirlen + slen + 1);
+  if (*out == NULL)
+    return fail_nomem(ld);
+  memcpy(*out, ld->path, dirlen);
+  memcpy(*out + dirlen, s, slen + 1);
+  return TN_OK;
+}
+
+static int key_server_host(struct loader *ld, const json_t *v)
+{
+  return load_host(ld, v, "ServerHost", &ld->cfg->server_host);
+}
+
+static int key_server_name(struct loader *ld, const json_t *v)
+{
+  return load_host(ld, v, "ServerName", &ld->cfg->server_name);
+}
+
+static int key_control_port(struct loader *ld, const json_t *v)
+{
+  return get_port(ld, v, "\"ServerTunnelControlPort\"", &ld->cfg->server_port);
+}
+
+static int key_management_port(struct loader *ld, const json_t *v)
+{
+  uint16_t ignored;
+
+  return get_port(ld, v, "\"ServerManagementPort\"", &ignored);
+}
+
+static int key_ca(struct loader *ld, const json_t *v)
+{
+  return load_path(ld, v, "CaCertificateFile", &ld->cfg->ca_file);
+}
+
+static int key_cert(struct loader *ld, const json_t *v)
+{
+  return load_path(ld, v, "ClientTlsCertificateFile", &ld->cfg->cert_file);
+}
+
+static int key_key(struct loader *ld, const json_t *v)
+{
+  return load_path(ld, v, "ClientTlsKeyFile", &ld->cfg->key_file);
+}
+
+static int key_identifier(struct loader *ld, const json_t *v)
+{
+  const char *s;
+  int rc;
+
+  if ((rc = get_string(ld, v, "\"ClientIdentifier\"", IDENTIFIER_MAX, &s)) != TN_OK)
+    return rc;
+  return dup_string(ld, s, &ld->cfg->client_identifier);
+}
+
+static int key_debug_log(struct loader *ld, const json_t *v)
+{
+  if (!json_is_boolean(v))
+    return fail_type(ld, "\"DebugLog\"", "true or false", v);
+  ld->cfg->debug_log = json_is_true(v);
+  return TN_OK;
+}
+
+static int key_use_tls(struct loader *ld, const json_t *v)
+{
+  if (json_is_false(v))
+    return fail(ld, "\"UseTls\"", "no plaintext mode: tunnelc always uses TLS; set it to true or remove it");
+  if (!json_is_true(v))
+    return fail_type(ld, "\"UseTls\"", "true", v);
+  return TN_OK;
+}
+
+static int cmp_service(const void *a, const void *b)
+{
+  return strcmp(((const struct tc_config_service *)a)->name, ((const struct tc_config_service *)b)->name);
+}
+
+/* Splits "host:port" / "[v6]:port" and checks both halves; host is written into hostbuf. */
+static int parse_service_addr(struct loader *ld, const char *field, const json_t *v, char *hostbuf,
+                              size_t hostlen, uint16_t *port, bool *is_ip)
+{
+  const char *s = json_string_value(v), *colon, *host = s;
+  char d[DESC_LEN];
+  size_t n;
+
+  describe(d, sizeof(d), v);
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+
+    if (close == NULL || close[1] != ':')
+      return fail(ld, field, "must be \"host:port\" or \"[IPv6]:port\", got %s", d);
+    host = s + 1;
+    n = (size_t)(close - host);
+    colon = close + 1;
+    if (n == 0 || n >= hostlen)
+      return fail(ld, field, "must have an IPv6 address inside [], got %s", d);
+    memcpy(hostbuf, host, n);
+    hostbuf[n] = '\0';
+    if (strchr(hostbuf, ':') == NULL || !is_ip_literal(hostbuf))
+      return fail(ld, field, "must have an IPv6 address inside [], got %s", d);
+  } else {
+    colon = strrchr(s, ':');
+    if (colon == NULL)
+      return fail(ld, field, "must be \"host:port\", got %s", d);
+    if (memchr(s, ':', (size_t)(colon - s)) != NULL)
+      return fail(ld, field, "an IPv6 address needs brackets, as in \"[::1]:8080\", got %s", d);
+    n = (size_t)(colon - s);
+    if (n == 0)
+      return fail(ld, field, "host is missing, got %s", d);
+    if (n >= hostlen)
+      return fail(ld, field, "host must be at most %d bytes long, got %s", TC_CONFIG_HOST_MAX, d);
+    memcpy(hostbuf, s, n);
+    hostbuf[n] = '\0';
+    if (!is_host(hostbuf))
+      return fail(ld, field, "host must be an IP address or a DNS name, got %s", d);
+  }
+  if (!parse_port_text(colon + 1, port))
+    return fail(ld, field, "port must be an integer 1-65535, got %s", d);
+  *is_ip = is_ip_literal(hostbuf);
+  return TN_OK;
+}
+
+static int key_services(struct loader *ld, const json_t *v)
+{
+  struct tc_config *cfg = ld->cfg;
+  const char *name;
+  json_t *val;
+  size_t n = json_object_size(v);
+
+  if (!json_is_object(v))
+    return fail_type(ld, "\"ServiceToLocalAddrMap\"", "an object mapping service names to \"host:port\"", v);
+  if (n == 0)
+    return TN_OK;
+  cfg->services = calloc(n, sizeof(*cfg->services));
+  if (cfg->services == NULL)
+    return fail_nomem(ld);
+  json_object_foreach((json_t *)v, name, val) {
+    struct tc_config_service *svc = &cfg->services[cfg->n_services];
+    char field[FIELD_LEN], host[TC_CONFIG_HOST_MAX + 1];
+    size_t len = strlen(name);
+    int rc;
+
+    member_field(field, sizeof(field), "ServiceToLocalAddrMap", name);
+    if (len == 0)
+      return fail(ld, field, "a service name must not be empty");
+    if (len > TC_CONFIG_SERVICE_MAX)
+      return fail(ld, field, "a service name must be at most %d bytes long, got %zu", TC_CONFIG_SERVICE_MAX, len);
+    for (size_t i = 0; i < len; i++)
+      if (!is_service_char(name[i]))
+        return fail(ld, field, "a service name may contain only letters, digits, '.', '_' and '-'");
+    if (!json_is_string(val))
+      return fail_type(ld, field, "a string \"host:port\"", val);
+    rc = parse_service_addr(ld, field, val, host, sizeof(host), &svc->port, &svc->host_is_ip);
+    if (rc != TN_OK)
+      return rc;
+    svc->name = strdup(name);
+    svc->host = strdup(host);
+    cfg->n_services++;
+    if (svc->name == NULL || svc->host == NULL)
+      return fail_nomem(ld);
+  }
+  qsort(cfg->services, cfg->n_services, sizeof(*cfg->services), cmp_service);
+  return TN_OK;
+}
+
+static int cmp_port(const void *a, const void *b)
+{
+  uint16_t x = *(const uint16_t *)a, y = *(const uint16_t *)b;
+
+  return (x > y) - (x < y);
+}
+
+static int key_ports(struct loader *ld, const json_t *v)
+{
+  struct tc_config *cfg = ld->cfg;
+  size_t n = json_array_size(v);
+  /* Index of each port's first listing, so a duplicate names both positions. */
+  uint32_t *seen = NULL;
+
+  if (!json_is_array(v))
+    return fail_type(ld, "\"AllowedBackEndPorts\"", "an array of port numbers", v);
+  if (n == 0)
+    return TN_OK;
+  cfg->allowed_ports = calloc(n, sizeof(*cfg->allowed_ports));
+  seen = calloc(65536, sizeof(*seen));
+  if (cfg->allowed_ports == NULL || seen == NULL) {
+    free(seen);
+    return fail_nomem(ld);
+  }
+  for (size_t i = 0; i < n; i++) {
+    char field[FIELD_LEN];
+    uint16_t port;
+    int rc;
+
+    snprintf(field, sizeof(field), "\"AllowedBackEndPorts\"[%zu]", i);
+    if ((rc = get_port(ld, json_array_get(v, i), field, &port)) != TN_OK) {
+      free(seen);
+      return rc;
+    }
+    if (seen[port] != 0) {
+      unsigned first = (unsigned)(seen[port] - 1);
+
+      free(seen);
+      return fail(ld, field, "port %u is listed twice (also at [%u])", (unsigned)port, first);
+    }
+    seen[port] = (uint32_t)i + 1;
+    cfg->allowed_ports[cfg->n_allowed_ports++] = port;
+  }
+  free(seen);
+  qsort(cfg->allowed_ports, cfg->n_allowed_ports, sizeof(*cfg->allowed_ports), cmp_port);
+  return TN_OK;
+}
+
+/* ---- Limits ---- */
+
+struct limit_def {
+  const char *key;
+  size_t offset;
+  uint32_t min, max;
+};
+
+#define LIMIT(k, f, lo, hi) { k, offsetof(struct tc_config_limits, f), lo, hi }
+/*
+ * Bounds keep values inside what the code handles sensibly: nothing so small that a
+ * healthy link times out under normal jitter, nothing so large that a dead peer or an
+ * unbounded buffer goes unnoticed for hours.
+ */
+static const struct limit_def limit_defs[] = {
+  LIMIT("HandshakeTimeoutMs", handshake_timeout_ms, 100u, 600000u),
+  LIMIT("KeepaliveIntervalMs", keepalive_interval_ms, 100u, 600000u),
+  LIMIT("DeadPeerTimeoutMs", dead_peer_timeout_ms, 200u, 3600000u),
+  LIMIT("StreamOpenTimeoutMs", stream_open_timeout_ms, 100u, 600000u),
+  LIMIT("MaxStreamsPerLink", max_streams_per_link, 1u, 1000000u),
+  LIMIT("MaxWindow", max_window, TN_DEFAULT_INITIAL_WINDOW, 1024u * 1024u * 1024u),
+  LIMIT("MaxFramePayload", max_frame_payload, 1024u, 1024u * 1024u),
+  LIMIT("LinkOutputBuffer", link_output_buffer, 64u * 1024u, 1024u * 1024u * 1024u),
+  LIMIT("PipeHighWater", pipe_high_water, 16u * 1024u, 64u * 1024u * 1024u),
+  LIMIT("PipeLowWater", pipe_low_water, 0u, 32u * 1024u * 1024u),
+  LIMIT("DrainTimeoutMs", drain_timeout_ms, 0u, 3600000u),
+  LIMIT("DialTimeoutMs", dial_timeout_ms, 100u, 600000u),
+  LIMIT("ReconnectMinMs", reconnect_min_ms, 10u, 3600000u),
+  LIMIT("ReconnectMaxMs", reconnect_max_ms, 10u, 3600000u),
+  LIMIT("ReconnectJitterPercent", reconnect_jitter_percent, 0u, 50u),
+  LIMIT("ReconnectResetAfterMs", reconnect_reset_after_ms, 0u, 86400000u),
+};
+#undef LIMIT
+
+static void limits_defaults(struct tc_config_limits *l)
+{
+  l->handshake_timeout_ms = TN_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  l->keepalive_interval_ms = TN_DEFAULT_KEEPALIVE_INTERVAL_MS;
+  l->dead_peer_timeout_ms = TN_DEFAULT_DEAD_PEER_TIMEOUT_MS;
+  l->stream_open_timeout_ms = TN_DEFAULT_STREAM_OPEN_TIMEOUT_MS;
+  l->max_streams_per_link = TN_DEFAULT_MAX_STREAMS_PER_LINK;
+  l->max_window = TN_DEFAULT_MAX_WINDOW;
+  l->max_frame_payload = TN_DEFAULT_MAX_FRAME_PAYLOAD;
+  l->link_output_buffer = TN_DEFAULT_LINK_OUTPUT_BUFFER;
+  l->pipe_high_water = TN_DEFAULT_PIPE_HIGH_WATER;
+  l->pipe_low_water = TN_DEFAULT_PIPE_LOW_WATER;
+  l->drain_timeout_ms = TN_DEFAULT_DRAIN_TIMEOUT_MS;
+  l->dial_timeout_ms = TN_DEFAULT_DIAL_TIMEOUT_MS;
+  l->reconnect_min_ms = TN_DEFAULT_RECONNECT_MIN_MS;
+  l->reconnect_max_ms = TN_DEFAULT_RECONNECT_MAX_MS;
+  l->reconnect_jitter_percent = TN_DEFAULT_RECONNECT_JITTER_PERCENT;
+  l->reconnect_reset_after_ms = TN_DEFAULT_RECONNECT_RESET_AFTER_MS;
+}
+
+static int key_limits(struct loader *ld, const json_t *v)
+{
+  struct tc_config_limits *l = &ld->cfg->limits;
+  const char *key;
+  json_t *val;
+
+  if (!json_is_object(v))
+    return fail_type(ld, "\"Limits\"", "an object", v);
+  json_object_foreach((json_t *)v, key, val) {
+    const struct limit_def *def = NULL;
+    char field[FIELD_LEN], want[64];
+
+    member_field(field, sizeof(field), "Limits", key);
+    for (size_t i = 0; i < sizeof(limit_defs) / sizeof(limit_defs[0]); i++)
+      if (strcmp(limit_defs[i].key, key) == 0)
+        def = &limit_defs[i];
+    if (def == NULL)
+      return fail(ld, field, "unknown key");
+    snprintf(want, sizeof(want), "an integer %u-%u", (unsigned)def->min, (unsigned)def->max);
+    if (!json_is_integer(val) || json_integer_value(val) < (json_int_t)def->min ||
+        json_integer_value(val) > (json_int_t)def->max)
+      return fail_type(ld, field, want, val);
+    *(uint32_t *)(void *)((char *)l + def->offset) = (uint32_t)json_integer_value(val);
+  }
+  /* Checked after all keys so a lone override is judged against the other's default. */
+  if (l->reconnect_min_ms > l->reconnect_max_ms)
+    return fail(ld, "\"Limits\"", "\"ReconnectMinMs\" (%u) must not exceed \"ReconnectMaxMs\" (%u)",
+                (unsigned)l->reconnect_min_ms, (unsigned)l->reconnect_max_ms);
+  if (l->keepalive_interval_ms >= l->dead_peer_timeout_ms)
+    return fail(ld, "\"Limits\"", "\"KeepaliveIntervalMs\" (%u) must be less than \"DeadPeerTimeoutMs\" (%u)",
+                (unsigned)l->keepalive_interval_ms, (unsigned)l->dead_peer_timeout_ms);
+  if (l->pipe_low_water >= l->pipe_high_water)
+    return fail(ld, "\"Limits\"", "\"PipeLowWater\" (%u) must be less than \"PipeHighWater\" (%u)",
+                (unsigned)l->pipe_low_water, (unsigned)l->pipe_high_water);
+  return TN_OK;
+}
+
+/* ---- the file ---- */
+
+struct key_def {
+  const char *key;
+  int (*load)(struct loader *ld, const json_t *v);
+  bool required;
+};
+
+static const struct key_def key_defs[] = {
+  { "ServerHost", key_server_host, true },
+  { "ServerTunnelControlPort", key_control_port, false },
+  { "ServerName", key_server_name, false },
+  { "CaCertificateFile", key_ca, true },
+  { "ClientTlsCertificateFile", key_cert, true },
+  { "ClientTlsKeyFile", key_key, true },
+  { "ClientIdentifier", key_identifier, false },
+  { "ServiceToLocalAddrMap", key_services, false },
+  { "AllowedBackEndPorts", key_ports, false },
+  { "DebugLog", key_debug_log, false },
+  { "Limits", key_limits, false },
+  { "ServerManagementPort", key_management_port, false },
+  { "UseTls", key_use_tls, false },
+};
+
+#define N_KEYS (sizeof(key_defs) / sizeof(key_defs[0]))
+
+static int check_unknown_keys(struct loader *ld, const json_t *root)
+{
+  const char *key;
+  json_t *val;
+
+  json_object_foreach((json_t *)root, key, val) {
+    const char *hint = NULL;
+    bool known = false;
+    char field[FIELD_LEN];
+
+    for (size_t i = 0; i < N_KEYS && !known; i++) {
+      if (strcmp(key_defs[i].key, key) == 0)
+        known = true;
+      else if (strcasecmp(key_defs[i].key, key) == 0)
+        hint = key_defs[i].key;
+    }
+    if (known)
+      continue;
+    member_field(field, sizeof(field), NULL, key);
+    if (hint != NULL)
+      return fail(ld, field, "unknown key (did you mean \"%s\"?)", hint);
+    return fail(ld, field, "unknown key");
+  }
+  return TN_OK;
+}
+
+/* Reads the whole file with a size bound, so a wrong path to a huge file fails fast. */
+static int read_file(struct loader *ld, char **out, size_t *outlen)
+{
+  FILE *f = fopen(ld->path, "rb");
+  char *buf;
+  size_t n;
+
+  if (f == NULL)
+    return fail(ld, NULL, "cannot open: %s", strerror(errno));
+  buf = malloc(TC_CONFIG_FILE_MAX + 1);
+  if (buf == NULL) {
+    fclose(f);
+    return fail_nomem(ld);
+  }
+  n = fread(buf, 1, TC_CONFIG_FILE_MAX + 1, f);
+  if (ferror(f)) {
+    int e = errno;
+
+    fclose(f);
+    free(buf);
+    return fail(ld, NULL, "cannot read: %s", strerror(e));
+  }
+  fclose(f);
+  if (n > TC_CONFIG_FILE_MAX) {
+    free(buf);
+    return fail(ld, NULL, "file is larger than %u bytes", (unsigned)TC_CONFIG_FILE_MAX);
+  }
+  *out = buf;
+  *outlen = n;
+  return TN_OK;
+}
+
+static int load_root(struct loader *ld, const json_t *root)
+{
+  int rc;
+
+  if (!json_is_object(root))
+    return fail(ld, NULL, "the top level must be a JSON object");
+  if ((rc = check_unknown_keys(ld, root)) != TN_OK)
+    return rc;
+  for (size_t i = 0; i < N_KEYS; i++) {
+    const json_t *v = json_object_get(root, key_defs[i].key);
+
+    if (v == NULL) {
+      if (key_defs[i].required)
+        return fail(ld, NULL, "\"%s\": required key is missing", key_defs[i].key);
+      continue;
+    }
+    if ((rc = key_defs[i].load(ld, v)) != TN_OK)
+      return rc;
+  }
+  return TN_OK;
+}
+
+int tc_config_load(struct tc_config *cfg, const char *path, char *err, size_t errlen)
+{
+  struct loader ld = { path, err, errlen, cfg };
+  json_error_t jerr;
+  json_t *root;
+  char *buf = NULL;
+  size_t len = 0;
+  int rc;
+
+  memset(cfg, 0, sizeof(*cfg));
+  if (err != NULL && errlen > 0)
+    err[0] = '\0';
+  if (path == NULL) {
+    ld.path = "(null)";
+    return fail(&ld, NULL, "no configuration file given");
+  }
+  if ((rc = read_file(&ld, &buf, &len)) != TN_OK)
+    return rc;
+  /* Duplicate keys are refused: with two "ServerHost" lines, which one wins is a trap. */
+  root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+  free(buf);
+  if (root == NULL) {
+    if (err != NULL && errlen > 0)
+      snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", path, jerr.line, jerr.column, jerr.text);
+    return TN_ERR_INVALID;
+  }
+  cfg->server_port = TN_DEFAULT_CONTROL_PORT;
+  limits_defaults(&cfg->limits);
+  rc = dup_string(&ld, path, &cfg->path);
+  if (rc == TN_OK)
+    rc = load_root(&ld, root);
+  json_decref(root);
+  if (rc != TN_OK)
+    tc_config_free(cfg);
+  return rc;
+}
+
+void tc_config_free(struct tc_config *cfg)
+{
+  for (size_t i = 0; i < cfg->n_services; i++) {
+    free(cfg->services[i].name);
+    free(cfg->services[i].host);
+  }
+  free(cfg->services);
+  free(cfg->allowed_ports);
+  free(cfg->path);
+  free(cfg->server_host);
+  free(cfg->server_name);
+  free(cfg->ca_file);
+  free(cfg->cert_file);
+  free(cfg->key_file);
+  free(cfg->client_identifier);
+  memset(cfg, 0, sizeof(*cfg));
+}
+
+int tc_config_check_identity(const struct tc_config *cfg, const char *cert_cn, char *err, size_t errlen)
+{
+  char want[DESC_LEN], got[DESC_LEN];
+
+  if (cfg->client_identifier == NULL)
+    return TN_OK;
+  if (cert_cn != NULL && strcmp(cfg->client_identifier, cert_cn) == 0)
+    return TN_OK;
+  if (err != NULL && errlen > 0) {
+    quote(want, sizeof(want), cfg->client_identifier);
+    quote(got, sizeof(got), cert_cn != NULL ? cert_cn : "");
+    snprintf(err, errlen, "%s: \"ClientIdentifier\": %s does not match the certificate's CN %s",
+             cfg->path != NULL ? cfg->path : "(config)", want, got);
+  }
+  return TN_ERR_INVALID;
+}
+
+const char *tc_config_server_name(const struct tc_config *cfg)
+{
+  return cfg->server_name != NULL ? cfg->server_name : cfg->server_host;
+}
+
+static int cmp_service_key(const void *key, const void *elem)
+{
+  return strcmp((const char *)key, ((const struct tc_config_service *)elem)->name);
+}
+
+const struct tc_config_service *tc_config_find_service(const struct tc_config *cfg, const char *name)
+{
+  if (cfg->n_services == 0 || name == NULL)
+    return NULL;
+  return bsearch(name, cfg->services, cfg->n_services, sizeof(*cfg->services), cmp_service_key);
+}
+
+bool tc_config_port_allowed(const struct tc_config *cfg, uint16_t port)
+{
+  if (cfg->n_allowed_ports == 0)
+    return false;
+  return bsearch(&port, cfg->allowed_ports, cfg->n_allowed_ports, sizeof(*cfg->allowed_ports), cmp_port) != NULL;
+}
