@@ -167,7 +167,8 @@ static int open_decode(struct tn_open *o, const uint8_t *in, size_t in_len)
   if (c.total < OPEN_MIN_LEN || c.total > TN_OPEN_MAX_LEN)
     return TN_ERR_INVALID;
 
-  memset(o, 0, sizeof(*o));
+  /* No memset of the whole struct: the 256-byte name buffer would dominate the cost. */
+  o->service[0] = '\0';
   if ((r = open_need(&c, 1)) != 1)
     return r;
   o->backend_kind = in[c.pos++];
