@@ -1,0 +1,911 @@
+/* tls.c: mbedTLS 2.28 driven over memory buffers, with tunnel's fixed TLS policy and plain-words errors. */
+#include "tunnel/tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/platform_util.h>
+#include <mbedtls/sha256.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+#include "tunnel/error.h"
+#include "tunnel/log.h"
+
+/* Certificate and key files are small; a bound keeps a wrong path (a disk image...) from eating memory. */
+#define TLS_MAX_FILE (1024u * 1024u)
+
+/* CHACHA20-POLY1305 first: it is fast everywhere, AES-GCM only where AES-NI helps. */
+static const int tls_ciphersuites[] = {
+  MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+  MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+  MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+  MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+  MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+  MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+  0
+};
+
+static const mbedtls_ecp_group_id tls_curves[] = {
+  MBEDTLS_ECP_DP_CURVE25519,
+  MBEDTLS_ECP_DP_SECP256R1,
+  MBEDTLS_ECP_DP_SECP384R1,
+  MBEDTLS_ECP_DP_NONE
+};
+
+struct tn_tls_config {
+  unsigned refs;
+  enum tn_tls_role role;
+  int own_usage_ok; /* own certificate's EKU allows the role */
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context drbg;
+  mbedtls_x509_crt ca;
+  mbedtls_x509_crt own;
+  mbedtls_pk_context key;
+  mbedtls_ssl_config conf;
+};
+
+enum tls_state { TLS_HANDSHAKE, TLS_OPEN, TLS_FAILED };
+
+struct tn_tls {
+  tn_tls_config *cfg;
+  mbedtls_ssl_context ssl;
+  enum tls_state state;
+  int eof;
+  int peer_closed;
+  int sent_close;
+  int name_is_ip;
+  size_t ip_len;
+  unsigned char ip[16];
+  size_t expansion; /* ciphertext overhead per record, known once the suite is chosen */
+  size_t in_head, in_tail;
+  size_t out_head, out_tail;
+  char name[256];
+  char err[256];
+  uint8_t in[TN_TLS_INPUT_CAP];
+  uint8_t out[TN_TLS_OUTPUT_CAP];
+};
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+{
+  if (err == NULL || err_len == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, err_len, fmt, ap);
+  va_end(ap);
+}
+
+static void mbed_text(int ret, char *buf, size_t len)
+{
+  mbedtls_strerror(ret, buf, len);
+}
+
+/* Reads a whole file plus a NUL (PEM parsers want it); the caller zeroises and frees. */
+static int read_file(const char *path, unsigned char **out, size_t *out_len, char *err, size_t err_len)
+{
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    set_err(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+    return TN_ERR_INVALID;
+  }
+  unsigned char *buf = malloc(TLS_MAX_FILE + 1);
+  if (buf == NULL) {
+    fclose(f);
+    set_err(err, err_len, "%s: out of memory", path);
+    return TN_ERR_NOMEM;
+  }
+  size_t n = fread(buf, 1, TLS_MAX_FILE + 1, f);
+  int rerr = ferror(f);
+  fclose(f);
+  if (rerr) {
+    free(buf);
+    set_err(err, err_len, "%s: read error", path);
+    return TN_ERR_INVALID;
+  }
+  if (n > TLS_MAX_FILE) {
+    mbedtls_platform_zeroize(buf, TLS_MAX_FILE + 1);
+    free(buf);
+    set_err(err, err_len, "%s: file larger than %u bytes, not a certificate or key", path, TLS_MAX_FILE);
+    return TN_ERR_INVALID;
+  }
+  if (n == 0) {
+    free(buf);
+    set_err(err, err_len, "%s: file is empty", path);
+    return TN_ERR_INVALID;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *out_len = n;
+  return TN_OK;
+}
+
+static int is_pem(const unsigned char *buf, size_t len)
+{
+  return len > 0 && strstr((const char *)buf, "-----BEGIN ") != NULL;
+}
+
+static int load_certs(mbedtls_x509_crt *chain, const char *path, char *err, size_t err_len)
+{
+  unsigned char *buf;
+  size_t len;
+  int rc = read_file(path, &buf, &len, err, err_len);
+  if (rc != TN_OK)
+    return rc;
+  /* PEM parsing wants the terminating NUL counted; DER must not have it. */
+  int ret = mbedtls_x509_crt_parse(chain, buf, is_pem(buf, len) ? len + 1 : len);
+  int pem = is_pem(buf, len);
+  free(buf);
+  if (chain->version == 0) {
+    if (pem || ret == MBEDTLS_ERR_X509_CERT_UNKNOWN_FORMAT) {
+      set_err(err, err_len, "%s: no certificate found", path);
+    } else {
+      char m[128];
+      mbed_text(ret, m, sizeof m);
+      set_err(err, err_len, "%s: invalid certificate: %s", path, m);
+    }
+    return TN_ERR_INVALID;
+  }
+  if (ret != 0) {
+    if (ret > 0) {
+      set_err(err, err_len, "%s: %d certificate(s) in the file could not be parsed", path, ret);
+    } else {
+      char m[128];
+      mbed_text(ret, m, sizeof m);
+      set_err(err, err_len, "%s: invalid certificate: %s", path, m);
+    }
+    return TN_ERR_INVALID;
+  }
+  return TN_OK;
+}
+
+static int load_key(mbedtls_pk_context *key, const char *path, char *err, size_t err_len)
+{
+  unsigned char *buf;
+  size_t len;
+  int rc = read_file(path, &buf, &len, err, err_len);
+  if (rc != TN_OK)
+    return rc;
+  int ret = mbedtls_pk_parse_key(key, buf, is_pem(buf, len) ? len + 1 : len, NULL, 0);
+  mbedtls_platform_zeroize(buf, len + 1);
+  free(buf);
+  if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || ret == MBEDTLS_ERR_PK_PASSWORD_MISMATCH) {
+    set_err(err, err_len, "%s: key is protected by a passphrase; tunnel needs an unencrypted key (protect the file with mode 0600)", path);
+    return TN_ERR_INVALID;
+  }
+  if (ret != 0) {
+    set_err(err, err_len, "%s: no private key found (expected an unencrypted PEM or DER key)", path);
+    return TN_ERR_INVALID;
+  }
+  mbedtls_pk_type_t type = mbedtls_pk_get_type(key);
+  if (type == MBEDTLS_PK_RSA) {
+    size_t bits = mbedtls_pk_get_bitlen(key);
+    if (bits < 2048) {
+      set_err(err, err_len, "%s: RSA key of %zu bits is too weak (2048 or more needed)", path, bits);
+      return TN_ERR_INVALID;
+    }
+  } else if (type != MBEDTLS_PK_ECKEY) {
+    set_err(err, err_len, "%s: unsupported key type (use ECDSA P-256 or RSA 2048+)", path);
+    return TN_ERR_INVALID;
+  }
+  return TN_OK;
+}
+
+static void config_free(tn_tls_config *cfg)
+{
+  mbedtls_ssl_config_free(&cfg->conf);
+  mbedtls_pk_free(&cfg->key);
+  mbedtls_x509_crt_free(&cfg->own);
+  mbedtls_x509_crt_free(&cfg->ca);
+  mbedtls_ctr_drbg_free(&cfg->drbg);
+  mbedtls_entropy_free(&cfg->entropy);
+  free(cfg);
+}
+
+int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca_file,
+                      const char *cert_file, const char *key_file, char *err, size_t err_len)
+{
+  if (err != NULL && err_len > 0)
+    err[0] = '\0';
+  if (out == NULL || ca_file == NULL || cert_file == NULL || key_file == NULL ||
+      (role != TN_TLS_CLIENT && role != TN_TLS_SERVER)) {
+    set_err(err, err_len, "TLS configuration: missing CA, certificate or key file");
+    return TN_ERR_ARG;
+  }
+  *out = NULL;
+  tn_tls_config *cfg = calloc(1, sizeof *cfg);
+  if (cfg == NULL) {
+    set_err(err, err_len, "TLS configuration: out of memory");
+    return TN_ERR_NOMEM;
+  }
+  cfg->refs = 1;
+  cfg->role = role;
+  mbedtls_entropy_init(&cfg->entropy);
+  mbedtls_ctr_drbg_init(&cfg->drbg);
+  mbedtls_x509_crt_init(&cfg->ca);
+  mbedtls_x509_crt_init(&cfg->own);
+  mbedtls_pk_init(&cfg->key);
+  mbedtls_ssl_config_init(&cfg->conf);
+
+  static const unsigned char pers[] = "tunnel tls";
+  int rc;
+  int ret = mbedtls_ctr_drbg_seed(&cfg->drbg, mbedtls_entropy_func, &cfg->entropy, pers, sizeof pers - 1);
+  if (ret != 0) {
+    set_err(err, err_len, "TLS configuration: cannot seed the random generator");
+    rc = TN_ERR_INTERNAL;
+    goto fail;
+  }
+  if ((rc = load_certs(&cfg->ca, ca_file, err, err_len)) != TN_OK)
+    goto fail;
+  if ((rc = load_certs(&cfg->own, cert_file, err, err_len)) != TN_OK)
+    goto fail;
+  if ((rc = load_key(&cfg->key, key_file, err, err_len)) != TN_OK)
+    goto fail;
+  if (mbedtls_pk_check_pair(&cfg->own.pk, &cfg->key) != 0) {
+    set_err(err, err_len, "%s: private key does not match the certificate in %s", key_file, cert_file);
+    rc = TN_ERR_INVALID;
+    goto fail;
+  }
+  /*
+   * A certificate issued for the other role still loads (the peer will refuse it with a
+   * clear alert), but the operator learns it here first.
+   */
+  const char *own_eku = role == TN_TLS_SERVER ? MBEDTLS_OID_SERVER_AUTH : MBEDTLS_OID_CLIENT_AUTH;
+  cfg->own_usage_ok =
+    mbedtls_x509_crt_check_extended_key_usage(&cfg->own, own_eku, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) == 0;
+  if (!cfg->own_usage_ok)
+    tn_log_warn("%s: certificate is not for %s use (extended key usage); handshakes will fail",
+                cert_file, role == TN_TLS_SERVER ? "server" : "client");
+
+  ret = mbedtls_ssl_config_defaults(&cfg->conf,
+                                    role == TN_TLS_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+                                    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+  if (ret != 0) {
+    set_err(err, err_len, "TLS configuration: mbedTLS defaults failed");
+    rc = TN_ERR_INTERNAL;
+    goto fail;
+  }
+  mbedtls_ssl_conf_min_version(&cfg->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_max_version(&cfg->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_ciphersuites(&cfg->conf, tls_ciphersuites);
+  mbedtls_ssl_conf_curves(&cfg->conf, tls_curves);
+  mbedtls_ssl_conf_authmode(&cfg->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+  mbedtls_ssl_conf_renegotiation(&cfg->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  mbedtls_ssl_conf_legacy_renegotiation(&cfg->conf, MBEDTLS_SSL_LEGACY_NO_RENEGOTIATION);
+  mbedtls_ssl_conf_session_tickets(&cfg->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+  mbedtls_ssl_conf_rng(&cfg->conf, mbedtls_ctr_drbg_random, &cfg->drbg);
+  mbedtls_ssl_conf_ca_chain(&cfg->conf, &cfg->ca, NULL);
+  if (mbedtls_ssl_conf_own_cert(&cfg->conf, &cfg->own, &cfg->key) != 0) {
+    set_err(err, err_len, "TLS configuration: out of memory");
+    rc = TN_ERR_NOMEM;
+    goto fail;
+  }
+  *out = cfg;
+  return TN_OK;
+
+fail:
+  config_free(cfg);
+  return rc;
+}
+
+void tn_tls_config_ref(tn_tls_config *cfg)
+{
+  if (cfg != NULL)
+    cfg->refs++;
+}
+
+void tn_tls_config_unref(tn_tls_config *cfg)
+{
+  if (cfg == NULL)
+    return;
+  if (--cfg->refs == 0)
+    config_free(cfg);
+}
+
+enum tn_tls_role tn_tls_config_role(const tn_tls_config *cfg)
+{
+  return cfg->role;
+}
+
+/* ---- memory BIO ---- */
+
+static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+  tn_tls *t = ctx;
+  size_t room = TN_TLS_OUTPUT_CAP - t->out_tail;
+  if (room == 0)
+    return MBEDTLS_ERR_SSL_WANT_WRITE;
+  if (len > room)
+    len = room;
+  memcpy(t->out + t->out_tail, buf, len);
+  t->out_tail += len;
+  return (int)len;
+}
+
+static int bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+  tn_tls *t = ctx;
+  size_t avail = t->in_tail - t->in_head;
+  if (avail == 0)
+    return t->eof ? 0 : MBEDTLS_ERR_SSL_WANT_READ;
+  if (len > avail)
+    len = avail;
+  memcpy(buf, t->in + t->in_head, len);
+  t->in_head += len;
+  if (t->in_head == t->in_tail)
+    t->in_head = t->in_tail = 0;
+  return (int)len;
+}
+
+/* ---- verification ---- */
+
+static int crt_has_ip(const mbedtls_x509_crt *crt, const unsigned char *ip, size_t ip_len)
+{
+  for (const mbedtls_x509_sequence *cur = &crt->subject_alt_names; cur != NULL; cur = cur->next) {
+    if (cur->buf.p == NULL)
+      continue;
+    if ((cur->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK) == MBEDTLS_X509_SAN_IP_ADDRESS &&
+        cur->buf.len == ip_len && memcmp(cur->buf.p, ip, ip_len) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/*
+ * Called by mbedTLS for every certificate of the peer's chain. At the leaf it adds the
+ * two checks tunnel needs beyond mbedTLS's own: the role's extended key usage (mbedTLS
+ * checks it too, doing it here keeps the rule visible) and iPAddress SANs, which 2.28's
+ * hostname check ignores.
+ */
+static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+  tn_tls *t = ctx;
+  if (depth != 0)
+    return 0;
+  const char *oid = t->cfg->role == TN_TLS_SERVER ? MBEDTLS_OID_CLIENT_AUTH : MBEDTLS_OID_SERVER_AUTH;
+  if (mbedtls_x509_crt_check_extended_key_usage(crt, oid, MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)) != 0)
+    *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+  if (t->name_is_ip && !crt_has_ip(crt, t->ip, t->ip_len))
+    *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+  return 0;
+}
+
+static const char *alert_text(unsigned code)
+{
+  switch (code) {
+  case 0: return "close_notify";
+  case 10: return "unexpected message";
+  case 20: return "bad record MAC";
+  case 22: return "record overflow";
+  case 40: return "handshake failure (no common parameters)";
+  case 42: return "bad certificate";
+  case 43: return "unsupported certificate (wrong key usage or name)";
+  case 44: return "certificate revoked";
+  case 45: return "certificate expired";
+  case 46: return "certificate unknown";
+  case 47: return "illegal parameter";
+  case 48: return "unknown CA";
+  case 49: return "access denied (name mismatch or not allowed)";
+  case 50: return "decode error";
+  case 51: return "decrypt error";
+  case 70: return "protocol version (TLS 1.2 required)";
+  case 71: return "insufficient security";
+  case 80: return "internal error";
+  case 90: return "user canceled";
+  case 100: return "no renegotiation";
+  case 110: return "unsupported extension";
+  case 112: return "unrecognized name";
+  default: return "unknown alert";
+  }
+}
+
+static size_t append(char *buf, size_t cap, size_t at, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static size_t append(char *buf, size_t cap, size_t at, const char *fmt, ...)
+{
+  if (at >= cap)
+    return at;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf + at, cap - at, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return at;
+  return at + (size_t)n >= cap ? cap - 1 : at + (size_t)n;
+}
+
+static void describe_flags(tn_tls *t, uint32_t flags)
+{
+  const char *who = t->cfg->role == TN_TLS_SERVER ? "client" : "server";
+  size_t at = append(t->err, sizeof t->err, 0, "%s certificate rejected: ", who);
+  const char *sep = "";
+  if (flags & MBEDTLS_X509_BADCERT_MISSING) {
+    at = append(t->err, sizeof t->err, 0, "no %s certificate", who);
+    return;
+  }
+  if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) {
+    at = append(t->err, sizeof t->err, at, "%sunknown CA (not signed by a trusted CA)", sep);
+    sep = ", ";
+  }
+  if (flags & MBEDTLS_X509_BADCERT_EXPIRED) {
+    at = append(t->err, sizeof t->err, at, "%scertificate expired", sep);
+    sep = ", ";
+  }
+  if (flags & MBEDTLS_X509_BADCERT_FUTURE) {
+    at = append(t->err, sizeof t->err, at, "%scertificate not yet valid", sep);
+    sep = ", ";
+  }
+  if (flags & MBEDTLS_X509_BADCERT_REVOKED) {
+    at = append(t->err, sizeof t->err, at, "%scertificate revoked", sep);
+    sep = ", ";
+  }
+  if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
+    at = append(t->err, sizeof t->err, at, "%s%s mismatch (certificate is not for %s)", sep,
+                t->name_is_ip ? "IP address" : "hostname", t->name);
+    sep = ", ";
+  }
+  if (flags & (MBEDTLS_X509_BADCERT_EXT_KEY_USAGE | MBEDTLS_X509_BADCERT_NS_CERT_TYPE)) {
+    at = append(t->err, sizeof t->err, at, "%scertificate not for %s use (extended key usage)", sep, who);
+    sep = ", ";
+  }
+  if (flags & MBEDTLS_X509_BADCERT_KEY_USAGE) {
+    at = append(t->err, sizeof t->err, at, "%skey usage does not allow TLS signatures", sep);
+    sep = ", ";
+  }
+  if (flags & (MBEDTLS_X509_BADCERT_BAD_MD | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY)) {
+    at = append(t->err, sizeof t->err, at, "%sweak or unsupported signature or key", sep);
+    sep = ", ";
+  }
+  if (*sep == '\0')
+    append(t->err, sizeof t->err, at, "verification failed");
+}
+
+/* Turns an mbedTLS failure into words; during the handshake, verify flags say the most. */
+static void describe_failure(tn_tls *t, int ret, int in_handshake)
+{
+  uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+  if (flags == (uint32_t)-1)
+    flags = 0;
+  const char *who = t->cfg->role == TN_TLS_SERVER ? "client" : "server";
+  char m[128];
+  switch (ret) {
+  case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE:
+    snprintf(t->err, sizeof t->err, "no client certificate");
+    return;
+  case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
+  case MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE:
+  case MBEDTLS_ERR_SSL_PEER_VERIFY_FAILED:
+    if (flags != 0) {
+      describe_flags(t, flags);
+      return;
+    }
+    snprintf(t->err, sizeof t->err, "%s certificate rejected: malformed certificate message", who);
+    return;
+  case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
+    unsigned code = t->ssl.in_msg != NULL ? t->ssl.in_msg[1] : 255;
+    snprintf(t->err, sizeof t->err, "peer %s: %s (alert %u)",
+             in_handshake ? "rejected the handshake" : "sent a fatal alert", alert_text(code), code);
+    return;
+  }
+  case MBEDTLS_ERR_SSL_CONN_EOF:
+  case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
+    snprintf(t->err, sizeof t->err, in_handshake ? "peer closed during handshake"
+                                                 : "peer closed the connection without close_notify (truncated)");
+    return;
+  case MBEDTLS_ERR_SSL_INVALID_RECORD:
+    snprintf(t->err, sizeof t->err, "malformed record");
+    return;
+  case MBEDTLS_ERR_SSL_INVALID_MAC:
+    snprintf(t->err, sizeof t->err, "malformed record: authentication failed (bad MAC)");
+    return;
+  case MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION:
+    snprintf(t->err, sizeof t->err, "protocol version not supported (TLS 1.2 only)");
+    return;
+  case MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN:
+  case MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE:
+    /* mbedTLS will not offer a suite with a certificate whose usage forbids it. */
+    if (!t->cfg->own_usage_ok) {
+      snprintf(t->err, sizeof t->err, "own certificate is not for %s use (extended key usage); no usable certificate",
+               t->cfg->role == TN_TLS_SERVER ? "server" : "client");
+      return;
+    }
+    snprintf(t->err, sizeof t->err, "no shared cipher suite (ECDHE with CHACHA20-POLY1305 or AES-GCM required)");
+    return;
+  case MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO:
+    snprintf(t->err, sizeof t->err, "malformed record: not a TLS ClientHello");
+    return;
+  case MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE:
+    snprintf(t->err, sizeof t->err, "unexpected message from peer");
+    return;
+  case MBEDTLS_ERR_SSL_ALLOC_FAILED:
+    snprintf(t->err, sizeof t->err, "out of memory");
+    return;
+  default:
+    break;
+  }
+  if (flags != 0 && flags != MBEDTLS_X509_BADCERT_SKIP_VERIFY && in_handshake) {
+    describe_flags(t, flags);
+    return;
+  }
+  mbed_text(ret, m, sizeof m);
+  /* mbedTLS's texts start with the module ("SSL - "); the rest reads as a reason. */
+  const char *reason = strncmp(m, "SSL - ", 6) == 0 ? m + 6 : m;
+  snprintf(t->err, sizeof t->err, "%s: %s", in_handshake ? "handshake failed" : "connection failed", reason);
+}
+
+/* ---- connection ---- */
+
+int tn_tls_new(tn_tls **out, tn_tls_config *cfg, const char *server_name)
+{
+  if (out == NULL || cfg == NULL)
+    return TN_ERR_ARG;
+  *out = NULL;
+  if (cfg->role == TN_TLS_CLIENT && (server_name == NULL || server_name[0] == '\0'))
+    return TN_ERR_ARG;
+  if (cfg->role == TN_TLS_SERVER && server_name != NULL)
+    return TN_ERR_ARG;
+  if (server_name != NULL && strlen(server_name) >= sizeof((tn_tls *)0)->name)
+    return TN_ERR_ARG;
+
+  tn_tls *t = malloc(sizeof *t);
+  if (t == NULL)
+    return TN_ERR_NOMEM;
+  /* The two big buffers need no clearing; only the header does. */
+  memset(t, 0, offsetof(struct tn_tls, in));
+  t->cfg = cfg;
+  t->state = TLS_HANDSHAKE;
+  mbedtls_ssl_init(&t->ssl);
+  if (mbedtls_ssl_setup(&t->ssl, &cfg->conf) != 0) {
+    mbedtls_ssl_free(&t->ssl);
+    free(t);
+    return TN_ERR_NOMEM;
+  }
+  if (server_name != NULL) {
+    snprintf(t->name, sizeof t->name, "%s", server_name);
+    /* "[::1]" is how people write an IPv6 host; the brackets are not part of the address. */
+    char bare[sizeof t->name];
+    size_t n = strlen(server_name);
+    if (n >= 2 && server_name[0] == '[' && server_name[n - 1] == ']') {
+      memcpy(bare, server_name + 1, n - 2);
+      bare[n - 2] = '\0';
+    } else {
+      memcpy(bare, server_name, n + 1);
+    }
+    if (inet_pton(AF_INET, bare, t->ip) == 1) {
+      t->name_is_ip = 1;
+      t->ip_len = 4;
+    } else if (inet_pton(AF_INET6, bare, t->ip) == 1) {
+      t->name_is_ip = 1;
+      t->ip_len = 16;
+    } else if (mbedtls_ssl_set_hostname(&t->ssl, server_name) != 0) {
+      /* An IP literal gets neither SNI (RFC 6066 forbids it) nor mbedTLS's DNS-only name check. */
+      mbedtls_ssl_free(&t->ssl);
+      free(t);
+      return TN_ERR_ARG;
+    }
+  }
+  mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+  mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
+  tn_tls_config_ref(cfg);
+  *out = t;
+  return TN_OK;
+}
+
+void tn_tls_del(tn_tls *t)
+{
+  if (t == NULL)
+    return;
+  mbedtls_ssl_free(&t->ssl);
+  tn_tls_config_unref(t->cfg);
+  free(t);
+}
+
+size_t tn_tls_feed(tn_tls *t, const uint8_t *in, size_t len)
+{
+  if (t == NULL || in == NULL || t->eof || t->state == TLS_FAILED)
+    return 0;
+  size_t used = t->in_tail - t->in_head;
+  if (TN_TLS_INPUT_CAP - t->in_tail < len && t->in_head > 0) {
+    memmove(t->in, t->in + t->in_head, used);
+    t->in_head = 0;
+    t->in_tail = used;
+  }
+  size_t room = TN_TLS_INPUT_CAP - t->in_tail;
+  if (len > room)
+    len = room;
+  memcpy(t->in + t->in_tail, in, len);
+  t->in_tail += len;
+  return len;
+}
+
+void tn_tls_eof(tn_tls *t)
+{
+  if (t != NULL)
+    t->eof = 1;
+}
+
+int tn_tls_handshake(tn_tls *t)
+{
+  if (t == NULL)
+    return TN_ERR_ARG;
+  if (t->state == TLS_OPEN)
+    return TN_OK;
+  if (t->state == TLS_FAILED)
+    return TN_ERR_TLS;
+  int ret = mbedtls_ssl_handshake(&t->ssl);
+  if (ret == 0) {
+    int exp = mbedtls_ssl_get_record_expansion(&t->ssl);
+    t->expansion = exp > 0 ? (size_t)exp : 256;
+    t->state = TLS_OPEN;
+    return TN_OK;
+  }
+  if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+    return TN_ERR_NEED_MORE;
+  describe_failure(t, ret, 1);
+  t->state = TLS_FAILED;
+  return TN_ERR_TLS;
+}
+
+int tn_tls_is_established(const tn_tls *t)
+{
+  return t != NULL && t->state == TLS_OPEN;
+}
+
+long tn_tls_read(tn_tls *t, uint8_t *out, size_t cap)
+{
+  if (t == NULL || (out == NULL && cap > 0))
+    return TN_ERR_ARG;
+  if (t->state == TLS_FAILED)
+    return TN_ERR_TLS_FATAL;
+  if (t->state != TLS_OPEN)
+    return TN_ERR_ARG;
+  if (t->peer_closed)
+    return 0;
+  if (cap == 0)
+    return TN_ERR_NEED_MORE;
+  int ret = mbedtls_ssl_read(&t->ssl, out, cap);
+  if (ret > 0)
+    return ret;
+  if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
+    t->peer_closed = 1;
+    return 0;
+  }
+  if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+    return TN_ERR_NEED_MORE;
+  /* mbedTLS reports transport EOF from ssl_read as 0, which is not a clean close here. */
+  if (ret == 0)
+    ret = MBEDTLS_ERR_SSL_CONN_EOF;
+  describe_failure(t, ret, 0);
+  t->state = TLS_FAILED;
+  return TN_ERR_TLS_FATAL;
+}
+
+long tn_tls_write(tn_tls *t, const uint8_t *in, size_t len)
+{
+  if (t == NULL || (in == NULL && len > 0))
+    return TN_ERR_ARG;
+  if (t->state == TLS_FAILED)
+    return TN_ERR_TLS_FATAL;
+  if (t->state != TLS_OPEN || t->sent_close)
+    return TN_ERR_ARG;
+  int maxp = mbedtls_ssl_get_max_out_record_payload(&t->ssl);
+  size_t max_chunk = maxp > 0 && (size_t)maxp < TN_TLS_MAX_RECORD_PLAINTEXT ? (size_t)maxp : TN_TLS_MAX_RECORD_PLAINTEXT;
+  size_t done = 0;
+  while (done < len) {
+    size_t chunk = len - done < max_chunk ? len - done : max_chunk;
+    /*
+     * Only start a record that fits whole: mbedTLS wants a partly sent record retried
+     * with the same arguments, which a caller of a bounded queue cannot promise.
+     */
+    if (TN_TLS_OUTPUT_CAP - t->out_tail < chunk + t->expansion)
+      break;
+    int ret = mbedtls_ssl_write(&t->ssl, in + done, chunk);
+    if (ret < 0) {
+      describe_failure(t, ret, 0);
+      t->state = TLS_FAILED;
+      return TN_ERR_TLS_FATAL;
+    }
+    done += (size_t)ret;
+  }
+  return (long)done;
+}
+
+size_t tn_tls_pending(tn_tls *t, const uint8_t **out)
+{
+  if (t == NULL) {
+    if (out != NULL)
+      *out = NULL;
+    return 0;
+  }
+  if (out != NULL)
+    *out = t->out + t->out_head;
+  return t->out_tail - t->out_head;
+}
+
+void tn_tls_consumed(tn_tls *t, size_t n)
+{
+  if (t == NULL)
+    return;
+  size_t used = t->out_tail - t->out_head;
+  if (n > used)
+    n = used;
+  t->out_head += n;
+  if (t->out_head == t->out_tail) {
+    t->out_head = t->out_tail = 0;
+  } else if (t->out_head >= TN_TLS_OUTPUT_CAP / 2) {
+    /* Keep room for whole records at the end; the caller re-reads tn_tls_pending after this. */
+    memmove(t->out, t->out + t->out_head, t->out_tail - t->out_head);
+    t->out_tail -= t->out_head;
+    t->out_head = 0;
+  }
+}
+
+int tn_tls_close_notify(tn_tls *t)
+{
+  if (t == NULL)
+    return TN_ERR_ARG;
+  if (t->sent_close)
+    return TN_OK;
+  if (t->state != TLS_OPEN) {
+    t->sent_close = 1;
+    return TN_OK;
+  }
+  if (TN_TLS_OUTPUT_CAP - t->out_tail < 64 + t->expansion)
+    return TN_ERR_NO_SPACE;
+  int ret = mbedtls_ssl_close_notify(&t->ssl);
+  t->sent_close = 1;
+  if (ret != 0 && ret != MBEDTLS_ERR_SSL_WANT_WRITE) {
+    describe_failure(t, ret, 0);
+    t->state = TLS_FAILED;
+    return TN_ERR_TLS_FATAL;
+  }
+  return TN_OK;
+}
+
+int tn_tls_peer_closed(const tn_tls *t)
+{
+  return t != NULL && t->peer_closed;
+}
+
+const char *tn_tls_error_text(const tn_tls *t)
+{
+  return t != NULL ? t->err : "";
+}
+
+const char *tn_tls_ciphersuite(const tn_tls *t)
+{
+  if (t == NULL || t->state != TLS_OPEN)
+    return "";
+  const char *s = mbedtls_ssl_get_ciphersuite(&t->ssl);
+  return s != NULL ? s : "";
+}
+
+/* ---- identity ---- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's civil algorithm). */
+static int64_t days_from_civil(int y, int m, int d)
+{
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+static int64_t x509_time_to_unix(const mbedtls_x509_time *tm)
+{
+  return days_from_civil(tm->year, tm->mon, tm->day) * 86400 + tm->hour * 3600 + tm->min * 60 + tm->sec;
+}
+
+static void identity_from_crt(const mbedtls_x509_crt *crt, struct tn_tls_peer *peer)
+{
+  memset(peer, 0, sizeof *peer);
+  for (const mbedtls_x509_name *n = &crt->subject; n != NULL; n = n->next) {
+    if (n->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
+      size_t len = n->val.len < TN_TLS_CN_MAX - 1 ? n->val.len : TN_TLS_CN_MAX - 1;
+      for (size_t i = 0; i < len; i++) {
+        unsigned char c = n->val.p[i];
+        peer->cn[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+      }
+      peer->cn[len] = '\0';
+      break;
+    }
+  }
+  unsigned char digest[32];
+  mbedtls_sha256_ret(crt->raw.p, crt->raw.len, digest, 0);
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < 32; i++) {
+    peer->sha256_hex[2 * i] = hex[digest[i] >> 4];
+    peer->sha256_hex[2 * i + 1] = hex[digest[i] & 15];
+  }
+  peer->sha256_hex[64] = '\0';
+
+  size_t at = 0;
+  for (const mbedtls_x509_sequence *cur = &crt->subject_alt_names; cur != NULL; cur = cur->next) {
+    if (cur->buf.p == NULL)
+      continue;
+    char item[300];
+    unsigned type = cur->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK;
+    if (type == MBEDTLS_X509_SAN_DNS_NAME) {
+      size_t len = cur->buf.len < 255 ? cur->buf.len : 255;
+      snprintf(item, sizeof item, "DNS:%.*s", (int)len, (const char *)cur->buf.p);
+      for (char *p = item; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == ',')
+          *p = '?';
+    } else if (type == MBEDTLS_X509_SAN_IP_ADDRESS && (cur->buf.len == 4 || cur->buf.len == 16)) {
+      char addr[INET6_ADDRSTRLEN];
+      inet_ntop(cur->buf.len == 4 ? AF_INET : AF_INET6, cur->buf.p, addr, sizeof addr);
+      snprintf(item, sizeof item, "IP:%s", addr);
+    } else {
+      continue;
+    }
+    size_t need = strlen(item) + (at ? 1 : 0);
+    if (at + need + 4 >= sizeof peer->sans) {
+      snprintf(peer->sans + at, sizeof peer->sans - at, "%s", at ? ",..." : "...");
+      break;
+    }
+    at += (size_t)snprintf(peer->sans + at, sizeof peer->sans - at, "%s%s", at ? "," : "", item);
+  }
+  peer->not_before = x509_time_to_unix(&crt->valid_from);
+  peer->not_after = x509_time_to_unix(&crt->valid_to);
+}
+
+int tn_tls_peer_identity(const tn_tls *t, struct tn_tls_peer *peer)
+{
+  if (t == NULL || peer == NULL || t->state != TLS_OPEN)
+    return TN_ERR_ARG;
+  const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&t->ssl);
+  if (crt == NULL)
+    return TN_ERR_ARG;
+  identity_from_crt(crt, peer);
+  return TN_OK;
+}
+
+int tn_tls_identity_from_der(const uint8_t *der, size_t len, struct tn_tls_peer *peer)
+{
+  if (der == NULL || peer == NULL)
+    return TN_ERR_ARG;
+  mbedtls_x509_crt crt;
+  mbedtls_x509_crt_init(&crt);
+  if (mbedtls_x509_crt_parse_der(&crt, der, len) != 0) {
+    mbedtls_x509_crt_free(&crt);
+    return TN_ERR_INVALID;
+  }
+  identity_from_crt(&crt, peer);
+  mbedtls_x509_crt_free(&crt);
+  return TN_OK;
+}
+
+int tn_tls_fingerprint_parse(const char *text, char out[65])
+{
+  if (text == NULL || out == NULL)
+    return TN_ERR_ARG;
+  const char *eq = strchr(text, '=');
+  if (eq != NULL)
+    text = eq + 1;
+  size_t n = 0;
+  for (const char *p = text; *p; p++) {
+    char c = *p;
+    if (c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r')
+      continue;
+    if (c >= 'A' && c <= 'F')
+      c = (char)(c - 'A' + 'a');
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) || n == 64)
+      return TN_ERR_INVALID;
+    out[n++] = c;
+  }
+  if (n != 64)
+    return TN_ERR_INVALID;
+  out[64] = '\0';
+  return TN_OK;
+}
