@@ -1,0 +1,143 @@
+/* state.c: atomic persistence of the tunnel table. */
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "tunnel/error.h"
+
+/* The directory part of path ("." when there is none), for the temp file and the directory fsync. */
+static char *dir_of(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+
+  if (!slash)
+    return strdup(".");
+  if (slash == path)
+    return strdup("/");
+  return strndup(path, (size_t)(slash - path));
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+int td_state_save(const char *path, const struct td_table *t, char *err, size_t errlen)
+{
+  json_t *j = td_table_to_json(t, NULL, NULL);
+  char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+  char *dir = dir_of(path);
+  size_t tmplen = strlen(path) + sizeof(".tmp.XXXXXX");
+  char *tmp = malloc(tmplen);
+  const char *step = NULL;
+  int fd = -1, dfd, saved_errno = 0;
+
+  json_decref(j);
+  if (!text || !dir || !tmp) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    free(text);
+    free(dir);
+    free(tmp);
+    return TN_ERR_NOMEM;
+  }
+  snprintf(tmp, tmplen, "%s.tmp.XXXXXX", path);
+  /* mkstemp creates the file 0600: the table names clients, not for every local user. */
+  fd = mkstemp(tmp);
+  if (fd < 0) {
+    step = "cannot create a temporary file beside it";
+    saved_errno = errno;
+    goto out;
+  }
+  if (fchmod(fd, 0600) < 0) {
+    step = "chmod";
+  } else if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0) {
+    step = "write";
+  } else if (fsync(fd) < 0) {
+    step = "fsync";
+  }
+  if (step)
+    saved_errno = errno;
+  if (close(fd) < 0 && !step) {
+    step = "close";
+    saved_errno = errno;
+  }
+  if (!step && rename(tmp, path) < 0) {
+    step = "rename";
+    saved_errno = errno;
+  }
+  if (step) {
+    unlink(tmp);
+    goto out;
+  }
+  /* Without this the rename itself may not survive a power cut. */
+  dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0 || fsync(dfd) < 0) {
+    step = "fsync of the directory";
+    saved_errno = errno;
+  }
+  if (dfd >= 0)
+    close(dfd);
+
+out:
+  if (step)
+    snprintf(err, errlen, "%s: cannot save the tunnel table: %s: %s", path, step, strerror(saved_errno));
+  free(text);
+  free(dir);
+  free(tmp);
+  return step ? TN_ERR_INVALID : TN_OK;
+}
+
+int td_state_load(const char *path, const struct td_reserved *reserved, struct td_table *out, char *err,
+                  size_t errlen)
+{
+  FILE *f;
+  json_t *j;
+  json_error_t jerr;
+  char inner[512];
+  struct stat st;
+  int rc;
+
+  td_table_init(out);
+  f = fopen(path, "rb");
+  if (!f) {
+    if (errno == ENOENT)
+      return TN_OK;
+    snprintf(err, errlen, "%s: cannot open the state file: %s", path, strerror(errno));
+    return TN_ERR_INVALID;
+  }
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fclose(f);
+    snprintf(err, errlen, "%s: cannot read the state file: not a regular file", path);
+    return TN_ERR_INVALID;
+  }
+  j = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+  fclose(f);
+  if (!j) {
+    snprintf(err, errlen, "%s: corrupt state file: line %d, column %d: %s", path, jerr.line, jerr.column,
+             jerr.text);
+    return TN_ERR_INVALID;
+  }
+  rc = td_table_from_json(j, reserved, out, inner, sizeof(inner));
+  json_decref(j);
+  if (rc != TN_OK)
+    snprintf(err, errlen, "%s: invalid state file: %s", path, inner);
+  return rc;
+}

@@ -1,0 +1,295 @@
+/* test_td_state.c: state file round trip, atomic replacement, missing and corrupt files. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "state.h"
+#include "tunnel/error.h"
+
+struct fixture {
+  char dir[64];
+  char path[128];
+};
+
+static void rm_rf(const char *dir)
+{
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  char p[512];
+
+  if (!d)
+    return;
+  while ((e = readdir(d))) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+    if (rmdir(p) != 0)
+      unlink(p);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+static int setup(void **state)
+{
+  struct fixture *f = calloc(1, sizeof(*f));
+
+  snprintf(f->dir, sizeof(f->dir), "/tmp/td_state_XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  snprintf(f->path, sizeof(f->path), "%s/tunnels.json", f->dir);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  struct fixture *f = *state;
+
+  rm_rf(f->dir);
+  free(f);
+  return 0;
+}
+
+static size_t count_entries(const char *dir)
+{
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  size_t n = 0;
+
+  assert_non_null(d);
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      n++;
+  closedir(d);
+  return n;
+}
+
+static void make_table(struct td_table *t, size_t n)
+{
+  json_t *arr = json_array();
+  char err[256], id[64];
+
+  for (size_t i = 0; i < n; i++) {
+    snprintf(id, sizeof(id), "client-%zu", i);
+    json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:[s],s:s,s:b,s:i}", "ListenAddress", "::1", "ListenPort",
+                                         (int)(1000 + i), "ClientIdentifier", id, "BackupClientIdentifiers", "spare",
+                                         "BackEndService", "web", "HaProxyProxyProtocol", 1, "ProxyProtocolVersion", 2));
+  }
+  assert_int_equal(td_table_from_json(arr, NULL, t, err, sizeof(err)), TN_OK);
+  json_decref(arr);
+}
+
+static char *slurp(const char *path)
+{
+  FILE *fp = fopen(path, "rb");
+  char *buf = calloc(1, 1 << 20);
+  size_t n;
+
+  assert_non_null(fp);
+  n = fread(buf, 1, (1 << 20) - 1, fp);
+  buf[n] = 0;
+  fclose(fp);
+  return buf;
+}
+
+static void test_round_trip(void **state)
+{
+  struct fixture *f = *state;
+  struct td_table t, back;
+  struct stat st;
+  char err[512];
+
+  make_table(&t, 3);
+  assert_int_equal(td_state_save(f->path, &t, err, sizeof(err)), TN_OK);
+  assert_int_equal(stat(f->path, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+  assert_int_equal(count_entries(f->dir), 1);
+  assert_int_equal(td_state_load(f->path, NULL, &back, err, sizeof(err)), TN_OK);
+  assert_int_equal(back.n, 3);
+  for (size_t i = 0; i < 3; i++)
+    assert_true(td_table_equal_tunnel(&t.tunnels[i], &back.tunnels[i]));
+  td_table_free(&back);
+
+  /* Replacing with a smaller table leaves no trace of the old one. */
+  td_table_free(&t);
+  td_table_init(&t);
+  assert_int_equal(td_state_save(f->path, &t, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_state_load(f->path, NULL, &back, err, sizeof(err)), TN_OK);
+  assert_int_equal(back.n, 0);
+  {
+    char *text = slurp(f->path);
+    assert_string_equal(text, "[]\n");
+    free(text);
+  }
+  assert_int_equal(count_entries(f->dir), 1);
+  td_table_free(&back);
+}
+
+static void test_relative_path(void **state)
+{
+  struct fixture *f = *state;
+  struct td_table t, back;
+  char err[512], cwd[512];
+
+  assert_non_null(getcwd(cwd, sizeof(cwd)));
+  assert_int_equal(chdir(f->dir), 0);
+  make_table(&t, 1);
+  assert_int_equal(td_state_save("rel.json", &t, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_state_load("rel.json", NULL, &back, err, sizeof(err)), TN_OK);
+  assert_int_equal(back.n, 1);
+  td_table_free(&back);
+  td_table_free(&t);
+  assert_int_equal(chdir(cwd), 0);
+}
+
+static void test_missing_file(void **state)
+{
+  struct fixture *f = *state;
+  struct td_table t;
+  char err[512] = "";
+
+  assert_int_equal(td_state_load(f->path, NULL, &t, err, sizeof(err)), TN_OK);
+  assert_int_equal(t.n, 0);
+  assert_string_equal(err, "");
+  td_table_free(&t);
+}
+
+static void write_text(const char *path, const char *text)
+{
+  FILE *fp = fopen(path, "w");
+
+  assert_non_null(fp);
+  fputs(text, fp);
+  fclose(fp);
+}
+
+static void test_corrupt_file(void **state)
+{
+  struct fixture *f = *state;
+  struct td_table t;
+  char err[512], want[512];
+  struct td_reserved r;
+
+  write_text(f->path, "[{\"ListenPort\": 80,\n");
+  assert_int_equal(td_state_load(f->path, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
+  snprintf(want, sizeof(want), "%s: corrupt state file: line 2, column 0: ", f->path);
+  assert_memory_equal(err, want, strlen(want));
+  assert_int_equal(t.n, 0);
+
+  write_text(f->path, "[{\"ListenPort\": 0, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]");
+  assert_int_equal(td_state_load(f->path, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
+  snprintf(want, sizeof(want), "%s: invalid state file: tunnels[0].ListenPort: must be 1-65535, got 0", f->path);
+  assert_string_equal(err, want);
+
+  /* A table saved before the server's ports changed now collides with them. */
+  memset(&r, 0, sizeof(r));
+  tn_addr_parse_ip(&r.ports[0].addr, "::");
+  r.ports[0].addr.port = 80;
+  r.ports[0].what = "ManagementPort";
+  r.n = 1;
+  write_text(f->path, "[{\"ListenPort\": 80, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]");
+  assert_int_equal(td_state_load(f->path, &r, &t, err, sizeof(err)), TN_ERR_INVALID);
+  assert_non_null(strstr(err, "collides with the server's ManagementPort"));
+}
+
+static void test_unreadable(void **state)
+{
+  struct fixture *f = *state;
+  struct td_table t;
+  char err[512], want[512];
+
+  assert_int_equal(mkdir(f->path, 0700), 0);
+  assert_int_equal(td_state_load(f->path, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
+  snprintf(want, sizeof(want), "%s: cannot read the state file: not a regular file", f->path);
+  assert_string_equal(err, want);
+}
+
+/* A save that fails part way (here: the file size limit hits during write) keeps the old file intact. */
+static void test_failed_save_keeps_old(void **state)
+{
+  struct fixture *f = *state;
+  struct td_table small, big, back;
+  struct rlimit old, lim;
+  char err[512], *before, *after;
+  void (*prev)(int);
+
+  make_table(&small, 1);
+  make_table(&big, 200);
+  assert_int_equal(td_state_save(f->path, &small, err, sizeof(err)), TN_OK);
+  before = slurp(f->path);
+
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+  lim = old;
+  lim.rlim_cur = 4096;
+  prev = signal(SIGXFSZ, SIG_IGN);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+  assert_int_equal(td_state_save(f->path, &big, err, sizeof(err)), TN_ERR_INVALID);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+  signal(SIGXFSZ, prev);
+  assert_non_null(strstr(err, ": cannot save the tunnel table: write: File too large"));
+
+  after = slurp(f->path);
+  assert_string_equal(before, after);
+  assert_int_equal(count_entries(f->dir), 1); /* no temporary left behind */
+  assert_int_equal(td_state_load(f->path, NULL, &back, err, sizeof(err)), TN_OK);
+  assert_int_equal(back.n, 1);
+  td_table_free(&back);
+
+  /* A rename that cannot happen (the target is a non-empty directory) also leaves no temporary. */
+  assert_int_equal(unlink(f->path), 0);
+  assert_int_equal(mkdir(f->path, 0700), 0);
+  {
+    char inner[256];
+    snprintf(inner, sizeof(inner), "%s/keep", f->path);
+    write_text(inner, "x");
+    assert_int_equal(td_state_save(f->path, &small, err, sizeof(err)), TN_ERR_INVALID);
+    assert_non_null(strstr(err, ": cannot save the tunnel table: rename: "));
+    assert_int_equal(count_entries(f->dir), 1);
+    unlink(inner);
+  }
+
+  free(before);
+  free(after);
+  td_table_free(&small);
+  td_table_free(&big);
+}
+
+static void test_missing_directory(void **state)
+{
+  struct fixture *f = *state;
+  struct td_table t;
+  char err[512], path[256], want[512];
+
+  td_table_init(&t);
+  snprintf(path, sizeof(path), "%s/nodir/tunnels.json", f->dir);
+  assert_int_equal(td_state_save(path, &t, err, sizeof(err)), TN_ERR_INVALID);
+  snprintf(want, sizeof(want),
+           "%s: cannot save the tunnel table: cannot create a temporary file beside it: No such file or directory", path);
+  assert_string_equal(err, want);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_relative_path, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_corrupt_file, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_unreadable, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_failed_save_keeps_old, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_missing_directory, setup, teardown),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

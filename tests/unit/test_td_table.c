@@ -1,0 +1,507 @@
+/* test_td_table.c: tunnel table validation rules, error texts, conflicts and the GET->PUT round trip. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "table.h"
+#include "tunnel/error.h"
+
+static json_t *parse(const char *text)
+{
+  json_error_t e;
+  json_t *j = json_loads(text, JSON_DECODE_ANY, &e);
+
+  if (!j)
+    fail_msg("bad test JSON: %s: %s", text, e.text);
+  return j;
+}
+
+static int from_text(const char *text, const struct td_reserved *r, struct td_table *t, char *err, size_t errlen)
+{
+  json_t *j = parse(text);
+  int rc;
+
+  err[0] = 0;
+  rc = td_table_from_json(j, r, t, err, errlen);
+  json_decref(j);
+  return rc;
+}
+
+static void expect_error(const char *text, const char *message)
+{
+  struct td_table t;
+  char err[512];
+
+  assert_int_equal(from_text(text, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
+  assert_string_equal(err, message);
+  assert_int_equal(t.n, 0);
+  assert_null(t.tunnels);
+}
+
+/* One tunnel with valid required keys plus extra. */
+static void expect_one_error(const char *extra, const char *message)
+{
+  char text[2048];
+
+  snprintf(text, sizeof(text), "[{\"ListenPort\": 8080, \"ClientIdentifier\": \"home1\", \"BackEndPort\": 80%s%s}]",
+           extra[0] ? ", " : "", extra);
+  expect_error(text, message);
+}
+
+static void test_minimal_defaults(void **state)
+{
+  struct td_table t;
+  char err[256], addr[TN_ADDR_STRLEN];
+
+  assert_int_equal(from_text("[{\"ListenPort\": 8080, \"ClientIdentifier\": \"home1\", \"BackEndPort\": 80}]", NULL, &t,
+                             err, sizeof(err)),
+                   TN_OK);
+  assert_int_equal(t.n, 1);
+  assert_string_equal(tn_addr_format(&t.tunnels[0].listen, addr, sizeof(addr)), "0.0.0.0:8080");
+  assert_string_equal(t.tunnels[0].client_id, "home1");
+  assert_int_equal(t.tunnels[0].n_backups, 0);
+  assert_int_equal(t.tunnels[0].backend_port, 80);
+  assert_null(t.tunnels[0].backend_service);
+  assert_int_equal(t.tunnels[0].proxy_version, 0);
+  td_table_free(&t);
+
+  assert_int_equal(from_text("[]", NULL, &t, err, sizeof(err)), TN_OK);
+  assert_int_equal(t.n, 0);
+  td_table_free(&t);
+}
+
+static void test_all_fields(void **state)
+{
+  struct td_table t;
+  char err[256], addr[TN_ADDR_STRLEN];
+
+  assert_int_equal(from_text("[{\"ListenAddress\": \"2001:db8::1\", \"ListenPort\": 443, \"ClientIdentifier\": \"a\", "
+                             "\"BackupClientIdentifiers\": [\"b\", \"c d\"], \"BackEndService\": \"web_1.internal-x\", "
+                             "\"HaProxyProxyProtocol\": true, \"ProxyProtocolVersion\": 2, \"ListenHostnameGlob\": \"*\"},"
+                             "{\"ListenAddress\": \"192.0.2.7\", \"ListenPort\": 443, \"ClientIdentifier\": \"a\", "
+                             "\"BackEndPort\": 65535, \"HaProxyProxyProtocol\": true, \"BackupClientIdentifiers\": null},"
+                             "{\"ListenPort\": 1, \"ClientIdentifier\": \"\\u00e9t\\u00e9\", \"BackEndPort\": 1, "
+                             "\"HaProxyProxyProtocol\": false, \"ListenAddress\": null}]",
+                             NULL, &t, err, sizeof(err)),
+                   TN_OK);
+  assert_int_equal(t.n, 3);
+  assert_string_equal(tn_addr_format(&t.tunnels[0].listen, addr, sizeof(addr)), "[2001:db8::1]:443");
+  assert_int_equal(t.tunnels[0].n_backups, 2);
+  assert_string_equal(t.tunnels[0].backups[0], "b");
+  assert_string_equal(t.tunnels[0].backups[1], "c d");
+  assert_string_equal(t.tunnels[0].backend_service, "web_1.internal-x");
+  assert_int_equal(t.tunnels[0].backend_port, 0);
+  assert_int_equal(t.tunnels[0].proxy_version, 2);
+  assert_int_equal(t.tunnels[1].proxy_version, 1);
+  assert_int_equal(t.tunnels[1].backend_port, 65535);
+  assert_int_equal(t.tunnels[1].n_backups, 0);
+  assert_int_equal(t.tunnels[2].proxy_version, 0);
+  assert_string_equal(t.tunnels[2].client_id, "\xc3\xa9t\xc3\xa9");
+  assert_string_equal(tn_addr_format(&t.tunnels[2].listen, addr, sizeof(addr)), "0.0.0.0:1");
+  td_table_free(&t);
+}
+
+static void test_body_shape(void **state)
+{
+  expect_error("{}", "tunnels: must be a JSON array of tunnel objects, got {}");
+  expect_error("null", "tunnels: must be a JSON array of tunnel objects, got null");
+  expect_error("[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}, 5]",
+               "tunnels[1]: must be an object, got 5");
+  expect_error("[[]]", "tunnels[0]: must be an object, got []");
+  expect_one_error("\"Foo\": 1", "tunnels[0]: unknown key \"Foo\"");
+  expect_one_error("\"listenport\": 1", "tunnels[0]: unknown key \"listenport\"");
+}
+
+static void test_listen_address(void **state)
+{
+  expect_one_error("\"ListenAddress\": \"localhost\"",
+                   "tunnels[0].ListenAddress: must be an IPv4 or IPv6 address literal, got \"localhost\"");
+  expect_one_error("\"ListenAddress\": \"\"", "tunnels[0].ListenAddress: must be an IPv4 or IPv6 address literal, got \"\"");
+  expect_one_error("\"ListenAddress\": \"1.2.3.4:80\"",
+                   "tunnels[0].ListenAddress: must be an IPv4 or IPv6 address literal, got \"1.2.3.4:80\"");
+  expect_one_error("\"ListenAddress\": \"fe80::1%eth0\"",
+                   "tunnels[0].ListenAddress: must be an IPv4 or IPv6 address literal, got \"fe80::1%eth0\"");
+  expect_one_error("\"ListenAddress\": 127", "tunnels[0].ListenAddress: must be an IPv4 or IPv6 address literal, got 127");
+}
+
+static void test_ports(void **state)
+{
+  expect_error("[{\"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]", "tunnels[0].ListenPort: is required (1-65535)");
+  expect_error("[{\"ListenPort\": null, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]",
+               "tunnels[0].ListenPort: is required (1-65535)");
+}
+
+static void test_port_values(void **state)
+{
+  static const char *const bad[] = {"0", "65536", "-1", "\"80\"", "80.0", "true", "[80]"};
+  char text[256], msg[256];
+
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(text, sizeof(text),
+             "[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1},"
+             " {\"ListenPort\": 2, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1},"
+             " {\"ListenPort\": %s, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]",
+             bad[i]);
+    snprintf(msg, sizeof(msg), "tunnels[2].ListenPort: must be 1-65535, got %s", bad[i]);
+    expect_error(text, msg);
+    snprintf(text, sizeof(text), "[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": %s}]", bad[i]);
+    snprintf(msg, sizeof(msg), "tunnels[0].BackEndPort: must be 1-65535, got %s", bad[i]);
+    expect_error(text, msg);
+  }
+}
+
+static void test_identities(void **state)
+{
+  char big[300], text[700], msg[700];
+
+  expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1}]", "tunnels[0].ClientIdentifier: is required");
+  expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": null}]",
+               "tunnels[0].ClientIdentifier: is required");
+  expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": \"\"}]",
+               "tunnels[0].ClientIdentifier: must be a non-empty string of printable characters, at most 255 bytes, got \"\"");
+  expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": \"a\\nb\"}]",
+               "tunnels[0].ClientIdentifier: must be a non-empty string of printable characters, at most 255 bytes, got \"a\\nb\"");
+  expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": \"a\\u007f\"}]",
+               "tunnels[0].ClientIdentifier: must be a non-empty string of printable characters, at most 255 bytes, got \"a\x7f\"");
+  expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": 7}]",
+               "tunnels[0].ClientIdentifier: must be a non-empty string of printable characters, at most 255 bytes, got 7");
+
+  memset(big, 'x', 256);
+  big[256] = 0;
+  snprintf(text, sizeof(text), "[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": \"%s\"}]", big);
+  snprintf(msg, sizeof(msg),
+           "tunnels[0].ClientIdentifier: must be a non-empty string of printable characters, at most 255 bytes, got "
+           "\"%.47s...",
+           big);
+  expect_error(text, msg);
+  big[255] = 0; /* exactly 255 bytes is fine */
+  {
+    struct td_table t;
+    char err[256];
+    snprintf(text, sizeof(text), "[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": \"%s\"}]", big);
+    assert_int_equal(from_text(text, NULL, &t, err, sizeof(err)), TN_OK);
+    td_table_free(&t);
+  }
+
+  expect_one_error("\"BackupClientIdentifiers\": \"b\"",
+                   "tunnels[0].BackupClientIdentifiers: must be an array of strings, got \"b\"");
+  expect_one_error("\"BackupClientIdentifiers\": [\"b\", 3]",
+                   "tunnels[0].BackupClientIdentifiers[1]: must be a non-empty string of printable characters, at most "
+                   "255 bytes, got 3");
+  expect_one_error("\"BackupClientIdentifiers\": [\"b\", \"c\", \"b\"]",
+                   "tunnels[0].BackupClientIdentifiers[2]: \"b\" is listed twice");
+  expect_one_error("\"BackupClientIdentifiers\": [\"b\", \"home1\"]",
+                   "tunnels[0].BackupClientIdentifiers[1]: \"home1\" is already the ClientIdentifier");
+}
+
+static void test_backend(void **state)
+{
+  struct td_table t;
+  char err[256];
+
+  expect_error("[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\"}]",
+               "tunnels[0]: exactly one of BackEndPort or BackEndService is required, got neither");
+  expect_error("[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1, \"BackEndService\": \"web\"}]",
+               "tunnels[0]: exactly one of BackEndPort or BackEndService is required, got both");
+  /* null is absent (Go encoders write null for unset fields). */
+  assert_int_equal(from_text("[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": null, "
+                             "\"BackEndService\": \"web\"}]",
+                             NULL, &t, err, sizeof(err)),
+                   TN_OK);
+  assert_string_equal(t.tunnels[0].backend_service, "web");
+  td_table_free(&t);
+}
+
+static void test_backend_service(void **state)
+{
+  static const char *const bad[] = {"\"\"", "\"a b\"", "\"a/b\"", "\"a:80\"", "5", "\"\xc3\xa9\""};
+  char text[700], msg[700], big[300];
+
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(text, sizeof(text), "[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndService\": %s}]", bad[i]);
+    snprintf(msg, sizeof(msg), "tunnels[0].BackEndService: must be 1-255 characters of A-Z a-z 0-9 . _ -, got %s",
+             bad[i]);
+    expect_error(text, msg);
+  }
+  memset(big, 'a', 256);
+  big[256] = 0;
+  snprintf(text, sizeof(text), "[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndService\": \"%s\"}]", big);
+  snprintf(msg, sizeof(msg), "tunnels[0].BackEndService: must be 1-255 characters of A-Z a-z 0-9 . _ -, got \"%.47s...",
+           big);
+  expect_error(text, msg);
+}
+
+static void test_proxy_and_glob(void **state)
+{
+  expect_one_error("\"HaProxyProxyProtocol\": 1", "tunnels[0].HaProxyProxyProtocol: must be true or false, got 1");
+  expect_one_error("\"HaProxyProxyProtocol\": \"true\"",
+                   "tunnels[0].HaProxyProxyProtocol: must be true or false, got \"true\"");
+  expect_one_error("\"HaProxyProxyProtocol\": true, \"ProxyProtocolVersion\": 3",
+                   "tunnels[0].ProxyProtocolVersion: must be 1 or 2, got 3");
+  expect_one_error("\"HaProxyProxyProtocol\": true, \"ProxyProtocolVersion\": \"2\"",
+                   "tunnels[0].ProxyProtocolVersion: must be 1 or 2, got \"2\"");
+  expect_one_error("\"ProxyProtocolVersion\": 2",
+                   "tunnels[0].ProxyProtocolVersion: only allowed when HaProxyProxyProtocol is true");
+  expect_one_error("\"HaProxyProxyProtocol\": false, \"ProxyProtocolVersion\": 1",
+                   "tunnels[0].ProxyProtocolVersion: only allowed when HaProxyProxyProtocol is true");
+  expect_one_error("\"ListenHostnameGlob\": \"*.example.com\"",
+                   "tunnels[0].ListenHostnameGlob: hostname routing is not supported yet; must be absent or \"*\", got "
+                   "\"*.example.com\"");
+  expect_one_error("\"ListenHostnameGlob\": \"\"",
+                   "tunnels[0].ListenHostnameGlob: hostname routing is not supported yet; must be absent or \"*\", got \"\"");
+  expect_one_error("\"ListenHostnameGlob\": 1",
+                   "tunnels[0].ListenHostnameGlob: hostname routing is not supported yet; must be absent or \"*\", got 1");
+}
+
+static void test_duplicates_and_overlap(void **state)
+{
+  struct td_table t;
+  char err[512];
+
+#define T(addr, port) "{\"ListenAddress\": \"" addr "\", \"ListenPort\": " #port ", \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}"
+  expect_error("[" T("0.0.0.0", 80) "," T("0.0.0.0", 81) "," T("0.0.0.0", 80) "]",
+               "tunnels[2]: listener 0.0.0.0:80 duplicates tunnels[0]");
+  expect_error("[" T("::1", 80) "," T("0:0::1", 80) "]", "tunnels[1]: listener [::1]:80 duplicates tunnels[0]");
+  expect_error("[" T("10.0.0.1", 90) "," T("0.0.0.0", 90) "]",
+               "tunnels[1]: listener 0.0.0.0:90 overlaps tunnels[0] (10.0.0.1:90): a wildcard address and another "
+               "address cannot share a port");
+  expect_error("[" T("::", 90) "," T("10.0.0.1", 91) "," T("10.0.0.1", 90) "]",
+               "tunnels[2]: listener 10.0.0.1:90 overlaps tunnels[0] ([::]:90): a wildcard address and another address "
+               "cannot share a port");
+  expect_error("[" T("0.0.0.0", 90) "," T("::", 90) "]",
+               "tunnels[1]: listener [::]:90 overlaps tunnels[0] (0.0.0.0:90): a wildcard address and another address "
+               "cannot share a port");
+  expect_error("[" T("0.0.0.0", 90) "," T("::ffff:10.0.0.1", 90) "]",
+               "tunnels[1]: listener [::ffff:10.0.0.1]:90 overlaps tunnels[0] (0.0.0.0:90): a wildcard address and "
+               "another address cannot share a port");
+  /* The lowest conflicting index is reported even when a higher port sorts first. */
+  expect_error("[" T("1.1.1.1", 9000) "," T("1.1.1.1", 80) "," T("1.1.1.1", 80) "," T("1.1.1.1", 9000) "]",
+               "tunnels[2]: listener 1.1.1.1:80 duplicates tunnels[1]");
+
+  /* Distinct specific addresses, and 0.0.0.0 beside an IPv6 address, can share a port. */
+  assert_int_equal(from_text("[" T("10.0.0.1", 80) "," T("10.0.0.2", 80) "," T("::1", 80) "," T("2001:db8::1", 80) "]",
+                             NULL, &t, err, sizeof(err)),
+                   TN_OK);
+  td_table_free(&t);
+  assert_int_equal(from_text("[" T("0.0.0.0", 80) "," T("::1", 80) "]", NULL, &t, err, sizeof(err)), TN_OK);
+  td_table_free(&t);
+#undef T
+}
+
+static void test_reserved(void **state)
+{
+  struct td_reserved r;
+  struct td_table t;
+  char err[512];
+
+  memset(&r, 0, sizeof(r));
+  tn_addr_parse_ip(&r.ports[0].addr, "::");
+  r.ports[0].addr.port = 9056;
+  r.ports[0].what = "TunnelControlPort";
+  tn_addr_parse_ip(&r.ports[1].addr, "::");
+  r.ports[1].addr.port = 9057;
+  r.ports[1].what = "ManagementPort";
+  tn_addr_parse_ip(&r.ports[2].addr, "127.0.0.1");
+  r.ports[2].addr.port = 9100;
+  r.ports[2].what = "MetricsListen";
+  r.n = 3;
+
+  assert_int_equal(from_text("[{\"ListenPort\": 9000, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1},"
+                             " {\"ListenAddress\": \"192.0.2.1\", \"ListenPort\": 9057, \"ClientIdentifier\": \"a\", "
+                             "\"BackEndPort\": 1}]",
+                             &r, &t, err, sizeof(err)),
+                   TN_ERR_INVALID);
+  assert_string_equal(err, "tunnels[1].ListenPort: listener 192.0.2.1:9057 collides with the server's ManagementPort ([::]:9057)");
+  assert_int_equal(from_text("[{\"ListenPort\": 9056, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]", &r, &t, err,
+                             sizeof(err)),
+                   TN_ERR_INVALID);
+  assert_string_equal(err, "tunnels[0].ListenPort: listener 0.0.0.0:9056 collides with the server's TunnelControlPort ([::]:9056)");
+  assert_int_equal(from_text("[{\"ListenPort\": 9100, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]", &r, &t, err,
+                             sizeof(err)),
+                   TN_ERR_INVALID);
+  assert_string_equal(err, "tunnels[0].ListenPort: listener 0.0.0.0:9100 collides with the server's MetricsListen (127.0.0.1:9100)");
+  /* Metrics on loopback only: another specific address may take the same port. */
+  assert_int_equal(from_text("[{\"ListenAddress\": \"192.0.2.1\", \"ListenPort\": 9100, \"ClientIdentifier\": \"a\", "
+                             "\"BackEndPort\": 1}]",
+                             &r, &t, err, sizeof(err)),
+                   TN_OK);
+  td_table_free(&t);
+}
+
+static void status(void *ctx, size_t index, const char **active, uint64_t *open)
+{
+  const char *const *names = ctx;
+
+  *active = names[index];
+  *open = index * 10 + 3;
+}
+
+static void test_round_trip(void **state)
+{
+  static const char *text =
+    "[{\"ListenAddress\": \"2001:0db8:0::1\", \"ListenPort\": 443, \"ClientIdentifier\": \"a\", "
+    "\"BackupClientIdentifiers\": [\"b\"], \"BackEndService\": \"web\", \"HaProxyProxyProtocol\": true, "
+    "\"ProxyProtocolVersion\": 2},"
+    "{\"ListenPort\": 80, \"ClientIdentifier\": \"a\", \"BackEndPort\": 8080}]";
+  const char *names[] = {"b", NULL};
+  struct td_table t, t2;
+  json_t *got, *want, *state_form;
+  char err[256];
+  char *dumped;
+
+  assert_int_equal(from_text(text, NULL, &t, err, sizeof(err)), TN_OK);
+  got = td_table_to_json(&t, status, names);
+  assert_non_null(got);
+  want = parse("[{\"ListenAddress\": \"2001:db8::1\", \"ListenPort\": 443, \"ClientIdentifier\": \"a\", "
+               "\"BackupClientIdentifiers\": [\"b\"], \"BackEndService\": \"web\", \"HaProxyProxyProtocol\": true, "
+               "\"ProxyProtocolVersion\": 2, \"ListenHostnameGlob\": \"*\", \"ActiveClient\": \"b\", "
+               "\"OpenConnections\": 3},"
+               "{\"ListenAddress\": \"0.0.0.0\", \"ListenPort\": 80, \"ClientIdentifier\": \"a\", "
+               "\"BackupClientIdentifiers\": [], \"BackEndPort\": 8080, \"HaProxyProxyProtocol\": false, "
+               "\"ListenHostnameGlob\": \"*\", \"ActiveClient\": null, \"OpenConnections\": 13}]");
+  assert_true(json_equal(got, want));
+  /* Key order is stable, so GET output diffs cleanly. */
+  dumped = json_dumps(json_array_get(got, 1), JSON_COMPACT);
+  assert_string_equal(dumped, "{\"ListenAddress\":\"0.0.0.0\",\"ListenPort\":80,\"ClientIdentifier\":\"a\","
+                              "\"BackupClientIdentifiers\":[],\"BackEndPort\":8080,\"HaProxyProxyProtocol\":false,"
+                              "\"ListenHostnameGlob\":\"*\",\"ActiveClient\":null,\"OpenConnections\":13}");
+  free(dumped);
+
+  /* GET output goes back through PUT unchanged. */
+  assert_int_equal(td_table_from_json(got, NULL, &t2, err, sizeof(err)), TN_OK);
+  assert_int_equal(t2.n, t.n);
+  for (size_t i = 0; i < t.n; i++)
+    assert_true(td_table_equal_tunnel(&t.tunnels[i], &t2.tunnels[i]));
+  td_table_free(&t2);
+
+  state_form = td_table_to_json(&t, NULL, NULL);
+  assert_null(json_object_get(json_array_get(state_form, 0), "ActiveClient"));
+  assert_null(json_object_get(json_array_get(state_form, 0), "OpenConnections"));
+  assert_int_equal(td_table_from_json(state_form, NULL, &t2, err, sizeof(err)), TN_OK);
+  assert_true(td_table_equal_tunnel(&t.tunnels[1], &t2.tunnels[1]));
+  td_table_free(&t2);
+
+  json_decref(state_form);
+  json_decref(got);
+  json_decref(want);
+  td_table_free(&t);
+}
+
+static void test_helpers(void **state)
+{
+  struct td_table t, c;
+  char err[256];
+  struct tn_addr a;
+
+  assert_int_equal(from_text("[{\"ListenPort\": 80, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1, "
+                             "\"BackupClientIdentifiers\": [\"x\", \"y\"]},"
+                             " {\"ListenPort\": 80, \"ListenAddress\": \"::1\", \"ClientIdentifier\": \"b\", \"BackEndService\": \"s\"},"
+                             " {\"ListenPort\": 81, \"ClientIdentifier\": \"a\", \"BackEndPort\": 2}]",
+                             NULL, &t, err, sizeof(err)),
+                   TN_OK);
+  assert_int_equal(td_table_copy(&c, &t), TN_OK);
+  assert_int_equal(c.n, 3);
+  for (size_t i = 0; i < 3; i++) {
+    assert_true(td_table_equal_tunnel(&t.tunnels[i], &c.tunnels[i]));
+    assert_ptr_not_equal(t.tunnels[i].client_id, c.tunnels[i].client_id);
+  }
+  assert_false(td_table_equal_tunnel(&t.tunnels[0], &t.tunnels[2]));
+  assert_false(td_table_same_listener(&t.tunnels[0], &t.tunnels[1]));
+  c.tunnels[0].backend_port = 9;
+  assert_true(td_table_same_listener(&t.tunnels[0], &c.tunnels[0]));
+  assert_false(td_table_equal_tunnel(&t.tunnels[0], &c.tunnels[0]));
+  c.tunnels[0].backend_port = 1;
+  free(c.tunnels[0].backups[1]);
+  c.tunnels[0].backups[1] = strdup("z");
+  assert_false(td_table_equal_tunnel(&t.tunnels[0], &c.tunnels[0]));
+
+  tn_addr_parse_ip(&a, "::1");
+  a.port = 80;
+  assert_int_equal(td_table_find_listener(&t, &a), 1);
+  a.port = 81;
+  assert_int_equal(td_table_find_listener(&t, &a), -1);
+  tn_addr_parse_ip(&a, "0.0.0.0");
+  assert_int_equal(td_table_find_listener(&t, &a), 2);
+
+  td_table_free(&c);
+  td_table_free(&t);
+  td_table_init(&t);
+  assert_int_equal(td_table_copy(&c, &t), TN_OK);
+  assert_int_equal(c.n, 0);
+  td_table_free(&c);
+}
+
+static void test_conflict_rule(void **state)
+{
+  struct tn_addr a, b;
+  static const struct {
+    const char *a, *b;
+    int conflict;
+  } cases[] = {
+    {"0.0.0.0", "0.0.0.0", 1}, {"0.0.0.0", "1.2.3.4", 1}, {"1.2.3.4", "1.2.3.4", 1}, {"1.2.3.4", "1.2.3.5", 0},
+    {"::", "1.2.3.4", 1},      {"::", "::1", 1},          {"0.0.0.0", "::1", 0},     {"::1", "::2", 0},
+    {"::ffff:1.2.3.4", "1.2.3.4", 1}, {"::ffff:1.2.3.4", "1.2.3.5", 0}, {"::", "::", 1},
+  };
+
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    tn_addr_parse_ip(&a, cases[i].a);
+    tn_addr_parse_ip(&b, cases[i].b);
+    a.port = b.port = 80;
+    assert_int_equal(td_table_endpoints_conflict(&a, &b), cases[i].conflict);
+    assert_int_equal(td_table_endpoints_conflict(&b, &a), cases[i].conflict);
+    b.port = 81;
+    assert_int_equal(td_table_endpoints_conflict(&a, &b), 0);
+  }
+}
+
+static void test_large_table(void **state)
+{
+  /* Many tunnels on one port with distinct addresses: accepted, and quickly. */
+  json_t *arr = json_array();
+  struct td_table t;
+  char err[256], ip[32];
+
+  for (int i = 0; i < 3000; i++) {
+    snprintf(ip, sizeof(ip), "10.%d.%d.1", i / 256, i % 256);
+    json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:i}", "ListenAddress", ip, "ListenPort", 443,
+                                         "ClientIdentifier", "c", "BackEndPort", 443));
+  }
+  assert_int_equal(td_table_from_json(arr, NULL, &t, err, sizeof(err)), TN_OK);
+  assert_int_equal(t.n, 3000);
+  td_table_free(&t);
+  json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:i}", "ListenAddress", "10.0.5.1", "ListenPort", 443,
+                                       "ClientIdentifier", "c", "BackEndPort", 443));
+  assert_int_equal(td_table_from_json(arr, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
+  assert_string_equal(err, "tunnels[3000]: listener 10.0.5.1:443 duplicates tunnels[5]");
+  json_decref(arr);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_minimal_defaults),
+    cmocka_unit_test(test_all_fields),
+    cmocka_unit_test(test_body_shape),
+    cmocka_unit_test(test_listen_address),
+    cmocka_unit_test(test_ports),
+    cmocka_unit_test(test_port_values),
+    cmocka_unit_test(test_identities),
+    cmocka_unit_test(test_backend),
+    cmocka_unit_test(test_backend_service),
+    cmocka_unit_test(test_proxy_and_glob),
+    cmocka_unit_test(test_duplicates_and_overlap),
+    cmocka_unit_test(test_reserved),
+    cmocka_unit_test(test_round_trip),
+    cmocka_unit_test(test_helpers),
+    cmocka_unit_test(test_conflict_rule),
+    cmocka_unit_test(test_large_table),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
