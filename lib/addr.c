@@ -2,6 +2,7 @@
 #include "tunnel/addr.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,6 +46,29 @@ int tn_addr_parse_ip(struct tn_addr *a, const char *text)
     return TN_OK;
   }
   return TN_ERR_INVALID;
+}
+
+void tn_addr_from_sockaddr(struct tn_addr *a, const struct sockaddr *sa)
+{
+  static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+  memset(a, 0, sizeof(*a));
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+    a->family = TN_AF_INET;
+    memcpy(a->ip, &in->sin_addr, 4);
+    a->port = ntohs(in->sin_port);
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+    if (memcmp(&in6->sin6_addr, v4mapped, sizeof(v4mapped)) == 0) {
+      a->family = TN_AF_INET;
+      memcpy(a->ip, (const uint8_t *)&in6->sin6_addr + 12, 4);
+    } else {
+      a->family = TN_AF_INET6;
+      memcpy(a->ip, &in6->sin6_addr, 16);
+    }
+    a->port = ntohs(in6->sin6_port);
+  }
 }
 
 int tn_addr_equal(const struct tn_addr *a, const struct tn_addr *b)

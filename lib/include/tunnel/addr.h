@@ -26,6 +26,13 @@ char *tn_addr_format(const struct tn_addr *a, char *out, size_t out_len);
 /* Parses an IP literal (no port) into a; keeps a->port. Returns TN_OK or TN_ERR_INVALID. */
 int tn_addr_parse_ip(struct tn_addr *a, const char *text);
 
+struct sockaddr;
+/*
+ * Converts a sockaddr_in / sockaddr_in6 (others give TN_AF_UNSPEC). An IPv4-mapped IPv6
+ * address (what a dual-stack socket shows for IPv4 peers) becomes plain IPv4.
+ */
+void tn_addr_from_sockaddr(struct tn_addr *a, const struct sockaddr *sa);
+
 /* True when both have the same family, address and port. */
 int tn_addr_equal(const struct tn_addr *a, const struct tn_addr *b);
 

@@ -1,0 +1,78 @@
+/* tunnel/link.h: one tunnel connection on libuv: a TCP socket carrying tn_tls carrying tn_mux. */
+#ifndef TUNNEL_LINK_H
+#define TUNNEL_LINK_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "tunnel/mux.h"
+#include "tunnel/tls.h"
+
+/*
+ * The thin adapter between a uv_tcp_t and the sans-I/O core. It owns the socket, the TLS
+ * context, the mux session and two timers, and moves bytes between them:
+ *   socket -> tn_tls_feed -> tn_tls_read -> tn_mux_feed -> streams (tn_pipe)
+ *   streams -> tn_mux_pending -> tn_tls_write -> uv_try_write / uv_write -> socket
+ * Output is flushed once per loop iteration (uv_check), so many small stream writes
+ * become few TLS records; a write still in flight bounds what is queued behind it,
+ * and the mux refuses stream writes past its output limit (backpressure up to the sources).
+ *
+ * Lifetime: tn_link_close() ends it (idempotent); on_closed is called exactly once, from
+ * inside tn_link_close, and the application must not touch the link after it returns.
+ * Memory is freed later, in libuv close callbacks.
+ */
+
+typedef struct tn_link tn_link;
+struct tn_pipe;
+
+struct tn_link_options {
+  tn_tls_config *tls;              /* one reference is taken for the link's lifetime */
+  const char *server_name;         /* client role: the name the server certificate must carry */
+  struct tn_mux_options mux;
+  uint64_t handshake_timeout_ms;   /* from TCP connect (or accept) to an established TLS session */
+};
+
+struct tn_link_callbacks {
+  /* TLS is up and the peer verified; the mux runs. */
+  void (*on_established)(tn_link *link, const struct tn_tls_peer *peer);
+  /* The peer opened a stream: return a pipe for it (tn_pipe_new_incoming), or NULL to refuse. */
+  struct tn_pipe *(*on_stream_open)(tn_link *link, uint32_t id);
+  /* The peer sent GoAway: it opens no more streams and accepts none. Optional. */
+  void (*on_go_away)(tn_link *link, uint32_t code);
+  /* Every stream has ended after tn_link_go_away; a good moment to close. Optional. */
+  void (*on_drained)(tn_link *link);
+  /* The link is over (reason in words, for the log). Last call; the link is gone after it. */
+  void (*on_closed)(tn_link *link, const char *reason);
+};
+
+void tn_link_options_default(struct tn_link_options *opt);
+
+/* Server role: accepts the next connection from listener. Returns 0 or a libuv/tn error. */
+int tn_link_accept(tn_link **out, uv_stream_t *listener, const struct tn_link_options *opt,
+                   const struct tn_link_callbacks *cb, void *data);
+
+/* Client role: connects to addr. Failure arrives through on_closed with the reason. */
+int tn_link_connect(tn_link **out, uv_loop_t *loop, const struct sockaddr *addr,
+                    const struct tn_link_options *opt, const struct tn_link_callbacks *cb, void *data);
+
+/* Ends the link now: every stream is reset, on_closed is called. Idempotent. */
+void tn_link_close(tn_link *link, const char *reason);
+
+/* Sends GoAway: no new streams either way; on_drained once the open ones have ended. */
+void tn_link_go_away(tn_link *link);
+
+/* Asks for output to be flushed at the end of this loop iteration (pipes call it after writing). */
+void tn_link_want_flush(tn_link *link);
+
+tn_mux *tn_link_mux(const tn_link *link);
+int tn_link_is_established(const tn_link *link);
+int tn_link_is_closing(const tn_link *link);
+/* "1.2.3.4:5678" of the peer, known from accept/connect. */
+const char *tn_link_peer_address(const tn_link *link);
+/* The verified peer certificate (valid once established). */
+const struct tn_tls_peer *tn_link_peer(const tn_link *link);
+uv_loop_t *tn_link_loop(const tn_link *link);
+void *tn_link_data(const tn_link *link);
+void tn_link_set_data(tn_link *link, void *data);
+
+#endif

@@ -1,0 +1,70 @@
+/* tunnel/pipe.h: one mux stream spliced to one TCP socket on libuv, with backpressure and half-close. */
+#ifndef TUNNEL_PIPE_H
+#define TUNNEL_PIPE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "tunnel/addr.h"
+#include "tunnel/link.h"
+#include "tunnel/open.h"
+
+/*
+ * A pipe is one conversation: the socket on this side, the stream on the link, and (on
+ * tunneld) the stream-open header in front of the payload.
+ *   tunneld:  tn_pipe_accept (public socket) -> tn_pipe_start (opens the stream, writes
+ *             the header) -> splice.
+ *   tunnelc:  tn_pipe_new_incoming (from on_stream_open) -> header arrives ->
+ *             on_open_header -> tn_pipe_connect (dial, PROXY header first) -> splice.
+ *
+ * Backpressure: socket->stream bytes go in only as far as the stream's window and the
+ * link's output allow; the rest waits and the socket is not read meanwhile. stream->socket
+ * bytes are returned to the stream's window only once the socket has taken them, so a
+ * slow socket stalls its own stream and nothing else.
+ *
+ * Half-close: EOF from the socket sends FIN; FIN from the stream shuts down the socket's
+ * write side once queued bytes are written. Both done = normal end. A reset on either
+ * side aborts the other (the socket is reset, so its peer sees the failure too).
+ *
+ * Lifetime: on_close is called exactly once when the conversation ends; the pipe is freed
+ * after that in libuv's close callback.
+ */
+
+typedef struct tn_pipe tn_pipe;
+
+struct tn_pipe_result {
+  const char *reason;       /* "closed", "reset by peer", "backend refused", ... */
+  int normal;               /* both directions finished cleanly */
+  uint64_t bytes_to_stream; /* payload read from the socket */
+  uint64_t bytes_to_socket; /* payload written to the socket */
+};
+
+struct tn_pipe_callbacks {
+  /* tunnelc: the header arrived; call tn_pipe_connect or tn_pipe_abort (now or later). */
+  void (*on_open_header)(tn_pipe *pipe, const struct tn_open *hdr);
+  /* The conversation is over. */
+  void (*on_close)(tn_pipe *pipe, const struct tn_pipe_result *result);
+};
+
+/* tunneld: accepts a public connection from listener (not yet on any link). */
+int tn_pipe_accept(tn_pipe **out, uv_stream_t *listener, const struct tn_pipe_callbacks *cb, void *data);
+/* The accepted socket's peer and local addresses. */
+int tn_pipe_addresses(const tn_pipe *pipe, struct tn_addr *peer, struct tn_addr *local);
+/* tunneld: opens a stream on link, writes hdr first, then splices. On error the pipe is closed (on_close). */
+int tn_pipe_start(tn_pipe *pipe, tn_link *link, const struct tn_open *hdr);
+
+/* tunnelc: a pipe for the stream the peer opened (return it from on_stream_open). */
+tn_pipe *tn_pipe_new_incoming(tn_link *link, uint32_t id, const struct tn_pipe_callbacks *cb, void *data);
+/* tunnelc: dials the backend; writes the PROXY header the open header asked for, then splices. */
+int tn_pipe_connect(tn_pipe *pipe, const struct sockaddr *addr, uint64_t timeout_ms);
+
+/* Ends the conversation now: resets the stream and the socket. Idempotent. */
+void tn_pipe_abort(tn_pipe *pipe, const char *reason);
+
+/* The link carrying the pipe (NULL once the stream has ended). */
+tn_link *tn_pipe_link(const tn_pipe *pipe);
+uint32_t tn_pipe_stream_id(const tn_pipe *pipe);
+void *tn_pipe_data(const tn_pipe *pipe);
+void tn_pipe_set_data(tn_pipe *pipe, void *data);
+
+#endif

@@ -1,0 +1,590 @@
+/* link.c: a tunnel connection on libuv (socket + tn_tls + tn_mux). */
+#include "tunnel/link.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "splice.h"
+#include "tunnel/addr.h"
+#include "tunnel/defaults.h"
+#include "tunnel/error.h"
+#include "tunnel/log.h"
+
+/* Plaintext is read out of TLS in pieces this big (one full record). */
+#define LINK_PLAINTEXT_CHUNK 16384u
+/* Bound the work per socket read callback so one busy link cannot starve the loop. */
+#define LINK_READ_BUFFER (64u * 1024u)
+
+struct tn_link {
+  uv_tcp_t tcp;
+  uv_timer_t timer;       /* handshake deadline, then the mux tick */
+  uv_check_t flush;       /* end-of-iteration output flush */
+  uv_connect_t connect_req;
+  uv_write_t write_req;
+  size_t write_len;       /* ciphertext bytes in the write in flight */
+  bool write_in_flight;
+
+  tn_tls *tls;
+  tn_mux *mux;
+  struct tn_link_options opt;
+  char *server_name;
+  const struct tn_link_callbacks *cb;
+  void *data;
+
+  bool connected;         /* TCP is up */
+  bool established;       /* TLS is up, mux runs */
+  bool closing;
+  bool draining;          /* after tn_link_go_away: close once the streams have ended */
+  int connect_error;      /* a connect that failed at once, reported from the timer */
+  int handles_open;
+  char peer_address[TN_ADDR_STRLEN];
+  struct tn_tls_peer peer;
+  uint8_t plaintext[LINK_PLAINTEXT_CHUNK];
+};
+
+static void link_flush(tn_link *l);
+
+static const struct tn_link_callbacks no_callbacks;
+
+void tn_link_options_default(struct tn_link_options *opt)
+{
+  memset(opt, 0, sizeof(*opt));
+  tn_mux_options_default(&opt->mux);
+  opt->handshake_timeout_ms = TN_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+}
+
+/* ---- stream routing: the mux reports, the pipe that owns the stream acts ---- */
+
+static int mux_on_stream_open(tn_mux *m, uint32_t id, void **stream_user, void *session_user)
+{
+  tn_link *l = session_user;
+  tn_pipe *p;
+
+  (void)m;
+  if (l->closing || l->draining || l->cb->on_stream_open == NULL)
+    return -1;
+  p = l->cb->on_stream_open(l, id);
+  if (p == NULL)
+    return -1;
+  *stream_user = p;
+  return 0;
+}
+
+static void mux_on_stream_data(tn_mux *m, uint32_t id, const uint8_t *data, size_t len, void *stream_user)
+{
+  (void)m;
+  (void)id;
+  if (stream_user != NULL)
+    tn_pipe__on_data(stream_user, data, len);
+}
+
+static void mux_on_stream_fin(tn_mux *m, uint32_t id, void *stream_user)
+{
+  (void)m;
+  (void)id;
+  if (stream_user != NULL)
+    tn_pipe__on_fin(stream_user);
+}
+
+static void mux_on_stream_writable(tn_mux *m, uint32_t id, void *stream_user)
+{
+  (void)m;
+  (void)id;
+  if (stream_user != NULL)
+    tn_pipe__on_writable(stream_user);
+}
+
+static void mux_on_stream_close(tn_mux *m, uint32_t id, int reason, void *stream_user)
+{
+  tn_link *l = tn_mux_user(m);
+  struct tn_mux_stats st;
+
+  (void)id;
+  if (stream_user != NULL)
+    tn_pipe__on_stream_close(stream_user, reason);
+  tn_mux_get_stats(m, &st);
+  if (l->draining && st.streams_open == 0 && !l->closing && l->cb->on_drained != NULL)
+    l->cb->on_drained(l);
+}
+
+static void mux_on_go_away(tn_mux *m, uint32_t code, void *session_user)
+{
+  tn_link *l = session_user;
+  (void)m;
+  if (l->cb->on_go_away != NULL)
+    l->cb->on_go_away(l, code);
+}
+
+static const struct tn_mux_callbacks link_mux_callbacks = {
+  mux_on_stream_open, NULL, mux_on_stream_data, mux_on_stream_fin,
+  mux_on_stream_writable, mux_on_stream_close, NULL, mux_on_go_away
+};
+
+/* ---- teardown ---- */
+
+static void link_free(tn_link *l)
+{
+  tn_mux_del(l->mux);
+  tn_tls_del(l->tls);
+  tn_tls_config_unref(l->opt.tls);
+  free(l->server_name);
+  free(l);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+  tn_link *l = h->data;
+
+  if (--l->handles_open == 0)
+    link_free(l);
+}
+
+void tn_link_close(tn_link *l, const char *reason)
+{
+  if (l->closing)
+    return;
+  l->closing = true;
+  if (l->established) {
+    /* Best effort: tell the peer, in the same flush, that we are leaving on purpose. */
+    tn_mux_go_away(l->mux, TN_GO_AWAY_NORMAL);
+    link_flush(l);
+  }
+  if (l->mux != NULL)
+    tn_mux_terminate(l->mux);
+  if (l->cb->on_closed != NULL)
+    l->cb->on_closed(l, reason);
+  uv_read_stop((uv_stream_t *)&l->tcp);
+  uv_close((uv_handle_t *)&l->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&l->flush, on_handle_closed);
+  uv_close((uv_handle_t *)&l->tcp, on_handle_closed);
+}
+
+static void link_fail(tn_link *l, const char *what, const char *detail)
+{
+  char reason[256];
+
+  snprintf(reason, sizeof(reason), "%s%s%s", what, detail && *detail ? ": " : "", detail ? detail : "");
+  tn_link_close(l, reason);
+}
+
+/* ---- output ---- */
+
+static void on_write_done(uv_write_t *req, int status)
+{
+  tn_link *l = req->data;
+
+  l->write_in_flight = false;
+  if (l->closing)
+    return;
+  if (status < 0) {
+    link_fail(l, "write failed", uv_strerror(status));
+    return;
+  }
+  tn_tls_consumed(l->tls, l->write_len);
+  link_flush(l);
+}
+
+/*
+ * Moves mux output into TLS records and TLS output onto the socket until one of them is
+ * stuck: TLS full (a write in flight) or the socket's buffer full (uv_write takes the rest).
+ */
+static void link_flush(tn_link *l)
+{
+  const uint8_t *p;
+  size_t n;
+
+  if (l->tls == NULL || !l->connected)
+    return;
+  for (;;) {
+    bool progress = false;
+
+    if (l->established) {
+      while ((n = tn_mux_pending(l->mux, &p)) > 0) {
+        long w = tn_tls_write(l->tls, p, n);
+        if (w < 0) {
+          if (!l->closing)
+            link_fail(l, "TLS write failed", tn_tls_error_text(l->tls));
+          return;
+        }
+        if (w == 0)
+          break;
+        tn_mux_consumed(l->mux, (size_t)w);  /* may wake writers, who queue more */
+        progress = true;
+      }
+    }
+    if (l->write_in_flight)
+      return;
+    n = tn_tls_pending(l->tls, &p);
+    if (n == 0)
+      return;
+    {
+      uv_buf_t buf = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
+      int r = uv_try_write((uv_stream_t *)&l->tcp, &buf, 1);
+      if (r == UV_EAGAIN)
+        r = 0;
+      if (r < 0) {
+        if (!l->closing)
+          link_fail(l, "write failed", uv_strerror(r));
+        return;
+      }
+      if ((size_t)r < n) {
+        /* The kernel is full: hand the rest to libuv; TLS output stays put until it is done. */
+        tn_tls_consumed(l->tls, (size_t)r);
+        n = tn_tls_pending(l->tls, &p);
+        buf = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
+        l->write_len = n;
+        l->write_req.data = l;
+        r = uv_write(&l->write_req, (uv_stream_t *)&l->tcp, &buf, 1, on_write_done);
+        if (r < 0) {
+          if (!l->closing)
+            link_fail(l, "write failed", uv_strerror(r));
+          return;
+        }
+        l->write_in_flight = true;
+        return;
+      }
+      tn_tls_consumed(l->tls, (size_t)r);
+      progress = true;
+    }
+    if (!progress)
+      return;
+  }
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+  tn_link *l = h->data;
+
+  uv_check_stop(&l->flush);
+  if (!l->closing)
+    link_flush(l);
+}
+
+void tn_link_want_flush(tn_link *l)
+{
+  if (!l->closing)
+    uv_check_start(&l->flush, on_flush_check);
+}
+
+/* ---- input ---- */
+
+static void on_tick(uv_timer_t *t)
+{
+  tn_link *l = t->data;
+  int rc = tn_mux_tick(l->mux, uv_now(t->loop));
+
+  if (rc == TN_ERR_TIMEOUT) {
+    char why[96];
+    snprintf(why, sizeof(why), "peer silent for %llu ms (dead-peer timeout)",
+             (unsigned long long)l->opt.mux.dead_peer_timeout_ms);
+    tn_link_close(l, why);
+    return;
+  }
+  tn_link_want_flush(l);
+}
+
+static void on_handshake_timeout(uv_timer_t *t)
+{
+  tn_link *l = t->data;
+
+  if (l->connect_error != 0) {
+    link_fail(l, "connect failed", uv_strerror(l->connect_error));
+    return;
+  }
+  tn_link_close(l, l->connected ? "TLS handshake timed out" : "connect timed out");
+}
+
+static int link_start_mux(tn_link *l)
+{
+  uint64_t tick;
+  enum tn_mux_role role = tn_tls_config_role(l->opt.tls) == TN_TLS_CLIENT ? TN_MUX_CLIENT : TN_MUX_SERVER;
+  int rc = tn_mux_new(&l->mux, role, &link_mux_callbacks, &l->opt.mux, l, uv_now(l->tcp.loop));
+
+  if (rc != TN_OK)
+    return rc;
+  tn_tls_peer_identity(l->tls, &l->peer);
+  l->established = true;
+  /* Tick often enough to notice silence within a fraction of the keepalive interval. */
+  tick = l->opt.mux.keepalive_interval_ms / 4;
+  if (tick < 50)
+    tick = 50;
+  if (tick > 1000)
+    tick = 1000;
+  uv_timer_stop(&l->timer);
+  uv_timer_start(&l->timer, on_tick, tick, tick);
+  return TN_OK;
+}
+
+/* Feeds decrypted bytes to the mux. Returns false once the link is closing. */
+static bool link_read_plaintext(tn_link *l)
+{
+  for (;;) {
+    long n = tn_tls_read(l->tls, l->plaintext, sizeof(l->plaintext));
+    int rc;
+
+    if (n == TN_ERR_NEED_MORE)
+      return true;
+    if (n == 0) {
+      tn_link_close(l, "peer closed the TLS session");
+      return false;
+    }
+    if (n < 0) {
+      link_fail(l, "TLS error", tn_tls_error_text(l->tls));
+      return false;
+    }
+    rc = tn_mux_feed(l->mux, l->plaintext, (size_t)n);
+    if (l->closing)
+      return false;
+    if (rc == TN_ERR_PROTO) {
+      link_flush(l);  /* deliver our GoAway(protocol error) */
+      tn_link_close(l, "protocol error from peer");
+      return false;
+    }
+    if (rc != TN_OK) {
+      tn_link_close(l, tn_strerror(rc));
+      return false;
+    }
+  }
+}
+
+static void link_on_ciphertext(tn_link *l, const uint8_t *in, size_t len)
+{
+  while (len > 0 && !l->closing) {
+    size_t fed = tn_tls_feed(l->tls, in, len);
+
+    in += fed;
+    len -= fed;
+    if (!l->established) {
+      int rc = tn_tls_handshake(l->tls);
+      if (rc == TN_ERR_NEED_MORE) {
+        if (fed == 0) {
+          link_fail(l, "TLS handshake failed", "input buffer stuck");
+          return;
+        }
+        continue;
+      }
+      if (rc != TN_OK) {
+        link_flush(l);  /* the alert, so the peer learns why */
+        link_fail(l, "TLS handshake failed", tn_tls_error_text(l->tls));
+        return;
+      }
+      if (link_start_mux(l) != TN_OK) {
+        tn_link_close(l, "out of memory");
+        return;
+      }
+      if (l->cb->on_established != NULL)
+        l->cb->on_established(l, &l->peer);
+      if (l->closing)
+        return;
+    }
+    tn_mux_tick(l->mux, uv_now(l->tcp.loop));  /* precise ping RTTs and liveness */
+    if (!link_read_plaintext(l))
+      return;
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  (void)h;
+  (void)suggested;
+  buf->base = malloc(LINK_READ_BUFFER);
+  buf->len = buf->base != NULL ? LINK_READ_BUFFER : 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+  tn_link *l = s->data;
+
+  if (nread > 0) {
+    link_on_ciphertext(l, (const uint8_t *)buf->base, (size_t)nread);
+    if (!l->closing)
+      link_flush(l);
+  } else if (nread < 0 && !l->closing) {
+    if (nread == UV_EOF)
+      tn_link_close(l, l->established ? "peer closed the connection" : "peer closed during TLS handshake");
+    else
+      link_fail(l, "read failed", uv_strerror((int)nread));
+  }
+  free(buf->base);
+}
+
+/* ---- setup ---- */
+
+static tn_link *link_new(uv_loop_t *loop, const struct tn_link_options *opt, const struct tn_link_callbacks *cb,
+                         void *data)
+{
+  tn_link *l = calloc(1, sizeof(*l));
+
+  if (l == NULL)
+    return NULL;
+  l->opt = *opt;
+  l->cb = cb;
+  l->data = data;
+  if (opt->server_name != NULL && (l->server_name = strdup(opt->server_name)) == NULL) {
+    free(l);
+    return NULL;
+  }
+  l->opt.server_name = l->server_name;
+  tn_tls_config_ref(opt->tls);
+  uv_tcp_init(loop, &l->tcp);
+  uv_timer_init(loop, &l->timer);
+  uv_check_init(loop, &l->flush);
+  l->tcp.data = l->timer.data = l->flush.data = l;
+  l->handles_open = 3;
+  strcpy(l->peer_address, "-");
+  return l;
+}
+
+static void record_peer_address(tn_link *l)
+{
+  struct sockaddr_storage ss;
+  struct tn_addr a;
+  int len = sizeof(ss);
+
+  if (uv_tcp_getpeername(&l->tcp, (struct sockaddr *)&ss, &len) != 0)
+    return;
+  tn_addr_from_sockaddr(&a, (const struct sockaddr *)&ss);
+  tn_addr_format(&a, l->peer_address, sizeof(l->peer_address));
+}
+
+/* TCP is up: start TLS and reading. */
+static int link_start_tls(tn_link *l)
+{
+  int rc;
+
+  l->connected = true;
+  record_peer_address(l);
+  uv_tcp_nodelay(&l->tcp, 1);
+  rc = tn_tls_new(&l->tls, l->opt.tls, l->server_name);
+  if (rc != TN_OK)
+    return rc;
+  if (tn_tls_config_role(l->opt.tls) == TN_TLS_CLIENT)
+    tn_tls_handshake(l->tls);  /* queues the ClientHello */
+  rc = uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read);
+  if (rc != 0)
+    return rc;
+  link_flush(l);
+  return TN_OK;
+}
+
+int tn_link_accept(tn_link **out, uv_stream_t *listener, const struct tn_link_options *opt,
+                   const struct tn_link_callbacks *cb, void *data)
+{
+  tn_link *l = link_new(listener->loop, opt, cb, data);
+  int rc;
+
+  *out = NULL;
+  if (l == NULL)
+    return TN_ERR_NOMEM;
+  rc = uv_accept(listener, (uv_stream_t *)&l->tcp);
+  if (rc == 0) {
+    uv_timer_start(&l->timer, on_handshake_timeout, opt->handshake_timeout_ms, 0);
+    rc = link_start_tls(l);
+  }
+  if (rc != 0) {
+    /* Not reported through on_closed: the caller never had the link. */
+    l->cb = &no_callbacks;
+    l->closing = true;
+    uv_close((uv_handle_t *)&l->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&l->flush, on_handle_closed);
+    uv_close((uv_handle_t *)&l->tcp, on_handle_closed);
+    return rc;
+  }
+  *out = l;
+  return 0;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+  tn_link *l = req->data;
+  int rc;
+
+  if (l->closing)
+    return;
+  if (status < 0) {
+    link_fail(l, "connect failed", uv_strerror(status));
+    return;
+  }
+  rc = link_start_tls(l);
+  if (rc != 0)
+    link_fail(l, "TLS setup failed", rc < 0 && rc > -100 ? tn_strerror(rc) : uv_strerror(rc));
+}
+
+int tn_link_connect(tn_link **out, uv_loop_t *loop, const struct sockaddr *addr, const struct tn_link_options *opt,
+                    const struct tn_link_callbacks *cb, void *data)
+{
+  tn_link *l = link_new(loop, opt, cb, data);
+  int rc;
+
+  *out = NULL;
+  if (l == NULL)
+    return TN_ERR_NOMEM;
+  l->connect_req.data = l;
+  uv_timer_start(&l->timer, on_handshake_timeout, opt->handshake_timeout_ms, 0);
+  rc = uv_tcp_connect(&l->connect_req, &l->tcp, addr, on_connect);
+  if (rc != 0) {
+    /* Reported from the loop like every other failure, never from inside this call. */
+    l->connect_error = rc;
+    uv_timer_start(&l->timer, on_handshake_timeout, 0, 0);
+  }
+  *out = l;
+  return 0;
+}
+
+void tn_link_go_away(tn_link *l)
+{
+  struct tn_mux_stats st;
+
+  if (l->closing || !l->established || l->draining)
+    return;
+  l->draining = true;
+  tn_mux_go_away(l->mux, TN_GO_AWAY_NORMAL);
+  tn_link_want_flush(l);
+  tn_mux_get_stats(l->mux, &st);
+  if (st.streams_open == 0 && l->cb->on_drained != NULL)
+    l->cb->on_drained(l);
+}
+
+tn_mux *tn_link_mux(const tn_link *l)
+{
+  return l->established && !l->closing ? l->mux : NULL;
+}
+
+int tn_link_is_established(const tn_link *l)
+{
+  return l->established && !l->closing;
+}
+
+int tn_link_is_closing(const tn_link *l)
+{
+  return l->closing;
+}
+
+const char *tn_link_peer_address(const tn_link *l)
+{
+  return l->peer_address;
+}
+
+const struct tn_tls_peer *tn_link_peer(const tn_link *l)
+{
+  return &l->peer;
+}
+
+uv_loop_t *tn_link_loop(const tn_link *l)
+{
+  return l->tcp.loop;
+}
+
+void *tn_link_data(const tn_link *l)
+{
+  return l->data;
+}
+
+void tn_link_set_data(tn_link *l, void *data)
+{
+  l->data = data;
+}
