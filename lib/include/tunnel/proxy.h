@@ -31,7 +31,7 @@ struct tn_proxy_info {
   struct tn_addr src;
   struct tn_addr dst;
   uint8_t version;   /* set by the decoder: 1 or 2 */
-  uint8_t local;     /* set by the decoder: v2 LOCAL command or v1 UNKNOWN */
+  uint8_t local;     /* set by the decoder: no addresses (v1 UNKNOWN, v2 LOCAL, v2 family UNSPEC): use the real endpoints */
 };
 
 /* Writes a v1 line ("PROXY TCP4 ... \r\n"). Returns bytes written, or 0 if it does not fit or the input is invalid. */
@@ -46,7 +46,10 @@ size_t tn_proxy_encode(int version, const struct tn_proxy_info *info, uint8_t *o
 /*
  * Strictly decodes a v1 or v2 header at the start of in. Returns the header length
  * (bytes to skip), TN_ERR_NEED_MORE for a valid prefix, or TN_ERR_INVALID. v2 TLVs are
- * skipped (the returned length covers them); v2 UDP and UNIX families are TN_ERR_UNSUPPORTED.
+ * skipped (the returned length covers them, and they must exactly fill the declared length);
+ * v2 UDP and UNIX families are TN_ERR_UNSUPPORTED. A v2 header may declare up to 65535 bytes
+ * after its 16-byte head, so a caller that cannot buffer that much should treat
+ * TN_ERR_NEED_MORE at its own limit as invalid. On failure *info is left untouched.
  */
 int tn_proxy_decode(struct tn_proxy_info *info, const uint8_t *in, size_t in_len);
 
