@@ -5,6 +5,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <cmocka.h>
 
 #include "tunnel/addr.h"
@@ -124,6 +129,48 @@ static void test_equal(void **state)
   assert_false(tn_addr_equal(&a, &b));
 }
 
+static void test_from_sockaddr(void **state)
+{
+  struct sockaddr_in in4;
+  struct sockaddr_in6 in6;
+  struct sockaddr_un un;
+  struct tn_addr a, want;
+
+  memset(&in4, 0, sizeof(in4));
+  in4.sin_family = AF_INET;
+  in4.sin_port = htons(41234);
+  assert_int_equal(inet_pton(AF_INET, "203.0.113.7", &in4.sin_addr), 1);
+  memset(&a, 0xee, sizeof(a));
+  tn_addr_from_sockaddr(&a, (const struct sockaddr *)&in4);
+  memset(&want, 0, sizeof(want));
+  assert_int_equal(tn_addr_parse_ip(&want, "203.0.113.7"), TN_OK);
+  want.port = 41234;
+  assert_true(tn_addr_equal(&a, &want));
+
+  memset(&in6, 0, sizeof(in6));
+  in6.sin6_family = AF_INET6;
+  in6.sin6_port = htons(51000);
+  assert_int_equal(inet_pton(AF_INET6, "2001:db8::5", &in6.sin6_addr), 1);
+  tn_addr_from_sockaddr(&a, (const struct sockaddr *)&in6);
+  assert_int_equal(tn_addr_parse_ip(&want, "2001:db8::5"), TN_OK);
+  want.port = 51000;
+  assert_true(tn_addr_equal(&a, &want));
+
+  /*
+   * A dual-stack listener sees IPv4 users as ::ffff:a.b.c.d; they come out as IPv4 so a
+   * PROXY header can pair them with an IPv4 listener address.
+   */
+  assert_int_equal(inet_pton(AF_INET6, "::ffff:198.51.100.9", &in6.sin6_addr), 1);
+  tn_addr_from_sockaddr(&a, (const struct sockaddr *)&in6);
+  assert_int_equal(tn_addr_parse_ip(&want, "198.51.100.9"), TN_OK);
+  assert_true(tn_addr_equal(&a, &want));
+
+  memset(&un, 0, sizeof(un));
+  un.sun_family = AF_UNIX;
+  tn_addr_from_sockaddr(&a, (const struct sockaddr *)&un);
+  assert_int_equal(a.family, TN_AF_UNSPEC);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -132,6 +179,7 @@ int main(void)
     cmocka_unit_test(test_parse_rejects),
     cmocka_unit_test(test_format_unspec_and_small_buffers),
     cmocka_unit_test(test_equal),
+    cmocka_unit_test(test_from_sockaddr),
   };
 
   return cmocka_run_group_tests_name("addr", tests, NULL, NULL);
