@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pki.h"
+
 static void usage(FILE *out)
 {
   fprintf(out,
@@ -11,6 +13,8 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+  if (argc >= 2 && strcmp(argv[1], "pki") == 0)
+    return td_pki_main(argc - 1, argv + 1);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--version") == 0) {
       printf("tunneld %s\n", TUNNEL_VERSION);
