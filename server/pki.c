@@ -18,12 +18,13 @@
 static void td_pki_usage(FILE *out)
 {
   fprintf(out,
-          "usage: tunneld pki init DIR\n"
+          "usage: tunneld pki init DIR [--days N]\n"
           "       tunneld pki issue DIR --name NAME [--server (--dns HOST | --ip ADDR)...] [--admin] [--days N]\n"
           "       tunneld pki show FILE\n"
           "\n"
           "init   creates DIR (mode 0700) with ca.crt and ca.key: an ECDSA P-256 CA named\n"
-          "       \"tunnel CA\", valid %d days. An existing CA is never overwritten.\n"
+          "       \"tunnel CA\", valid %d days unless --days says otherwise. An existing CA is\n"
+          "       never overwritten.\n"
           "issue  writes DIR/NAME.crt and DIR/NAME.key (mode 0600), signed by DIR's CA,\n"
           "       ECDSA P-256, valid %d days unless --days says otherwise.\n"
           "         --server     a tunneld certificate (extended key usage serverAuth); name it\n"
@@ -80,11 +81,31 @@ static int td_pki_print_fingerprint(const char *crt_path)
   return 0;
 }
 
+static int td_pki_days(const char *v, long *days)
+{
+  char *end;
+  errno = 0;
+  *days = strtol(v, &end, 10);
+  if (errno != 0 || *end != '\0' || end == v || *days < 1 || *days > 36500)
+    return td_pki_usage_error("--days: must be an integer 1-36500, got \"%s\"", v);
+  return 0;
+}
+
 static int td_pki_init(int argc, char **argv)
 {
-  if (argc != 2)
-    return td_pki_usage_error("%s", "init takes exactly one argument: DIR");
+  long days = TN_PKI_CA_DAYS;
+  if (argc == 4 && strcmp(argv[2], "--days") == 0) {
+    if (td_pki_days(argv[3], &days) != 0)
+      return TD_PKI_EXIT_USAGE;
+  } else if (argc == 3 && strncmp(argv[2], "--days=", 7) == 0) {
+    if (td_pki_days(argv[2] + 7, &days) != 0)
+      return TD_PKI_EXIT_USAGE;
+  } else if (argc != 2) {
+    return td_pki_usage_error("%s", "init takes one directory and optionally --days N");
+  }
   const char *dir = argv[1];
+  if (dir[0] == '-')
+    return td_pki_usage_error("%s", "init needs the directory first: tunneld pki init DIR [--days N]");
   if (mkdir(dir, 0700) != 0) {
     struct stat st;
     if (errno != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -99,7 +120,7 @@ static int td_pki_init(int argc, char **argv)
   td_pki_join(crt, sizeof crt, dir, "ca.crt");
   td_pki_join(key, sizeof key, dir, "ca.key");
   struct tn_pki_request req;
-  tn_pki_request_init(&req, "CN=tunnel CA", TN_PKI_USAGE_CA, TN_PKI_CA_DAYS);
+  tn_pki_request_init(&req, "CN=tunnel CA", TN_PKI_USAGE_CA, (unsigned)days);
   if (tn_pki_create_ca(crt, key, &req, err, sizeof err) != TN_OK) {
     fprintf(stderr, "tunneld pki: %s\n", err);
     return TD_PKI_EXIT_FAIL;
@@ -164,11 +185,8 @@ static int td_pki_issue(int argc, char **argv)
     } else if (td_pki_is_opt(arg, "--days")) {
       if ((v = td_pki_value(argc, argv, &i, "--days")) == NULL)
         return td_pki_usage_error("%s", "--days needs a number");
-      char *end;
-      errno = 0;
-      days = strtol(v, &end, 10);
-      if (errno != 0 || *end != '\0' || end == v || days < 1 || days > 36500)
-        return td_pki_usage_error("--days: must be an integer 1-36500, got \"%s\"", v);
+      if (td_pki_days(v, &days) != 0)
+        return TD_PKI_EXIT_USAGE;
     } else {
       return td_pki_usage_error("issue: unknown argument \"%s\"", arg);
     }
