@@ -1,0 +1,74 @@
+/* api.h: the management API's routes (PUT/GET /tunnels, GET /clients, /ping, /metrics) over a narrow interface to the live server. */
+#ifndef TD_API_H
+#define TD_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "http.h"
+#include "table.h"
+
+/* How the API reaches the live server; srv is passed back unchanged. */
+struct td_api_ops {
+  /*
+   * Applies new_table atomically (bind new listeners, swap, persist). Returns 0 on
+   * success, having taken the contents of *new_table and left it empty (td_table_init).
+   * Otherwise returns an HTTP status (409 when a port cannot be bound) with err set,
+   * nothing changed and *new_table untouched. The caller frees *new_table either way.
+   */
+  int (*apply_table)(void *srv, struct td_table *new_table, char *err, size_t errlen);
+  const struct td_table *(*current_table)(void *srv);
+  /* Status of current_table()->tunnels[index]; see td_table_status_fn. */
+  void (*tunnel_status)(void *srv, size_t index, const char **active_client, uint64_t *open_connections);
+  /* GET /clients body: a new reference to an object keyed by client identity; NULL on failure. */
+  json_t *(*clients_json)(void *srv);
+  /* Appends the server's Prometheus text (without the API's own counters); TN_OK or an error. May be NULL. */
+  int (*metrics_text)(void *srv, struct td_buf *out);
+};
+
+/* PUT /tunnels outcomes, for /metrics. */
+struct td_api_counters {
+  uint64_t put_ok;       /* 200 */
+  uint64_t put_invalid;  /* 400, 415 */
+  uint64_t put_conflict; /* 409 */
+  uint64_t put_failed;   /* anything else apply_table returned, or out of memory */
+};
+
+struct td_api_ctx {
+  const struct td_api_ops *ops;
+  void *srv;
+  const struct td_reserved *reserved; /* the server's own endpoints (td_config_reserved); may be NULL */
+  struct td_api_counters *counters;   /* owned by the server; may be NULL */
+};
+
+/* Largest response body built by default (GET /tunnels of a very large table, /metrics). */
+#define TD_API_MAX_RESPONSE (32u * 1024u * 1024u)
+
+struct td_api_response {
+  int status;
+  const char *content_type; /* static string */
+  struct td_buf body;
+  char extra_headers[64];   /* "" or e.g. "Allow: GET, PUT\r\n" */
+};
+
+void td_api_response_init(struct td_api_response *r, size_t max_body);
+void td_api_response_free(struct td_api_response *r);
+
+/* Routes one request (the caller has already checked the client is an admin) and fills resp. */
+void td_api_handle(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp);
+
+/* resp becomes status with body {"error": message} (application/json). */
+void td_api_error(struct td_api_response *resp, int status, const char *message);
+
+/* resp becomes the 403 for a certificate identity not in AdminIdentities (identity may be NULL). */
+void td_api_forbidden(struct td_api_response *resp, const char *identity);
+
+/* Appends the counters in Prometheus text format (tunneld_api_put_requests_total{result=...}). */
+int td_api_counters_text(const struct td_api_counters *c, struct td_buf *out);
+
+/* Serialises resp as an HTTP/1.1 response into out (td_http_response). */
+int td_api_response_write(const struct td_api_response *resp, int keep_alive, struct td_buf *out);
+
+#endif
