@@ -29,6 +29,7 @@ static void usage(void)
   fprintf(stderr,
           "usage: tls_peer client --connect HOST:PORT --name NAME --ca F --cert F --key F [options]\n"
           "       tls_peer server --listen PORT --ca F --cert F --key F [options]\n"
+          "       tls_peer hello --name NAME --ca F --cert F --key F --out FILE   (saves a ClientHello, for fuzz seeds)\n"
           "options: --send TEXT        write TEXT and a newline after the handshake\n"
           "         --expect TEXT      wait until the received data contains TEXT, then close\n"
           "         --echo-line        read one line, answer \"echo: LINE\", then close\n"
@@ -167,15 +168,43 @@ static int listen_accept(const char *port)
   return fd;
 }
 
+static int save_hello(const char *ca, const char *cert, const char *key, const char *name, const char *out_path)
+{
+  if (ca == NULL || cert == NULL || key == NULL || name == NULL || out_path == NULL)
+    usage();
+  char err[512];
+  tn_tls_config *cfg;
+  tn_tls *t;
+  if (tn_tls_config_new(&cfg, TN_TLS_CLIENT, ca, cert, key, err, sizeof err) != TN_OK) {
+    fprintf(stderr, "tls_peer: %s\n", err);
+    return 4;
+  }
+  int rc = tn_tls_new(&t, cfg, name);
+  tn_tls_config_unref(cfg);
+  if (rc != TN_OK)
+    return 1;
+  tn_tls_handshake(t);
+  const uint8_t *out;
+  size_t n = tn_tls_pending(t, &out);
+  FILE *f = fopen(out_path, "wb");
+  rc = f != NULL && fwrite(out, 1, n, f) == n ? 0 : 1;
+  if (f != NULL && fclose(f) != 0)
+    rc = 1;
+  tn_tls_del(t);
+  return rc;
+}
+
 int main(int argc, char **argv)
 {
   if (argc < 2)
     usage();
   int server = strcmp(argv[1], "server") == 0;
-  if (!server && strcmp(argv[1], "client") != 0)
+  int hello = strcmp(argv[1], "hello") == 0;
+  if (!server && !hello && strcmp(argv[1], "client") != 0)
     usage();
   const char *ca = NULL, *cert = NULL, *key = NULL, *connect_arg = NULL, *listen_arg = NULL, *name = NULL;
   const char *send_text = NULL, *expect = NULL, *expect_error = NULL;
+  const char *out_path = NULL;
   int echo_line = 0;
   int timeout = 10;
   for (int i = 2; i < argc; i++) {
@@ -198,8 +227,11 @@ int main(int argc, char **argv)
     else if (strcmp(a, "--expect") == 0) expect = v;
     else if (strcmp(a, "--expect-error") == 0) expect_error = v;
     else if (strcmp(a, "--timeout") == 0) timeout = atoi(v);
+    else if (strcmp(a, "--out") == 0) out_path = v;
     else usage();
   }
+  if (hello)
+    return save_hello(ca, cert, key, name, out_path);
   if (ca == NULL || cert == NULL || key == NULL || (server ? listen_arg == NULL : (connect_arg == NULL || name == NULL)))
     usage();
 
