@@ -1,16 +1,75 @@
-/* main.c: the tunnelc program (client: keeps one connection to tunneld and splices its streams to local services). */
+/* main.c: the tunnelc program (keeps one connection to tunneld and splices its streams to local services). */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <uv.h>
+
+#include "client.h"
+#include "tunnel/defaults.h"
+#include "tunnel/log.h"
+#include "tunnel/notify.h"
+
+struct program {
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint, sighup;
+  struct tc_client client;
+  const char *config_path;
+};
 
 static void usage(FILE *out)
 {
   fprintf(out,
           "usage: tunnelc [--config FILE] [--check-config]\n"
-          "       tunnelc --version | --help\n");
+          "       tunnelc --version | --help\n"
+          "\n"
+          "Keeps one mutually authenticated TLS connection to tunneld and splices each\n"
+          "connection it carries to a local service allowed by the configuration.\n"
+          "\n"
+          "  --config FILE    configuration (default " TN_DEFAULT_CLIENT_CONFIG ")\n"
+          "  --check-config   load and validate the configuration and certificates, then exit 0 or 1\n"
+          "\n"
+          "Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads configuration and certificates.\n"
+          "Documentation: docs/CONFIG.md, docs/OPERATIONS.md.\n");
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+static void on_stopped(struct tc_client *c)
+{
+  struct program *p = (struct program *)((char *)c - offsetof(struct program, client));
+
+  uv_signal_stop(&p->sigterm);
+  uv_signal_stop(&p->sigint);
+  uv_signal_stop(&p->sighup);
+  uv_walk(&p->loop, close_walk, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+  struct program *p = s->data;
+
+  if (signum == SIGHUP) {
+    tn_notify_reloading();
+    tc_client_reload(&p->client, p->config_path);
+    tn_notify_ready("reloaded");
+    return;
+  }
+  tc_client_stop(&p->client);
 }
 
 int main(int argc, char **argv)
 {
+  struct program p;
+  char err[1024];
+  int check_only = 0;
+
+  memset(&p, 0, sizeof(p));
+  p.config_path = TN_DEFAULT_CLIENT_CONFIG;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--version") == 0) {
       printf("tunnelc %s\n", TUNNEL_VERSION);
@@ -20,7 +79,51 @@ int main(int argc, char **argv)
       usage(stdout);
       return 0;
     }
+    if (strcmp(argv[i], "--check-config") == 0) {
+      check_only = 1;
+    } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+      p.config_path = argv[++i];
+    } else {
+      fprintf(stderr, "tunnelc: unknown argument \"%s\"\n", argv[i]);
+      usage(stderr);
+      return 2;
+    }
   }
-  usage(stderr);
-  return 2;
+
+  tn_log_init("tunnelc", TN_LOG_INFO);
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_init(&p.loop);
+  if (tc_client_init(&p.client, &p.loop, p.config_path, err, sizeof(err)) != 0) {
+    fprintf(stderr, "tunnelc: %s\n", err);
+    uv_loop_close(&p.loop);
+    return 1;
+  }
+  if (check_only) {
+    printf("tunnelc: %s: configuration OK (client identity %s, server %s:%u)\n", p.config_path,
+           p.client.identity, p.client.cfg.server_host, (unsigned)p.client.cfg.server_port);
+    uv_walk(&p.loop, close_walk, NULL);
+    uv_run(&p.loop, UV_RUN_DEFAULT);
+    tc_client_free(&p.client);
+    uv_loop_close(&p.loop);
+    return 0;
+  }
+  if (p.client.cfg.debug_log)
+    tn_log_set_level(TN_LOG_DEBUG);
+  p.client.on_stopped = on_stopped;
+
+  uv_signal_init(&p.loop, &p.sigterm);
+  uv_signal_init(&p.loop, &p.sigint);
+  uv_signal_init(&p.loop, &p.sighup);
+  p.sigterm.data = p.sigint.data = p.sighup.data = &p;
+  uv_signal_start(&p.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&p.sigint, on_signal, SIGINT);
+  uv_signal_start(&p.sighup, on_signal, SIGHUP);
+
+  tc_client_start(&p.client);
+  uv_run(&p.loop, UV_RUN_DEFAULT);
+  tc_client_free(&p.client);
+  if (uv_loop_close(&p.loop) != 0)
+    tn_log_warn("client: event loop closed with handles still open");
+  tn_log_info("client %s: stopped", p.client.identity);
+  return 0;
 }

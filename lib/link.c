@@ -43,6 +43,11 @@ struct tn_link {
   int handles_open;
   char peer_address[TN_ADDR_STRLEN];
   struct tn_tls_peer peer;
+  /* raw mode: plaintext waiting for TLS */
+  uint8_t *raw_out;
+  size_t raw_len;
+  size_t raw_cap;
+  const char *close_when_flushed;
   uint8_t plaintext[LINK_PLAINTEXT_CHUNK];
 };
 
@@ -55,6 +60,7 @@ void tn_link_options_default(struct tn_link_options *opt)
   memset(opt, 0, sizeof(*opt));
   tn_mux_options_default(&opt->mux);
   opt->handshake_timeout_ms = TN_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  opt->max_raw_output = 4u * 1024u * 1024u;
 }
 
 /* ---- stream routing: the mux reports, the pipe that owns the stream acts ---- */
@@ -120,8 +126,12 @@ static void mux_on_go_away(tn_mux *m, uint32_t code, void *session_user)
 }
 
 static const struct tn_mux_callbacks link_mux_callbacks = {
-  mux_on_stream_open, NULL, mux_on_stream_data, mux_on_stream_fin,
-  mux_on_stream_writable, mux_on_stream_close, NULL, mux_on_go_away
+  .on_stream_open = mux_on_stream_open,
+  .on_stream_data = mux_on_stream_data,
+  .on_stream_fin = mux_on_stream_fin,
+  .on_stream_writable = mux_on_stream_writable,
+  .on_stream_close = mux_on_stream_close,
+  .on_go_away = mux_on_go_away,
 };
 
 /* ---- teardown ---- */
@@ -129,6 +139,7 @@ static const struct tn_mux_callbacks link_mux_callbacks = {
 static void link_free(tn_link *l)
 {
   tn_mux_del(l->mux);
+  free(l->raw_out);
   tn_tls_del(l->tls);
   tn_tls_config_unref(l->opt.tls);
   free(l->server_name);
@@ -148,7 +159,7 @@ void tn_link_close(tn_link *l, const char *reason)
   if (l->closing)
     return;
   l->closing = true;
-  if (l->established) {
+  if (l->established && l->mux != NULL) {
     /* Best effort: tell the peer, in the same flush, that we are leaving on purpose. */
     tn_mux_go_away(l->mux, TN_GO_AWAY_NORMAL);
     link_flush(l);
@@ -202,7 +213,21 @@ static void link_flush(tn_link *l)
   for (;;) {
     bool progress = false;
 
-    if (l->established) {
+    if (l->established && l->opt.raw) {
+      while (l->raw_len > 0) {
+        long w = tn_tls_write(l->tls, l->raw_out, l->raw_len);
+        if (w < 0) {
+          if (!l->closing)
+            link_fail(l, "TLS write failed", tn_tls_error_text(l->tls));
+          return;
+        }
+        if (w == 0)
+          break;
+        memmove(l->raw_out, l->raw_out + w, l->raw_len - (size_t)w);
+        l->raw_len -= (size_t)w;
+        progress = true;
+      }
+    } else if (l->established) {
       while ((n = tn_mux_pending(l->mux, &p)) > 0) {
         long w = tn_tls_write(l->tls, p, n);
         if (w < 0) {
@@ -219,8 +244,11 @@ static void link_flush(tn_link *l)
     if (l->write_in_flight)
       return;
     n = tn_tls_pending(l->tls, &p);
-    if (n == 0)
+    if (n == 0) {
+      if (l->close_when_flushed != NULL && l->raw_len == 0 && !l->closing)
+        tn_link_close(l, l->close_when_flushed);
       return;
+    }
     {
       uv_buf_t buf = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
       int r = uv_try_write((uv_stream_t *)&l->tcp, &buf, 1);
@@ -302,11 +330,18 @@ static int link_start_mux(tn_link *l)
 {
   uint64_t tick;
   enum tn_mux_role role = tn_tls_config_role(l->opt.tls) == TN_TLS_CLIENT ? TN_MUX_CLIENT : TN_MUX_SERVER;
-  int rc = tn_mux_new(&l->mux, role, &link_mux_callbacks, &l->opt.mux, l, uv_now(l->tcp.loop));
+  int rc;
 
+  tn_tls_peer_identity(l->tls, &l->peer);
+  if (l->opt.raw) {
+    /* Raw links have no keepalive of their own; their owner times them out. */
+    l->established = true;
+    uv_timer_stop(&l->timer);
+    return TN_OK;
+  }
+  rc = tn_mux_new(&l->mux, role, &link_mux_callbacks, &l->opt.mux, l, uv_now(l->tcp.loop));
   if (rc != TN_OK)
     return rc;
-  tn_tls_peer_identity(l->tls, &l->peer);
   l->established = true;
   /* Tick often enough to notice silence within a fraction of the keepalive interval. */
   tick = l->opt.mux.keepalive_interval_ms / 4;
@@ -335,6 +370,13 @@ static bool link_read_plaintext(tn_link *l)
     if (n < 0) {
       link_fail(l, "TLS error", tn_tls_error_text(l->tls));
       return false;
+    }
+    if (l->opt.raw) {
+      if (l->cb->on_data != NULL)
+        l->cb->on_data(l, l->plaintext, (size_t)n);
+      if (l->closing)
+        return false;
+      continue;
     }
     rc = tn_mux_feed(l->mux, l->plaintext, (size_t)n);
     if (l->closing)
@@ -381,7 +423,8 @@ static void link_on_ciphertext(tn_link *l, const uint8_t *in, size_t len)
       if (l->closing)
         return;
     }
-    tn_mux_tick(l->mux, uv_now(l->tcp.loop));  /* precise ping RTTs and liveness */
+    if (l->mux != NULL)
+      tn_mux_tick(l->mux, uv_now(l->tcp.loop));  /* precise ping RTTs and liveness */
     if (!link_read_plaintext(l))
       return;
   }
@@ -539,7 +582,7 @@ void tn_link_go_away(tn_link *l)
 {
   struct tn_mux_stats st;
 
-  if (l->closing || !l->established || l->draining)
+  if (l->closing || !l->established || l->draining || l->mux == NULL)
     return;
   l->draining = true;
   tn_mux_go_away(l->mux, TN_GO_AWAY_NORMAL);
@@ -547,6 +590,42 @@ void tn_link_go_away(tn_link *l)
   tn_mux_get_stats(l->mux, &st);
   if (st.streams_open == 0 && l->cb->on_drained != NULL)
     l->cb->on_drained(l);
+}
+
+int tn_link_send(tn_link *l, const uint8_t *data, size_t len)
+{
+  if (l->closing || !l->opt.raw || l->close_when_flushed != NULL)
+    return TN_ERR_SESSION_CLOSED;
+  if (l->raw_len + len > l->opt.max_raw_output)
+    return TN_ERR_NO_SPACE;
+  if (l->raw_cap - l->raw_len < len) {
+    size_t cap = l->raw_cap ? l->raw_cap : 4096;
+    uint8_t *p;
+    while (cap - l->raw_len < len)
+      cap *= 2;
+    p = realloc(l->raw_out, cap);
+    if (p == NULL)
+      return TN_ERR_NOMEM;
+    l->raw_out = p;
+    l->raw_cap = cap;
+  }
+  memcpy(l->raw_out + l->raw_len, data, len);
+  l->raw_len += len;
+  tn_link_want_flush(l);
+  return TN_OK;
+}
+
+void tn_link_close_when_flushed(tn_link *l, const char *reason)
+{
+  if (l->closing)
+    return;
+  l->close_when_flushed = reason;
+  tn_link_want_flush(l);
+}
+
+size_t tn_link_queued(const tn_link *l)
+{
+  return l->raw_len;
 }
 
 tn_mux *tn_link_mux(const tn_link *l)

@@ -909,3 +909,11 @@ int tn_tls_fingerprint_parse(const char *text, char out[65])
   out[64] = '\0';
   return TN_OK;
 }
+
+int tn_tls_config_identity(const tn_tls_config *cfg, struct tn_tls_peer *own)
+{
+  if (cfg == NULL || own == NULL)
+    return TN_ERR_ARG;
+  identity_from_crt(&cfg->own, own);
+  return TN_OK;
+}

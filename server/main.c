@@ -1,20 +1,76 @@
-/* main.c: the tunneld program (server: accepts tunnel clients, serves the management API and the public ports). */
+/* main.c: the tunneld program (accepts tunnel clients, serves the management API and the public ports). */
+#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <uv.h>
 
 #include "pki.h"
+#include "server.h"
+#include "tunnel/defaults.h"
+#include "tunnel/log.h"
+#include "tunnel/notify.h"
+
+struct program {
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint, sighup;
+  struct td_server server;
+};
 
 static void usage(FILE *out)
 {
   fprintf(out,
           "usage: tunneld [--config FILE] [--check-config]\n"
-          "       tunneld --version | --help\n");
+          "       tunneld pki init|issue|show ...   (tunneld pki --help)\n"
+          "       tunneld --version | --help\n"
+          "\n"
+          "Accepts tunnelc clients on the control port (mutual TLS), serves the management\n"
+          "API to admin certificates, and carries each public port's connections to a client.\n"
+          "\n"
+          "  --config FILE    configuration (default " TN_DEFAULT_SERVER_CONFIG ")\n"
+          "  --check-config   load and validate configuration, certificates and state file, then exit 0 or 1\n"
+          "\n"
+          "Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads certificates and CA.\n"
+          "Documentation: docs/CONFIG.md, docs/API.md, docs/OPERATIONS.md.\n");
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+static void on_stopped(struct td_server *srv)
+{
+  struct program *p = (struct program *)(void *)((char *)srv - offsetof(struct program, server));
+
+  uv_walk(&p->loop, close_walk, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+  struct program *p = s->data;
+
+  if (signum == SIGHUP) {
+    tn_notify_reloading();
+    td_server_reload(&p->server);
+    tn_notify_ready("reloaded");
+    return;
+  }
+  td_server_stop(&p->server);
 }
 
 int main(int argc, char **argv)
 {
+  struct program p;
+  const char *config_path = TN_DEFAULT_SERVER_CONFIG;
+  char err[1024];
+  int check_only = 0;
+
   if (argc >= 2 && strcmp(argv[1], "pki") == 0)
     return td_pki_main(argc - 1, argv + 1);
+  memset(&p, 0, sizeof(p));
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--version") == 0) {
       printf("tunneld %s\n", TUNNEL_VERSION);
@@ -24,7 +80,54 @@ int main(int argc, char **argv)
       usage(stdout);
       return 0;
     }
+    if (strcmp(argv[i], "--check-config") == 0) {
+      check_only = 1;
+    } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+      config_path = argv[++i];
+    } else {
+      fprintf(stderr, "tunneld: unknown argument \"%s\"\n", argv[i]);
+      usage(stderr);
+      return 2;
+    }
   }
-  usage(stderr);
-  return 2;
+
+  tn_log_init("tunneld", TN_LOG_INFO);
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_init(&p.loop);
+  if (td_server_init(&p.server, &p.loop, config_path, err, sizeof(err)) != 0) {
+    fprintf(stderr, "tunneld: %s\n", err);
+    uv_loop_close(&p.loop);
+    return 1;
+  }
+  if (check_only) {
+    printf("tunneld: %s: configuration OK (%zu tunnels in %s)\n", config_path, p.server.table.n,
+           p.server.cfg.state_file);
+    td_server_free(&p.server);
+    uv_loop_close(&p.loop);
+    return 0;
+  }
+  if (p.server.cfg.debug_log)
+    tn_log_set_level(TN_LOG_DEBUG);
+  p.server.on_stopped = on_stopped;
+  if (td_server_start(&p.server, err, sizeof(err)) != 0) {
+    fprintf(stderr, "tunneld: %s\n", err);
+    uv_walk(&p.loop, close_walk, NULL);
+    uv_run(&p.loop, UV_RUN_DEFAULT);
+    td_server_free(&p.server);
+    uv_loop_close(&p.loop);
+    return 1;
+  }
+  uv_signal_init(&p.loop, &p.sigterm);
+  uv_signal_init(&p.loop, &p.sigint);
+  uv_signal_init(&p.loop, &p.sighup);
+  p.sigterm.data = p.sigint.data = p.sighup.data = &p;
+  uv_signal_start(&p.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&p.sigint, on_signal, SIGINT);
+  uv_signal_start(&p.sighup, on_signal, SIGHUP);
+
+  uv_run(&p.loop, UV_RUN_DEFAULT);
+  td_server_free(&p.server);
+  uv_loop_close(&p.loop);
+  tn_log_info("server: stopped");
+  return 0;
 }

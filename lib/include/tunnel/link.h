@@ -30,6 +30,8 @@ struct tn_link_options {
   const char *server_name;         /* client role: the name the server certificate must carry */
   struct tn_mux_options mux;
   uint64_t handshake_timeout_ms;   /* from TCP connect (or accept) to an established TLS session */
+  int raw;                         /* no mux: plaintext goes to on_data, tn_link_send writes (management port) */
+  size_t max_raw_output;           /* raw mode: tn_link_send refuses more queued plaintext than this */
 };
 
 struct tn_link_callbacks {
@@ -41,6 +43,8 @@ struct tn_link_callbacks {
   void (*on_go_away)(tn_link *link, uint32_t code);
   /* Every stream has ended after tn_link_go_away; a good moment to close. Optional. */
   void (*on_drained)(tn_link *link);
+  /* Raw mode: decrypted bytes from the peer. */
+  void (*on_data)(tn_link *link, const uint8_t *data, size_t len);
   /* The link is over (reason in words, for the log). Last call; the link is gone after it. */
   void (*on_closed)(tn_link *link, const char *reason);
 };
@@ -63,6 +67,13 @@ void tn_link_go_away(tn_link *link);
 
 /* Asks for output to be flushed at the end of this loop iteration (pipes call it after writing). */
 void tn_link_want_flush(tn_link *link);
+
+/* Raw mode: queues plaintext for the peer. Returns TN_OK or TN_ERR_NO_SPACE (over max_raw_output). */
+int tn_link_send(tn_link *link, const uint8_t *data, size_t len);
+/* Raw mode: closes the link once everything queued has been written (after a last response). */
+void tn_link_close_when_flushed(tn_link *link, const char *reason);
+/* Raw mode: plaintext bytes queued and not yet handed to TLS. */
+size_t tn_link_queued(const tn_link *link);
 
 tn_mux *tn_link_mux(const tn_link *link);
 int tn_link_is_established(const tn_link *link);

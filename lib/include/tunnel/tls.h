@@ -89,6 +89,8 @@ void tn_tls_config_ref(tn_tls_config *cfg);
 /* Drops one reference; the last one frees the config. NULL is ignored. */
 void tn_tls_config_unref(tn_tls_config *cfg);
 enum tn_tls_role tn_tls_config_role(const tn_tls_config *cfg);
+/* Identity of this side's own certificate (the leaf of cert_file): CN, SANs, fingerprint. */
+int tn_tls_config_identity(const tn_tls_config *cfg, struct tn_tls_peer *own);
 
 /*
  * Creates a connection. For a client, server_name is the name the server certificate must

@@ -1,0 +1,384 @@
+/* mgmt.c: the management port: mTLS connections from admins, HTTP/1.1 requests routed to the API. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "http.h"
+#include "server.h"
+#include "tunnel/error.h"
+#include "tunnel/log.h"
+
+struct td_mgmt_conn {
+  struct td_link_ctx *ctx;
+  struct td_http_conn http;
+  uv_timer_t timer;              /* header deadline, then idle timeout */
+  bool admin;
+  bool timing_head;              /* the header deadline is running for the current request */
+  char identity[TN_TLS_CN_MAX];
+};
+
+/* ---- the ops the API reaches the server through ---- */
+
+static int ops_apply(void *s, struct td_table *t, char *err, size_t errlen)
+{
+  return td_server_apply_table(s, t, err, errlen);
+}
+
+static const struct td_table *ops_table(void *s)
+{
+  return &((struct td_server *)s)->table;
+}
+
+static void ops_status(void *s, size_t index, const char **active, uint64_t *open)
+{
+  struct td_server *srv = s;
+  struct td_client *c = td_server_active_client(srv, index);
+  struct td_listener *l = td_server_listener_for(srv, index);
+
+  *active = c != NULL ? c->id : NULL;
+  *open = l != NULL ? l->open_connections : 0;
+}
+
+static const char *state_name(enum td_client_state s)
+{
+  switch (s) {
+  case TD_CLIENT_CONNECTED: return "ClientConnected";
+  case TD_CLIENT_DISCONNECTED: return "ClientDisconnected";
+  default: return "ClientUnknown";
+  }
+}
+
+static json_t *ops_clients(void *s)
+{
+  struct td_server *srv = s;
+  json_t *all = json_object();
+  struct td_client *c;
+
+  if (all == NULL)
+    return NULL;
+  for (c = srv->clients; c != NULL; c = c->next) {
+    char since[32] = "";
+    json_t *o;
+    if (c->state != TD_CLIENT_UNKNOWN) {
+      struct tm tm;
+      gmtime_r(&c->connected_since, &tm);
+      strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    o = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:s?}", "CurrentState", state_name(c->state), "LastState",
+                  state_name(c->last_state), "RemoteAddress", c->state == TD_CLIENT_UNKNOWN ? NULL : c->remote,
+                  "ConnectedSince", c->state == TD_CLIENT_UNKNOWN ? NULL : since, "OpenStreams",
+                  (json_int_t)c->open_streams, "BytesIn", (json_int_t)c->bytes_in, "BytesOut",
+                  (json_int_t)c->bytes_out, "CertificateSha256", c->sha256[0] ? c->sha256 : NULL);
+    if (o == NULL || json_object_set_new(all, c->id, o) != 0) {
+      json_decref(all);
+      return NULL;
+    }
+  }
+  return all;
+}
+
+static int ops_metrics(void *s, struct td_buf *out)
+{
+  struct td_server *srv = s;
+  const struct td_metrics *m = &srv->metrics;
+  struct td_client *c;
+  struct td_listener *l;
+  uint64_t connected = 0, streams = 0;
+  int rc = TN_OK;
+
+  for (c = srv->clients; c != NULL; c = c->next) {
+    connected += c->state == TD_CLIENT_CONNECTED;
+    streams += c->open_streams;
+  }
+  rc |= td_buf_printf(out,
+                      "# HELP tunneld_clients_connected Clients with an established link.\n"
+                      "# TYPE tunneld_clients_connected gauge\ntunneld_clients_connected %llu\n"
+                      "# HELP tunneld_streams_open Public connections being carried now.\n"
+                      "# TYPE tunneld_streams_open gauge\ntunneld_streams_open %llu\n"
+                      "# HELP tunneld_handshake_failures_total Control-port connections that failed before the link was up.\n"
+                      "# TYPE tunneld_handshake_failures_total counter\ntunneld_handshake_failures_total %llu\n"
+                      "# HELP tunneld_handshakes_refused_total Control or management connections dropped at the pending-handshake limit.\n"
+                      "# TYPE tunneld_handshakes_refused_total counter\ntunneld_handshakes_refused_total %llu\n"
+                      "# HELP tunneld_links_replaced_total Links replaced by a newer link of the same client.\n"
+                      "# TYPE tunneld_links_replaced_total counter\ntunneld_links_replaced_total %llu\n"
+                      "# HELP tunneld_links_dead_total Links dropped by the dead-peer timeout.\n"
+                      "# TYPE tunneld_links_dead_total counter\ntunneld_links_dead_total %llu\n"
+                      "# HELP tunneld_management_forbidden_total Management requests refused for a non-admin certificate.\n"
+                      "# TYPE tunneld_management_forbidden_total counter\ntunneld_management_forbidden_total %llu\n",
+                      (unsigned long long)connected, (unsigned long long)streams,
+                      (unsigned long long)m->handshake_failures, (unsigned long long)m->handshakes_refused_limit,
+                      (unsigned long long)m->links_replaced, (unsigned long long)m->links_dead,
+                      (unsigned long long)m->mgmt_forbidden);
+  rc |= td_buf_append_str(out, "# HELP tunneld_tunnel_connections_accepted_total Public connections accepted per tunnel.\n"
+                               "# TYPE tunneld_tunnel_connections_accepted_total counter\n"
+                               "# HELP tunneld_tunnel_connections_refused_total Public connections refused per tunnel (no client, limits).\n"
+                               "# TYPE tunneld_tunnel_connections_refused_total counter\n"
+                               "# HELP tunneld_tunnel_connections_open Public connections open per tunnel.\n"
+                               "# TYPE tunneld_tunnel_connections_open gauge\n"
+                               "# HELP tunneld_tunnel_bytes_in_total Bytes from internet users per tunnel (closed connections).\n"
+                               "# TYPE tunneld_tunnel_bytes_in_total counter\n"
+                               "# HELP tunneld_tunnel_bytes_out_total Bytes to internet users per tunnel (closed connections).\n"
+                               "# TYPE tunneld_tunnel_bytes_out_total counter\n");
+  for (l = srv->listeners; l != NULL; l = l->next) {
+    char addr[TN_ADDR_STRLEN];
+    tn_addr_format(&l->addr, addr, sizeof(addr));
+    rc |= td_buf_printf(out,
+                        "tunneld_tunnel_connections_accepted_total{listen=\"%s\"} %llu\n"
+                        "tunneld_tunnel_connections_refused_total{listen=\"%s\"} %llu\n"
+                        "tunneld_tunnel_connections_open{listen=\"%s\"} %u\n"
+                        "tunneld_tunnel_bytes_in_total{listen=\"%s\"} %llu\n"
+                        "tunneld_tunnel_bytes_out_total{listen=\"%s\"} %llu\n",
+                        addr, (unsigned long long)l->accepted, addr, (unsigned long long)l->refused, addr,
+                        l->open_connections, addr, (unsigned long long)l->bytes_in, addr,
+                        (unsigned long long)l->bytes_out);
+  }
+  rc |= td_buf_append_str(out, "# HELP tunneld_client_bytes_in_total Bytes carried towards each client (closed connections).\n"
+                               "# TYPE tunneld_client_bytes_in_total counter\n"
+                               "# HELP tunneld_client_bytes_out_total Bytes carried from each client (closed connections).\n"
+                               "# TYPE tunneld_client_bytes_out_total counter\n"
+                               "# HELP tunneld_client_streams_open Connections each client carries now.\n"
+                               "# TYPE tunneld_client_streams_open gauge\n");
+  for (c = srv->clients; c != NULL; c = c->next) {
+    /* Identities are certificate CNs; quotes and backslashes would break the label. */
+    char id[2 * TN_TLS_CN_MAX];
+    size_t j = 0;
+    for (const char *p = c->id; *p != '\0' && j + 2 < sizeof(id); p++) {
+      if (*p == '"' || *p == '\\')
+        id[j++] = '\\';
+      id[j++] = *p == '\n' ? ' ' : *p;
+    }
+    id[j] = '\0';
+    rc |= td_buf_printf(out,
+                        "tunneld_client_bytes_in_total{client=\"%s\"} %llu\n"
+                        "tunneld_client_bytes_out_total{client=\"%s\"} %llu\n"
+                        "tunneld_client_streams_open{client=\"%s\"} %u\n",
+                        id, (unsigned long long)c->bytes_in, id, (unsigned long long)c->bytes_out, id,
+                        c->open_streams);
+  }
+  return rc == TN_OK ? TN_OK : TN_ERR_NOMEM;
+}
+
+static const struct td_api_ops server_ops = { ops_apply, ops_table, ops_status, ops_clients, ops_metrics };
+
+/* ---- connections ---- */
+
+static void mgmt_on_timer_closed(uv_handle_t *h)
+{
+  free(h->data);
+}
+
+static void mgmt_send(struct td_mgmt_conn *m, const struct td_api_response *resp, int keep_alive)
+{
+  struct td_buf out;
+
+  td_buf_init(&out, TD_API_MAX_RESPONSE + 4096);
+  if (td_api_response_write(resp, keep_alive, &out) != TN_OK ||
+      tn_link_send(m->ctx->link, out.data, out.len) != TN_OK) {
+    tn_link_close(m->ctx->link, "response too large to send");
+  } else if (!keep_alive) {
+    tn_link_close_when_flushed(m->ctx->link, "request done");
+  }
+  td_buf_free(&out);
+}
+
+static void mgmt_arm_timer(struct td_mgmt_conn *m);
+
+static void mgmt_answer(struct td_mgmt_conn *m, const struct td_http_request *req)
+{
+  struct td_server *srv = m->ctx->srv;
+  struct td_reserved reserved;
+  struct td_api_counters counters = { srv->metrics.put_ok, srv->metrics.put_invalid, srv->metrics.put_conflict,
+                                      srv->metrics.put_failed };
+  struct td_api_ctx api = { &server_ops, srv, &reserved, &counters };
+  struct td_api_response resp;
+  int keep_alive = req->keep_alive && !srv->stopping;
+
+  td_config_reserved(&srv->cfg, &reserved);
+  td_api_response_init(&resp, TD_API_MAX_RESPONSE);
+  if (!m->admin) {
+    srv->metrics.mgmt_forbidden++;
+    tn_log_warn("management: %s: %s %s refused: certificate CN \"%s\" is not in AdminIdentities",
+                tn_link_peer_address(m->ctx->link), req->method, req->path, m->identity);
+    td_api_forbidden(&resp, m->identity);
+  } else {
+    td_api_handle(&api, req, &resp);
+    srv->metrics.put_ok = counters.put_ok;
+    srv->metrics.put_invalid = counters.put_invalid;
+    srv->metrics.put_conflict = counters.put_conflict;
+    srv->metrics.put_failed = counters.put_failed;
+    if (strcmp(req->method, "GET") != 0 || resp.status >= 400)
+      tn_log_info("management: %s (%s): %s %s -> %d", tn_link_peer_address(m->ctx->link), m->identity,
+                  req->method, req->path, resp.status);
+    else
+      tn_log_debug("management: %s (%s): %s %s -> %d", tn_link_peer_address(m->ctx->link), m->identity,
+                   req->method, req->path, resp.status);
+  }
+  mgmt_send(m, &resp, keep_alive);
+  td_api_response_free(&resp);
+}
+
+static void mgmt_process(struct td_mgmt_conn *m, enum td_http_result r)
+{
+  for (;;) {
+    if (tn_link_is_closing(m->ctx->link))
+      return;
+    if (r == TD_HTTP_REQUEST) {
+      const struct td_http_request *req = td_http_conn_request(&m->http);
+      m->timing_head = false;
+      mgmt_answer(m, req);
+      if (!req->keep_alive || tn_link_is_closing(m->ctx->link))
+        return;
+      r = td_http_conn_next(&m->http);  /* a pipelined request may already be complete */
+      continue;
+    }
+    if (r == TD_HTTP_CONTINUE) {
+      tn_link_send(m->ctx->link, (const uint8_t *)TD_HTTP_100_CONTINUE, strlen(TD_HTTP_100_CONTINUE));
+      r = TD_HTTP_NEED_MORE;
+      continue;
+    }
+    if (r == TD_HTTP_ERROR) {
+      struct td_api_response resp;
+      td_api_response_init(&resp, 4096);
+      td_api_error(&resp, td_http_conn_error_status(&m->http), td_http_conn_error_text(&m->http));
+      tn_log_info("management: %s: bad request: %d %s", tn_link_peer_address(m->ctx->link),
+                  td_http_conn_error_status(&m->http), td_http_conn_error_text(&m->http));
+      mgmt_send(m, &resp, 0);
+      td_api_response_free(&resp);
+      return;
+    }
+    mgmt_arm_timer(m);
+    return;
+  }
+}
+
+static void mgmt_on_timer(uv_timer_t *t)
+{
+  struct td_mgmt_conn *m = t->data;
+  struct td_api_response resp;
+
+  if (td_http_conn_state(&m->http) == TD_HTTP_IDLE) {
+    tn_link_close(m->ctx->link, "idle timeout");
+    return;
+  }
+  /* A request head or body that dribbles in (slowloris) is cut off at the deadline. */
+  tn_log_info("management: %s: request not complete within %u ms; closing", tn_link_peer_address(m->ctx->link),
+              m->ctx->srv->cfg.limits.api_header_timeout_ms);
+  td_api_response_init(&resp, 4096);
+  td_api_error(&resp, 408, "request not received in time");
+  mgmt_send(m, &resp, 0);
+  td_api_response_free(&resp);
+}
+
+/* The header deadline runs from a request's first byte and is not pushed back by later bytes. */
+static void mgmt_arm_timer(struct td_mgmt_conn *m)
+{
+  const struct td_limits *lim = &m->ctx->srv->cfg.limits;
+
+  if (td_http_conn_state(&m->http) == TD_HTTP_IDLE) {
+    m->timing_head = false;
+    uv_timer_start(&m->timer, mgmt_on_timer, lim->api_idle_timeout_ms, 0);
+  } else if (!m->timing_head) {
+    m->timing_head = true;
+    uv_timer_start(&m->timer, mgmt_on_timer, lim->api_header_timeout_ms, 0);
+  }
+}
+
+static void mgmt_on_established(tn_link *link, const struct tn_tls_peer *peer)
+{
+  struct td_link_ctx *ctx = tn_link_data(link);
+  struct td_mgmt_conn *m = ctx->mgmt;
+
+  ctx->handshake_done = true;
+  ctx->srv->pending_handshakes--;
+  snprintf(m->identity, sizeof(m->identity), "%s", peer->cn);
+  m->admin = td_config_is_admin(&ctx->srv->cfg, peer->cn);
+  mgmt_arm_timer(m);
+}
+
+static void mgmt_on_data(tn_link *link, const uint8_t *data, size_t len)
+{
+  struct td_link_ctx *ctx = tn_link_data(link);
+  struct td_mgmt_conn *m = ctx->mgmt;
+
+  mgmt_process(m, td_http_conn_feed(&m->http, data, len));
+}
+
+static void mgmt_on_closed(tn_link *link, const char *reason)
+{
+  struct td_link_ctx *ctx = tn_link_data(link);
+  struct td_server *srv = ctx->srv;
+  struct td_mgmt_conn *m = ctx->mgmt;
+
+  if (!ctx->handshake_done) {
+    srv->pending_handshakes--;
+    tn_log_info("management: %s: %s", tn_link_peer_address(link), reason);
+  } else {
+    tn_log_debug("management: %s: closed: %s", tn_link_peer_address(link), reason);
+  }
+  srv->mgmt_connections--;
+  td_http_conn_free(&m->http);
+  uv_close((uv_handle_t *)&m->timer, mgmt_on_timer_closed);
+  td_server_forget_link(ctx);
+}
+
+static const struct tn_link_callbacks mgmt_callbacks = {
+  .on_established = mgmt_on_established,
+  .on_data = mgmt_on_data,
+  .on_closed = mgmt_on_closed,
+};
+
+void td_mgmt_accept(struct td_server *srv)
+{
+  struct tn_link_options opt;
+  struct td_link_ctx *ctx;
+  struct td_mgmt_conn *m;
+  struct td_http_limits limits;
+  uv_tcp_t *drop;
+
+  ctx = calloc(1, sizeof(*ctx));
+  m = calloc(1, sizeof(*m));
+  if (ctx == NULL || m == NULL || srv->stopping || srv->mgmt_connections >= srv->cfg.limits.api_max_connections ||
+      srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes) {
+    free(ctx);
+    free(m);
+    srv->metrics.handshakes_refused_limit++;
+    drop = malloc(sizeof(*drop));
+    if (drop != NULL) {
+      uv_tcp_init(srv->loop, drop);
+      if (uv_accept((uv_stream_t *)&srv->management, (uv_stream_t *)drop) == 0)
+        uv_tcp_close_reset(drop, (uv_close_cb)free);
+      else
+        uv_close((uv_handle_t *)drop, (uv_close_cb)free);
+    }
+    return;
+  }
+  ctx->srv = srv;
+  ctx->management = true;
+  ctx->mgmt = m;
+  m->ctx = ctx;
+  limits.max_header = srv->cfg.limits.api_max_header;
+  limits.max_body = srv->cfg.limits.api_max_body;
+  td_http_conn_init(&m->http, &limits);
+  uv_timer_init(srv->loop, &m->timer);
+  m->timer.data = m;
+  tn_link_options_default(&opt);
+  opt.tls = srv->tls;
+  opt.raw = 1;
+  opt.handshake_timeout_ms = srv->cfg.limits.handshake_timeout_ms;
+  opt.max_raw_output = TD_API_MAX_RESPONSE + 4096;
+  if (tn_link_accept(&ctx->link, (uv_stream_t *)&srv->management, &opt, &mgmt_callbacks, ctx) != 0) {
+    td_http_conn_free(&m->http);
+    uv_close((uv_handle_t *)&m->timer, mgmt_on_timer_closed);
+    free(ctx);
+    return;
+  }
+  ctx->next = srv->links;
+  if (srv->links != NULL)
+    srv->links->prev = ctx;
+  srv->links = ctx;
+  srv->pending_handshakes++;
+  srv->mgmt_connections++;
+}

@@ -1,0 +1,744 @@
+/* server.c: tunneld's control port, client registry, public listeners and atomic table swaps on libuv. */
+#include "server.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "state.h"
+#include "tunnel/error.h"
+#include "tunnel/log.h"
+#include "tunnel/notify.h"
+#include "tunnel/pipe.h"
+
+/* A public connection: which listener and client it counts against. */
+struct td_conv {
+  struct td_listener *listener;
+  struct td_client *client;
+  tn_pipe *pipe;
+  char peer[TN_ADDR_STRLEN];
+  struct td_conv *next;
+  struct td_conv *prev;
+};
+
+#define SWEEP_INTERVAL_MS 250u
+#define REFUSAL_LOG_INTERVAL_MS 10000u
+
+static void listener_release(struct td_listener *l);
+
+/* ---- registry ---- */
+
+struct td_client *td_server_find_client(const struct td_server *srv, const char *id)
+{
+  struct td_client *c;
+
+  for (c = srv->clients; c != NULL; c = c->next)
+    if (strcmp(c->id, id) == 0)
+      return c;
+  return NULL;
+}
+
+static struct td_client *client_get(struct td_server *srv, const char *id)
+{
+  struct td_client *c = td_server_find_client(srv, id);
+
+  if (c != NULL)
+    return c;
+  c = calloc(1, sizeof(*c));
+  if (c == NULL || (c->id = strdup(id)) == NULL) {
+    free(c);
+    return NULL;
+  }
+  c->next = srv->clients;
+  srv->clients = c;
+  return c;
+}
+
+static struct td_client *client_if_connected(const struct td_server *srv, const char *id)
+{
+  struct td_client *c = td_server_find_client(srv, id);
+
+  return c != NULL && c->link != NULL && tn_link_is_established(c->link) ? c : NULL;
+}
+
+struct td_client *td_server_active_client(const struct td_server *srv, size_t index)
+{
+  const struct td_tunnel *t;
+  struct td_client *c;
+
+  if (index >= srv->table.n)
+    return NULL;
+  t = &srv->table.tunnels[index];
+  if ((c = client_if_connected(srv, t->client_id)) != NULL)
+    return c;
+  for (size_t i = 0; i < t->n_backups; i++)
+    if ((c = client_if_connected(srv, t->backups[i])) != NULL)
+      return c;
+  return NULL;
+}
+
+struct td_listener *td_server_listener_for(const struct td_server *srv, size_t index)
+{
+  struct td_listener *l;
+
+  for (l = srv->listeners; l != NULL; l = l->next)
+    if (l->tunnel_index == (long)index)
+      return l;
+  return NULL;
+}
+
+/* ---- links on the control port ---- */
+
+void td_server_forget_link(struct td_link_ctx *ctx)
+{
+  struct td_server *srv = ctx->srv;
+
+  if (ctx->prev != NULL)
+    ctx->prev->next = ctx->next;
+  else
+    srv->links = ctx->next;
+  if (ctx->next != NULL)
+    ctx->next->prev = ctx->prev;
+  free(ctx);
+}
+
+static void retire_link(struct td_link_ctx *ctx, uint64_t grace_ms)
+{
+  ctx->retiring = true;
+  ctx->retire_deadline_ms = uv_now(ctx->srv->loop) + grace_ms;
+  tn_link_go_away(ctx->link);  /* on_drained closes it once its streams have ended */
+}
+
+static void control_on_established(tn_link *link, const struct tn_tls_peer *peer)
+{
+  struct td_link_ctx *ctx = tn_link_data(link);
+  struct td_server *srv = ctx->srv;
+  struct td_client *c;
+
+  srv->pending_handshakes--;
+  ctx->handshake_done = true;
+  if (peer->cn[0] == '\0') {
+    tn_log_warn("control: %s: client certificate has no CN; closing", tn_link_peer_address(link));
+    tn_link_close(link, "certificate without CN");
+    return;
+  }
+  c = client_get(srv, peer->cn);
+  if (c == NULL) {
+    tn_link_close(link, "out of memory");
+    return;
+  }
+  ctx->client = c;
+  if (c->link != NULL) {
+    /* The newer link wins at once; the old one finishes what it carries, within a grace period. */
+    struct td_link_ctx *old = tn_link_data(c->link);
+    tn_log_info("client %s: new link from %s replaces the one from %s; old link drains for up to %u ms", c->id,
+                tn_link_peer_address(link), c->remote, srv->cfg.limits.replaced_link_grace_ms);
+    srv->metrics.links_replaced++;
+    retire_link(old, srv->cfg.limits.replaced_link_grace_ms);
+  }
+  c->link = link;
+  c->last_state = c->state;
+  c->state = TD_CLIENT_CONNECTED;
+  c->connected_since = time(NULL);
+  c->links_accepted++;
+  snprintf(c->remote, sizeof(c->remote), "%s", tn_link_peer_address(link));
+  memcpy(c->sha256, peer->sha256_hex, sizeof(c->sha256));
+  tn_log_info("client %s: connected from %s (certificate sha256 %s)", c->id, c->remote, c->sha256);
+}
+
+static void control_on_drained(tn_link *link)
+{
+  struct td_link_ctx *ctx = tn_link_data(link);
+
+  if (ctx->retiring)
+    tn_link_close(link, ctx->srv->stopping ? "server shutting down" : "replaced by a newer link");
+}
+
+static void control_on_go_away(tn_link *link, uint32_t code)
+{
+  struct td_link_ctx *ctx = tn_link_data(link);
+  struct td_client *c = ctx->client;
+
+  /* The client is leaving (SIGTERM): route new connections elsewhere, let its streams finish. */
+  if (c != NULL && c->link == link) {
+    tn_log_info("client %s: going away (code %u); new connections go to its backups", c->id, code);
+    c->link = NULL;
+    c->last_state = c->state;
+    c->state = TD_CLIENT_DISCONNECTED;
+  }
+  if (!ctx->retiring)
+    retire_link(ctx, ctx->srv->cfg.limits.drain_timeout_ms);
+}
+
+static void control_on_closed(tn_link *link, const char *reason)
+{
+  struct td_link_ctx *ctx = tn_link_data(link);
+  struct td_server *srv = ctx->srv;
+  struct td_client *c = ctx->client;
+
+  if (!ctx->handshake_done) {
+    srv->pending_handshakes--;
+    srv->metrics.handshake_failures++;
+    tn_log_warn("control: %s: %s", tn_link_peer_address(link), reason);
+  } else if (c == NULL) {
+    tn_log_warn("control: %s: %s", tn_link_peer_address(link), reason);
+  } else if (c->link == link) {
+    c->link = NULL;
+    c->last_state = c->state;
+    c->state = TD_CLIENT_DISCONNECTED;
+    if (strstr(reason, "dead-peer") != NULL)
+      srv->metrics.links_dead++;
+    tn_log_warn("client %s: disconnected (%s): %s", c->id, tn_link_peer_address(link), reason);
+  } else {
+    tn_log_info("client %s: old link from %s closed: %s", c->id, tn_link_peer_address(link), reason);
+  }
+  td_server_forget_link(ctx);
+}
+
+static const struct tn_link_callbacks control_callbacks = {
+  .on_established = control_on_established,
+  .on_go_away = control_on_go_away,
+  .on_drained = control_on_drained,
+  .on_closed = control_on_closed,
+};
+
+static void link_options(const struct td_server *srv, struct tn_link_options *opt)
+{
+  const struct td_limits *lim = &srv->cfg.limits;
+
+  tn_link_options_default(opt);
+  opt->tls = srv->tls;
+  opt->handshake_timeout_ms = lim->handshake_timeout_ms;
+  opt->mux.keepalive_interval_ms = lim->keepalive_interval_ms;
+  opt->mux.dead_peer_timeout_ms = lim->dead_peer_timeout_ms;
+  opt->mux.open_timeout_ms = lim->stream_open_timeout_ms;
+  opt->mux.max_streams = lim->max_streams_per_link;
+  opt->mux.max_window = lim->max_window;
+  opt->mux.max_frame_payload = lim->max_frame_payload;
+  opt->mux.max_output_buffer = lim->link_output_buffer;
+}
+
+/* Accepts and drops a connection we will not serve, so the kernel's queue does not fill. */
+static void accept_and_drop(uv_stream_t *server)
+{
+  uv_tcp_t *t = malloc(sizeof(*t));
+
+  if (t == NULL)
+    return;
+  uv_tcp_init(server->loop, t);
+  if (uv_accept(server, (uv_stream_t *)t) == 0)
+    uv_tcp_close_reset(t, (uv_close_cb)free);
+  else
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static void on_control_connection(uv_stream_t *server, int status)
+{
+  struct td_server *srv = server->data;
+  struct tn_link_options opt;
+  struct td_link_ctx *ctx;
+
+  if (status < 0) {
+    tn_log_warn("control: accept failed: %s", uv_strerror(status));
+    return;
+  }
+  if (srv->stopping || srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes) {
+    srv->metrics.handshakes_refused_limit++;
+    accept_and_drop(server);
+    return;
+  }
+  ctx = calloc(1, sizeof(*ctx));
+  if (ctx == NULL) {
+    accept_and_drop(server);
+    return;
+  }
+  ctx->srv = srv;
+  link_options(srv, &opt);
+  if (tn_link_accept(&ctx->link, server, &opt, &control_callbacks, ctx) != 0) {
+    free(ctx);
+    return;
+  }
+  ctx->next = srv->links;
+  if (srv->links != NULL)
+    srv->links->prev = ctx;
+  srv->links = ctx;
+  srv->pending_handshakes++;
+}
+
+/* ---- public listeners ---- */
+
+static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
+{
+  struct td_conv *v = tn_pipe_data(p);
+  struct td_listener *l = v->listener;
+
+  l->open_connections--;
+  l->bytes_in += r->bytes_to_stream;
+  l->bytes_out += r->bytes_to_socket;
+  if (v->client != NULL) {
+    v->client->open_streams--;
+    v->client->bytes_in += r->bytes_to_stream;
+    v->client->bytes_out += r->bytes_to_socket;
+  }
+  if (r->normal)
+    tn_log_debug("tunnel port %u: %s via client %s closed (%llu bytes in, %llu out)", (unsigned)l->addr.port, v->peer,
+                 v->client ? v->client->id : "-", (unsigned long long)r->bytes_to_stream,
+                 (unsigned long long)r->bytes_to_socket);
+  else
+    tn_log_info("tunnel port %u: %s via client %s ended: %s", (unsigned)l->addr.port, v->peer,
+                v->client ? v->client->id : "-", r->reason);
+  if (v->prev != NULL)
+    v->prev->next = v->next;
+  else
+    l->convs = v->next;
+  if (v->next != NULL)
+    v->next->prev = v->prev;
+  free(v);
+  listener_release(l);
+}
+
+static const struct tn_pipe_callbacks conv_callbacks = { .on_close = conv_on_close };
+
+static void refuse_logged(struct td_listener *l, const char *why)
+{
+  uint64_t now = uv_now(l->srv->loop);
+
+  l->refused++;
+  l->refusals_since_log++;
+  /* Rate-limited: a storm of refusals is one line per interval, with the count. */
+  if (now - l->last_refusal_log_ms >= REFUSAL_LOG_INTERVAL_MS || l->last_refusal_log_ms == 0) {
+    tn_log_warn("tunnel port %u: refused %llu connection(s): %s", (unsigned)l->addr.port,
+                (unsigned long long)l->refusals_since_log, why);
+    l->last_refusal_log_ms = now;
+    l->refusals_since_log = 0;
+  }
+}
+
+static void on_public_connection(uv_stream_t *server, int status)
+{
+  struct td_listener *l = server->data;
+  struct td_server *srv = l->srv;
+  const struct td_tunnel *t;
+  struct td_client *c;
+  struct td_conv *v;
+  struct tn_open hdr;
+  tn_pipe *p;
+
+  if (status < 0) {
+    tn_log_warn("tunnel port %u: accept failed: %s", (unsigned)l->addr.port, uv_strerror(status));
+    return;
+  }
+  if (l->closed || l->tunnel_index < 0) {
+    accept_and_drop(server);
+    return;
+  }
+  t = &srv->table.tunnels[l->tunnel_index];
+  c = td_server_active_client(srv, (size_t)l->tunnel_index);
+  if (c == NULL) {
+    accept_and_drop(server);
+    refuse_logged(l, "no client of the tunnel is connected");
+    return;
+  }
+  if (l->open_connections >= srv->cfg.limits.max_connections_per_tunnel) {
+    accept_and_drop(server);
+    refuse_logged(l, "MaxConnectionsPerTunnel reached");
+    return;
+  }
+  if (c->open_streams >= srv->cfg.limits.max_connections_per_client) {
+    accept_and_drop(server);
+    refuse_logged(l, "MaxConnectionsPerClient reached");
+    return;
+  }
+  v = calloc(1, sizeof(*v));
+  if (v == NULL) {
+    accept_and_drop(server);
+    return;
+  }
+  if (tn_pipe_accept(&p, server, &conv_callbacks, v) != 0) {
+    free(v);
+    return;
+  }
+  v->listener = l;
+  v->client = c;
+  v->pipe = p;
+  v->next = l->convs;
+  if (l->convs != NULL)
+    l->convs->prev = v;
+  l->convs = v;
+  l->open_connections++;
+  l->accepted++;
+  c->open_streams++;
+
+  memset(&hdr, 0, sizeof(hdr));
+  tn_pipe_addresses(p, &hdr.peer, &hdr.listener);
+  tn_addr_format(&hdr.peer, v->peer, sizeof(v->peer));
+  hdr.proxy_version = t->proxy_version;
+  if (t->backend_service != NULL) {
+    hdr.backend_kind = TN_OPEN_BACKEND_SERVICE;
+    snprintf(hdr.service, sizeof(hdr.service), "%s", t->backend_service);
+  } else {
+    hdr.backend_kind = TN_OPEN_BACKEND_PORT;
+    hdr.backend_port = t->backend_port;
+  }
+  tn_log_debug("tunnel port %u: %s -> client %s", (unsigned)l->addr.port, v->peer, c->id);
+  tn_pipe_start(p, c->link, &hdr);  /* on failure it has already closed through conv_on_close */
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+  struct td_listener *l = h->data;
+
+  l->handle_freed = true;
+  listener_release(l);
+}
+
+/* Frees a removed listener once its handle is closed and its last connection ended. */
+static void listener_release(struct td_listener *l)
+{
+  struct td_server *srv = l->srv;
+  struct td_listener **pp;
+
+  if (!l->closed || !l->handle_freed || l->open_connections > 0)
+    return;
+  for (pp = &srv->listeners; *pp != NULL; pp = &(*pp)->next) {
+    if (*pp == l) {
+      *pp = l->next;
+      break;
+    }
+  }
+  free(l);
+}
+
+static void listener_close(struct td_listener *l, uint64_t drain_ms)
+{
+  if (l->closed)
+    return;
+  l->closed = true;
+  l->tunnel_index = -1;
+  l->drain_deadline_ms = uv_now(l->srv->loop) + drain_ms;
+  uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+}
+
+static int addr_to_sockaddr(const struct tn_addr *a, struct sockaddr_storage *ss)
+{
+  memset(ss, 0, sizeof(*ss));
+  if (a->family == TN_AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    in->sin_family = AF_INET;
+    in->sin_port = htons(a->port);
+    memcpy(&in->sin_addr, a->ip, 4);
+    return 0;
+  }
+  if (a->family == TN_AF_INET6) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(a->port);
+    memcpy(&in6->sin6_addr, a->ip, 16);
+    return 0;
+  }
+  return UV_EINVAL;
+}
+
+/* Binds and listens on addr; "::" is dual-stack so a default tunnel takes IPv4 users too. */
+static int bind_listen(uv_loop_t *loop, uv_tcp_t *tcp, const struct tn_addr *addr, uv_connection_cb cb)
+{
+  struct sockaddr_storage ss;
+  int rc;
+
+  rc = addr_to_sockaddr(addr, &ss);
+  if (rc == 0)
+    rc = uv_tcp_bind(tcp, (const struct sockaddr *)&ss, 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)tcp, 1024, cb);
+  (void)loop;
+  return rc;
+}
+
+static struct td_listener *listener_new(struct td_server *srv, const struct tn_addr *addr, int *rc)
+{
+  struct td_listener *l = calloc(1, sizeof(*l));
+
+  if (l == NULL) {
+    *rc = UV_ENOMEM;
+    return NULL;
+  }
+  l->srv = srv;
+  l->addr = *addr;
+  l->tunnel_index = -1;
+  uv_tcp_init(srv->loop, &l->tcp);
+  l->tcp.data = l;
+  *rc = bind_listen(srv->loop, &l->tcp, addr, on_public_connection);
+  if (*rc != 0) {
+    /* Never listed: close and free without the drain machinery. */
+    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
+    return NULL;
+  }
+  return l;
+}
+
+static struct td_listener *find_open_listener(const struct td_server *srv, const struct tn_addr *addr)
+{
+  struct td_listener *l;
+
+  for (l = srv->listeners; l != NULL; l = l->next)
+    if (!l->closed && tn_addr_equal(&l->addr, addr))
+      return l;
+  return NULL;
+}
+
+int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err, size_t errlen)
+{
+  struct td_listener **fresh = calloc(nt->n ? nt->n : 1, sizeof(*fresh));
+  struct td_listener *l;
+  char addr[TN_ADDR_STRLEN];
+  size_t i;
+  int rc;
+
+  if (fresh == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return 500;
+  }
+  /* 1. Bind every listener the new table needs and the old one does not have. */
+  for (i = 0; i < nt->n; i++) {
+    if (find_open_listener(srv, &nt->tunnels[i].listen) != NULL)
+      continue;
+    fresh[i] = listener_new(srv, &nt->tunnels[i].listen, &rc);
+    if (fresh[i] == NULL) {
+      snprintf(err, errlen, "tunnels[%zu]: cannot listen on %s: %s", i,
+               tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), uv_strerror(rc));
+      goto undo;
+    }
+  }
+  /* 2. Persist before the swap: a table that cannot be restored after a restart is not applied. */
+  if (td_state_save(srv->cfg.state_file, nt, err, errlen) != TN_OK)
+    goto undo_500;
+
+  /* 3. Swap: keep listeners whose address stays, close the ones that go, route the new. */
+  for (l = srv->listeners; l != NULL; l = l->next) {
+    long j;
+    if (l->closed)
+      continue;
+    j = td_table_find_listener(nt, &l->addr);
+    if (j < 0) {
+      tn_log_info("tunnel port %u: removed; %u open connections may finish within %u ms", (unsigned)l->addr.port,
+                  l->open_connections, srv->cfg.limits.drain_timeout_ms);
+      listener_close(l, srv->cfg.limits.drain_timeout_ms);
+    } else {
+      l->tunnel_index = j;
+    }
+  }
+  for (i = 0; i < nt->n; i++) {
+    if (fresh[i] == NULL)
+      continue;
+    fresh[i]->tunnel_index = (long)i;
+    fresh[i]->next = srv->listeners;
+    srv->listeners = fresh[i];
+    tn_log_info("tunnel port %u: listening on %s for client %s", (unsigned)nt->tunnels[i].listen.port,
+                tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), nt->tunnels[i].client_id);
+  }
+  td_table_free(&srv->table);
+  srv->table = *nt;
+  td_table_init(nt);
+  free(fresh);
+  for (i = 0; i < srv->table.n; i++)
+    client_get(srv, srv->table.tunnels[i].client_id);
+  return 0;
+
+undo_500:
+  rc = 500;
+  goto release;
+undo:
+  rc = 409;
+release:
+  for (i = 0; i < nt->n; i++)
+    if (fresh[i] != NULL)
+      uv_close((uv_handle_t *)&fresh[i]->tcp, (uv_close_cb)free);
+  free(fresh);
+  return rc;
+}
+
+/* ---- periodic work ---- */
+
+static void on_sweep(uv_timer_t *t)
+{
+  struct td_server *srv = t->data;
+  uint64_t now = uv_now(srv->loop);
+  struct td_link_ctx *ctx, *next;
+  struct td_listener *l, *lnext;
+
+  for (ctx = srv->links; ctx != NULL; ctx = next) {
+    next = ctx->next;
+    if (ctx->retiring && now >= ctx->retire_deadline_ms)
+      tn_link_close(ctx->link, "grace period over; resetting its remaining streams");
+  }
+  for (l = srv->listeners; l != NULL; l = lnext) {
+    lnext = l->next;
+    if (l->closed && l->open_connections > 0 && now >= l->drain_deadline_ms) {
+      tn_log_info("tunnel port %u: drain timeout; closing %u connections", (unsigned)l->addr.port,
+                  l->open_connections);
+      while (l->convs != NULL && l->open_connections > 0) {
+        struct td_conv *v = l->convs;
+        if (l->open_connections == 1) {
+          tn_pipe_abort(v->pipe, "drain timeout");  /* may free l */
+          break;
+        }
+        tn_pipe_abort(v->pipe, "drain timeout");
+      }
+    }
+  }
+  if (srv->stopping) {
+    bool busy = srv->links != NULL;
+    for (l = srv->listeners; l != NULL && !busy; l = l->next)
+      busy = l->open_connections > 0;
+    if (!busy && srv->mgmt_connections == 0) {
+      uv_timer_stop(&srv->sweep);
+      if (srv->on_stopped != NULL)
+        srv->on_stopped(srv);
+    }
+  }
+}
+
+/* ---- lifecycle ---- */
+
+int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_path, char *err, size_t errlen)
+{
+  struct td_reserved reserved;
+
+  memset(srv, 0, sizeof(*srv));
+  srv->loop = loop;
+  srv->config_path = config_path;
+  td_table_init(&srv->table);
+  if (td_config_load(&srv->cfg, config_path, err, errlen) != TN_OK)
+    return -1;
+  if (tn_tls_config_new(&srv->tls, TN_TLS_SERVER, srv->cfg.ca_file, srv->cfg.cert_file, srv->cfg.key_file, err,
+                        errlen) != TN_OK) {
+    td_config_free(&srv->cfg);
+    return -1;
+  }
+  td_config_reserved(&srv->cfg, &reserved);
+  if (td_state_load(srv->cfg.state_file, &reserved, &srv->table, err, errlen) != TN_OK) {
+    tn_tls_config_unref(srv->tls);
+    td_config_free(&srv->cfg);
+    return -1;
+  }
+  return 0;
+}
+
+static int bind_port(struct td_server *srv, uv_tcp_t *tcp, uint16_t port, uv_connection_cb cb, const char *what,
+                     char *err, size_t errlen)
+{
+  struct tn_addr a = srv->cfg.listen;
+  char text[TN_ADDR_STRLEN];
+  int rc;
+
+  a.port = port;
+  uv_tcp_init(srv->loop, tcp);
+  tcp->data = srv;
+  rc = bind_listen(srv->loop, tcp, &a, cb);
+  if (rc != 0) {
+    snprintf(err, errlen, "%s: \"%s\": cannot listen on %s: %s", srv->cfg.path, what,
+             tn_addr_format(&a, text, sizeof(text)), uv_strerror(rc));
+    return -1;
+  }
+  tn_log_info("%s: listening on %s", what, tn_addr_format(&a, text, sizeof(text)));
+  return 0;
+}
+
+static void on_management_connection(uv_stream_t *server, int status)
+{
+  struct td_server *srv = server->data;
+
+  if (status < 0) {
+    tn_log_warn("management: accept failed: %s", uv_strerror(status));
+    return;
+  }
+  td_mgmt_accept(srv);
+}
+
+int td_server_start(struct td_server *srv, char *err, size_t errlen)
+{
+  struct td_table restored = srv->table;
+  int rc;
+
+  if (bind_port(srv, &srv->control, srv->cfg.control_port, on_control_connection, "TunnelControlPort", err,
+                errlen) != 0)
+    return -1;
+  if (bind_port(srv, &srv->management, srv->cfg.management_port, on_management_connection, "ManagementPort", err,
+                errlen) != 0)
+    return -1;
+  uv_timer_init(srv->loop, &srv->sweep);
+  srv->sweep.data = srv;
+  uv_timer_start(&srv->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+
+  /* The restored table is applied like a PUT, so its listeners are up before any client returns. */
+  td_table_init(&srv->table);
+  rc = td_server_apply_table(srv, &restored, err, errlen);
+  if (rc != 0) {
+    td_table_free(&restored);
+    return -1;
+  }
+  tn_log_info("server: %zu tunnels restored from %s; %zu admin identities", srv->table.n, srv->cfg.state_file,
+              srv->cfg.n_admin_identities);
+  tn_notify_ready("listening");
+  return 0;
+}
+
+void td_server_reload(struct td_server *srv)
+{
+  tn_tls_config *tls;
+  char err[512];
+
+  if (tn_tls_config_new(&tls, TN_TLS_SERVER, srv->cfg.ca_file, srv->cfg.cert_file, srv->cfg.key_file, err,
+                        sizeof(err)) != TN_OK) {
+    tn_log_error("server: certificate reload failed, keeping the loaded ones: %s", err);
+    return;
+  }
+  tn_tls_config_unref(srv->tls);
+  srv->tls = tls;
+  tn_log_info("server: certificates and CA reloaded from disk; new connections use them");
+}
+
+static void close_if_open(uv_handle_t *h)
+{
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+void td_server_stop(struct td_server *srv)
+{
+  struct td_link_ctx *ctx, *next;
+  struct td_listener *l;
+
+  if (srv->stopping)
+    return;
+  srv->stopping = true;
+  tn_notify_stopping();
+  tn_log_info("server: stopping; open connections may finish within %u ms", srv->cfg.limits.drain_timeout_ms);
+  close_if_open((uv_handle_t *)&srv->control);
+  close_if_open((uv_handle_t *)&srv->management);
+  for (l = srv->listeners; l != NULL; l = l->next)
+    listener_close(l, srv->cfg.limits.drain_timeout_ms);
+  for (ctx = srv->links; ctx != NULL; ctx = next) {
+    next = ctx->next;
+    if (ctx->management || ctx->client == NULL)
+      tn_link_close(ctx->link, "server shutting down");
+    else if (!ctx->retiring)
+      retire_link(ctx, srv->cfg.limits.drain_timeout_ms);
+  }
+  on_sweep(&srv->sweep);
+}
+
+void td_server_free(struct td_server *srv)
+{
+  struct td_client *c, *next;
+
+  for (c = srv->clients; c != NULL; c = next) {
+    next = c->next;
+    free(c->id);
+    free(c);
+  }
+  td_table_free(&srv->table);
+  tn_tls_config_unref(srv->tls);
+  td_config_free(&srv->cfg);
+}

@@ -1,0 +1,134 @@
+/* server.h: tunneld's event-loop wiring: control port, client registry, public listeners, table swaps and shutdown. */
+#ifndef TD_SERVER_H
+#define TD_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <uv.h>
+
+#include "config.h"
+#include "table.h"
+#include "tunnel/link.h"
+#include "tunnel/tls.h"
+
+enum td_client_state {
+  TD_CLIENT_UNKNOWN = 0,     /* named by a tunnel, never seen */
+  TD_CLIENT_CONNECTED,
+  TD_CLIENT_DISCONNECTED
+};
+
+/* One client identity (certificate CN) and the link that carries its new connections. */
+struct td_client {
+  char *id;
+  tn_link *link;                 /* current established link, NULL when disconnected */
+  enum td_client_state state;
+  enum td_client_state last_state;
+  char remote[TN_ADDR_STRLEN];
+  time_t connected_since;
+  char sha256[65];
+  uint64_t bytes_in;             /* from the internet users, towards the client */
+  uint64_t bytes_out;
+  uint32_t open_streams;         /* conversations it carries now, on any of its links */
+  uint64_t links_accepted;
+  struct td_client *next;
+};
+
+/* A link's server-side context: which client it belongs to and whether it is being retired. */
+struct td_link_ctx {
+  struct td_server *srv;
+  struct td_client *client;      /* NULL during the handshake */
+  bool management;               /* a management-port connection (raw TLS) */
+  bool handshake_done;
+  bool retiring;                 /* replaced or shutting down: closes when drained or at deadline */
+  uint64_t retire_deadline_ms;
+  struct td_link_ctx *next;      /* srv->links */
+  struct td_link_ctx *prev;
+  tn_link *link;
+  struct td_mgmt_conn *mgmt;     /* management connections only */
+};
+
+struct td_conv;
+
+/* A public listener for one tunnel. Outlives its tunnel while its connections drain. */
+struct td_listener {
+  uv_tcp_t tcp;
+  struct td_server *srv;
+  struct tn_addr addr;
+  long tunnel_index;             /* into srv->table, -1 once removed */
+  bool closed;                   /* handle closed (removed or shutdown) */
+  bool handle_freed;
+  uint64_t drain_deadline_ms;    /* removed: open connections are cut after this */
+  uint32_t open_connections;
+  uint64_t accepted;
+  uint64_t refused;
+  uint64_t bytes_in;
+  uint64_t bytes_out;
+  uint64_t last_refusal_log_ms;
+  uint64_t refusals_since_log;
+  struct td_conv *convs;         /* open conversations, for draining */
+  struct td_listener *next;
+};
+
+struct td_metrics {
+  uint64_t handshake_failures;
+  uint64_t handshakes_refused_limit;
+  uint64_t put_ok;
+  uint64_t put_invalid;
+  uint64_t put_conflict;
+  uint64_t put_failed;
+  uint64_t mgmt_forbidden;
+  uint64_t links_replaced;
+  uint64_t links_dead;
+};
+
+struct td_server {
+  uv_loop_t *loop;
+  struct td_config cfg;
+  const char *config_path;
+  tn_tls_config *tls;
+  uv_tcp_t control;
+  uv_tcp_t management;
+  uv_timer_t sweep;              /* retiring links and draining listeners */
+  bool stopping;
+  void (*on_stopped)(struct td_server *srv);
+
+  struct td_table table;
+  struct td_listener *listeners;
+  struct td_client *clients;
+  struct td_link_ctx *links;
+  uint32_t pending_handshakes;
+  uint32_t mgmt_connections;
+  struct td_metrics metrics;
+};
+
+/* Loads the config, certificates and the state file. Nothing is bound yet. */
+int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_path, char *err, size_t errlen);
+/* Binds the control and management ports and the restored tunnels' listeners. */
+int td_server_start(struct td_server *srv, char *err, size_t errlen);
+/* SIGHUP: reloads certificates and CA; new handshakes use them. */
+void td_server_reload(struct td_server *srv);
+/* SIGTERM: stop accepting, GoAway to clients, drain, then on_stopped. */
+void td_server_stop(struct td_server *srv);
+void td_server_free(struct td_server *srv);
+
+/*
+ * Replaces the tunnel table atomically: binds every new listener and writes the state
+ * file first; on any failure nothing changes. Returns 0, or an HTTP status (409 for a
+ * port that cannot be bound, 500 for a state file that cannot be written) with err set.
+ * Takes ownership of new_table's contents on success.
+ */
+int td_server_apply_table(struct td_server *srv, struct td_table *new_table, char *err, size_t errlen);
+
+/* Client that takes tunnel index's new connections now, or NULL. */
+struct td_client *td_server_active_client(const struct td_server *srv, size_t index);
+struct td_client *td_server_find_client(const struct td_server *srv, const char *id);
+/* The listener serving tunnel index, or NULL. */
+struct td_listener *td_server_listener_for(const struct td_server *srv, size_t index);
+
+/* Management port (mgmt.c): a connection accepted on srv->management. */
+void td_mgmt_accept(struct td_server *srv);
+/* Unlists and frees a link context whose link has closed. */
+void td_server_forget_link(struct td_link_ctx *ctx);
+
+#endif
