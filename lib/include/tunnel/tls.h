@@ -46,7 +46,7 @@
  */
 
 #define TN_TLS_HANDSHAKE_TIMEOUT_MS 10000u
-/* Ciphertext input buffer: two full records, so a record never straddles a refusal twice. */
+/* Ciphertext input buffer: two full records, so the next record always fits beside the one being read. */
 #define TN_TLS_INPUT_CAP (2u * (16384u + 2048u + 5u))
 /* Ciphertext output queue: eight full records (about 130 KiB). */
 #define TN_TLS_OUTPUT_CAP (8u * (16384u + 256u))
@@ -132,6 +132,9 @@ int tn_tls_is_established(const tn_tls *t);
 long tn_tls_read(tn_tls *t, uint8_t *out, size_t cap);
 
 /*
+ * Every call ends at least one record, and a record costs 21-29 bytes and one AEAD setup:
+ * hand over everything there is at once (e.g. the whole of tn_mux_pending), not frame by frame.
+ *
  * Encrypts up to len bytes, at most TN_TLS_MAX_RECORD_PLAINTEXT per record, into the output
  * queue. Returns the bytes accepted (0..len; 0 when the queue is full: send and consume
  * pending output, then retry), TN_ERR_ARG before the handshake or after tn_tls_close_notify,
