@@ -159,6 +159,26 @@ static int plain_string(const json_t *v)
   return json_is_string(v) && json_string_length(v) > 0 && strlen(json_string_value(v)) == json_string_length(v);
 }
 
+/*
+ * A relative file name is taken relative to the config file's directory, so a directory
+ * holding tunneld.json and its PEM files works wherever tunneld is started from.
+ */
+static char *resolve(const char *config_path, const char *value)
+{
+  const char *slash = strrchr(config_path, '/');
+  size_t dirlen, n;
+  char *out;
+
+  if (value[0] == '/' || !slash)
+    return strdup(value);
+  dirlen = (size_t)(slash - config_path) + 1;
+  n = dirlen + strlen(value) + 1;
+  out = malloc(n);
+  if (out)
+    snprintf(out, n, "%.*s%s", (int)dirlen, config_path, value);
+  return out;
+}
+
 static int get_string(const json_t *root, const char *key, const char *def, char **out, const char *path,
                       char *err, size_t errlen)
 {
@@ -174,7 +194,7 @@ static int get_string(const json_t *root, const char *key, const char *def, char
     fail(err, errlen, path, "\"%s\": must be a non-empty string, got %s", key, got);
     return TN_ERR_INVALID;
   }
-  *out = strdup(v ? json_string_value(v) : def);
+  *out = resolve(path, v ? json_string_value(v) : def);
   if (!*out) {
     fail(err, errlen, path, "out of memory");
     return TN_ERR_NOMEM;

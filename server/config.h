@@ -37,6 +37,7 @@ struct td_config {
   uint16_t control_port;      /* TunnelControlPort */
   uint16_t management_port;   /* ManagementPort */
   struct tn_addr listen;      /* ListenAddress, ip only (port 0); default :: (dual-stack, all addresses) */
+  /* File names below are as given when absolute, else relative to the config file's directory. */
   char *ca_file;              /* CaCertificateFile */
   char *cert_file;            /* ServerTlsCertificateFile */
   char *key_file;             /* ServerTlsKeyFile */

@@ -216,6 +216,22 @@ static void test_strings(void **state)
   expect_error(f, "\"Bogus\": 1", "unknown key \"Bogus\"");
   expect_error(f, "\"usetls\": true", "unknown key \"usetls\"");
 
+  /* Relative file names are relative to the config file's directory. */
+  {
+    char text[512], want[256];
+    write_text(f, "{\"CaCertificateFile\": \"ca.pem\", \"ServerTlsCertificateFile\": \"sub/server.pem\", "
+                  "\"ServerTlsKeyFile\": \"/abs/server.key\", \"AdminIdentities\": [\"a\"], \"StateFile\": \"t.json\"}");
+    assert_int_equal(td_config_load(&cfg, f->path, text, sizeof(text)), TN_OK);
+    snprintf(want, sizeof(want), "%s/ca.pem", f->dir);
+    assert_string_equal(cfg.ca_file, want);
+    snprintf(want, sizeof(want), "%s/sub/server.pem", f->dir);
+    assert_string_equal(cfg.cert_file, want);
+    assert_string_equal(cfg.key_file, "/abs/server.key");
+    snprintf(want, sizeof(want), "%s/t.json", f->dir);
+    assert_string_equal(cfg.state_file, want);
+    td_config_free(&cfg);
+  }
+
   assert_int_equal(load_with(f, "\"ListenAddress\": \"::1\"", &cfg, err, sizeof(err)), TN_OK);
   assert_int_equal(cfg.listen.family, TN_AF_INET6);
   td_config_free(&cfg);
