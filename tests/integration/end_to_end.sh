@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# tunneld and tunnelc carry real HTTP (nginx) end to end: PUT a tunnel, fetch small and large files, checksums match.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/fixture.sh"
+
+make_pki
+start_tunneld
+BACKEND_PORT=$(free_port)
+PUBLIC_PORT=$(free_port)
+
+mkdir -p "$TEST_TMP/www" "$TEST_TMP/nginx"
+echo "hello through the tunnel" >"$TEST_TMP/www/index.html"
+head -c $((32 * 1024 * 1024)) /dev/urandom >"$TEST_TMP/www/big.bin"
+cat >"$TEST_TMP/nginx/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1;
+pid $TEST_TMP/nginx/nginx.pid; error_log $TEST_TMP/nginx/error.log;
+events { worker_connections 256; }
+http {
+  access_log $TEST_TMP/nginx/access.log;
+  client_body_temp_path $TEST_TMP/nginx; proxy_temp_path $TEST_TMP/nginx; fastcgi_temp_path $TEST_TMP/nginx;
+  uwsgi_temp_path $TEST_TMP/nginx; scgi_temp_path $TEST_TMP/nginx;
+  server { listen 127.0.0.1:$BACKEND_PORT; root $TEST_TMP/www; }
+}
+CONF
+spawn nginx nginx -c "$TEST_TMP/nginx/nginx.conf" -p "$TEST_TMP/nginx"
+wait_port "$BACKEND_PORT"
+
+start_tunnelc home1 "[$BACKEND_PORT]"
+wait_client_connected home1
+put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT}]"
+wait_port "$PUBLIC_PORT"
+
+body=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html")
+[ "$body" = "hello through the tunnel" ] || fail "small page through the tunnel: got '$body'"
+
+want=$(sha256sum <"$TEST_TMP/www/big.bin" | cut -d' ' -f1)
+t0=$(now_ms)
+got=$(curl -sS --max-time 60 "http://127.0.0.1:$PUBLIC_PORT/big.bin" | sha256sum | cut -d' ' -f1)
+t1=$(now_ms)
+[ "$got" = "$want" ] || fail "32 MiB download checksum mismatch"
+echo "32 MiB through the tunnel (ASan build) in $((t1 - t0)) ms"
+
+# Keep-alive: several requests on one public connection.
+out=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html" "http://127.0.0.1:$PUBLIC_PORT/index.html")
+[ "$out" = "hello through the tunnel"$'\n'"hello through the tunnel" ] || fail "keep-alive requests: got '$out'"
+
+api GET /tunnels
+echo "$API_BODY" | grep -q '"ActiveClient":"home1"' || fail "GET /tunnels lacks ActiveClient home1: $API_BODY"
+pass "HTTP small, 32 MiB and keep-alive through tunneld+tunnelc"

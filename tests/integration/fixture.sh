@@ -1,0 +1,116 @@
+# fixture.sh: a PKI, tunneld, tunnelc instances and an admin API client for integration tests (sourced after lib.sh).
+#
+#   make_pki                       CA + server (127.0.0.1, ::1, localhost) + clients home1 home2 + admin, in $PKI;
+#                                  and a second, unrelated CA with a client "stranger" in $PKI/other
+#   start_tunneld [LIMITS_JSON]    free control/management ports ($CONTROL_PORT, $MGMT_PORT), state in $STATE_FILE;
+#                                  waits until the management port answers; pid in $TUNNELD_PID
+#   stop_tunneld [SIGNAL]          signal (TERM by default) and wait for exit; status in $TUNNELD_STATUS
+#   start_tunnelc NAME [PORTS_JSON] [SERVICES_JSON] [LIMITS_JSON]
+#                                  client with identity NAME (certificate from make_pki); pid in TUNNELC_PID_<NAME>
+#   wait_client_connected NAME     polls GET /clients until NAME is ClientConnected
+#   api METHOD PATH [BODY]         admin request; body in $API_BODY, status in $API_STATUS
+#   put_tunnels JSON               PUT /tunnels, fails the test unless 200
+#
+# Tests use short keepalive and dead-peer timeouts so failures are detected in seconds.
+
+: "${TUNNELD:?TUNNELD must point at the tunneld binary}"
+: "${TUNNELC:?TUNNELC must point at the tunnelc binary}"
+
+PKI="$TEST_TMP/pki"
+STATE_FILE="$TEST_TMP/state/tunnels.json"
+FAST_LIMITS='{"KeepaliveIntervalMs": 500, "DeadPeerTimeoutMs": 2000, "DrainTimeoutMs": 3000, "ReplacedLinkGraceMs": 3000}'
+FAST_CLIENT_LIMITS='{"KeepaliveIntervalMs": 500, "DeadPeerTimeoutMs": 2000, "DrainTimeoutMs": 3000, "ReconnectMinMs": 100, "ReconnectMaxMs": 1000}'
+
+make_pki() {
+  "$TUNNELD" pki init "$PKI" >/dev/null
+  "$TUNNELD" pki issue "$PKI" --name server --server --ip 127.0.0.1 --ip ::1 --dns localhost >/dev/null
+  for n in home1 home2 home3; do "$TUNNELD" pki issue "$PKI" --name "$n" >/dev/null; done
+  "$TUNNELD" pki issue "$PKI" --name admin --admin >/dev/null
+  "$TUNNELD" pki init "$PKI/other" >/dev/null
+  "$TUNNELD" pki issue "$PKI/other" --name stranger >/dev/null
+  "$TUNNELD" pki issue "$PKI/other" --name admin --admin >/dev/null
+}
+
+write_tunneld_config() {
+  local limits=${1:-$FAST_LIMITS}
+  mkdir -p "$(dirname "$STATE_FILE")"
+  cat >"$TEST_TMP/tunneld.json" <<JSON
+{
+  "TunnelControlPort": $CONTROL_PORT,
+  "ManagementPort": $MGMT_PORT,
+  "ListenAddress": "127.0.0.1",
+  "CaCertificateFile": "$PKI/ca.crt",
+  "ServerTlsCertificateFile": "$PKI/server.crt",
+  "ServerTlsKeyFile": "$PKI/server.key",
+  "AdminIdentities": ["admin"],
+  "StateFile": "$STATE_FILE",
+  "DebugLog": true,
+  "Limits": $limits
+}
+JSON
+}
+
+start_tunneld() {
+  if [ -z "${CONTROL_PORT:-}" ]; then
+    CONTROL_PORT=$(free_port)
+    MGMT_PORT=$(free_port)
+    while [ "$MGMT_PORT" = "$CONTROL_PORT" ]; do MGMT_PORT=$(free_port); done
+  fi
+  write_tunneld_config "${1:-}"
+  spawn tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json"
+  TUNNELD_PID=$SPAWNED_PID
+  wait_until 15 api_ping || fail "tunneld did not start (see $TEST_TMP/tunneld.log)"
+}
+
+stop_tunneld() {
+  local sig=${1:-TERM}
+  kill -"$sig" "$TUNNELD_PID" 2>/dev/null || true
+  TUNNELD_STATUS=0
+  wait "$TUNNELD_PID" 2>/dev/null || TUNNELD_STATUS=$?
+}
+
+start_tunnelc() {
+  local name=$1 ports=${2:-[]} services=${3:-\{\}} limits=${4:-$FAST_CLIENT_LIMITS}
+  cat >"$TEST_TMP/tunnelc-$name.json" <<JSON
+{
+  "ServerHost": "127.0.0.1",
+  "ServerTunnelControlPort": $CONTROL_PORT,
+  "CaCertificateFile": "$PKI/ca.crt",
+  "ClientTlsCertificateFile": "$PKI/$name.crt",
+  "ClientTlsKeyFile": "$PKI/$name.key",
+  "AllowedBackEndPorts": $ports,
+  "ServiceToLocalAddrMap": $services,
+  "DebugLog": true,
+  "Limits": $limits
+}
+JSON
+  spawn "tunnelc-$name" "$TUNNELC" --config "$TEST_TMP/tunnelc-$name.json"
+  printf -v "TUNNELC_PID_$name" '%s' "$SPAWNED_PID"
+}
+
+api() {
+  local method=$1 path=$2 body=${3:-}
+  local out="$TEST_TMP/api.out"
+  local args=(-sS -o "$out" -w '%{http_code}' --max-time 10 --cacert "$PKI/ca.crt"
+              --cert "$PKI/admin.crt" --key "$PKI/admin.key" -X "$method")
+  if [ -n "$body" ]; then args+=(-H 'Content-Type: application/json' --data-binary "$body"); fi
+  API_STATUS=$(curl "${args[@]}" "https://127.0.0.1:$MGMT_PORT$path" 2>"$TEST_TMP/api.err") || API_STATUS=000
+  API_BODY=$(cat "$out" 2>/dev/null || true)
+}
+
+api_ping() { api GET /ping && [ "$API_STATUS" = 200 ]; }
+
+put_tunnels() {
+  api PUT /tunnels "$1"
+  [ "$API_STATUS" = 200 ] || fail "PUT /tunnels returned $API_STATUS: $API_BODY"
+}
+
+client_connected() {
+  api GET /clients && [ "$API_STATUS" = 200 ] &&
+    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d.get(sys.argv[2],{}).get("CurrentState")=="ClientConnected" else 1)' "$API_BODY" "$1"
+}
+
+wait_client_connected() { wait_until 20 client_connected "$1" || fail "client $1 never connected"; }
+
+# Milliseconds since the epoch, for measured figures.
+now_ms() { date +%s%3N; }
