@@ -139,6 +139,9 @@ static void test_keep_alive(void **state)
   assert_string_equal(o.log, "GET / ct=- cl=0:0 ka=0 minor=1 body=|");
   run_whole("GET / HTTP/1.1\r\nConnection: Keep-Alive, Upgrade\r\nUpgrade: websocket\r\n\r\n", &o);
   assert_string_equal(o.log, "GET / ct=- cl=0:0 ka=0 minor=1 body=|");
+  /* CONNECT would turn the connection into a tunnel: answer it (404) and close. */
+  run_whole("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nGET / HTTP/1.1\r\n\r\n", &o);
+  assert_string_equal(o.log, "CONNECT example.com:443 ct=- cl=0:0 ka=0 minor=1 body=|");
 }
 
 static void test_outstanding_request_keeps_bytes(void **state)
