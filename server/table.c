@@ -341,6 +341,7 @@ int td_table_endpoints_conflict(const struct tn_addr *a, const struct tn_addr *b
 struct port_index {
   uint16_t port;
   size_t idx;
+  struct tn_addr norm; /* the address as bound: v4-mapped IPv6 folded to IPv4 */
 };
 
 static int cmp_port_index(const void *pa, const void *pb)
@@ -352,47 +353,109 @@ static int cmp_port_index(const void *pa, const void *pb)
   return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
-/* Sorting by port keeps this O(n log n) for realistic tables; only same-port groups are compared pairwise. */
+static int cmp_port_addr_index(const void *pa, const void *pb)
+{
+  const struct port_index *a = pa, *b = pb;
+  int c;
+
+  if (a->port != b->port)
+    return a->port < b->port ? -1 : 1;
+  if (a->norm.family != b->norm.family)
+    return a->norm.family < b->norm.family ? -1 : 1;
+  c = memcmp(a->norm.ip, b->norm.ip, sizeof(a->norm.ip));
+  if (c)
+    return c;
+  return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+static int is_v6_any(const struct tn_addr *a)
+{
+  return a->family == TN_AF_INET6 && is_any(a);
+}
+
+/*
+ * Finds the conflicting pair with the lowest later index (and for it the lowest earlier
+ * index) in O(n log n): a PUT body of 1 MiB holds over ten thousand tunnels, and a
+ * pairwise check of many addresses sharing one port would stall the event loop.
+ * Exact duplicates come from sorting by address; wildcard overlaps from one pass per
+ * port in index order, remembering the first wildcard and the first IPv4 address seen.
+ */
 static int check_conflicts(const struct td_table *t, char *err, size_t errlen)
 {
   struct port_index *pi;
+  size_t *dup_of;
   size_t best_j = SIZE_MAX, best_i = 0;
 
   if (t->n < 2)
     return TN_OK;
   pi = calloc(t->n, sizeof(*pi));
-  if (!pi) {
+  dup_of = calloc(t->n, sizeof(*dup_of));
+  if (!pi || !dup_of) {
+    free(pi);
+    free(dup_of);
     fail(err, errlen, "tunnels: out of memory");
     return TN_ERR_NOMEM;
   }
   for (size_t k = 0; k < t->n; k++) {
     pi[k].port = t->tunnels[k].listen.port;
     pi[k].idx = k;
+    as_v4(&t->tunnels[k].listen, &pi[k].norm);
+    pi[k].norm.port = 0;
+    dup_of[k] = SIZE_MAX;
+  }
+  qsort(pi, t->n, sizeof(*pi), cmp_port_addr_index);
+  for (size_t k = 1, first = 0; k < t->n; k++) {
+    if (pi[k].port == pi[first].port && tn_addr_equal(&pi[k].norm, &pi[first].norm))
+      dup_of[pi[k].idx] = pi[first].idx;
+    else
+      first = k;
   }
   qsort(pi, t->n, sizeof(*pi), cmp_port_index);
   for (size_t g = 0; g < t->n;) {
-    size_t end = g + 1;
+    size_t end = g + 1, v6any = SIZE_MAX, v4any = SIZE_MAX, v4 = SIZE_MAX;
     while (end < t->n && pi[end].port == pi[g].port)
       end++;
-    for (size_t b = g + 1; b < end && pi[b].idx < best_j; b++) {
-      for (size_t a = g; a < b; a++) {
-        if (td_table_endpoints_conflict(&t->tunnels[pi[a].idx].listen, &t->tunnels[pi[b].idx].listen)) {
-          best_j = pi[b].idx;
-          best_i = pi[a].idx;
-          break;
-        }
+    for (size_t k = g; k < end && pi[k].idx < best_j; k++) {
+      const struct tn_addr *a = &pi[k].norm;
+      size_t j = pi[k].idx, i = dup_of[j];
+      int is4 = a->family == TN_AF_INET;
+      if (v6any < i)
+        i = v6any;
+      if (is_v6_any(a) && k > g && pi[g].idx < i)
+        i = pi[g].idx; /* :: covers everything before it */
+      if (is4 && v4any < i)
+        i = v4any;
+      if (is4 && is_any(a) && v4 < i)
+        i = v4;
+      if (i != SIZE_MAX) {
+        best_j = j;
+        best_i = i;
+        break;
       }
+      if (is_v6_any(a) && v6any == SIZE_MAX)
+        v6any = j;
+      if (is4 && is_any(a) && v4any == SIZE_MAX)
+        v4any = j;
+      if (is4 && v4 == SIZE_MAX)
+        v4 = j;
     }
     g = end;
   }
   free(pi);
+  free(dup_of);
   if (best_j != SIZE_MAX) {
     char a[TN_ADDR_STRLEN], b[TN_ADDR_STRLEN];
     const struct tn_addr *x = &t->tunnels[best_i].listen, *y = &t->tunnels[best_j].listen;
+    struct tn_addr nx, ny;
     tn_addr_format(y, b, sizeof(b));
     tn_addr_format(x, a, sizeof(a));
+    as_v4(x, &nx);
+    as_v4(y, &ny);
     if (tn_addr_equal(x, y))
       fail(err, errlen, "tunnels[%zu]: listener %s duplicates tunnels[%zu]", best_j, b, best_i);
+    else if (tn_addr_equal(&nx, &ny))
+      fail(err, errlen, "tunnels[%zu]: listener %s is the same address and port as tunnels[%zu] (%s)", best_j, b,
+           best_i, a);
     else
       fail(err, errlen,
            "tunnels[%zu]: listener %s overlaps tunnels[%zu] (%s): a wildcard address and another address "

@@ -277,6 +277,8 @@ static void test_duplicates_and_overlap(void **state)
   expect_error("[" T("0.0.0.0", 90) "," T("::", 90) "]",
                "tunnels[1]: listener [::]:90 overlaps tunnels[0] (0.0.0.0:90): a wildcard address and another address "
                "cannot share a port");
+  expect_error("[" T("10.0.0.1", 90) "," T("::ffff:10.0.0.1", 90) "]",
+               "tunnels[1]: listener [::ffff:10.0.0.1]:90 is the same address and port as tunnels[0] (10.0.0.1:90)");
   expect_error("[" T("0.0.0.0", 90) "," T("::ffff:10.0.0.1", 90) "]",
                "tunnels[1]: listener [::ffff:10.0.0.1]:90 overlaps tunnels[0] (0.0.0.0:90): a wildcard address and "
                "another address cannot share a port");
@@ -467,19 +469,64 @@ static void test_large_table(void **state)
   struct td_table t;
   char err[256], ip[32];
 
-  for (int i = 0; i < 3000; i++) {
+  for (int i = 0; i < 20000; i++) {
     snprintf(ip, sizeof(ip), "10.%d.%d.1", i / 256, i % 256);
     json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:i}", "ListenAddress", ip, "ListenPort", 443,
                                          "ClientIdentifier", "c", "BackEndPort", 443));
   }
   assert_int_equal(td_table_from_json(arr, NULL, &t, err, sizeof(err)), TN_OK);
-  assert_int_equal(t.n, 3000);
+  assert_int_equal(t.n, 20000);
   td_table_free(&t);
   json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:i}", "ListenAddress", "10.0.5.1", "ListenPort", 443,
                                        "ClientIdentifier", "c", "BackEndPort", 443));
   assert_int_equal(td_table_from_json(arr, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
-  assert_string_equal(err, "tunnels[3000]: listener 10.0.5.1:443 duplicates tunnels[5]");
+  assert_string_equal(err, "tunnels[20000]: listener 10.0.5.1:443 duplicates tunnels[5]");
   json_decref(arr);
+}
+
+/* The fast conflict search agrees with the obvious pairwise one on random tables. */
+static void test_conflicts_match_pairwise(void **state)
+{
+  static const char *const pool[] = {"0.0.0.0", "::", "10.0.0.1", "10.0.0.2", "::1", "2001:db8::1",
+                                     "::ffff:10.0.0.1", "::ffff:0.0.0.0"};
+  unsigned seed = 12345;
+
+  for (int round = 0; round < 3000; round++) {
+    json_t *arr = json_array();
+    struct tn_addr addrs[12];
+    size_t n = 2 + (size_t)(seed % 10);
+    size_t want_j = SIZE_MAX, want_i = 0;
+    struct td_table t;
+    char err[512], prefix[64], other[64];
+
+    for (size_t k = 0; k < n; k++) {
+      const char *ip;
+      seed = seed * 1103515245u + 12345u;
+      ip = pool[(seed >> 16) % (sizeof(pool) / sizeof(pool[0]))];
+      tn_addr_parse_ip(&addrs[k], ip);
+      addrs[k].port = (uint16_t)(80 + ((seed >> 8) % 3));
+      json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:i}", "ListenAddress", ip, "ListenPort", addrs[k].port,
+                                           "ClientIdentifier", "c", "BackEndPort", 1));
+    }
+    for (size_t j = 1; j < n && want_j == SIZE_MAX; j++)
+      for (size_t i = 0; i < j; i++)
+        if (td_table_endpoints_conflict(&addrs[i], &addrs[j])) {
+          want_j = j;
+          want_i = i;
+          break;
+        }
+    if (want_j == SIZE_MAX) {
+      assert_int_equal(td_table_from_json(arr, NULL, &t, err, sizeof(err)), TN_OK);
+      td_table_free(&t);
+    } else {
+      assert_int_equal(td_table_from_json(arr, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
+      snprintf(prefix, sizeof(prefix), "tunnels[%zu]: listener ", want_j);
+      snprintf(other, sizeof(other), " tunnels[%zu]", want_i);
+      if (strncmp(err, prefix, strlen(prefix)) != 0 || !strstr(err, other))
+        fail_msg("round %d: got \"%s\", want tunnels[%zu] vs tunnels[%zu]", round, err, want_j, want_i);
+    }
+    json_decref(arr);
+  }
 }
 
 int main(void)
@@ -501,6 +548,7 @@ int main(void)
     cmocka_unit_test(test_helpers),
     cmocka_unit_test(test_conflict_rule),
     cmocka_unit_test(test_large_table),
+    cmocka_unit_test(test_conflicts_match_pairwise),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
