@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "http.h"
+#include "metrics.h"
 #include "server.h"
 #include "tunnel/error.h"
 #include "tunnel/log.h"
@@ -82,83 +83,7 @@ static json_t *ops_clients(void *s)
 
 static int ops_metrics(void *s, struct td_buf *out)
 {
-  struct td_server *srv = s;
-  const struct td_metrics *m = &srv->metrics;
-  struct td_client *c;
-  struct td_listener *l;
-  uint64_t connected = 0, streams = 0;
-  int rc = TN_OK;
-
-  for (c = srv->clients; c != NULL; c = c->next) {
-    connected += c->state == TD_CLIENT_CONNECTED;
-    streams += c->open_streams;
-  }
-  rc |= td_buf_printf(out,
-                      "# HELP tunneld_clients_connected Clients with an established link.\n"
-                      "# TYPE tunneld_clients_connected gauge\ntunneld_clients_connected %llu\n"
-                      "# HELP tunneld_streams_open Public connections being carried now.\n"
-                      "# TYPE tunneld_streams_open gauge\ntunneld_streams_open %llu\n"
-                      "# HELP tunneld_handshake_failures_total Control-port connections that failed before the link was up.\n"
-                      "# TYPE tunneld_handshake_failures_total counter\ntunneld_handshake_failures_total %llu\n"
-                      "# HELP tunneld_handshakes_refused_total Control or management connections dropped at the pending-handshake limit.\n"
-                      "# TYPE tunneld_handshakes_refused_total counter\ntunneld_handshakes_refused_total %llu\n"
-                      "# HELP tunneld_links_replaced_total Links replaced by a newer link of the same client.\n"
-                      "# TYPE tunneld_links_replaced_total counter\ntunneld_links_replaced_total %llu\n"
-                      "# HELP tunneld_links_dead_total Links dropped by the dead-peer timeout.\n"
-                      "# TYPE tunneld_links_dead_total counter\ntunneld_links_dead_total %llu\n"
-                      "# HELP tunneld_management_forbidden_total Management requests refused for a non-admin certificate.\n"
-                      "# TYPE tunneld_management_forbidden_total counter\ntunneld_management_forbidden_total %llu\n",
-                      (unsigned long long)connected, (unsigned long long)streams,
-                      (unsigned long long)m->handshake_failures, (unsigned long long)m->handshakes_refused_limit,
-                      (unsigned long long)m->links_replaced, (unsigned long long)m->links_dead,
-                      (unsigned long long)m->mgmt_forbidden);
-  rc |= td_buf_append_str(out, "# HELP tunneld_tunnel_connections_accepted_total Public connections accepted per tunnel.\n"
-                               "# TYPE tunneld_tunnel_connections_accepted_total counter\n"
-                               "# HELP tunneld_tunnel_connections_refused_total Public connections refused per tunnel (no client, limits).\n"
-                               "# TYPE tunneld_tunnel_connections_refused_total counter\n"
-                               "# HELP tunneld_tunnel_connections_open Public connections open per tunnel.\n"
-                               "# TYPE tunneld_tunnel_connections_open gauge\n"
-                               "# HELP tunneld_tunnel_bytes_in_total Bytes from internet users per tunnel (closed connections).\n"
-                               "# TYPE tunneld_tunnel_bytes_in_total counter\n"
-                               "# HELP tunneld_tunnel_bytes_out_total Bytes to internet users per tunnel (closed connections).\n"
-                               "# TYPE tunneld_tunnel_bytes_out_total counter\n");
-  for (l = srv->listeners; l != NULL; l = l->next) {
-    char addr[TN_ADDR_STRLEN];
-    tn_addr_format(&l->addr, addr, sizeof(addr));
-    rc |= td_buf_printf(out,
-                        "tunneld_tunnel_connections_accepted_total{listen=\"%s\"} %llu\n"
-                        "tunneld_tunnel_connections_refused_total{listen=\"%s\"} %llu\n"
-                        "tunneld_tunnel_connections_open{listen=\"%s\"} %u\n"
-                        "tunneld_tunnel_bytes_in_total{listen=\"%s\"} %llu\n"
-                        "tunneld_tunnel_bytes_out_total{listen=\"%s\"} %llu\n",
-                        addr, (unsigned long long)l->accepted, addr, (unsigned long long)l->refused, addr,
-                        l->open_connections, addr, (unsigned long long)l->bytes_in, addr,
-                        (unsigned long long)l->bytes_out);
-  }
-  rc |= td_buf_append_str(out, "# HELP tunneld_client_bytes_in_total Bytes carried towards each client (closed connections).\n"
-                               "# TYPE tunneld_client_bytes_in_total counter\n"
-                               "# HELP tunneld_client_bytes_out_total Bytes carried from each client (closed connections).\n"
-                               "# TYPE tunneld_client_bytes_out_total counter\n"
-                               "# HELP tunneld_client_streams_open Connections each client carries now.\n"
-                               "# TYPE tunneld_client_streams_open gauge\n");
-  for (c = srv->clients; c != NULL; c = c->next) {
-    /* Identities are certificate CNs; quotes and backslashes would break the label. */
-    char id[2 * TN_TLS_CN_MAX];
-    size_t j = 0;
-    for (const char *p = c->id; *p != '\0' && j + 2 < sizeof(id); p++) {
-      if (*p == '"' || *p == '\\')
-        id[j++] = '\\';
-      id[j++] = *p == '\n' ? ' ' : *p;
-    }
-    id[j] = '\0';
-    rc |= td_buf_printf(out,
-                        "tunneld_client_bytes_in_total{client=\"%s\"} %llu\n"
-                        "tunneld_client_bytes_out_total{client=\"%s\"} %llu\n"
-                        "tunneld_client_streams_open{client=\"%s\"} %u\n",
-                        id, (unsigned long long)c->bytes_in, id, (unsigned long long)c->bytes_out, id,
-                        c->open_streams);
-  }
-  return rc == TN_OK ? TN_OK : TN_ERR_NOMEM;
+  return td_metrics_text(s, out);
 }
 
 static const struct td_api_ops server_ops = { ops_apply, ops_table, ops_status, ops_clients, ops_metrics };

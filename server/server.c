@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "state.h"
 #include "tunnel/error.h"
 #include "tunnel/log.h"
@@ -541,8 +542,12 @@ int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err,
   srv->table = *nt;
   td_table_init(nt);
   free(fresh);
-  for (i = 0; i < srv->table.n; i++)
+  /* Every client a tunnel names, backups included, is listed (ClientUnknown until it is seen). */
+  for (i = 0; i < srv->table.n; i++) {
     client_get(srv, srv->table.tunnels[i].client_id);
+    for (size_t b = 0; b < srv->table.tunnels[i].n_backups; b++)
+      client_get(srv, srv->table.tunnels[i].backups[b]);
+  }
   return 0;
 
 undo_500:
@@ -667,6 +672,8 @@ int td_server_start(struct td_server *srv, char *err, size_t errlen)
   if (bind_port(srv, &srv->management, srv->cfg.management_port, on_management_connection, "ManagementPort", err,
                 errlen) != 0)
     return -1;
+  if (td_metrics_listen(srv, err, errlen) != 0)
+    return -1;
   uv_timer_init(srv->loop, &srv->sweep);
   srv->sweep.data = srv;
   uv_timer_start(&srv->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
@@ -717,6 +724,7 @@ void td_server_stop(struct td_server *srv)
   tn_log_info("server: stopping; open connections may finish within %u ms", srv->cfg.limits.drain_timeout_ms);
   close_if_open((uv_handle_t *)&srv->control);
   close_if_open((uv_handle_t *)&srv->management);
+  td_metrics_close(srv);
   for (l = srv->listeners; l != NULL; l = l->next)
     listener_close(l, srv->cfg.limits.drain_timeout_ms);
   for (ctx = srv->links; ctx != NULL; ctx = next) {

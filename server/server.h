@@ -99,6 +99,9 @@ struct td_server {
   struct td_link_ctx *links;
   uint32_t pending_handshakes;
   uint32_t mgmt_connections;
+  uv_tcp_t metrics_tcp;          /* MetricsListen, when configured */
+  bool metrics_listening;
+  uint32_t metrics_connections;
   struct td_metrics metrics;
 };
 
