@@ -114,3 +114,49 @@ wait_client_connected() { wait_until 20 client_connected "$1" || fail "client $1
 
 # Milliseconds since the epoch, for measured figures.
 now_ms() { date +%s%3N; }
+
+# start_nginx NAME ROOT PORT [EXTRA_SERVER_DIRECTIVES]: nginx serving ROOT on 127.0.0.1:PORT (config and logs in
+# $TEST_TMP/NAME/); waits for the port.
+start_nginx() {
+  local name=$1 root=$2 port=$3 extra=${4:-}
+  local dir="$TEST_TMP/$name"
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1;
+pid $dir/nginx.pid; error_log $dir/error.log;
+events { worker_connections 256; }
+http {
+  access_log $dir/access.log;
+  client_body_temp_path $dir; proxy_temp_path $dir; fastcgi_temp_path $dir;
+  uwsgi_temp_path $dir; scgi_temp_path $dir;
+  server { listen 127.0.0.1:$port; root $root; $extra }
+}
+CONF
+  spawn "$name" nginx -c "$dir/nginx.conf" -p "$dir"
+  wait_port "$port"
+}
+
+# api_as CERT_NAME METHOD PATH: a management request with $PKI/CERT_NAME.{crt,key} (a path under $PKI such as
+# other/admin works too); status in $API_STATUS ("000" when TLS failed), body in $API_BODY, curl's exit code in
+# $API_CURL_RC.
+api_as() {
+  local who=$1 method=$2 path=$3
+  local out="$TEST_TMP/api_as.out" args=(-sS -o "$TEST_TMP/api_as.out" -w '%{http_code}' --max-time 10
+                                          --cacert "$PKI/ca.crt" -X "$method")
+  if [ -n "$who" ]; then args+=(--cert "$PKI/$who.crt" --key "$PKI/$who.key"); fi
+  rm -f "$out"
+  API_CURL_RC=0
+  API_STATUS=$(curl "${args[@]}" "https://127.0.0.1:$MGMT_PORT$path" 2>"$TEST_TMP/api_as.err") || API_CURL_RC=$?
+  API_BODY=$(cat "$out" 2>/dev/null || true)
+}
+
+# json_get JSON PYTHON_EXPR: evaluates EXPR with the parsed JSON bound to d and prints the result (JSON for
+# lists/objects/null, else str), e.g. json_get "$API_BODY" 'd[0]["ActiveClient"]'.
+json_get() {
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); v=eval(sys.argv[2]); print(v if isinstance(v,str) else json.dumps(v))' "$1" "$2"
+}
+
+# is_json_error JSON: true when JSON is an object with exactly one key "error" holding a non-empty string.
+is_json_error() {
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if isinstance(d,dict) and list(d)==["error"] and isinstance(d["error"],str) and d["error"] else 1)' "$1"
+}

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Management API round trip: PUT then GET /tunnels (defaults written out, live status), GET output PUT back
+# verbatim, GET /clients (connected and never-seen clients, certificate fingerprint), a tunnel for an absent
+# client (accepted, its port closes connections at once), /ping, /metrics, keep-alive on the management port.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/fixture.sh"
+
+make_pki
+start_tunneld
+BACKEND_PORT=$(free_port)
+PUBLIC_PORT=$(free_port)
+ABSENT_PORT=$(free_port)
+mkdir -p "$TEST_TMP/www"
+echo "round trip backend" >"$TEST_TMP/www/index.html"
+start_nginx nginx "$TEST_TMP/www" "$BACKEND_PORT"
+start_tunnelc home1 "[$BACKEND_PORT]"
+wait_client_connected home1
+
+# 1. PUT with the minimum keys; the answer and GET carry every default in a fixed key order.
+put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT},
+              {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $ABSENT_PORT, \"ClientIdentifier\": \"home2\",
+               \"BackupClientIdentifiers\": [\"home3\"], \"BackEndService\": \"web\", \"HaProxyProxyProtocol\": true}]"
+PUT_BODY=$API_BODY
+echo "PUT answer: $PUT_BODY"
+api GET /tunnels
+[ "$API_STATUS" = 200 ] || fail "GET /tunnels: $API_STATUS"
+GET_BODY=$API_BODY
+[ "$PUT_BODY" = "$GET_BODY" ] || fail "PUT answer and GET differ:\n$PUT_BODY\n$GET_BODY"
+python3 - "$GET_BODY" "$PUBLIC_PORT" "$BACKEND_PORT" "$ABSENT_PORT" <<'PY' || fail "GET /tunnels shape: $GET_BODY"
+import json, sys
+d = json.loads(sys.argv[1]); pub, be, absent = map(int, sys.argv[2:5])
+assert isinstance(d, list) and len(d) == 2, d
+assert list(d[0]) == ["ListenAddress", "ListenPort", "ClientIdentifier", "BackupClientIdentifiers", "BackEndPort",
+                      "HaProxyProxyProtocol", "ListenHostnameGlob", "ActiveClient", "OpenConnections"], list(d[0])
+assert d[0] == {"ListenAddress": "127.0.0.1", "ListenPort": pub, "ClientIdentifier": "home1",
+                "BackupClientIdentifiers": [], "BackEndPort": be, "HaProxyProxyProtocol": False,
+                "ListenHostnameGlob": "*", "ActiveClient": "home1", "OpenConnections": 0}, d[0]
+assert list(d[1]) == ["ListenAddress", "ListenPort", "ClientIdentifier", "BackupClientIdentifiers", "BackEndService",
+                      "HaProxyProxyProtocol", "ProxyProtocolVersion", "ListenHostnameGlob", "ActiveClient",
+                      "OpenConnections"], list(d[1])
+assert d[1]["BackupClientIdentifiers"] == ["home3"] and d[1]["ProxyProtocolVersion"] == 1, d[1]
+assert d[1]["ActiveClient"] is None and d[1]["OpenConnections"] == 0, d[1]
+PY
+pass "PUT answer equals GET, defaults written out, ActiveClient/OpenConnections present"
+
+# 2. GET output PUT back verbatim is accepted and changes nothing.
+put_tunnels "$GET_BODY"
+[ "$API_BODY" = "$GET_BODY" ] || fail "PUT of GET output changed the table: $API_BODY"
+pass "GET output PUT back verbatim accepted"
+
+# 3. Data flows through the tunnel; OpenConnections counts a connection held open.
+body=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html")
+[ "$body" = "round trip backend" ] || fail "through the tunnel: got '$body'"
+exec 5<>"/dev/tcp/127.0.0.1/$PUBLIC_PORT"
+open_conns() { api GET /tunnels && [ "$(json_get "$API_BODY" 'd[0]["OpenConnections"]')" = "$1" ]; }
+wait_until 10 open_conns 1 || fail "OpenConnections never 1 with a connection held open: $API_BODY"
+exec 5>&-
+wait_until 10 open_conns 0 || fail "OpenConnections never back to 0: $API_BODY"
+pass "OpenConnections follows an open public connection"
+
+# 4. GET /clients: home1 connected with every key; home2/home3 named by a tunnel, never seen: ClientUnknown.
+api GET /clients
+[ "$API_STATUS" = 200 ] || fail "GET /clients: $API_STATUS"
+echo "GET /clients: $API_BODY"
+want_fp=$(openssl x509 -in "$PKI/home1.crt" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr 'A-F' 'a-f')
+python3 - "$API_BODY" "$want_fp" <<'PY' || fail "GET /clients content: $API_BODY"
+import json, sys, datetime
+d = json.loads(sys.argv[1]); fp = sys.argv[2]
+h = d["home1"]
+assert set(h) == {"CurrentState", "LastState", "RemoteAddress", "ConnectedSince", "OpenStreams", "BytesIn",
+                  "BytesOut", "CertificateSha256"}, sorted(h)
+assert h["CurrentState"] == "ClientConnected", h
+assert h["LastState"] in ("ClientUnknown", "ClientDisconnected"), h
+assert h["RemoteAddress"].startswith("127.0.0.1:") and int(h["RemoteAddress"].rsplit(":", 1)[1]) > 0, h
+since = datetime.datetime.strptime(h["ConnectedSince"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+age = (datetime.datetime.now(datetime.timezone.utc) - since).total_seconds()
+assert -5 < age < 120, age
+assert isinstance(h["OpenStreams"], int) and isinstance(h["BytesIn"], int) and isinstance(h["BytesOut"], int), h
+assert h["BytesIn"] > 0 and h["BytesOut"] > 0, h
+assert h["CertificateSha256"] == fp, (h["CertificateSha256"], fp)
+for n in ("home2", "home3"):
+    assert d[n]["CurrentState"] == "ClientUnknown", d[n]
+PY
+pass "GET /clients: home1 connected (fingerprint $want_fp), home2/home3 ClientUnknown"
+
+# 5. The tunnel whose clients are absent: its port accepts and closes at once, not hangs.
+wait_port "$ABSENT_PORT"
+# The TCP connect must succeed (the listener exists), then the server must end it: EOF or reset, not silence.
+outcome=$(python3 - "$ABSENT_PORT" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+t0 = time.monotonic()
+try:
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    data = s.recv(100)
+    what = "eof" if data == b"" else "data:%r" % data
+except ConnectionResetError:
+    what = "reset"
+except BrokenPipeError:
+    what = "reset"
+except socket.timeout:
+    what = "hung"
+print(what, int((time.monotonic() - t0) * 1000))
+PY
+) || fail "connecting to the absent client's tunnel port failed (no listener?)"
+echo "connection to a tunnel without a connected client: $outcome ms"
+case ${outcome%% *} in
+  eof|reset) ;;
+  *) fail "connection to the absent client's port: $outcome" ;;
+esac
+[ "${outcome##* }" -lt 2000 ] || fail "closing took ${outcome##* } ms"
+pass "tunnel for an absent client accepted; its port closes connections promptly"
+
+# 6. /ping and /metrics.
+api GET /ping
+[ "$API_STATUS" = 200 ] && [ "$API_BODY" = pong ] || fail "GET /ping: $API_STATUS '$API_BODY'"
+api GET /metrics
+[ "$API_STATUS" = 200 ] || fail "GET /metrics: $API_STATUS"
+python3 - "$API_BODY" "127.0.0.1:$PUBLIC_PORT" "127.0.0.1:$ABSENT_PORT" <<'PY' || fail "metrics: $API_BODY"
+import re, sys
+text, pub, absent = sys.argv[1:4]
+samples = {}
+for line in text.splitlines():
+    if not line or line.startswith("#"):
+        assert line == "" or re.match(r"# (HELP|TYPE) \w+ ", line), line
+        continue
+    m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?) (\d+(\.\d+)?)$', line)
+    assert m, "not a Prometheus sample line: %r" % line
+    samples[m.group(1)] = float(m.group(3))
+assert samples['tunneld_tunnel_connections_accepted_total{listen="%s"}' % pub] >= 2, samples
+assert samples['tunneld_tunnel_bytes_out_total{listen="%s"}' % pub] > 0, samples
+assert samples['tunneld_tunnel_connections_refused_total{listen="%s"}' % absent] >= 1, samples
+assert samples['tunneld_clients_connected'] == 1, samples
+assert samples['tunneld_api_put_requests_total{result="ok"}'] == 2, samples
+assert samples['tunneld_client_bytes_out_total{client="home1"}'] > 0, samples
+PY
+pass "/ping answers pong; /metrics is Prometheus text with the tunnels' counters"
+
+# 7. Keep-alive: two requests on one TLS connection.
+conns=$(curl -sS --max-time 10 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+  -o /dev/null -o /dev/null -w '%{http_code}:%{num_connects} ' \
+  "https://127.0.0.1:$MGMT_PORT/ping" "https://127.0.0.1:$MGMT_PORT/tunnels")
+echo "two management requests: $conns"
+[ "$conns" = "200:1 200:0 " ] || fail "keep-alive: expected '200:1 200:0 ', got '$conns'"
+pass "two management requests on one TLS connection"
