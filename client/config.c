@@ -499,7 +499,7 @@ static int key_ports(struct loader *ld, const json_t *v)
   }
   for (size_t i = 0; i < n; i++) {
     char field[FIELD_LEN];
-    uint16_t port;
+    uint16_t port = 0;  /* set by get_port; gcc -O2 cannot see that */
     int rc;
 
     snprintf(field, sizeof(field), "\"AllowedBackEndPorts\"[%zu]", i);
