@@ -160,3 +160,133 @@ json_get() {
 is_json_error() {
   python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if isinstance(d,dict) and list(d)==["error"] and isinstance(d["error"],str) and d["error"] else 1)' "$1"
 }
+
+# ---- failover, hot swap and PROXY helpers ----
+#   free_port6                     a TCP port free on [::1] right now
+#   start_marker_nginx NAME PORT MARKER
+#                                  nginx on 127.0.0.1:PORT answering every path with "MARKER" (keep-alive on);
+#                                  access log in $TEST_TMP/NAME/access.log
+#   http_get_marker HOST PORT      one HTTP/1.0 GET / on a new connection; prints the body, fails unless 200
+#   start_http_probe NAME HOST PORT
+#                                  a new GET every 50 ms (each on its own connection, 2 s timeout, at most 30 s);
+#                                  one line per request in $TEST_TMP/NAME.probe: "START_MS END_MS ok MARKER" or
+#                                  "START_MS END_MS fail REASON"; stops when $TEST_TMP/NAME.stop exists
+#   probe_first_ok_after NAME MARKER T_MS
+#                                  prints END_MS of the earliest-ending success with MARKER that started after T_MS
+#   run_http_load HOST PORT WORKERS SECONDS
+#                                  fixed-concurrency load (HTTP/1.0, a new connection per request); prints one JSON
+#                                  object {"ok": N, "failed": N, "markers": {MARKER: N}, "errors": [...]}
+
+free_port6() {
+  python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+start_marker_nginx() {
+  local name=$1 port=$2 marker=$3
+  local dir="$TEST_TMP/$name"
+  mkdir -p "$dir/tmp"
+  cat >"$dir/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1;
+pid $dir/nginx.pid; error_log $dir/error.log;
+events { worker_connections 1024; }
+http {
+  access_log $dir/access.log;
+  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
+  server { listen 127.0.0.1:$port; location / { return 200 "$marker\n"; } }
+}
+CONF
+  spawn "$name" nginx -e stderr -c "$dir/nginx.conf" -p "$dir"
+  wait_port "$port"
+}
+
+# The Python pieces below share one GET: a new connection, HTTP/1.0, the whole answer read to EOF.
+_HTTP_GET_PY='
+import socket
+def http_get(host, port, timeout, path="/"):
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.sendall(b"GET " + path.encode() + b" HTTP/1.0\r\nHost: tunnel-test\r\n\r\n")
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    finally:
+        s.close()
+    head, sep, body = data.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n")[0].decode("latin-1")
+    if not sep or status.split(" ")[1:2] != ["200"]:
+        raise OSError("bad answer %r" % data[:80])
+    return body.decode("latin-1").strip()
+'
+
+http_get_marker() {
+  python3 -c "$_HTTP_GET_PY"'
+import sys
+print(http_get(sys.argv[1], int(sys.argv[2]), 10))' "$1" "$2"
+}
+
+start_http_probe() {
+  local name=$1 host=$2 port=$3
+  rm -f "$TEST_TMP/$name.stop" "$TEST_TMP/$name.probe"
+  spawn "$name" python3 -c "$_HTTP_GET_PY"'
+import os, sys, threading, time
+host, port, out, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+lock = threading.Lock()
+f = open(out, "a", buffering=1)
+def now_ms():
+    return int(time.time() * 1000)
+def one():
+    t0 = now_ms()
+    try:
+        line = "ok " + http_get(host, port, 2)
+    except Exception as e:
+        line = "fail " + (type(e).__name__ + ":" + str(e)).replace("\n", " ")[:80]
+    with lock:
+        f.write("%d %d %s\n" % (t0, now_ms(), line))
+end = time.time() + 30
+threads = []
+while time.time() < end and not os.path.exists(stop):
+    t = threading.Thread(target=one, daemon=True)
+    t.start()
+    threads.append(t)
+    threads = [t for t in threads if t.is_alive()]
+    time.sleep(0.05)
+for t in threads:
+    t.join()
+' "$host" "$port" "$TEST_TMP/$name.probe" "$TEST_TMP/$name.stop"
+}
+
+probe_first_ok_after() {
+  awk -v m="$2" -v t="$3" '$1 > t && $3 == "ok" && $4 == m && (best == "" || $2 < best) { best = $2 }
+                           END { if (best == "") exit 1; print best }' "$TEST_TMP/$1.probe"
+}
+
+run_http_load() {
+  python3 -c "$_HTTP_GET_PY"'
+import json, sys, threading, time
+host, port, workers, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+lock = threading.Lock()
+res = {"ok": 0, "failed": 0, "markers": {}, "errors": []}
+end = time.time() + seconds
+def worker():
+    while time.time() < end:
+        try:
+            m = http_get(host, port, 10)
+            with lock:
+                res["ok"] += 1
+                res["markers"][m] = res["markers"].get(m, 0) + 1
+        except Exception as e:
+            with lock:
+                res["failed"] += 1
+                if len(res["errors"]) < 10:
+                    res["errors"].append("%.3f %s: %s" % (time.time(), type(e).__name__, e))
+ts = [threading.Thread(target=worker) for _ in range(workers)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print(json.dumps(res))' "$@"
+}
