@@ -46,7 +46,9 @@ static void on_stopped(struct tc_client *c)
   uv_signal_stop(&p->sigterm);
   uv_signal_stop(&p->sigint);
   uv_signal_stop(&p->sighup);
-  uv_walk(&p->loop, close_walk, NULL);
+  /* Called from inside the link's close: closing every handle here would close the link's own handles
+   * before it does (a libuv assertion). main closes what remains once the loop is back. */
+  uv_stop(&p->loop);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -120,6 +122,8 @@ int main(int argc, char **argv)
   uv_signal_start(&p.sighup, on_signal, SIGHUP);
 
   tc_client_start(&p.client);
+  uv_run(&p.loop, UV_RUN_DEFAULT);
+  uv_walk(&p.loop, close_walk, NULL);
   uv_run(&p.loop, UV_RUN_DEFAULT);
   tc_client_free(&p.client);
   if (uv_loop_close(&p.loop) != 0)
