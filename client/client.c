@@ -60,6 +60,13 @@ int tc_client_init(struct tc_client *c, uv_loop_t *loop, const char *cfg_path, c
     tc_config_free(&c->cfg);
     return -1;
   }
+  {
+    /* Jitter only spreads clients cut off together if each process draws its own sequence. */
+    unsigned seed;
+    if (uv_random(NULL, NULL, &seed, sizeof(seed), 0, NULL) != 0)
+      seed = (unsigned)uv_hrtime();
+    srandom(seed);
+  }
   tc_backoff_init(&c->backoff, c->cfg.limits.reconnect_min_ms, c->cfg.limits.reconnect_max_ms,
                   c->cfg.limits.reconnect_jitter_percent, c->cfg.limits.reconnect_reset_after_ms);
   uv_timer_init(loop, &c->retry_timer);
@@ -354,7 +361,9 @@ static void on_retry_timer(uv_timer_t *t)
 
 static void client_schedule_retry(struct tc_client *c, const char *reason)
 {
-  uint32_t delay = tc_backoff_link_down(&c->backoff, uv_now(c->loop), (uint32_t)random());
+  /* random() gives 31 bits; the backoff maps a full 32-bit draw, else the jitter would only ever shorten. */
+  uint32_t draw = ((uint32_t)random() << 16) ^ (uint32_t)random();
+  uint32_t delay = tc_backoff_link_down(&c->backoff, uv_now(c->loop), draw);
 
   if (c->addrs != NULL) {
     uv_freeaddrinfo(c->addrs);
