@@ -234,6 +234,26 @@ static void accept_and_drop(uv_stream_t *server)
     uv_close((uv_handle_t *)t, (uv_close_cb)free);
 }
 
+/*
+ * Closes the oldest connection still in its TLS handshake (only management ones when management_only).
+ * Without this, a few hundred connections that never finish a handshake hold every slot until
+ * HandshakeTimeoutMs and a real client or admin is refused meanwhile; evicting the oldest lets a
+ * genuine handshake (tens of ms) through unless the attacker opens the whole limit's worth within it.
+ */
+bool td_server_evict_handshake(struct td_server *srv, bool management_only)
+{
+  struct td_link_ctx *ctx, *oldest = NULL;
+
+  for (ctx = srv->links; ctx != NULL; ctx = ctx->next)
+    if (!ctx->handshake_done && (!management_only || ctx->management))
+      oldest = ctx;  /* links are added at the head: the last match is the oldest */
+  if (oldest == NULL)
+    return false;
+  srv->metrics.handshakes_refused_limit++;
+  tn_link_close(oldest->link, "TLS handshake evicted: too many in progress");
+  return true;
+}
+
 static void on_control_connection(uv_stream_t *server, int status)
 {
   struct td_server *srv = server->data;
@@ -244,6 +264,8 @@ static void on_control_connection(uv_stream_t *server, int status)
     tn_log_warn("control: accept failed: %s", uv_strerror(status));
     return;
   }
+  if (!srv->stopping && srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes)
+    td_server_evict_handshake(srv, false);
   if (srv->stopping || srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes) {
     srv->metrics.handshakes_refused_limit++;
     accept_and_drop(server);
@@ -606,6 +628,25 @@ static void on_sweep(uv_timer_t *t)
 
 /* ---- lifecycle ---- */
 
+/* tn_tls names only the PEM file; the operator also needs the config file and the key that named it. */
+static void tls_error_context(const struct td_config *cfg, char *err, size_t errlen)
+{
+  const char *field = "CaCertificateFile, ServerTlsCertificateFile, ServerTlsKeyFile";
+  char *msg = strdup(err);
+  size_t n;
+
+  if (msg == NULL)
+    return;
+  if (strncmp(msg, cfg->key_file, n = strlen(cfg->key_file)) == 0 && msg[n] == ':')
+    field = "ServerTlsKeyFile";
+  else if (strncmp(msg, cfg->cert_file, n = strlen(cfg->cert_file)) == 0 && msg[n] == ':')
+    field = "ServerTlsCertificateFile";
+  else if (strncmp(msg, cfg->ca_file, n = strlen(cfg->ca_file)) == 0 && msg[n] == ':')
+    field = "CaCertificateFile";
+  snprintf(err, errlen, "%s: \"%s\": %s", cfg->path, field, msg);
+  free(msg);
+}
+
 int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_path, char *err, size_t errlen)
 {
   struct td_reserved reserved;
@@ -618,6 +659,7 @@ int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_pa
     return -1;
   if (tn_tls_config_new(&srv->tls, TN_TLS_SERVER, srv->cfg.ca_file, srv->cfg.cert_file, srv->cfg.key_file, err,
                         errlen) != TN_OK) {
+    tls_error_context(&srv->cfg, err, errlen);
     td_config_free(&srv->cfg);
     return -1;
   }
