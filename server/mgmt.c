@@ -263,6 +263,11 @@ void td_mgmt_accept(struct td_server *srv)
   struct td_http_limits limits;
   uv_tcp_t *drop;
 
+  /* Stuck handshakes must not lock a real admin out: the newcomer takes the oldest one's place. */
+  if (!srv->stopping && srv->mgmt_connections >= srv->cfg.limits.api_max_connections)
+    td_server_evict_handshake(srv, true);
+  if (!srv->stopping && srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes)
+    td_server_evict_handshake(srv, false);
   ctx = calloc(1, sizeof(*ctx));
   m = calloc(1, sizeof(*m));
   if (ctx == NULL || m == NULL || srv->stopping || srv->mgmt_connections >= srv->cfg.limits.api_max_connections ||
