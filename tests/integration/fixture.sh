@@ -290,3 +290,35 @@ for t in ts:
     t.join()
 print(json.dumps(res))' "$@"
 }
+
+# ---- hardening helpers ----
+#   assert_clean_exit NAME         fails the test when $TEST_TMP/NAME.log holds a sanitizer report
+#                                  (AddressSanitizer, LeakSanitizer, UBSan "runtime error")
+#   rss_kb PID                     resident set size of PID in KiB
+#   fd_count PID                   open descriptors of PID (entries in /proc/PID/fd)
+#   cpu_ms PID                     user+system CPU time PID has used, in ms
+#   stop_tunnelc NAME [SIGNAL]     signal (TERM by default) tunnelc NAME and wait; status in $TUNNELC_STATUS
+
+assert_clean_exit() {
+  local log="$TEST_TMP/$1.log"
+  [ -f "$log" ] || fail "assert_clean_exit: no log $log"
+  if grep -qE 'LeakSanitizer|AddressSanitizer|runtime error' "$log"; then
+    grep -nE -A12 'LeakSanitizer|AddressSanitizer|runtime error' "$log" | head -n 60 >&2
+    fail "sanitizer report in $log"
+  fi
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+fd_count() { ls "/proc/$1/fd" | wc -l; }
+
+cpu_ms() {
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print int(($12 + $13) * 1000 / hz) }' "/proc/$1/stat"
+}
+
+stop_tunnelc() {
+  local name=$1 sig=${2:-TERM} pidvar="TUNNELC_PID_$1"
+  kill -"$sig" "${!pidvar}" 2>/dev/null || true
+  TUNNELC_STATUS=0
+  wait "${!pidvar}" 2>/dev/null || TUNNELC_STATUS=$?
+}

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Hostile and load traffic for the harden_*.sh tests (stdlib only). Every mode prints one JSON object.
+
+  slowloris PORT CA CRT KEY INTERVAL_MS     TLS up, then a GET head one byte per INTERVAL_MS; reports when and how
+                                            the server ended it (status of its answer, ms from the first byte)
+  bigbody PORT CA CRT KEY LENGTH            PUT with Content-Length LENGTH and a few body bytes; reports the status
+                                            and how long the answer took
+  flood PORT N HOLD_S                       N raw TCP connections that never finish a TLS handshake (even ones send
+                                            a partial ClientHello, odd ones nothing); holds them up to HOLD_S and
+                                            reports when the server closed each
+  idle PORT N HOLD_S                        N connections that send nothing, held HOLD_S seconds (or until a file
+                                            named by $HOLD_UNTIL exists); reports how many stayed open
+  churn HOST PORT TOTAL WORKERS             TOTAL short HTTP/1.0 GETs, WORKERS at a time; reports ok/failed and rate
+"""
+import json
+import os
+import resource
+import selectors
+import socket
+import ssl
+import sys
+import threading
+import time
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def tls_connect(port, ca, crt, key):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.load_cert_chain(crt, key)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(s, server_hostname="127.0.0.1")
+
+
+def read_answer(s, deadline):
+    data = b""
+    while time.time() < deadline:
+        try:
+            b = s.recv(65536)
+        except (ConnectionError, ssl.SSLError, OSError):
+            break
+        if not b:
+            break
+        data += b
+        if b"\r\n\r\n" in data:
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v)
+            if len(body) >= length:
+                break
+    return data
+
+
+def status_of(data):
+    try:
+        return int(data.split(b"\r\n", 1)[0].split(b" ")[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def slowloris(port, ca, crt, key, interval_ms):
+    s = tls_connect(port, ca, crt, key)
+    head = b"GET /tunnels HTTP/1.1\r\nHost: tunnel-test\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    t0 = time.time()
+    sent = 0
+    ended = None
+    s.settimeout(interval_ms / 1000.0)
+    data = b""
+    for i in range(len(head)):
+        try:
+            s.sendall(head[i:i + 1])
+            sent += 1
+        except (ConnectionError, ssl.SSLError, OSError):
+            ended = "send failed"
+            break
+        try:
+            b = s.recv(65536)
+            if not b:
+                ended = "closed"
+                break
+            data += b
+            # The answer may arrive before the close: keep reading until EOF.
+            s.settimeout(5)
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                data += b
+            ended = "answered"
+            break
+        except socket.timeout:
+            pass
+        except (ConnectionError, ssl.SSLError, OSError):
+            ended = "reset"
+            break
+    ms = int((time.time() - t0) * 1000)
+    print(json.dumps({"ended": ended or "sent everything", "status": status_of(data), "ms": ms,
+                      "bytes_sent": sent, "head_len": len(head)}))
+
+
+def bigbody(port, ca, crt, key, length):
+    s = tls_connect(port, ca, crt, key)
+    t0 = time.time()
+    s.sendall(b"PUT /tunnels HTTP/1.1\r\nHost: tunnel-test\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n[{\"Listen" % length)
+    data = read_answer(s, time.time() + 10)
+    ms = int((time.time() - t0) * 1000)
+    print(json.dumps({"status": status_of(data), "ms": ms}))
+
+
+PARTIAL_CLIENT_HELLO = bytes.fromhex("160301020001" "0001fc0303") + os.urandom(32)
+
+
+def flood(port, n, hold_s):
+    raise_nofile()
+    sel = selectors.DefaultSelector()
+    opened = failed = 0
+    t_start = time.time()
+    socks = {}
+    for i in range(n):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        try:
+            s.connect(("127.0.0.1", port))
+            if i % 2 == 0:
+                s.send(PARTIAL_CLIENT_HELLO)
+        except OSError:
+            failed += 1
+            s.close()
+            continue
+        s.setblocking(False)
+        opened += 1
+        socks[s] = time.time()
+        sel.register(s, selectors.EVENT_READ)
+    t_open = time.time()
+    print(json.dumps({"event": "holding", "opened": opened, "connect_failed": failed}))
+    sys.stdout.flush()
+    closed_ms = []
+    deadline = time.time() + hold_s
+    while socks and time.time() < deadline:
+        for key, _ in sel.select(timeout=0.2):
+            s = key.fileobj
+            try:
+                b = s.recv(4096)
+            except OSError:
+                b = b""
+            if not b:
+                closed_ms.append(int((time.time() - socks.pop(s)) * 1000))
+                sel.unregister(s)
+                s.close()
+    at_once = sum(1 for ms in closed_ms if ms < 1000)
+    print(json.dumps({"opened": opened, "connect_failed": failed, "open_ms": int((t_open - t_start) * 1000),
+                      "closed": len(closed_ms), "closed_within_1s": at_once,
+                      "closed_later": len(closed_ms) - at_once, "still_open": len(socks),
+                      "max_close_ms": max(closed_ms) if closed_ms else 0}))
+    sys.stdout.flush()
+    for s in socks:
+        s.close()
+
+
+def idle(port, n, hold_s):
+    raise_nofile()
+    socks = []
+    failed = 0
+    for _ in range(n):
+        s = socket.socket()
+        try:
+            s.connect(("127.0.0.1", port))
+            socks.append(s)
+        except OSError:
+            failed += 1
+            s.close()
+    print(json.dumps({"event": "opened", "opened": len(socks), "connect_failed": failed}))
+    sys.stdout.flush()
+    until = os.environ.get("HOLD_UNTIL")
+    deadline = time.time() + hold_s
+    while time.time() < deadline and not (until and os.path.exists(until)):
+        time.sleep(0.05)
+    alive = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            alive += 1 if s.recv(1) != b"" else 0
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+        s.close()
+    print(json.dumps({"event": "done", "opened": len(socks), "still_open": alive}))
+
+
+def churn(host, port, total, workers):
+    lock = threading.Lock()
+    res = {"ok": 0, "failed": 0, "errors": []}
+    counter = [0]
+    req = b"GET / HTTP/1.0\r\nHost: tunnel-test\r\n\r\n"
+
+    def worker():
+        while True:
+            with lock:
+                if counter[0] >= total:
+                    return
+                counter[0] += 1
+            try:
+                s = socket.create_connection((host, port), timeout=10)
+                try:
+                    s.sendall(req)
+                    data = b""
+                    while True:
+                        b = s.recv(65536)
+                        if not b:
+                            break
+                        data += b
+                finally:
+                    s.close()
+                ok = data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200")
+                if not ok:
+                    raise OSError("bad answer %r" % data[:60])
+                with lock:
+                    res["ok"] += 1
+            except Exception as e:  # noqa: BLE001 - every failure is counted and a few are shown
+                with lock:
+                    res["failed"] += 1
+                    if len(res["errors"]) < 5:
+                        res["errors"].append("%s: %s" % (type(e).__name__, e))
+
+    t0 = time.time()
+    ts = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    secs = time.time() - t0
+    res["seconds"] = round(secs, 2)
+    res["per_second"] = int(total / secs) if secs > 0 else 0
+    print(json.dumps(res))
+
+
+def main():
+    mode, a = sys.argv[1], sys.argv[2:]
+    if mode == "slowloris":
+        slowloris(int(a[0]), a[1], a[2], a[3], int(a[4]))
+    elif mode == "bigbody":
+        bigbody(int(a[0]), a[1], a[2], a[3], int(a[4]))
+    elif mode == "flood":
+        flood(int(a[0]), int(a[1]), float(a[2]))
+    elif mode == "idle":
+        idle(int(a[0]), int(a[1]), float(a[2]))
+    elif mode == "churn":
+        churn(a[0], int(a[1]), int(a[2]), int(a[3]))
+    else:
+        sys.exit("unknown mode " + mode)
+
+
+if __name__ == "__main__":
+    main()
