@@ -117,4 +117,5 @@ echo "idle connection $how $idle_ms ms after the removal (DrainTimeoutMs $DRAIN_
 wait_until 10 grep -q "drain timeout" "$TEST_TMP/tunneld.log" || fail "tunneld did not log the drain timeout"
 api GET /tunnels
 [ "$API_BODY" = "[]" ] || fail "GET /tunnels after removal: $API_BODY"
+stop_checked home1 home2 tunneld
 pass "$puts hot swaps under load with $ok requests and 0 failures; removal refuses at once and drains"

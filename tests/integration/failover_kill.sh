@@ -115,4 +115,5 @@ touch "$TEST_TMP/probe.stop"
 total=$(wc -l <"$TEST_TMP/probe.probe")
 fails=$(awk '$3 == "fail"' "$TEST_TMP/probe.probe" | wc -l)
 echo "probe: $total requests, $fails failed (all during the two outages)"
+stop_checked home2 tunneld
 pass "kill -9 failover in $kill_ms ms, silent-primary failover in $stop_ms ms, fail-back with open connections kept"

@@ -322,3 +322,20 @@ stop_tunnelc() {
   TUNNELC_STATUS=0
   wait "${!pidvar}" 2>/dev/null || TUNNELC_STATUS=$?
 }
+
+# stop_checked NAME...: SIGTERM tunneld ("tunneld") or a tunnelc (its NAME), wait for it, and fail the test unless it
+# exited 0 without a sanitizer report or failed assertion in its log (shutdown paths are bugs' favourite hideout).
+stop_checked() {
+  local name pid var status log
+  for name in "$@"; do
+    if [ "$name" = tunneld ]; then pid=$TUNNELD_PID log=$TEST_TMP/tunneld.log
+    else var="TUNNELC_PID_$name"; pid=${!var}; log=$TEST_TMP/tunnelc-$name.log; fi
+    kill -TERM "$pid" 2>/dev/null || true
+    status=0
+    wait "$pid" 2>/dev/null || status=$?
+    [ "$status" = 0 ] || fail "$name exited with status $status on SIGTERM (log $log)"
+    if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|Assertion .* failed" "$log"; then
+      fail "$name: sanitizer report or failed assertion in $log: $(grep -m3 -E "Sanitizer|runtime error:|Assertion" "$log")"
+    fi
+  done
+}

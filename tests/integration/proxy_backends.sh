@@ -115,4 +115,5 @@ wait_port "$PLAIN"
 if out=$(curl -sS --max-time 10 "http://127.0.0.1:$PLAIN/plain" 2>&1) && [ "$out" = "nginx ok" ]; then
   fail "nginx served a request without a PROXY header; the cases above prove nothing"
 fi
+stop_checked home1 tunneld
 pass "$n PROXY cases (v1/v2, IPv4/IPv6 users, specific and dual-stack listeners) logged the real user address and port"

@@ -77,4 +77,5 @@ got_sum=$("${CURL[@]}" --cacert "$WEB_PKI/ca.crt" "https://localhost:$PUBLIC/big
 t1=$(now_ms)
 [ "$got_sum" = "$want_sum" ] || fail "4 MiB over end-to-end TLS: checksum mismatch"
 echo "4 MiB over end-to-end TLS through the tunnel (ASan build) in $((t1 - t0)) ms"
+stop_checked home1 tunneld
 pass "end-to-end TLS: nginx's certificate verified through the tunnel, which holds no key"
