@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "tunnel/defaults.h"
+#include "tunnel/tls.h"
 #include "tunnel/error.h"
 
 /* A config file is a few hundred bytes; anything this big is the wrong file. */
@@ -469,6 +470,18 @@ int td_config_is_admin(const struct td_config *cfg, const char *identity)
     return 0;
   for (size_t i = 0; i < cfg->n_admin_identities; i++)
     if (strcmp(cfg->admin_identities[i], identity) == 0)
+      return 1;
+  return 0;
+}
+
+int td_config_is_admin_cert(const struct td_config *cfg, const char *cn, const char *sha256_hex)
+{
+  char fp[65];
+
+  if (td_config_is_admin(cfg, cn))
+    return 1;
+  for (size_t i = 0; sha256_hex != NULL && i < cfg->n_admin_identities; i++)
+    if (tn_tls_fingerprint_parse(cfg->admin_identities[i], fp) == TN_OK && strcmp(fp, sha256_hex) == 0)
       return 1;
   return 0;
 }

@@ -64,6 +64,12 @@ void td_config_free(struct td_config *cfg);
 
 /* True when identity (a certificate CN) is listed in AdminIdentities. */
 int td_config_is_admin(const struct td_config *cfg, const char *identity);
+/*
+ * True when a certificate is an admin: its CN is listed, or its SHA-256 fingerprint is
+ * (in any form people write: openssl's colon-separated upper case, or 64 hex digits).
+ * A fingerprint pins one certificate; a CN admits any certificate the CA issues with it.
+ */
+int td_config_is_admin_cert(const struct td_config *cfg, const char *cn, const char *sha256_hex);
 
 /* The endpoints the server binds itself (control, management, metrics), for td_table_from_json. */
 void td_config_reserved(const struct td_config *cfg, struct td_reserved *out);

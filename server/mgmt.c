@@ -219,7 +219,7 @@ static void mgmt_on_established(tn_link *link, const struct tn_tls_peer *peer)
   ctx->handshake_done = true;
   ctx->srv->pending_handshakes--;
   snprintf(m->identity, sizeof(m->identity), "%s", peer->cn);
-  m->admin = td_config_is_admin(&ctx->srv->cfg, peer->cn);
+  m->admin = td_config_is_admin_cert(&ctx->srv->cfg, peer->cn, peer->sha256_hex);
   mgmt_arm_timer(m);
 }
 

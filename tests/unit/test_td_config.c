@@ -293,6 +293,25 @@ static void test_required(void **state)
   assert_string_equal(err, want);
 }
 
+/* An admin may be named by CN or pinned by certificate fingerprint, in openssl's form or ours. */
+static void test_admin_by_fingerprint(void **state)
+{
+  struct fixture *f = *state;
+  struct td_config cfg;
+  static const char hex[] = "c2346f080976865f183487667d708ff32996c810a0b510312a79f601c6fdc9a3";
+
+  write_text(f, "{\"CaCertificateFile\": \"a\", \"ServerTlsCertificateFile\": \"b\", \"ServerTlsKeyFile\": \"c\", "
+                "\"AdminIdentities\": [\"ops\", \"SHA256 Fingerprint=C2:34:6F:08:09:76:86:5F:18:34:87:66:7D:70:8F:F3:"
+                "29:96:C8:10:A0:B5:10:31:2A:79:F6:01:C6:FD:C9:A3\"]}");
+  char err[512];
+  assert_int_equal(td_config_load(&cfg, f->path, err, sizeof(err)), TN_OK);
+  assert_true(td_config_is_admin_cert(&cfg, "ops", "00"));
+  assert_true(td_config_is_admin_cert(&cfg, "anyone", hex));
+  assert_false(td_config_is_admin_cert(&cfg, "anyone", "d2346f080976865f183487667d708ff32996c810a0b510312a79f601c6fdc9a3"));
+  assert_false(td_config_is_admin_cert(&cfg, "anyone", NULL));
+  td_config_free(&cfg);
+}
+
 static void test_admins(void **state)
 {
   struct fixture *f = *state;
@@ -463,6 +482,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_required, setup, teardown),
     cmocka_unit_test_setup_teardown(test_admins, setup, teardown),
     cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_admin_by_fingerprint, setup, teardown),
     cmocka_unit_test_setup_teardown(test_syntax_and_file, setup, teardown),
     cmocka_unit_test_setup_teardown(test_long_values_truncated, setup, teardown),
   };
