@@ -242,10 +242,11 @@ static void link_on_go_away(tn_link *l, uint32_t code)
 {
   struct tc_client *c = tn_link_data(l);
 
-  tn_log_info("client %s: server %s is going away (code %u); reconnecting", c->identity, tn_link_peer_address(l),
-              code);
-  /* The server stops opening streams on this link; a fresh link will carry new ones. */
-  tn_link_close(l, "server going away");
+  tn_log_info("client %s: server %s is going away (code %u); reconnecting once its open streams have ended",
+              c->identity, tn_link_peer_address(l), code);
+  /* GoAway only stops new streams: the server lets open ones drain (SIGTERM, replaced link), so they are
+   * finished here too; on_drained closes the link, then the usual reconnect follows. */
+  tn_link_go_away(l);
 }
 
 static void link_on_drained(tn_link *l)
