@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# demo.sh: tunnel's live demo, all on this machine's loopback. Run it from a clone, as root on Debian bookworm:
+#
+#     bash examples/demo.sh
+#
+# What it does, step by step (each step is printed as it runs):
+#   1. installs missing Debian packages (tests/install-deps.sh) and builds tunneld and tunnelc (Release, build/demo)
+#   2. makes a PKI with `tunneld pki`: a CA, the server's certificate, clients home1 and home2, an admin
+#   3. starts tunneld (the "VPS"), two nginx web servers and two tunnelc clients (the "home machines")
+#   4. PUT /tunnels with curl and the admin certificate: one public port, primary home1, backup home2, PROXY v2 on
+#   5. fetches a page through the public port, and shows the real client address nginx logged from the PROXY header
+#   6. shows GET /clients and GET /tunnels
+#   7. kills home1 (kill -9) and shows the next request served by home2, with the measured failover time
+# Everything it starts is stopped, and its temporary directory removed, when it exits (also on failure or Ctrl-C).
+# Exit status 0 when every step worked; otherwise a message saying which step failed, and the logs.
+#
+# In real life tunneld runs on a VPS and each tunnelc on its own home machine; here they share 127.0.0.1, so the
+# two "home machines" tell their nginx apart by a service name: the tunnel asks for service "web", and each tunnelc
+# maps "web" to its own nginx.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=$REPO/build/demo
+DEMO=$(mktemp -d /tmp/tunnel-demo.XXXXXX)
+PIDS=()
+
+# ---- presentation and process helpers ----
+
+if [ -t 1 ]; then BOLD=$'\e[1m' GREEN=$'\e[32m' RED=$'\e[31m' OFF=$'\e[0m'; else BOLD='' GREEN='' RED='' OFF=''; fi
+STEP=0
+step() { STEP=$((STEP + 1)); printf '\n%s== %d. %s%s\n' "$BOLD" "$STEP" "$*" "$OFF"; }
+say() { printf '   %s\n' "$*"; }
+show() { sed 's/^/   | /'; }   # indents a command's output under its step
+die() { printf '\n%sdemo: FAILED at step %d: %s%s\n' "$RED" "$STEP" "$*" "$OFF" >&2; exit 1; }
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] || continue
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "$status" -ne 0 ]; then
+    for f in "$DEMO"/*.log; do
+      [ -s "$f" ] || continue
+      echo "--- last lines of $f" >&2
+      tail -n 15 "$f" >&2
+    done
+  fi
+  rm -rf "$DEMO"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD ARGS...: runs CMD in the background, output in $DEMO/NAME.log; pid in $STARTED
+start() {
+  local name=$1; shift
+  "$@" >"$DEMO/$name.log" 2>&1 &
+  STARTED=$!
+  PIDS+=("$STARTED")
+}
+
+# wait_for SECONDS WHAT CMD ARGS...: polls CMD every 100 ms until it succeeds, or dies after SECONDS.
+wait_for() {
+  local seconds=$1 what=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || die "$what did not happen within $seconds s"
+    sleep 0.1
+  done
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+now_ms() { date +%s%3N; }
+
+# ---- 1. dependencies and build ----
+
+step "Install missing packages (tests/install-deps.sh) and build tunneld + tunnelc (Release, $BUILD)"
+bash "$REPO/tests/install-deps.sh" || die "installing dependencies failed (run as root on Debian bookworm)"
+cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTUNNEL_SANITIZE=OFF -DTUNNEL_FUZZ=OFF -DTUNNEL_TESTS=OFF \
+  >"$DEMO/cmake.log" 2>&1 || die "cmake configure failed (see above)"
+cmake --build "$BUILD" -j "$(nproc 2>/dev/null || echo 2)" >>"$DEMO/cmake.log" 2>&1 || die "build failed (see above)"
+TUNNELD=$BUILD/server/tunneld
+TUNNELC=$BUILD/client/tunnelc
+[ -x "$TUNNELD" ] && [ -x "$TUNNELC" ] || die "build produced no tunneld/tunnelc in $BUILD"
+say "built: $("$TUNNELD" --version), $("$TUNNELC" --version)"
+
+# ---- 2. PKI ----
+
+step "Make a PKI with 'tunneld pki' (in $DEMO/pki)"
+PKI=$DEMO/pki
+"$TUNNELD" pki init "$PKI" | show
+"$TUNNELD" pki issue "$PKI" --name server --server --ip 127.0.0.1 --dns localhost | show
+"$TUNNELD" pki issue "$PKI" --name home1 | show
+"$TUNNELD" pki issue "$PKI" --name home2 | show
+"$TUNNELD" pki issue "$PKI" --name admin --admin | show
+
+# ---- 3. processes ----
+
+CONTROL_PORT=$(free_port); MGMT_PORT=$(free_port); PUBLIC_PORT=$(free_port)
+WEB1_PORT=$(free_port); WEB2_PORT=$(free_port)
+
+step "Start two nginx web servers (one per home machine) that expect the PROXY protocol"
+# start_nginx NAME PORT: serves "Hello from NAME" on 127.0.0.1:PORT; `listen ... proxy_protocol` makes nginx read
+# the PROXY header tunnelc sends first, and the log format records the real user address it carries.
+start_nginx() {
+  local name=$1 port=$2 dir=$DEMO/$1
+  mkdir -p "$dir/www" "$dir/tmp"
+  echo "Hello from $name's nginx, reached through the tunnel" >"$dir/www/index.html"
+  cat >"$dir/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1;
+pid $dir/nginx.pid; error_log $DEMO/$name-error.log;
+events { worker_connections 256; }
+http {
+  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
+  log_format realip 'user=\$proxy_protocol_addr:\$proxy_protocol_port "\$request" \$status (tcp peer \$remote_addr:\$remote_port)';
+  access_log $dir/access.log realip;
+  server {
+    listen 127.0.0.1:$port proxy_protocol;
+    root $dir/www;
+  }
+}
+CONF
+  start "$name" nginx -e stderr -p "$dir" -c "$dir/nginx.conf"
+  wait_for 10 "nginx $name listening on port $port" port_open "$port"
+  say "nginx for $name on 127.0.0.1:$port (log $dir/access.log)"
+}
+start_nginx web1 "$WEB1_PORT"
+start_nginx web2 "$WEB2_PORT"
+
+step "Start tunneld (the VPS side): control port $CONTROL_PORT, management port $MGMT_PORT"
+cat >"$DEMO/tunneld.json" <<JSON
+{
+  "TunnelControlPort": $CONTROL_PORT,
+  "ManagementPort": $MGMT_PORT,
+  "ListenAddress": "127.0.0.1",
+  "CaCertificateFile": "$PKI/ca.crt",
+  "ServerTlsCertificateFile": "$PKI/server.crt",
+  "ServerTlsKeyFile": "$PKI/server.key",
+  "AdminIdentities": ["admin"],
+  "StateFile": "$DEMO/state/tunnels.json",
+  "Limits": {"KeepaliveIntervalMs": 1000, "DeadPeerTimeoutMs": 3000}
+}
+JSON
+mkdir -p "$DEMO/state"
+show <"$DEMO/tunneld.json"
+start tunneld "$TUNNELD" --config "$DEMO/tunneld.json"
+
+# api METHOD PATH [JSON]: the management API with the admin certificate, exactly as automation would call it.
+api() {
+  local args=(-sS --fail-with-body --max-time 10 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key"
+              -X "$1")
+  [ $# -lt 3 ] || args+=(-H 'Content-Type: application/json' --data-binary "$3")
+  curl "${args[@]}" "https://127.0.0.1:$MGMT_PORT$2"
+}
+wait_for 15 "tunneld answering GET /ping" api GET /ping
+say "tunneld is up: GET /ping says '$(api GET /ping)'"
+
+step "Start two tunnelc clients (the home machines): home1 and home2"
+# start_client NAME WEB_PORT: a tunnelc with NAME's certificate that maps service "web" to its own nginx.
+start_client() {
+  cat >"$DEMO/tunnelc-$1.json" <<JSON
+{
+  "ServerHost": "127.0.0.1",
+  "ServerTunnelControlPort": $CONTROL_PORT,
+  "CaCertificateFile": "$PKI/ca.crt",
+  "ClientTlsCertificateFile": "$PKI/$1.crt",
+  "ClientTlsKeyFile": "$PKI/$1.key",
+  "ServiceToLocalAddrMap": {"web": "127.0.0.1:$2"},
+  "Limits": {"KeepaliveIntervalMs": 1000, "DeadPeerTimeoutMs": 3000, "ReconnectMinMs": 200}
+}
+JSON
+  start "tunnelc-$1" "$TUNNELC" --config "$DEMO/tunnelc-$1.json"
+}
+start_client home1 "$WEB1_PORT"; HOME1_PID=$STARTED
+start_client home2 "$WEB2_PORT"
+show <"$DEMO/tunnelc-home1.json"
+connected() { api GET /clients | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin).get(sys.argv[1],{}).get("CurrentState")!="ClientConnected")' "$1"; }
+wait_for 20 "client home1 connecting to tunneld" connected home1
+wait_for 20 "client home2 connecting to tunneld" connected home2
+say "home1 and home2 are connected"
+
+# ---- 4. the tunnel ----
+
+step "PUT /tunnels: public port $PUBLIC_PORT -> service \"web\" on home1 (backup home2), PROXY protocol v2"
+TABLE="[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\",
+  \"BackupClientIdentifiers\": [\"home2\"], \"BackEndService\": \"web\",
+  \"HaProxyProxyProtocol\": true, \"ProxyProtocolVersion\": 2}]"
+say "curl --cacert ca.crt --cert admin.crt --key admin.key -X PUT -H 'Content-Type: application/json' \\"
+say "     --data-binary '$(tr -s ' \n' ' ' <<<"$TABLE" | sed 's/ $//')' https://127.0.0.1:$MGMT_PORT/tunnels"
+reply=$(api PUT /tunnels "$TABLE") || die "PUT /tunnels was refused: $reply"
+say "answer (the applied table):"
+echo "$reply" | python3 -m json.tool | show
+wait_for 10 "the public port $PUBLIC_PORT opening" port_open "$PUBLIC_PORT"
+
+# ---- 5. a page through the tunnel, and the real client address ----
+
+step "Fetch a page through the public port"
+say "curl http://127.0.0.1:$PUBLIC_PORT/"
+out=$(curl -sS --max-time 10 -w '\n%{local_ip}:%{local_port}' "http://127.0.0.1:$PUBLIC_PORT/") \
+  || die "no answer through the public port"
+page=$(echo "$out" | head -n 1); user=$(echo "$out" | tail -n 1)
+echo "$page" | show
+case "$page" in "Hello from web1's nginx"*) ;; *) die "expected home1's page, got '$page'" ;; esac
+say "curl (the internet user) connected from $user"
+
+step "The real client address nginx logged, from the PROXY header tunnelc sent"
+logged_line() { grep -F "user=$1 " "$DEMO/web1/access.log"; }
+wait_for 10 "nginx logging user=$user" logged_line "$user"
+logged_line "$user" | show
+say "nginx saw user=$user: the user's own address and port, although its TCP peer is tunnelc on loopback"
+
+# ---- 6. state through the management API ----
+
+# Byte counters are added when a connection ends: wait for curl's to be closed on the tunnel side too.
+streams_closed() { api GET /clients | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["home1"]["OpenStreams"] != 0)'; }
+wait_for 10 "the fetched page's connection closing" streams_closed
+step "GET /clients"
+api GET /clients | python3 -m json.tool | show
+step "GET /tunnels"
+api GET /tunnels | python3 -m json.tool | show
+
+# ---- 7. failover ----
+
+step "Kill the primary client home1 (kill -9) and fetch again: home2 serves"
+t_kill=$(now_ms)
+disown "$HOME1_PID"   # so the shell does not print its own "Killed" line
+kill -KILL "$HOME1_PID"
+say "home1 killed; requesting every 50 ms until an answer comes from home2..."
+deadline=$((t_kill + 20000)) page='' failed=0
+while [ "$(now_ms)" -lt "$deadline" ]; do
+  if page=$(curl -sS --max-time 2 "http://127.0.0.1:$PUBLIC_PORT/" 2>/dev/null) && [[ $page == "Hello from web2's nginx"* ]]; then
+    break
+  fi
+  failed=$((failed + 1)) page=''
+  sleep 0.05
+done
+t_ok=$(now_ms)
+[ -n "$page" ] || die "no request was served by home2 within 20 s of killing home1"
+echo "$page" | show
+say "failover: the first request served by the backup home2 came $((t_ok - t_kill)) ms after kill -9 ($failed requests failed or went elsewhere before it)"
+say "(a dead TCP connection is seen at once; a silent one by the keepalive, here within DeadPeerTimeoutMs = 3000 ms)"
+tail -n 1 "$DEMO/web2/access.log" | show
+api GET /tunnels | python3 -c 'import json,sys; t=json.load(sys.stdin)[0]; print("ActiveClient:", t["ActiveClient"])' | show
+api GET /clients | python3 -c 'import json,sys; d=json.load(sys.stdin); [print(k, d[k]["CurrentState"]) for k in sorted(d)]' | show
+
+printf '\n%sdemo: every step worked.%s tunneld, nginx and home2 are stopped now; see docs/FAILOVER.md for the routing policy.\n' \
+  "$GREEN" "$OFF"
