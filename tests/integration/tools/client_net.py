@@ -13,6 +13,10 @@
                                     bytes and close; prints "N sha256" of what it sent
   slow-get PORT PATH CHUNK DELAY_MS SECONDS  user: HTTP GET, then read CHUNK bytes every DELAY_MS for SECONDS;
                                     prints the bytes read
+  paced-sender PORT SIZE CHUNK DELAY_MS  backend: to every connection send SIZE pseudo-random bytes, CHUNK bytes
+                                    every DELAY_MS, then close (one thread per connection)
+  fetch PORT SIZE                   user: read to EOF; prints "N complete|short|reset" (complete: exactly
+                                    the paced-sender's SIZE bytes); exit status 0 only when complete
   connect-wait PORT SECONDS         user: connect, wait for the peer to close; prints "closed MS" or
                                     "open" (still open at the deadline) or "refused"
 """
@@ -169,6 +173,43 @@ def connect_wait(port, seconds):
     print("closed %d" % int((time.monotonic() - t0) * 1000))
 
 
+def paced_sender(port, size, chunk, delay_ms):
+    import threading
+    s = listen(port)
+    body = pattern(size, seed=19)
+
+    def serve(c):
+        try:
+            for off in range(0, size, chunk):
+                c.sendall(body[off:off + chunk])
+                time.sleep(delay_ms / 1000.0)
+        except OSError:
+            pass
+        c.close()
+
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def fetch(port, size):
+    c = socket.create_connection(("127.0.0.1", port), timeout=60)
+    data = bytearray()
+    how = "short"
+    try:
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            data += b
+    except ConnectionResetError:
+        how = "reset"
+    if how == "short" and bytes(data) == pattern(size, seed=19):
+        how = "complete"
+    print("%d %s" % (len(data), how))
+    sys.exit(0 if how == "complete" else 1)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "record-listener":
@@ -183,6 +224,10 @@ def main():
         read_then_send(int(args[0]), int(args[1]), int(args[2]))
     elif cmd == "slow-get":
         slow_get(int(args[0]), args[1], int(args[2]), int(args[3]), float(args[4]))
+    elif cmd == "paced-sender":
+        paced_sender(int(args[0]), int(args[1]), int(args[2]), int(args[3]))
+    elif cmd == "fetch":
+        fetch(int(args[0]), int(args[1]))
     elif cmd == "connect-wait":
         connect_wait(int(args[0]), float(args[1]))
     else:
