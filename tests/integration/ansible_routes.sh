@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# The Ansible roles with Debian's ansible-core, on loopback (connection: local):
+#  - tunnel_server and tunnel_client render configurations that tunneld/tunnelc accept (and report changed=0
+#    on a second run); tunneld and tunnelc are then started from exactly those files;
+#  - tunnel_routes: the first run reports changed and the tunnel carries HTTP to a python backend; a second run
+#    with the same (short-form) list reports changed=0; check mode with a different list reports changed and
+#    leaves the table alone; an invalid tunnel fails the run with the API's own error message, table intact.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/fixture.sh"
+
+src=${TUNNEL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+command -v ansible-playbook >/dev/null || fail "ansible-playbook not installed (apt-get install ansible-core)"
+
+# Quiet and fast: no facts, no retry files, every temporary file under $TEST_TMP.
+export ANSIBLE_HOME="$TEST_TMP/ansible" ANSIBLE_LOCAL_TEMP="$TEST_TMP/ansible/tmp" ANSIBLE_REMOTE_TEMP="$TEST_TMP/ansible/rtmp"
+export ANSIBLE_GATHERING=explicit ANSIBLE_RETRY_FILES_ENABLED=false ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
+export ANSIBLE_ROLES_PATH="$src/examples/ansible/roles" ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3
+export ANSIBLE_DEPRECATION_WARNINGS=false ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false
+: >"$TEST_TMP/ansible.cfg"; export ANSIBLE_CONFIG="$TEST_TMP/ansible.cfg"
+mkdir -p "$ANSIBLE_LOCAL_TEMP" "$ANSIBLE_REMOTE_TEMP"
+
+export ANSIBLE_PIPELINING=true
+cat >"$TEST_TMP/tunnel_routes.yml" <<YML
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  roles: [tunnel_routes]
+YML
+
+# play NAME PLAYBOOK VARS_JSON [ARGS...]: runs ansible-playbook; output in $TEST_TMP/NAME.out, exit status in
+# $PLAY_STATUS, the recap's changed= count in $PLAY_CHANGED, the run's wall time in $PLAY_MS.
+play() {
+  local name=$1 book=$2 vars=$3; shift 3
+  printf '%s\n' "$vars" >"$TEST_TMP/$name.vars.json"
+  local t0; t0=$(now_ms)
+  PLAY_STATUS=0
+  ansible-playbook -i localhost, "$TEST_TMP/$book.yml" -e "@$TEST_TMP/$name.vars.json" "$@" \
+    >"$TEST_TMP/$name.out" 2>&1 || PLAY_STATUS=$?
+  PLAY_MS=$(( $(now_ms) - t0 ))
+  PLAY_CHANGED=$(sed -n 's/^localhost *: .*changed=\([0-9]*\).*/\1/p' "$TEST_TMP/$name.out")
+  echo "ansible $name: exit $PLAY_STATUS, changed=${PLAY_CHANGED:-?}, $PLAY_MS ms"
+}
+play_ok() { [ "$PLAY_STATUS" = 0 ] || fail "ansible run $1 failed: $(tail -25 "$TEST_TMP/$1.out")"; }
+
+make_pki
+CONTROL_PORT=$(free_port)
+MGMT_PORT=$(free_port)
+while [ "$MGMT_PORT" = "$CONTROL_PORT" ]; do MGMT_PORT=$(free_port); done
+BACKEND_PORT=$(free_port)
+PUBLIC_PORT=$(free_port)
+OTHER_PORT=$(free_port)
+me=$(id -un); grp=$(id -gn)
+
+# ---- tunnel_server and tunnel_client: configurations from variables, validated by --check-config ----
+server_vars=$(cat <<JSON
+{"tunnel_install_method": "none", "tunnel_manage_service": false,
+ "tunnel_bin_dir": "$(dirname "$TUNNELD")", "tunnel_user": "$me", "tunnel_group": "$grp",
+ "tunnel_config_dir": "$TEST_TMP/etc-server", "tunnel_state_dir": "$TEST_TMP/state",
+ "tunnel_server_ca_cert_src": "$PKI/ca.crt", "tunnel_server_cert_src": "$PKI/server.crt",
+ "tunnel_server_key_src": "$PKI/server.key",
+ "tunnel_server_control_port": $CONTROL_PORT, "tunnel_server_management_port": $MGMT_PORT,
+ "tunnel_server_listen_address": "127.0.0.1", "tunnel_server_admin_identities": ["admin"],
+ "tunnel_server_debug_log": true, "tunnel_server_limits": $FAST_LIMITS}
+JSON
+)
+client_vars=$(cat <<JSON
+{"tunnel_install_method": "none", "tunnel_manage_service": false,
+ "tunnel_bin_dir": "$(dirname "$TUNNELC")", "tunnel_user": "$me", "tunnel_group": "$grp",
+ "tunnel_config_dir": "$TEST_TMP/etc-client",
+ "tunnel_client_ca_cert_src": "$PKI/ca.crt", "tunnel_client_cert_src": "$PKI/home1.crt",
+ "tunnel_client_key_src": "$PKI/home1.key", "tunnel_client_identifier": "home1",
+ "tunnel_client_server_host": "127.0.0.1", "tunnel_client_server_port": $CONTROL_PORT,
+ "tunnel_client_allowed_backend_ports": [$BACKEND_PORT], "tunnel_client_debug_log": true,
+ "tunnel_client_limits": $FAST_CLIENT_LIMITS}
+JSON
+)
+# Role variables inline (JSON is YAML), so each role keeps its own tunnel_config_dir.
+cat >"$TEST_TMP/hosts.yml" <<YML
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: tunnel_server
+      vars: $(echo "$server_vars" | tr '\n' ' ')
+    - role: tunnel_client
+      vars: $(echo "$client_vars" | tr '\n' ' ')
+YML
+play hosts1 hosts '{}'; play_ok hosts1
+[ "$PLAY_CHANGED" -ge 2 ] || fail "tunnel_server + tunnel_client first run reported changed=$PLAY_CHANGED"
+[ "$(stat -c %a "$TEST_TMP/etc-server/server.key")" = 640 ] || fail "server.key mode $(stat -c %a "$TEST_TMP/etc-server/server.key")"
+[ "$(stat -c %a "$TEST_TMP/etc-client/tunnelc.key")" = 640 ] || fail "tunnelc.key mode $(stat -c %a "$TEST_TMP/etc-client/tunnelc.key")"
+play hosts2 hosts '{}'; play_ok hosts2
+[ "$PLAY_CHANGED" = 0 ] || fail "second run of tunnel_server + tunnel_client reported changed=$PLAY_CHANGED: $(grep -B1 '^changed:' "$TEST_TMP/hosts2.out")"
+spawn tunneld "$TUNNELD" --config "$TEST_TMP/etc-server/tunneld.json"
+TUNNELD_PID=$SPAWNED_PID
+wait_until 15 api_ping || fail "tunneld did not start from the role's configuration"
+spawn tunnelc-home1 "$TUNNELC" --config "$TEST_TMP/etc-client/tunnelc.json"
+wait_client_connected home1
+
+mkdir -p "$TEST_TMP/www"
+echo "hello via ansible" >"$TEST_TMP/www/index.html"
+spawn backend python3 -m http.server "$BACKEND_PORT" --bind 127.0.0.1 --directory "$TEST_TMP/www"
+wait_port "$BACKEND_PORT"
+
+# ---- tunnel_routes ----
+routes_vars() {  # routes_vars TUNNELS_JSON
+  cat <<JSON
+{"tunnel_routes_api_url": "https://127.0.0.1:$MGMT_PORT", "tunnel_routes_ca_cert": "$PKI/ca.crt",
+ "tunnel_routes_client_cert": "$PKI/admin.crt", "tunnel_routes_client_key": "$PKI/admin.key",
+ "tunnel_routes_timeout": 10, "tunnel_routes": $1}
+JSON
+}
+# Short form: every default left out; GET /tunnels returns them written out, plus the read-only keys.
+wanted="[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT}]"
+
+play routes1 tunnel_routes "$(routes_vars "$wanted")"; play_ok routes1
+[ "$PLAY_CHANGED" = 1 ] || fail "first tunnel_routes run: changed=$PLAY_CHANGED, want 1"
+first_ms=$PLAY_MS
+wait_port "$PUBLIC_PORT"
+body=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html")
+[ "$body" = "hello via ansible" ] || fail "through the tunnel the role made: got '$body'"
+api GET /tunnels
+table_after_first=$API_BODY
+echo "$table_after_first" | grep -q "\"ListenPort\":$PUBLIC_PORT" || fail "GET /tunnels lacks the tunnel: $table_after_first"
+
+play routes2 tunnel_routes "$(routes_vars "$wanted")"; play_ok routes2
+[ "$PLAY_CHANGED" = 0 ] || fail "second tunnel_routes run: changed=$PLAY_CHANGED, want 0: $(tail -20 "$TEST_TMP/routes2.out")"
+grep -A1 'Replace the tunnel table' "$TEST_TMP/routes2.out" | grep -q 'skipping' ||
+  fail "second run did not skip the PUT: $(grep -A2 'Replace the tunnel table' "$TEST_TMP/routes2.out")"
+# The same table written out in full, in GET's own shape, is the same table too.
+api GET /tunnels
+play routes2b tunnel_routes "$(routes_vars "$API_BODY")"; play_ok routes2b
+[ "$PLAY_CHANGED" = 0 ] || fail "GET /tunnels' own output fed back reported changed=$PLAY_CHANGED"
+echo "first run $first_ms ms (changed=1), same table again: changed=0"
+
+# Check mode with another table: changed reported, nothing replaced.
+other="[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $OTHER_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT}]"
+play check tunnel_routes "$(routes_vars "$other")" --check; play_ok check
+[ "$PLAY_CHANGED" = 1 ] || fail "check mode with a different table: changed=$PLAY_CHANGED, want 1"
+grep -q "$OTHER_PORT" "$TEST_TMP/check.out" || fail "check mode output does not show the wanted table"
+api GET /tunnels
+[ "$API_BODY" = "$table_after_first" ] || fail "check mode changed the table: $API_BODY"
+port_open "$OTHER_PORT" && fail "check mode bound port $OTHER_PORT"
+
+# An invalid tunnel: the run fails and says what tunneld said; the table is untouched.
+invalid="[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": 70000, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT}]"
+play invalid tunnel_routes "$(routes_vars "$invalid")"
+[ "$PLAY_STATUS" != 0 ] || fail "a run with ListenPort 70000 succeeded"
+api_error='tunnels[0].ListenPort: must be 1-65535, got 70000'
+grep -qF "$api_error" "$TEST_TMP/invalid.out" ||
+  fail "the failed run does not show the API's message '$api_error': $(grep -i -A3 'fatal\|failed' "$TEST_TMP/invalid.out" | head -20)"
+grep -F "$api_error" "$TEST_TMP/invalid.out" | head -1 | sed 's/^ */ansible showed: /'
+api GET /tunnels
+[ "$API_BODY" = "$table_after_first" ] || fail "the refused run changed the table: $API_BODY"
+body=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html")
+[ "$body" = "hello via ansible" ] || fail "tunnel broken after the refused run: got '$body'"
+
+# A wrong admin certificate: the read fails with tunneld's 403 message.
+play forbidden tunnel_routes "$(routes_vars "$wanted" | sed "s#$PKI/admin\.#$PKI/home2.#g")"
+[ "$PLAY_STATUS" != 0 ] || fail "a run with a non-admin certificate succeeded"
+grep -q 'not allowed on the management port' "$TEST_TMP/forbidden.out" ||
+  fail "the 403 run does not show the API's message: $(grep -A3 'fatal' "$TEST_TMP/forbidden.out" | head)"
+
+# Removing every tunnel is a change like any other.
+play empty tunnel_routes "$(routes_vars '[]')"; play_ok empty
+[ "$PLAY_CHANGED" = 1 ] || fail "emptying the table: changed=$PLAY_CHANGED"
+wait_until 15 sh -c "! (exec 3<>/dev/tcp/127.0.0.1/$PUBLIC_PORT) 2>/dev/null" || fail "public port still open after []"
+
+pass "roles render valid configs idempotently; tunnel_routes: changed then changed=0, check mode reports without PUT, API errors shown"
