@@ -92,7 +92,8 @@ t_back=$(probe_first_ok_after probe home1 "$t_restart")
 echo "fail-back: first success via the returned primary $((t_back - t_restart)) ms after its restart (process start and TLS handshake included)"
 # The connection opened on the backup stays there.
 echo get >&7
-wait_until 10 test "$(wc -l <"$TEST_TMP/keepalive.log")" -ge 2 || fail "keep-alive connection died at fail-back"
+ka_answers() { [ "$(wc -l <"$TEST_TMP/keepalive.log")" -ge "$1" ]; }
+wait_until 10 ka_answers 2 || fail "keep-alive connection got no second answer after fail-back"
 [ "$(sed -n 2p "$TEST_TMP/keepalive.log")" = home2 ] || fail "open connection moved at fail-back: $(cat "$TEST_TMP/keepalive.log")"
 exec 7>&-
 t_check=$(now_ms)
