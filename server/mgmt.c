@@ -134,7 +134,12 @@ static void mgmt_answer(struct td_mgmt_conn *m, const struct td_http_request *re
     srv->metrics.put_invalid = counters.put_invalid;
     srv->metrics.put_conflict = counters.put_conflict;
     srv->metrics.put_failed = counters.put_failed;
-    if (strcmp(req->method, "GET") != 0 || resp.status >= 400)
+    if (resp.status >= 400)  /* the error body says why; an operator reading the log needs that too */
+      tn_log_info("management: %s (%s): %s %s -> %d %.*s", tn_link_peer_address(m->ctx->link), m->identity,
+                  req->method, req->path, resp.status,
+                  (int)(resp.body.len > 0 && resp.body.data[resp.body.len - 1] == '\n' ? resp.body.len - 1 : resp.body.len),
+                  (const char *)resp.body.data);
+    else if (strcmp(req->method, "GET") != 0)
       tn_log_info("management: %s (%s): %s %s -> %d", tn_link_peer_address(m->ctx->link), m->identity,
                   req->method, req->path, resp.status);
     else

@@ -25,6 +25,7 @@ struct td_conv {
 
 #define SWEEP_INTERVAL_MS 250u
 #define REFUSAL_LOG_INTERVAL_MS 10000u
+#define TD_REFUSAL_WHY_MAX 320
 
 static void listener_release(struct td_listener *l);
 
@@ -359,8 +360,12 @@ static void on_public_connection(uv_stream_t *server, int status)
   t = &srv->table.tunnels[l->tunnel_index];
   c = td_server_active_client(srv, (size_t)l->tunnel_index);
   if (c == NULL) {
+    char why[TD_REFUSAL_WHY_MAX];
     accept_and_drop(server);
-    refuse_logged(l, "no client of the tunnel is connected");
+    /* Name the clients: the operator's next step is finding out why that one is not connected. */
+    snprintf(why, sizeof(why), "none of its clients is connected (%.255s%s)", t->client_id,
+             t->n_backups > 0 ? " and its backups" : "");
+    refuse_logged(l, why);
     return;
   }
   if (l->open_connections >= srv->cfg.limits.max_connections_per_tunnel) {
@@ -548,6 +553,11 @@ int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err,
                   l->open_connections, srv->cfg.limits.drain_timeout_ms);
       listener_close(l, srv->cfg.limits.drain_timeout_ms);
     } else {
+      /* A kept listener whose routing changes gets a line, so a move shows in the log. */
+      if (l->tunnel_index >= 0 && strcmp(srv->table.tunnels[l->tunnel_index].client_id, nt->tunnels[j].client_id) != 0)
+        tn_log_info("tunnel port %u: new connections go to client %s (was %s); %u open connections stay where they are",
+                    (unsigned)l->addr.port, nt->tunnels[j].client_id, srv->table.tunnels[l->tunnel_index].client_id,
+                    l->open_connections);
       l->tunnel_index = j;
     }
   }
