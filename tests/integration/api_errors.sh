@@ -84,7 +84,8 @@ wait_log "$TEST_TMP/busy.log" listening
 put_expect 409 "^tunnels\[1\]: cannot listen on 127\.0\.0\.1:$BUSY_PORT: address already in use" "port bound elsewhere" \
   "[$(tunnel "$P2"), $(tunnel "$BUSY_PORT")]"
 ! port_open "$P2" || fail "409: the new listener on $P2 stayed open after the failed PUT"
-grep -q "PUT /tunnels -> 409" "$TEST_TMP/tunneld.log" || fail "409 not logged"
+grep -qE "management: 127\.0\.0\.1:[0-9]+ \(admin\): PUT /tunnels -> 409 .*cannot listen on 127\.0\.0\.1:$BUSY_PORT" "$TEST_TMP/tunneld.log" ||
+  fail "409 not logged with its reason"
 
 # 413: a syntactically fine table over 1 MiB.
 python3 - "$TEST_TMP/huge.json" <<'PY'
