@@ -8,6 +8,8 @@
 #     backup stays there.
 #  3. SIGSTOP the primary (no TCP error at all, only silence): the keepalive's dead-peer timeout must detect it and
 #     new connections go to the backup within the same bound.
+#  4. restart the primary again, then stop it with SIGTERM (planned maintenance): new connections move to the
+#     backup at once and not one request fails.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fixture.sh"
 
@@ -112,9 +114,25 @@ echo "failover from a silent (SIGSTOP) primary: first success via the backup aft
 grep -q "dead-peer" "$TEST_TMP/tunneld.log" || fail "tunneld did not log a dead-peer timeout for the silent primary"
 kill -KILL "$TUNNELC_PID_home1"
 
+# ---- 4. a planned stop of the primary (SIGTERM): new connections move at once, none fails ----
+start_tunnelc home1 '[]' "{\"web\": \"127.0.0.1:$WEB1\"}"
+wait_client_connected home1
+t_back2=$(now_ms)
+wait_until 10 probe_has_ok_after home1 "$t_back2" || fail "second fail-back: no answer via home1"
+t_term=$(now_ms)
+stop_checked home1
+wait_until 10 probe_has_ok_after home2 "$t_term" || fail "no request succeeded via the backup after SIGTERM"
+t_ok=$(probe_first_ok_after probe home2 "$t_term")
+term_ms=$((t_ok - t_term))
+t_after=$(now_ms)
+wait_until 10 probe_has_ok_after home2 "$((t_after + 300))" || fail "the probe stopped getting answers after SIGTERM"
+term_fails=$(awk -v t="$t_back2" '$1 > t && $3 == "fail"' "$TEST_TMP/probe.probe")
+echo "planned stop (SIGTERM) of the primary: first success via the backup after $term_ms ms; failed requests: $(printf '%s' "$term_fails" | grep -c . || true)"
+[ -z "$term_fails" ] || fail "requests failed around a SIGTERM of the primary: $term_fails"
+
 touch "$TEST_TMP/probe.stop"
 total=$(wc -l <"$TEST_TMP/probe.probe")
 fails=$(awk '$3 == "fail"' "$TEST_TMP/probe.probe" | wc -l)
-echo "probe: $total requests, $fails failed (all during the two outages)"
+echo "probe: $total requests, $fails failed (all during the kill -9 and SIGSTOP outages)"
 stop_checked home2 tunneld
-pass "kill -9 failover in $kill_ms ms, silent-primary failover in $stop_ms ms, fail-back with open connections kept"
+pass "kill -9 failover in $kill_ms ms, silent-primary failover in $stop_ms ms, SIGTERM failover in $term_ms ms without failures, fail-back with open connections kept"
