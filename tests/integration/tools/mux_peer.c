@@ -7,6 +7,11 @@
  *   request header  op u8 | seed u64 BE | size u64 BE
  *   'E' echo: opener sends size bytes of splitmix64(seed) then FIN; acceptor
  *       checks and echoes them, FIN once the echo is out; opener checks echo.
+ *   'S' request-response: opener sends size bytes then FIN; only after that FIN
+ *       the acceptor answers with size bytes of splitmix64(seed ^ 0x5555...)
+ *       and FIN, so the whole answer travels on a stream the opener half-closed.
+ *   'F' upload: the acceptor sends FIN right after the header; the opener keeps
+ *       sending size bytes into the stream the peer half-closed, then FIN.
  *   'R' the acceptor resets the stream as soon as it has the header.
  *   'X' the opener resets the stream after writing; the acceptor must see RST.
  *
@@ -34,6 +39,7 @@
 #include <mbedtls/sha256.h>
 
 #include "tunnel/error.h"
+#include "tunnel/frame.h"
 #include "tunnel/mux.h"
 
 #define HDR_LEN 17
@@ -41,12 +47,13 @@
 #define READ_BUF (256u * 1024u)
 #define STALL_MS 10000u
 
-enum kind {
-  K_ECHO_OUT,       /* 'E' opened here */
-  K_RESET_REQ_OUT,  /* 'R' opened here: the peer must reset it */
-  K_RESET_SELF_OUT, /* 'X' opened here: this side resets it */
-  K_ACCEPTED        /* opened by the peer; op known once its header arrived */
-};
+/* The request ops, in the order of the per-op plan and result arrays. */
+enum op_index { OP_ECHO, OP_RR, OP_UPLOAD, OP_RESET_REQ, OP_RESET_SELF, OP_COUNT };
+static const char op_chars[OP_COUNT] = {'E', 'S', 'F', 'R', 'X'};
+static const char *const op_names[OP_COUNT] = {"echo", "request-response", "upload", "reset-req", "reset-self"};
+
+/* The response to an 'S' request is a different sequence, so an echo bug cannot pass for it. */
+#define RESPONSE_XOR 0x5555555555555555ull
 
 struct gen {
   uint64_t state;
@@ -56,15 +63,17 @@ struct gen {
 
 struct stream {
   struct peer *peer;
-  enum kind kind;
+  int opener; /* 1: opened here; 0: accepted */
+  int op;     /* enum op_index; -1 for an accepted stream whose header is not in yet */
   int index;
   uint32_t id;
   uint64_t seed;
   uint64_t size;
 
-  /* sending (opener) */
+  /* sending: the request header (opener) then size bytes of tx_gen */
   uint8_t hdr[HDR_LEN];
   size_t hdr_sent;
+  int sending; /* the payload may go out (acceptor of 'S': only after the request's FIN) */
   struct gen tx_gen;
   uint64_t chunk_rng;
   uint8_t chunk[CHUNK_MAX];
@@ -76,21 +85,31 @@ struct stream {
   /* receiving */
   uint8_t in_hdr[HDR_LEN];
   size_t in_hdr_len;
-  int op;
   struct gen rx_gen;
   uint64_t rx_bytes;
   int64_t mismatch_at;
   mbedtls_sha256_context rx_sha;
 
-  /* echo queue (acceptor): received bytes not yet accepted by tn_mux_stream_write */
+  /* echo queue (acceptor of 'E'): received bytes not yet accepted by tn_mux_stream_write */
   uint8_t *q;
   size_t q_head, q_len, q_cap;
 
   int fin_sent, fin_seen, closed, close_reason, ok;
 };
 
+/* A shadow parse of the bytes fed to tn_mux, to name the frame a feed error came from. */
+#define TRACE_RING 256
+struct trace {
+  uint8_t hdr[TN_FRAME_HEADER_LEN];
+  size_t hdr_len;
+  uint64_t skip; /* Data payload bytes still to pass over */
+  uint64_t count;
+  struct tn_frame_header ring[TRACE_RING];
+};
+
 struct peer {
   const char *name;
+  struct trace trace;
   int fd;
   int client;
   tn_mux *mux;
@@ -98,17 +117,17 @@ struct peer {
   uint64_t start_ms, own_done_ms, last_progress_ms;
 
   /* plan */
-  int open_echo, open_reset_req, open_reset_self;
-  int accept_echo, accept_reset_req, accept_reset_self;
-  uint64_t size;
+  int open[OP_COUNT];
+  int accept[OP_COUNT];
+  uint64_t size, aux_size;
   uint64_t seed;
   int pings;
 
   /* results */
   struct stream **streams;
   size_t nstreams, cap_streams;
-  int echo_ok, reset_req_ok, reset_self_ok;
-  int acc_echo_ok, acc_reset_req_ok, acc_reset_self_ok;
+  int open_ok[OP_COUNT];
+  int accept_ok[OP_COUNT];
   int pings_sent, pings_answered;
   uint64_t rtt_sum_ms;
   int go_away_seen;
@@ -213,23 +232,14 @@ static const char *reason_name(int reason)
   }
 }
 
-static const char *kind_name(const struct stream *s)
+static const char *stream_desc(const struct stream *s)
 {
-  switch (s->kind) {
-  case K_ECHO_OUT: return "echo-out";
-  case K_RESET_REQ_OUT: return "reset-req-out";
-  case K_RESET_SELF_OUT: return "reset-self-out";
-  default: break;
-  }
-  switch (s->op) {
-  case 'E': return "accepted-echo";
-  case 'R': return "accepted-reset-req";
-  case 'X': return "accepted-reset-self";
-  default: return "accepted-unknown";
-  }
+  static char buf[64];
+  snprintf(buf, sizeof(buf), "%s %s", s->op >= 0 ? op_names[s->op] : "unknown-op", s->opener ? "opened" : "accepted");
+  return buf;
 }
 
-static struct stream *stream_new(struct peer *p, enum kind kind)
+static struct stream *stream_new(struct peer *p, int opener, int op)
 {
   struct stream *s = calloc(1, sizeof(*s));
   if (s == NULL || (p->nstreams == p->cap_streams &&
@@ -240,7 +250,8 @@ static struct stream *stream_new(struct peer *p, enum kind kind)
   }
   p->streams[p->nstreams++] = s;
   s->peer = p;
-  s->kind = kind;
+  s->opener = opener;
+  s->op = op;
   s->mismatch_at = -1;
   mbedtls_sha256_init(&s->tx_sha);
   mbedtls_sha256_init(&s->rx_sha);
@@ -262,7 +273,7 @@ static int is_own_parity(const struct peer *p, uint32_t id)
   return (id % 2 == 1) == (p->client != 0);
 }
 
-/* Checks received payload against the announced sequence; remembers the first bad offset. */
+/* Checks received payload against the expected sequence; remembers the first bad offset. */
 static void check_rx(struct stream *s, const uint8_t *data, size_t len)
 {
   static uint8_t want[CHUNK_MAX];
@@ -300,6 +311,23 @@ static void next_chunk(struct stream *s)
   s->tx_bytes += n;
 }
 
+static int tx_complete(const struct stream *s)
+{
+  return s->hdr_sent == HDR_LEN && s->tx_bytes == s->size && s->chunk_off == s->chunk_len;
+}
+
+/* Sends FIN once; on_stream_close may run inside the call when the peer's FIN is in. */
+static void send_fin(struct stream *s)
+{
+  int rc;
+  if (s->fin_sent || s->closed)
+    return;
+  s->fin_sent = 1;
+  rc = tn_mux_stream_fin(s->peer->mux, s->id);
+  if (rc != TN_OK)
+    failf(s->peer, "stream %" PRIu32 " (%s): tn_mux_stream_fin: %s", s->id, stream_desc(s), tn_strerror(rc));
+}
+
 /*
  * Writes what the window allows; returns 1 when everything (and FIN, if asked)
  * went out, 0 when waiting for on_stream_writable, -1 on error.
@@ -319,15 +347,8 @@ static int pump_out(struct stream *s, int with_fin)
     } else {
       if (s->chunk_off == s->chunk_len) {
         if (s->tx_bytes == s->size) {
-          if (with_fin && !s->fin_sent) {
-            /* Set first: when the peer's FIN is already in, on_stream_close runs inside this call. */
-            s->fin_sent = 1;
-            int rc = tn_mux_stream_fin(p->mux, s->id);
-            if (rc != TN_OK) {
-              failf(p, "stream %" PRIu32 " (%s): tn_mux_stream_fin: %s", s->id, kind_name(s), tn_strerror(rc));
-              return -1;
-            }
-          }
+          if (with_fin)
+            send_fin(s);
           return 1;
         }
         next_chunk(s);
@@ -339,8 +360,8 @@ static int pump_out(struct stream *s, int with_fin)
     if (n < 0) {
       if (s->closed)
         return -1;
-      failf(p, "stream %" PRIu32 " (%s): tn_mux_stream_write after %" PRIu64 " bytes: %s", s->id, kind_name(s),
-            s->tx_bytes, tn_strerror((int)n));
+      failf(p, "stream %" PRIu32 " (%s): tn_mux_stream_write after %" PRIu64 " bytes: %s", s->id, stream_desc(s),
+            s->tx_bytes - (s->chunk_len - s->chunk_off), tn_strerror((int)n));
       return -1;
     }
     if ((size_t)n > want) {
@@ -368,10 +389,8 @@ static void pump(struct stream *s)
   s->pumping = 1;
   do {
     s->pump_again = 0;
-    if (s->kind == K_ECHO_OUT)
-      pump_out(s, 1);
-    else if (s->kind == K_RESET_REQ_OUT)
-      pump_out(s, 0);
+    if (s->sending)
+      pump_out(s, s->op != OP_RESET_REQ);
   } while (s->pump_again && !s->closed);
   s->pumping = 0;
 }
@@ -383,7 +402,7 @@ static void echo_drain(struct stream *s)
   while (s->q_len > 0 && !s->closed) {
     long n = tn_mux_stream_write(p->mux, s->id, s->q + s->q_head, s->q_len);
     if (n < 0) {
-      failf(p, "stream %" PRIu32 " (%s): echo write with %zu bytes queued: %s", s->id, kind_name(s), s->q_len,
+      failf(p, "stream %" PRIu32 " (%s): echo write with %zu bytes queued: %s", s->id, stream_desc(s), s->q_len,
             tn_strerror((int)n));
       return;
     }
@@ -398,13 +417,8 @@ static void echo_drain(struct stream *s)
   }
   if (s->q_len == 0)
     s->q_head = 0;
-  if (s->q_len == 0 && s->fin_seen && !s->fin_sent && !s->closed) {
-    /* Set first: on_stream_close runs inside this call, the peer's FIN being in already. */
-    s->fin_sent = 1;
-    int rc = tn_mux_stream_fin(p->mux, s->id);
-    if (rc != TN_OK)
-      failf(p, "stream %" PRIu32 " (%s): tn_mux_stream_fin: %s", s->id, kind_name(s), tn_strerror(rc));
-  }
+  if (s->q_len == 0 && s->fin_seen)
+    send_fin(s);
 }
 
 static void echo_enqueue(struct stream *s, const uint8_t *data, size_t len)
@@ -433,7 +447,7 @@ static void echo_enqueue(struct stream *s, const uint8_t *data, size_t len)
 static int cb_stream_open(tn_mux *mux, uint32_t id, void **stream_user, void *session_user)
 {
   struct peer *p = session_user;
-  struct stream *s = stream_new(p, K_ACCEPTED);
+  struct stream *s = stream_new(p, 0, -1);
   s->id = id;
   if (is_own_parity(p, id))
     failf(p, "the peer opened stream %" PRIu32 ", an id of this side's parity", id);
@@ -448,16 +462,55 @@ static int cb_stream_open(tn_mux *mux, uint32_t id, void **stream_user, void *se
 static void cb_stream_ack(tn_mux *mux, uint32_t id, void *stream_user)
 {
   struct stream *s = stream_user;
-  if (s != NULL && s->kind == K_ACCEPTED)
+  if (s != NULL && !s->opener)
     failf(s->peer, "on_stream_ack for stream %" PRIu32 " which the peer opened", id);
+}
+
+/* The request header of an accepted stream is complete: act on its op. */
+static void accepted_header(struct stream *s)
+{
+  struct peer *p = s->peer;
+  int rc;
+  s->op = -1;
+  for (int i = 0; i < OP_COUNT; i++)
+    if (op_chars[i] == s->in_hdr[0])
+      s->op = i;
+  s->seed = get_be64(s->in_hdr + 1);
+  s->size = get_be64(s->in_hdr + 9);
+  gen_init(&s->rx_gen, s->seed);
+  switch (s->op) {
+  case OP_RESET_REQ:
+    /* Reset from inside on_stream_data: the session must cope with the stream vanishing here. */
+    rc = tn_mux_stream_reset(p->mux, s->id);
+    if (rc != TN_OK)
+      failf(p, "stream %" PRIu32 ": tn_mux_stream_reset: %s", s->id, tn_strerror(rc));
+    if (!s->closed)
+      failf(p, "stream %" PRIu32 ": tn_mux_stream_reset returned before on_stream_close", s->id);
+    break;
+  case OP_UPLOAD:
+    /* Half-close first; the peer keeps sending and this side keeps granting window. */
+    send_fin(s);
+    break;
+  case OP_RR:
+    gen_init(&s->tx_gen, s->seed ^ RESPONSE_XOR);
+    s->chunk_rng = s->seed;
+    s->hdr_sent = HDR_LEN; /* responses carry no header */
+    break;
+  case OP_ECHO:
+  case OP_RESET_SELF:
+    break;
+  default:
+    failf(p, "stream %" PRIu32 ": unknown request op 0x%02x", s->id, s->in_hdr[0]);
+    tn_mux_stream_reset(p->mux, s->id);
+    break;
+  }
 }
 
 static void accepted_data(struct stream *s, const uint8_t *data, size_t len)
 {
   struct peer *p = s->peer;
-  size_t used = 0;
   if (s->in_hdr_len < HDR_LEN) {
-    used = HDR_LEN - s->in_hdr_len;
+    size_t used = HDR_LEN - s->in_hdr_len;
     if (used > len)
       used = len;
     memcpy(s->in_hdr + s->in_hdr_len, data, used);
@@ -465,41 +518,27 @@ static void accepted_data(struct stream *s, const uint8_t *data, size_t len)
     tn_mux_stream_consumed(p->mux, s->id, used);
     if (s->in_hdr_len < HDR_LEN)
       return;
-    s->op = s->in_hdr[0];
-    s->seed = get_be64(s->in_hdr + 1);
-    s->size = get_be64(s->in_hdr + 9);
-    gen_init(&s->rx_gen, s->seed);
-    if (s->op == 'R') {
-      /* Reset from inside on_stream_data: the session must cope with the stream vanishing here. */
-      int rc = tn_mux_stream_reset(p->mux, s->id);
-      if (rc != TN_OK)
-        failf(p, "stream %" PRIu32 ": tn_mux_stream_reset: %s", s->id, tn_strerror(rc));
-      if (!s->closed)
-        failf(p, "stream %" PRIu32 ": tn_mux_stream_reset returned before on_stream_close", s->id);
-      return;
-    }
-    if (s->op != 'E' && s->op != 'X') {
-      failf(p, "stream %" PRIu32 ": unknown request op 0x%02x", s->id, s->op);
-      tn_mux_stream_reset(p->mux, s->id);
-      return;
-    }
+    accepted_header(s);
     data += used;
     len -= used;
-    if (len == 0)
+    if (len == 0 || s->closed)
       return;
   }
-  if (s->op == 'X') {
+  if (s->op == OP_RESET_SELF) {
     s->rx_bytes += len;
     tn_mux_stream_consumed(p->mux, s->id, len);
     return;
   }
-  /* 'E' */
   if (s->rx_bytes + len > s->size)
-    failf(p, "stream %" PRIu32 " (echo): %" PRIu64 " bytes received, the header announced %" PRIu64, s->id,
-          s->rx_bytes + len, s->size);
+    failf(p, "stream %" PRIu32 " (%s): %" PRIu64 " bytes received, the header announced %" PRIu64, s->id,
+          stream_desc(s), s->rx_bytes + len, s->size);
   check_rx(s, data, len);
-  echo_enqueue(s, data, len);
-  echo_drain(s);
+  if (s->op == OP_ECHO) {
+    echo_enqueue(s, data, len);
+    echo_drain(s);
+  } else {
+    tn_mux_stream_consumed(p->mux, s->id, len);
+  }
 }
 
 static void cb_stream_data(tn_mux *mux, uint32_t id, const uint8_t *data, size_t len, void *stream_user)
@@ -508,27 +547,27 @@ static void cb_stream_data(tn_mux *mux, uint32_t id, const uint8_t *data, size_t
   struct peer *p = s->peer;
   p->last_progress_ms = p->now;
   if (s->closed) {
-    failf(p, "stream %" PRIu32 " (%s): %zu data bytes after on_stream_close", id, kind_name(s), len);
+    failf(p, "stream %" PRIu32 " (%s): %zu data bytes after on_stream_close", id, stream_desc(s), len);
     return;
   }
   if (s->fin_seen) {
-    failf(p, "stream %" PRIu32 " (%s): %zu data bytes after on_stream_fin", id, kind_name(s), len);
+    failf(p, "stream %" PRIu32 " (%s): %zu data bytes after on_stream_fin", id, stream_desc(s), len);
     return;
   }
-  switch (s->kind) {
-  case K_ACCEPTED:
+  if (!s->opener) {
     accepted_data(s, data, len);
     return;
-  case K_ECHO_OUT:
+  }
+  switch (s->op) {
+  case OP_ECHO:
+  case OP_RR:
     if (s->rx_bytes + len > s->size)
-      failf(p, "stream %" PRIu32 " (echo-out): echo longer than the %" PRIu64 " bytes sent", id, s->size);
+      failf(p, "stream %" PRIu32 " (%s): response longer than %" PRIu64 " bytes", id, stream_desc(s), s->size);
     check_rx(s, data, len);
-    p->echo_rx += len;
     tn_mux_stream_consumed(mux, id, len);
     return;
   default:
-    failf(p, "stream %" PRIu32 " (%s): %zu unexpected data bytes (the peer should have reset it)", id,
-          kind_name(s), len);
+    failf(p, "stream %" PRIu32 " (%s): %zu unexpected data bytes", id, stream_desc(s), len);
     tn_mux_stream_consumed(mux, id, len);
     return;
   }
@@ -538,20 +577,31 @@ static void cb_stream_fin(tn_mux *mux, uint32_t id, void *stream_user)
 {
   struct stream *s = stream_user;
   struct peer *p = s->peer;
+  p->last_progress_ms = p->now;
   if (s->fin_seen)
-    failf(p, "stream %" PRIu32 " (%s): on_stream_fin twice", id, kind_name(s));
+    failf(p, "stream %" PRIu32 " (%s): on_stream_fin twice", id, stream_desc(s));
   s->fin_seen = 1;
-  if (s->kind == K_ACCEPTED && s->op == 'E') {
-    if (s->rx_bytes != s->size)
-      failf(p, "stream %" PRIu32 " (echo): FIN after %" PRIu64 " bytes, the header announced %" PRIu64, id,
+  switch (s->op) {
+  case OP_ECHO:
+  case OP_RR:
+  case OP_UPLOAD:
+    /* Opener of 'F' expects no data; everyone else the announced size. */
+    if (s->rx_bytes != (s->opener && s->op == OP_UPLOAD ? 0 : s->size))
+      failf(p, "stream %" PRIu32 " (%s): FIN after %" PRIu64 " of %" PRIu64 " bytes", id, stream_desc(s),
             s->rx_bytes, s->size);
+    break;
+  default:
+    failf(p, "stream %" PRIu32 " (%s): FIN where a reset was expected", id, stream_desc(s));
+    return;
+  }
+  if (s->opener)
+    return;
+  if (s->op == OP_ECHO) {
     echo_drain(s);
-  } else if (s->kind == K_ECHO_OUT) {
-    if (s->rx_bytes != s->size)
-      failf(p, "stream %" PRIu32 " (echo-out): FIN after %" PRIu64 " of %" PRIu64 " echoed bytes", id, s->rx_bytes,
-            s->size);
-  } else {
-    failf(p, "stream %" PRIu32 " (%s): FIN where a reset was expected", id, kind_name(s));
+  } else if (s->op == OP_RR) {
+    /* The whole request is in: now the response, on a stream the peer half-closed. */
+    s->sending = 1;
+    pump(s);
   }
 }
 
@@ -560,86 +610,69 @@ static void cb_stream_writable(tn_mux *mux, uint32_t id, void *stream_user)
   struct stream *s = stream_user;
   if (s->closed)
     return;
-  if (s->kind == K_ACCEPTED)
+  if (!s->opener && s->op == OP_ECHO)
     echo_drain(s);
   else
     pump(s);
 }
 
-static void finish_echo_out(struct stream *s)
+/* Judges a stream when it closes; returns 1 when it did what its op promised. */
+static int judge(struct stream *s)
 {
   struct peer *p = s->peer;
   unsigned char want[32], got[32];
-  if (s->close_reason != TN_MUX_CLOSE_NORMAL) {
-    failf(p, "stream %" PRIu32 " (echo-out): closed by %s after %" PRIu64 "/%" PRIu64 " bytes sent, %" PRIu64
-          " echoed", s->id, reason_name(s->close_reason), s->tx_bytes, s->size, s->rx_bytes);
-    return;
+  int expect_reason = TN_MUX_CLOSE_NORMAL;
+  if (s->op == OP_RESET_REQ)
+    expect_reason = s->opener ? TN_MUX_CLOSE_RESET_REMOTE : TN_MUX_CLOSE_RESET_LOCAL;
+  else if (s->op == OP_RESET_SELF || s->op < 0)
+    expect_reason = s->opener ? TN_MUX_CLOSE_RESET_LOCAL : TN_MUX_CLOSE_RESET_REMOTE;
+  if (s->close_reason != expect_reason) {
+    failf(p, "stream %" PRIu32 " (%s): closed by %s, expected %s; %" PRIu64 "/%" PRIu64 " bytes sent, %" PRIu64
+          " received, fin_sent=%d fin_seen=%d", s->id, stream_desc(s), reason_name(s->close_reason),
+          reason_name(expect_reason), s->tx_bytes - (s->chunk_len - s->chunk_off), s->size, s->rx_bytes,
+          s->fin_sent, s->fin_seen);
+    return 0;
   }
-  if (!s->fin_sent || !s->fin_seen || s->rx_bytes != s->size) {
-    failf(p, "stream %" PRIu32 " (echo-out): closed normally with fin_sent=%d fin_seen=%d, %" PRIu64 "/%" PRIu64
-          " echoed", s->id, s->fin_sent, s->fin_seen, s->rx_bytes, s->size);
-    return;
+  if (expect_reason != TN_MUX_CLOSE_NORMAL) {
+    if (s->fin_seen) {
+      failf(p, "stream %" PRIu32 " (%s): saw FIN before the reset", s->id, stream_desc(s));
+      return 0;
+    }
+    return 1;
+  }
+  if (!s->fin_sent || !s->fin_seen) {
+    failf(p, "stream %" PRIu32 " (%s): closed normally with fin_sent=%d fin_seen=%d", s->id, stream_desc(s),
+          s->fin_sent, s->fin_seen);
+    return 0;
   }
   if (s->mismatch_at >= 0) {
-    failf(p, "stream %" PRIu32 " (echo-out): echoed byte %" PRId64 " differs from what was sent", s->id,
-          s->mismatch_at);
-    return;
+    failf(p, "stream %" PRIu32 " (%s): received byte %" PRId64 " differs from the expected sequence", s->id,
+          stream_desc(s), s->mismatch_at);
+    return 0;
   }
-  mbedtls_sha256_finish_ret(&s->tx_sha, want);
-  mbedtls_sha256_finish_ret(&s->rx_sha, got);
-  if (memcmp(want, got, sizeof(want)) != 0) {
-    failf(p, "stream %" PRIu32 " (echo-out): SHA-256 of the echo differs from what was sent", s->id);
-    return;
+  if (s->q_len != 0) {
+    failf(p, "stream %" PRIu32 " (%s): closed with %zu bytes not echoed", s->id, stream_desc(s), s->q_len);
+    return 0;
   }
-  s->ok = 1;
-  p->echo_ok++;
-}
-
-static void finish_accepted(struct stream *s)
-{
-  struct peer *p = s->peer;
-  if (s->op == 'E') {
-    if (s->close_reason != TN_MUX_CLOSE_NORMAL || !s->fin_seen || !s->fin_sent) {
-      failf(p, "stream %" PRIu32 " (accepted-echo): closed by %s with fin_seen=%d fin_sent=%d after %" PRIu64
-            "/%" PRIu64 " bytes, %zu still queued", s->id, reason_name(s->close_reason), s->fin_seen, s->fin_sent,
-            s->rx_bytes, s->size, s->q_len);
-      return;
-    }
-    if (s->q_len != 0 || s->rx_bytes != s->size) {
-      failf(p, "stream %" PRIu32 " (accepted-echo): closed with %zu bytes not echoed, %" PRIu64 "/%" PRIu64
-            " received", s->id, s->q_len, s->rx_bytes, s->size);
-      return;
-    }
-    if (s->mismatch_at >= 0) {
-      failf(p, "stream %" PRIu32 " (accepted-echo): received byte %" PRId64 " differs from the announced sequence",
-            s->id, s->mismatch_at);
-      return;
-    }
-    s->ok = 1;
-    p->acc_echo_ok++;
-    p->acc_bytes += s->rx_bytes;
-  } else if (s->op == 'R') {
-    if (s->close_reason != TN_MUX_CLOSE_RESET_LOCAL) {
-      failf(p, "stream %" PRIu32 " (accepted-reset-req): closed by %s, expected reset-local", s->id,
-            reason_name(s->close_reason));
-      return;
-    }
-    s->ok = 1;
-    p->acc_reset_req_ok++;
-  } else {
-    /* 'X', or a reset that overtook the header */
-    if (s->close_reason != TN_MUX_CLOSE_RESET_REMOTE) {
-      failf(p, "stream %" PRIu32 " (%s): closed by %s, expected reset-remote", s->id, kind_name(s),
-            reason_name(s->close_reason));
-      return;
-    }
-    if (s->fin_seen) {
-      failf(p, "stream %" PRIu32 " (%s): saw FIN before the reset", s->id, kind_name(s));
-      return;
-    }
-    s->ok = 1;
-    p->acc_reset_self_ok++;
+  if ((s->opener || s->op == OP_RR) && !tx_complete(s)) {
+    failf(p, "stream %" PRIu32 " (%s): closed with only %" PRIu64 " of %" PRIu64 " bytes sent", s->id,
+          stream_desc(s), s->tx_bytes - (s->chunk_len - s->chunk_off), s->size);
+    return 0;
   }
+  if (s->rx_bytes != (s->opener && s->op == OP_UPLOAD ? 0 : s->size)) {
+    failf(p, "stream %" PRIu32 " (%s): closed after %" PRIu64 " of %" PRIu64 " bytes received", s->id,
+          stream_desc(s), s->rx_bytes, s->size);
+    return 0;
+  }
+  if (s->opener && s->op == OP_ECHO) {
+    mbedtls_sha256_finish_ret(&s->tx_sha, want);
+    mbedtls_sha256_finish_ret(&s->rx_sha, got);
+    if (memcmp(want, got, sizeof(want)) != 0) {
+      failf(p, "stream %" PRIu32 " (%s): SHA-256 of the echo differs from what was sent", s->id, stream_desc(s));
+      return 0;
+    }
+  }
+  return 1;
 }
 
 static void cb_stream_close(tn_mux *mux, uint32_t id, int reason, void *stream_user)
@@ -653,36 +686,28 @@ static void cb_stream_close(tn_mux *mux, uint32_t id, int reason, void *stream_u
   p = s->peer;
   p->last_progress_ms = p->now;
   if (s->closed) {
-    failf(p, "stream %" PRIu32 " (%s): on_stream_close called twice", id, kind_name(s));
+    failf(p, "stream %" PRIu32 " (%s): on_stream_close called twice", id, stream_desc(s));
     return;
   }
   if (s->id != id)
     failf(p, "on_stream_close for id %" PRIu32 " carries the user pointer of stream %" PRIu32, id, s->id);
   s->closed = 1;
   s->close_reason = reason;
-  switch (s->kind) {
-  case K_ECHO_OUT:
-    finish_echo_out(s);
-    break;
-  case K_RESET_REQ_OUT:
-    if (reason == TN_MUX_CLOSE_RESET_REMOTE) {
-      s->ok = 1;
-      p->reset_req_ok++;
-    } else {
-      failf(p, "stream %" PRIu32 " (reset-req-out): closed by %s, expected reset-remote", id, reason_name(reason));
-    }
-    break;
-  case K_RESET_SELF_OUT:
-    if (reason == TN_MUX_CLOSE_RESET_LOCAL) {
-      s->ok = 1;
-      p->reset_self_ok++;
-    } else {
-      failf(p, "stream %" PRIu32 " (reset-self-out): closed by %s, expected reset-local", id, reason_name(reason));
-    }
-    break;
-  case K_ACCEPTED:
-    finish_accepted(s);
-    break;
+  /* A session-wide failure is reported once by whoever saw it (feed, tick, EOF); the final counts show the streams. */
+  if (reason == TN_MUX_CLOSE_SESSION)
+    return;
+  if (!judge(s))
+    return;
+  s->ok = 1;
+  if (s->opener)
+    p->open_ok[s->op]++;
+  else
+    p->accept_ok[s->op < 0 ? OP_RESET_SELF : s->op]++;
+  if (!s->opener && s->op == OP_ECHO)
+    p->acc_bytes += s->rx_bytes;
+  if (s->opener && s->op == OP_ECHO) {
+    p->echo_tx += s->tx_bytes;
+    p->echo_rx += s->rx_bytes;
   }
 }
 
@@ -709,21 +734,22 @@ static void cb_go_away(tn_mux *mux, uint32_t code, void *session_user)
 
 /* ---- the plan ---- */
 
-static struct stream *open_one(struct peer *p, enum kind kind, int index, uint64_t seed, uint64_t size, char op)
+static struct stream *open_one(struct peer *p, int op, int index, uint64_t seed, uint64_t size)
 {
-  struct stream *s = stream_new(p, kind);
+  struct stream *s = stream_new(p, 1, op);
   int rc = tn_mux_open_stream(p->mux, s, &s->id);
   s->index = index;
   s->seed = seed;
   s->size = size;
-  s->hdr[0] = (uint8_t)op;
+  s->hdr[0] = (uint8_t)op_chars[op];
   put_be64(s->hdr + 1, seed);
   put_be64(s->hdr + 9, size);
   gen_init(&s->tx_gen, seed);
-  gen_init(&s->rx_gen, seed);
+  gen_init(&s->rx_gen, op == OP_RR ? seed ^ RESPONSE_XOR : seed);
   s->chunk_rng = seed;
+  s->sending = 1;
   if (rc != TN_OK) {
-    failf(p, "tn_mux_open_stream (%s %d): %s", kind_name(s), index, tn_strerror(rc));
+    failf(p, "tn_mux_open_stream (%s %d): %s", op_names[op], index, tn_strerror(rc));
     s->closed = 1;
     return NULL;
   }
@@ -734,30 +760,33 @@ static struct stream *open_one(struct peer *p, enum kind kind, int index, uint64
 
 static void start_plan(struct peer *p)
 {
-  for (int i = 0; i < p->open_echo; i++) {
-    uint64_t size = p->size + (uint64_t)i * 4099u;
-    struct stream *s = open_one(p, K_ECHO_OUT, i, p->seed + (uint64_t)i * 1000003u, size, 'E');
-    p->echo_tx += size;
-    if (s != NULL)
-      pump(s);
-  }
-  for (int i = 0; i < p->open_reset_req; i++) {
-    struct stream *s = open_one(p, K_RESET_REQ_OUT, i, p->seed + 7777u + (uint64_t)i, 64 * 1024, 'R');
-    if (s != NULL)
-      pump(s);
-  }
-  for (int i = 0; i < p->open_reset_self; i++) {
-    struct stream *s = open_one(p, K_RESET_SELF_OUT, i, p->seed + 9999u + (uint64_t)i, 32 * 1024, 'X');
-    int rc;
-    if (s == NULL)
-      continue;
-    /* Header and some payload go out first, so the RST reaches a stream the peer has accepted. */
-    pump_out(s, 0);
-    rc = tn_mux_stream_reset(p->mux, s->id);
-    if (rc != TN_OK)
-      failf(p, "stream %" PRIu32 " (reset-self-out): tn_mux_stream_reset: %s", s->id, tn_strerror(rc));
-    if (!s->closed)
-      failf(p, "stream %" PRIu32 " (reset-self-out): tn_mux_stream_reset returned before on_stream_close", s->id);
+  for (int op = 0; op < OP_COUNT; op++) {
+    for (int i = 0; i < p->open[op]; i++) {
+      uint64_t seed = p->seed + (uint64_t)op * 100000007u + (uint64_t)i * 1000003u;
+      uint64_t size;
+      struct stream *s;
+      int rc;
+      switch (op) {
+      case OP_ECHO: size = p->size + (uint64_t)i * 4099u; break;
+      case OP_RESET_REQ: size = 64 * 1024; break;
+      case OP_RESET_SELF: size = 32 * 1024; break;
+      default: size = p->aux_size + (uint64_t)i * 4099u; break;
+      }
+      if ((s = open_one(p, op, i, seed, size)) == NULL)
+        continue;
+      if (op != OP_RESET_SELF) {
+        pump(s);
+        continue;
+      }
+      /* Header and some payload go out first, so the RST reaches a stream the peer has accepted. */
+      pump_out(s, 0);
+      rc = tn_mux_stream_reset(p->mux, s->id);
+      if (rc != TN_OK)
+        failf(p, "stream %" PRIu32 " (%s): tn_mux_stream_reset: %s", s->id, stream_desc(s), tn_strerror(rc));
+      if (!s->closed)
+        failf(p, "stream %" PRIu32 " (%s): tn_mux_stream_reset returned before on_stream_close", s->id,
+              stream_desc(s));
+    }
   }
   if (p->pings > 0) {
     int rc = tn_mux_ping(p->mux);
@@ -771,7 +800,7 @@ static void start_plan(struct peer *p)
 static int own_done(const struct peer *p)
 {
   for (size_t i = 0; i < p->nstreams; i++) {
-    if (p->streams[i]->kind != K_ACCEPTED && !p->streams[i]->closed)
+    if (p->streams[i]->opener && !p->streams[i]->closed)
       return 0;
   }
   return p->pings_answered >= p->pings;
@@ -779,25 +808,34 @@ static int own_done(const struct peer *p)
 
 static int accepted_done(const struct peer *p)
 {
-  return p->acc_echo_ok >= p->accept_echo && p->acc_reset_req_ok >= p->accept_reset_req &&
-         p->acc_reset_self_ok >= p->accept_reset_self;
+  for (int op = 0; op < OP_COUNT; op++)
+    if (p->accept_ok[op] < p->accept[op])
+      return 0;
+  return 1;
 }
 
 static void dump_state(struct peer *p, const char *why)
 {
   struct tn_mux_stats st;
+  size_t shown = 0, hidden = 0;
   fprintf(stderr, "%s: state (%s), %.1f s in:\n", p->name, why, (double)(p->now - p->start_ms) / 1000.0);
   for (size_t i = 0; i < p->nstreams; i++) {
     const struct stream *s = p->streams[i];
     if (s->ok)
       continue;
+    if (shown++ >= 16) {
+      hidden++;
+      continue;
+    }
     fprintf(stderr,
-            "  stream %" PRIu32 " %s: size %" PRIu64 " sent %" PRIu64 " (chunk %zu/%zu) received %" PRIu64
+            "  stream %" PRIu32 " %s: size %" PRIu64 " sent %" PRIu64 " received %" PRIu64
             " queued %zu fin_sent %d fin_seen %d closed %d (%s) send_window %zu\n",
-            s->id, kind_name(s), s->size, s->tx_bytes - (s->chunk_len - s->chunk_off), s->chunk_off, s->chunk_len,
-            s->rx_bytes, s->q_len, s->fin_sent, s->fin_seen, s->closed, s->closed ? reason_name(s->close_reason) : "-",
+            s->id, stream_desc(s), s->size, s->tx_bytes - (s->chunk_len - s->chunk_off), s->rx_bytes, s->q_len,
+            s->fin_sent, s->fin_seen, s->closed, s->closed ? reason_name(s->close_reason) : "-",
             s->closed ? 0 : tn_mux_stream_send_window(p->mux, s->id));
   }
+  if (hidden > 0)
+    fprintf(stderr, "  ... and %zu more streams not finished\n", hidden);
   tn_mux_get_stats(p->mux, &st);
   fprintf(stderr,
           "  mux: bytes_in %" PRIu64 " bytes_out %" PRIu64 " frames_in %" PRIu64 " frames_out %" PRIu64
@@ -810,6 +848,61 @@ static void dump_state(struct peer *p, const char *why)
 }
 
 /* ---- I/O ---- */
+
+static void trace_feed(struct trace *t, const uint8_t *in, size_t len)
+{
+  while (len > 0) {
+    if (t->skip > 0) {
+      size_t n = t->skip < len ? (size_t)t->skip : len;
+      t->skip -= n;
+      in += n;
+      len -= n;
+      continue;
+    }
+    size_t n = TN_FRAME_HEADER_LEN - t->hdr_len;
+    if (n > len)
+      n = len;
+    memcpy(t->hdr + t->hdr_len, in, n);
+    t->hdr_len += n;
+    in += n;
+    len -= n;
+    if (t->hdr_len < TN_FRAME_HEADER_LEN)
+      continue;
+    struct tn_frame_header *h = &t->ring[t->count++ % TRACE_RING];
+    t->hdr_len = 0;
+    if (tn_frame_decode(h, t->hdr, TN_FRAME_HEADER_LEN) != TN_FRAME_HEADER_LEN) {
+      memset(h, 0xff, sizeof(*h));
+      continue;
+    }
+    if (h->type == TN_FRAME_DATA)
+      t->skip = h->length;
+  }
+}
+
+static void print_frame(const char *prefix, uint64_t index, const struct tn_frame_header *h)
+{
+  fprintf(stderr, "%s#%" PRIu64 " %s flags=%s%s%s%s(0x%x) id=%" PRIu32 " length=%" PRIu32 "\n", prefix, index,
+          tn_frame_type_name(h->type), h->flags & TN_FLAG_SYN ? "SYN " : "", h->flags & TN_FLAG_ACK ? "ACK " : "",
+          h->flags & TN_FLAG_FIN ? "FIN " : "", h->flags & TN_FLAG_RST ? "RST " : "", h->flags, h->stream_id,
+          h->length);
+}
+
+/* After a feed error: the frames around the one tn_mux stopped at (its frames_in count). */
+static void trace_report(struct peer *p)
+{
+  struct tn_mux_stats st;
+  const struct trace *t = &p->trace;
+  uint64_t first, last;
+  tn_mux_get_stats(p->mux, &st);
+  fprintf(stderr, "%s: tn_mux counted %" PRIu64 " frames in; frames received around there (1-based):\n", p->name,
+          st.frames_in);
+  first = st.frames_in > 6 ? st.frames_in - 6 : 0;
+  if (t->count > TRACE_RING && first < t->count - TRACE_RING)
+    first = t->count - TRACE_RING;
+  last = st.frames_in + 2 < t->count ? st.frames_in + 2 : t->count;
+  for (uint64_t i = first; i < last; i++)
+    print_frame(i + 1 == st.frames_in ? "  -> " : "     ", i + 1, &t->ring[i % TRACE_RING]);
+}
 
 /* Writes pending mux output; returns -1 when the socket failed. */
 static int flush_out(struct peer *p)
@@ -846,9 +939,11 @@ static int read_in(struct peer *p, uint8_t *buf)
     }
     if (r == 0)
       return 1;
+    trace_feed(&p->trace, buf, (size_t)r);
     int rc = tn_mux_feed(p->mux, buf, (size_t)r);
     if (rc != TN_OK) {
       failf(p, "tn_mux_feed(%zd bytes): %s", r, tn_strerror(rc));
+      trace_report(p);
       return -1;
     }
     /* Output (window updates, echoes) goes out between reads so neither side waits on it. */
@@ -904,8 +999,9 @@ static int tcp_socket(struct peer *p, int port, int listen_mode)
 static void usage(void)
 {
   fprintf(stderr,
-          "usage: mux_peer (--connect PORT | --listen PORT) [--open-echo N] [--size BYTES] [--open-reset-req N]\n"
-          "                [--open-reset-self N] [--accept-echo N] [--accept-reset-req N] [--accept-reset-self N]\n"
+          "usage: mux_peer (--connect PORT | --listen PORT) [--size BYTES] [--aux-size BYTES]\n"
+          "                [--open-{echo,rr,upload,reset-req,reset-self} N]\n"
+          "                [--accept-{echo,rr,upload,reset-req,reset-self} N]\n"
           "                [--pings N] [--window BYTES] [--seed N] [--timeout SECONDS]\n");
   exit(2);
 }
@@ -1001,14 +1097,27 @@ static int run_loop(struct peer *p, uint64_t deadline)
 
 int main(int argc, char **argv)
 {
+  /* Values 0x100+op / 0x200+op select the per-op open / accept counts. */
   static const struct option longopts[] = {
-      {"connect", required_argument, NULL, 'c'},         {"listen", required_argument, NULL, 'l'},
-      {"open-echo", required_argument, NULL, 'e'},       {"size", required_argument, NULL, 's'},
-      {"open-reset-req", required_argument, NULL, 'r'},  {"open-reset-self", required_argument, NULL, 'x'},
-      {"accept-echo", required_argument, NULL, 'E'},     {"accept-reset-req", required_argument, NULL, 'R'},
-      {"accept-reset-self", required_argument, NULL, 'X'}, {"pings", required_argument, NULL, 'p'},
-      {"window", required_argument, NULL, 'w'},          {"seed", required_argument, NULL, 'S'},
-      {"timeout", required_argument, NULL, 't'},         {NULL, 0, NULL, 0}};
+      {"connect", required_argument, NULL, 'c'},
+      {"listen", required_argument, NULL, 'l'},
+      {"size", required_argument, NULL, 's'},
+      {"aux-size", required_argument, NULL, 'a'},
+      {"pings", required_argument, NULL, 'p'},
+      {"window", required_argument, NULL, 'w'},
+      {"seed", required_argument, NULL, 'S'},
+      {"timeout", required_argument, NULL, 't'},
+      {"open-echo", required_argument, NULL, 0x100 + OP_ECHO},
+      {"open-rr", required_argument, NULL, 0x100 + OP_RR},
+      {"open-upload", required_argument, NULL, 0x100 + OP_UPLOAD},
+      {"open-reset-req", required_argument, NULL, 0x100 + OP_RESET_REQ},
+      {"open-reset-self", required_argument, NULL, 0x100 + OP_RESET_SELF},
+      {"accept-echo", required_argument, NULL, 0x200 + OP_ECHO},
+      {"accept-rr", required_argument, NULL, 0x200 + OP_RR},
+      {"accept-upload", required_argument, NULL, 0x200 + OP_UPLOAD},
+      {"accept-reset-req", required_argument, NULL, 0x200 + OP_RESET_REQ},
+      {"accept-reset-self", required_argument, NULL, 0x200 + OP_RESET_SELF},
+      {NULL, 0, NULL, 0}};
   static const struct tn_mux_callbacks cb = {
       .on_stream_open = cb_stream_open,
       .on_stream_ack = cb_stream_ack,
@@ -1029,6 +1138,7 @@ int main(int argc, char **argv)
   memset(p, 0, sizeof(*p));
   p->fd = -1;
   p->size = 1u << 20;
+  p->aux_size = 1u << 20;
   p->seed = 1;
   p->pings = 3;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -1036,16 +1146,19 @@ int main(int argc, char **argv)
     for (const struct option *o = longopts; o->name; o++)
       if (o->val == c)
         name = o->name;
+    if (c >= 0x100 && c < 0x100 + OP_COUNT) {
+      p->open[c - 0x100] = (int)arg_num(name, optarg);
+      continue;
+    }
+    if (c >= 0x200 && c < 0x200 + OP_COUNT) {
+      p->accept[c - 0x200] = (int)arg_num(name, optarg);
+      continue;
+    }
     switch (c) {
     case 'c': connect_port = arg_num(name, optarg); break;
     case 'l': listen_port = arg_num(name, optarg); break;
-    case 'e': p->open_echo = (int)arg_num(name, optarg); break;
     case 's': p->size = (uint64_t)arg_num(name, optarg); break;
-    case 'r': p->open_reset_req = (int)arg_num(name, optarg); break;
-    case 'x': p->open_reset_self = (int)arg_num(name, optarg); break;
-    case 'E': p->accept_echo = (int)arg_num(name, optarg); break;
-    case 'R': p->accept_reset_req = (int)arg_num(name, optarg); break;
-    case 'X': p->accept_reset_self = (int)arg_num(name, optarg); break;
+    case 'a': p->aux_size = (uint64_t)arg_num(name, optarg); break;
     case 'p': p->pings = (int)arg_num(name, optarg); break;
     case 'w': window = arg_num(name, optarg); break;
     case 'S': p->seed = (uint64_t)arg_num(name, optarg); break;
@@ -1090,30 +1203,29 @@ int main(int argc, char **argv)
     if (p->go_away_seen && p->go_away_code != TN_GO_AWAY_NORMAL)
       failf(p, "GoAway with code %" PRIu32 ", expected 0 (normal)", p->go_away_code);
   }
-  if (p->echo_ok != p->open_echo)
-    failf(p, "%d of %d opened echo streams passed", p->echo_ok, p->open_echo);
-  if (p->reset_req_ok != p->open_reset_req)
-    failf(p, "%d of %d opened streams were reset by the peer as asked", p->reset_req_ok, p->open_reset_req);
-  if (p->reset_self_ok != p->open_reset_self)
-    failf(p, "%d of %d self-reset streams closed as reset-local", p->reset_self_ok, p->open_reset_self);
-  if (p->acc_echo_ok != p->accept_echo)
-    failf(p, "%d of %d echo streams from the peer completed", p->acc_echo_ok, p->accept_echo);
-  if (p->acc_reset_req_ok != p->accept_reset_req)
-    failf(p, "%d of %d streams the peer asked to reset were reset", p->acc_reset_req_ok, p->accept_reset_req);
-  if (p->acc_reset_self_ok != p->accept_reset_self)
-    failf(p, "%d of %d streams reset by the peer were seen as reset", p->acc_reset_self_ok, p->accept_reset_self);
+  for (int op = 0; op < OP_COUNT; op++) {
+    if (p->open_ok[op] != p->open[op])
+      failf(p, "%d of %d %s streams opened here passed", p->open_ok[op], p->open[op], op_names[op]);
+    if (p->accept_ok[op] != p->accept[op])
+      failf(p, "%d of %d %s streams from the peer passed", p->accept_ok[op], p->accept[op], op_names[op]);
+  }
   if (p->pings_answered < p->pings)
     failf(p, "%d of %d pings answered", p->pings_answered, p->pings);
 
   elapsed_ms = (p->own_done_ms ? p->own_done_ms : p->now) - p->start_ms;
   printf("%s: %d/%d echo streams, %.1f MiB out and %.1f MiB back in %.2f s (%.1f MB/s each way); "
-         "resets %d/%d asked of the peer, %d/%d own; %d pings (avg rtt %.1f ms); served %d echo streams (%.1f MiB), "
-         "%d reset on request, %d peer resets\n",
-         p->name, p->echo_ok, p->open_echo, (double)p->echo_tx / 1048576.0, (double)p->echo_rx / 1048576.0,
-         (double)elapsed_ms / 1000.0, elapsed_ms ? (double)p->echo_tx / 1000.0 / (double)elapsed_ms : 0.0,
-         p->reset_req_ok, p->open_reset_req, p->reset_self_ok, p->open_reset_self, p->pings_answered,
-         p->pings_answered ? (double)p->rtt_sum_ms / p->pings_answered : 0.0, p->acc_echo_ok,
-         (double)p->acc_bytes / 1048576.0, p->acc_reset_req_ok, p->acc_reset_self_ok);
+         "opened request-response %d/%d, upload %d/%d, reset-req %d/%d, reset-self %d/%d; "
+         "served echo %d/%d (%.1f MiB), request-response %d/%d, upload %d/%d, reset-req %d/%d, reset-self %d/%d; "
+         "%d pings (avg rtt %.1f ms)\n",
+         p->name, p->open_ok[OP_ECHO], p->open[OP_ECHO], (double)p->echo_tx / 1048576.0,
+         (double)p->echo_rx / 1048576.0, (double)elapsed_ms / 1000.0,
+         elapsed_ms ? (double)p->echo_tx / 1000.0 / (double)elapsed_ms : 0.0, p->open_ok[OP_RR], p->open[OP_RR],
+         p->open_ok[OP_UPLOAD], p->open[OP_UPLOAD], p->open_ok[OP_RESET_REQ], p->open[OP_RESET_REQ],
+         p->open_ok[OP_RESET_SELF], p->open[OP_RESET_SELF], p->accept_ok[OP_ECHO], p->accept[OP_ECHO],
+         (double)p->acc_bytes / 1048576.0, p->accept_ok[OP_RR], p->accept[OP_RR], p->accept_ok[OP_UPLOAD],
+         p->accept[OP_UPLOAD], p->accept_ok[OP_RESET_REQ], p->accept[OP_RESET_REQ], p->accept_ok[OP_RESET_SELF],
+         p->accept[OP_RESET_SELF], p->pings_answered,
+         p->pings_answered ? (double)p->rtt_sum_ms / p->pings_answered : 0.0);
 
   tn_mux_del(p->mux);
   close(p->fd);
