@@ -8,7 +8,7 @@
 # (even ids) as well as the client, resets both ways, pings and GoAway.
 # Both peers must exit 0.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$here/lib.sh"
 
 src=${TUNNEL_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
@@ -21,7 +21,7 @@ command -v go >/dev/null || fail "go not found: apt-get install golang-go"
 
 # GOPATH mode against the Debian package: no module download, no network, cache in TEST_TMP.
 go_peer=$TEST_TMP/yamux_peer
-if ! (cd "$src" && GO111MODULE=off GOPATH=$gopath GOCACHE="$TEST_TMP/gocache" GOFLAGS= GOENV=off \
+if ! (cd "$src" && GO111MODULE=off GOPATH=$gopath GOCACHE="$TEST_TMP/gocache" GOFLAGS="" GOENV=off \
   GOPROXY=off go build -o "$go_peer" ./tests/interop/yamux_peer) >"$TEST_TMP/go-build.log" 2>&1; then
   cat "$TEST_TMP/go-build.log" >&2
   fail "building tests/interop/yamux_peer failed"
