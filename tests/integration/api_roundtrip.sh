@@ -147,3 +147,25 @@ conns=$(curl -sS --max-time 10 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --
 echo "two management requests: $conns"
 [ "$conns" = "200:1 200:0 " ] || fail "keep-alive: expected '200:1 200:0 ', got '$conns'"
 pass "two management requests on one TLS connection"
+
+# 8. IPv6: a listener given in a long form comes back canonical and carries data on ::1.
+V6_PORT=$(free_port)
+put_tunnels "[{\"ListenAddress\": \"0:0:0:0:0:0:0:1\", \"ListenPort\": $V6_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT}]"
+[ "$(json_get "$API_BODY" 'd[0]["ListenAddress"]')" = "::1" ] || fail "IPv6 address not canonical: $API_BODY"
+wait_port "$V6_PORT" ::1
+body=$(curl -sS --max-time 10 -g "http://[::1]:$V6_PORT/index.html")
+[ "$body" = "round trip backend" ] || fail "through the IPv6 tunnel: got '$body'"
+! port_open "$PUBLIC_PORT" || fail "the replaced table's listener on $PUBLIC_PORT is still open"
+pass "IPv6 listener: canonical address in GET, data through [::1]; the old listeners are closed"
+
+# 9. A client that leaves: ClientDisconnected with LastState ClientConnected, ActiveClient null.
+kill -TERM "$TUNNELC_PID_home1"
+client_gone() {
+  api GET /clients && [ "$(json_get "$API_BODY" 'd["home1"]["CurrentState"]')" = ClientDisconnected ]
+}
+wait_until 15 client_gone || fail "home1 never shown as disconnected: $API_BODY"
+[ "$(json_get "$API_BODY" 'd["home1"]["LastState"]')" = ClientConnected ] || fail "LastState after leaving: $API_BODY"
+api GET /tunnels
+[ "$(json_get "$API_BODY" 'd[0]["ActiveClient"]')" = null ] || fail "ActiveClient after home1 left: $API_BODY"
+grep -qE "client home1: (disconnected|going away)" "$TEST_TMP/tunneld.log" || fail "home1 leaving not logged"
+pass "a client that leaves: ClientDisconnected, LastState ClientConnected, ActiveClient null"
