@@ -369,9 +369,14 @@ static int accept_syn(tn_mux *m, uint32_t id, struct mux_stream **out)
   void *user = NULL;
 
   *out = NULL;
-  if (!peer_owns_id(m, id) || id <= m->peer_max_id)
-    return TN_ERR_PROTO;  /* wrong parity, reused or duplicate SYN */
-  m->peer_max_id = id;
+  /*
+   * Only a SYN for a stream that is open now is a duplicate. Ids need not arrive in order:
+   * hashicorp/yamux takes ids at open time but sends SYNs through a shared queue.
+   */
+  if (!peer_owns_id(m, id) || stream_find(m, id) != NULL)
+    return TN_ERR_PROTO;
+  if (id > m->peer_max_id)
+    m->peer_max_id = id;
   if (m->local_go_away || m->stats.streams_open >= m->opt.max_streams) {
     m->stats.streams_refused++;
     return send_rst(m, id);
@@ -830,7 +835,7 @@ int tn_mux_stream_consumed(tn_mux *m, uint32_t id, size_t n)
   s->recv_held -= (uint32_t)n;
   s->recv_unacked += (uint32_t)n;
   /* Like yamux: update only once half the window is used, so updates stay rare. */
-  if (s->remote_fin || s->recv_unacked < s->recv_target / 2)
+  if (s->remote_fin || s->fin_pending || s->recv_unacked < s->recv_target / 2)
     return TN_OK;
   delta = s->recv_unacked;
   /*
