@@ -533,8 +533,23 @@ int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err,
       continue;
     fresh[i] = listener_new(srv, &nt->tunnels[i].listen, &rc);
     if (fresh[i] == NULL) {
-      snprintf(err, errlen, "tunnels[%zu]: cannot listen on %s: %s", i,
-               tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), uv_strerror(rc));
+      const struct td_listener *own = NULL;
+      char own_addr[TN_ADDR_STRLEN];
+      for (l = srv->listeners; l != NULL && rc == UV_EADDRINUSE; l = l->next)
+        if (!l->closed && td_table_endpoints_conflict(&l->addr, &nt->tunnels[i].listen)) {
+          own = l;
+          break;
+        }
+      /* "address in use" by tunneld itself needs another remedy than a foreign process would. */
+      if (own != NULL)
+        snprintf(err, errlen,
+                 "tunnels[%zu]: cannot listen on %s: tunneld's current listener %s holds that port until the new "
+                 "table is in force; remove that tunnel with one PUT, then add this one with another",
+                 i, tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)),
+                 tn_addr_format(&own->addr, own_addr, sizeof(own_addr)));
+      else
+        snprintf(err, errlen, "tunnels[%zu]: cannot listen on %s: %s", i,
+                 tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), uv_strerror(rc));
       goto undo;
     }
   }
