@@ -153,8 +153,15 @@ static void control_on_drained(tn_link *link)
 {
   struct td_link_ctx *ctx = tn_link_data(link);
 
-  if (ctx->retiring)
-    tn_link_close(link, ctx->srv->stopping ? "server shutting down" : "replaced by a newer link");
+  /* A link retires for one of three reasons (shutdown, replacement, the client's GoAway); log the right one. */
+  if (!ctx->retiring)
+    return;
+  if (ctx->srv->stopping)
+    tn_link_close(link, "server shutting down");
+  else if (ctx->client != NULL && ctx->client->link != NULL)
+    tn_link_close(link, "replaced by a newer link");
+  else
+    tn_link_close(link, "client went away; its streams have ended");
 }
 
 static void control_on_go_away(tn_link *link, uint32_t code)
