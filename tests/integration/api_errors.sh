@@ -87,6 +87,12 @@ put_expect 409 "^tunnels\[1\]: cannot listen on 127\.0\.0\.1:$BUSY_PORT: address
 grep -qE "management: 127\.0\.0\.1:[0-9]+ \(admin\): PUT /tunnels -> 409 .*cannot listen on 127\.0\.0\.1:$BUSY_PORT" "$TEST_TMP/tunneld.log" ||
   fail "409 not logged with its reason"
 
+# 409 from tunneld's own listener: the tunnel's address changed to the wildcard on the same port cannot be bound
+# while the old listener is still in force; the message says so, and the old listener keeps serving.
+put_expect 409 "^tunnels\[0\]: cannot listen on 0\.0\.0\.0:$PUBLIC_PORT: tunneld's current listener 127\.0\.0\.1:$PUBLIC_PORT holds that port" \
+  "same port, specific -> wildcard address" \
+  "[{\"ListenAddress\": \"0.0.0.0\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT}]"
+
 # 413: a syntactically fine table over 1 MiB.
 python3 - "$TEST_TMP/huge.json" <<'PY'
 import json, sys
@@ -117,5 +123,5 @@ check_error 404 "no such endpoint: /tunnel" "GET /tunnel"
 api GET /metrics
 grep tunneld_api_put_requests_total <<<"$API_BODY"
 grep -q 'tunneld_api_put_requests_total{result="invalid"} 8' <<<"$API_BODY" || fail "invalid PUTs not counted: $API_BODY"
-grep -q 'tunneld_api_put_requests_total{result="conflict"} 1' <<<"$API_BODY" || fail "409 not counted"
+grep -q 'tunneld_api_put_requests_total{result="conflict"} 2' <<<"$API_BODY" || fail "409 not counted"
 pass "400 (JSON, field, duplicate, own ports, hostname glob), 409, 413, 415, 405+Allow, 404: JSON errors, old table intact"
