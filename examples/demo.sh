@@ -83,8 +83,9 @@ now_ms() { date +%s%3N; }
 step "Install missing packages (tests/install-deps.sh) and build tunneld + tunnelc (Release, $BUILD)"
 bash "$REPO/tests/install-deps.sh" || die "installing dependencies failed (run as root on Debian bookworm)"
 cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTUNNEL_SANITIZE=OFF -DTUNNEL_FUZZ=OFF -DTUNNEL_TESTS=OFF \
-  >"$DEMO/cmake.log" 2>&1 || die "cmake configure failed (see above)"
-cmake --build "$BUILD" -j "$(nproc 2>/dev/null || echo 2)" >>"$DEMO/cmake.log" 2>&1 || die "build failed (see above)"
+  >"$DEMO/cmake.log" 2>&1 || die "cmake configure failed (its log follows)"
+cmake --build "$BUILD" -j "$(nproc 2>/dev/null || echo 2)" >>"$DEMO/cmake.log" 2>&1 || die "build failed (its log follows)"
+mv "$DEMO/cmake.log" "$DEMO/cmake.txt"   # kept out of the logs shown on a later failure
 TUNNELD=$BUILD/server/tunneld
 TUNNELC=$BUILD/client/tunnelc
 [ -x "$TUNNELD" ] && [ -x "$TUNNELC" ] || die "build produced no tunneld/tunnelc in $BUILD"
