@@ -63,4 +63,6 @@ for _ in 1 2 3; do $NET connect-wait "$P_FORBIDDEN" 10 >/dev/null; done
   fail "not every refused stream was logged"
 [ -s "$TEST_TMP/svcname.conns" ] && [ -s "$TEST_TMP/svcip.conns" ] || fail "mapped services were not dialled"
 client_connected home1 || fail "refusals must not cost the link"
+# Both programs must also shut down cleanly after all that.
+stop_checked home1 tunneld
 pass "forbidden port and unmapped service never dialled, user closed promptly, refusals logged; mapped services work"

@@ -43,4 +43,6 @@ spawn backend $NET record-listener "$DOWN_PORT" "$TEST_TMP/backend.conns" backen
 wait_port "$DOWN_PORT"
 got=$(curl -sS --max-time 10 "telnet://127.0.0.1:$P_DOWN" </dev/null) || true
 [ "$got" = "backend-up" ] || fail "backend after start: got '$got'"
+# Both programs must also shut down cleanly after all that.
+stop_checked home1 tunneld
 pass "down backend: prompt close (< 2 s) for refused and unresolvable backends; works once started"

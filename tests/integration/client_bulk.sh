@@ -40,4 +40,6 @@ echo "$STREAMS concurrent transfers of $MIB MiB ($total_mib MiB) in $ms ms:" \
      "$(( total_mib * 1024 * 1000 / ms / 1024 )) MiB/s aggregate (ASan build, both ends)"
 [ "$bad" = 0 ] || fail "$bad of $STREAMS transfers arrived damaged or incomplete"
 [ "$(grep -c 'disconnected from' "$TEST_TMP/tunnelc-home1.log")" = 0 ] || fail "the link dropped during the transfers"
+# Both programs must also shut down cleanly after all that.
+stop_checked home1 tunneld
 pass "$STREAMS x $MIB MiB concurrent transfers, all checksums match"

@@ -47,4 +47,6 @@ for round in 1 2; do
     fail "traffic did not flow again after SIGCONT"
   echo "round $round: connected with traffic flowing $(( $(now_ms) - t_cont )) ms after SIGCONT"
 done
+# Both programs must also shut down cleanly after all that.
+stop_checked home1 tunneld
 pass "frozen server noticed within the dead-peer timeout, reconnected after SIGCONT"

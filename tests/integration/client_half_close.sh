@@ -37,4 +37,6 @@ wait_until 15 test -s "$TEST_TMP/greet.result" || fail "backend never saw the us
 got=$(cat "$TEST_TMP/greet.result")
 echo "backend half-closed first; user then sent: $sent; backend received: $got"
 [ "$got" = "$sent" ] || fail "backend received '$got', user sent '$sent'"
+# Both programs must also shut down cleanly after all that.
+stop_checked home1 tunneld
 pass "half-close both ways delivers every byte"

@@ -73,4 +73,6 @@ for round in 1 2; do
 done
 [ "$(grep -c 'client home1: starting' "$CLOG")" = 1 ] || fail "tunnelc restarted itself"
 kill -0 "$TUNNELC_PID_home1" || fail "tunnelc died"
+# Both programs must also shut down cleanly after all that.
+stop_checked home1 tunneld
 pass "retries quietly before the server exists, reconnects after kill -9 + restart within the backoff cap"

@@ -100,4 +100,7 @@ echo "SIGTERM past the drain timeout: tunnelc exited $((t_exit - t_term)) ms aft
 [ $((t_exit - t_term)) -lt $((SHORT_DRAIN_MS + 3000)) ] || fail "tunnelc overstayed its drain timeout"
 [ "$fetch_rc" != 0 ] || fail "a download cut by the drain timeout looked complete to the user"
 grep -q "drain timeout" "$CLOG" || fail "no drain timeout line in the log"
+grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|Assertion .* failed" "$CLOG" &&
+  fail "tunnelc: sanitizer report or failed assertion: $(grep -m3 -E "Sanitizer|runtime error:|Assertion" "$CLOG")"
+stop_checked tunneld
 pass "SIGHUP reloads the allow-list on the same link; SIGTERM drains, then exits 0"

@@ -56,4 +56,6 @@ for pid in "${slow_pids[@]}"; do kill -0 "$pid" 2>/dev/null || fail "a slow read
 client_connected home1 || fail "link lost"
 api GET /tunnels
 echo "tunnel while slow readers are open: $API_BODY"
+# Both programs must also shut down cleanly after all that.
+stop_checked home1 tunneld
 pass "slow readers do not slow a bulk stream ($alone ms alone, $beside ms beside them)"
