@@ -10,6 +10,9 @@
                                             reports when the server closed each
   idle PORT N HOLD_S                        N connections that send nothing, held HOLD_S seconds (or until a file
                                             named by $HOLD_UNTIL exists); reports how many stayed open
+  push PORT N SECONDS                       N connections each sending as fast as the receiver takes, for SECONDS;
+                                            reports the bytes each got rid of
+  garbage PORT                              connects, sends non-TLS bytes, reports when the server closed
   churn HOST PORT TOTAL WORKERS             TOTAL short HTTP/1.0 GETs, WORKERS at a time; reports ok/failed and rate
 """
 import json
@@ -195,6 +198,46 @@ def idle(port, n, hold_s):
     print(json.dumps({"event": "done", "opened": len(socks), "still_open": alive}))
 
 
+def push(port, n, seconds):
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.setblocking(False)
+        socks.append(s)
+    sent = [0] * n
+    chunk = os.urandom(65536)
+    sel = selectors.DefaultSelector()
+    for i, s in enumerate(socks):
+        sel.register(s, selectors.EVENT_WRITE, i)
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        for key, _ in sel.select(timeout=0.1):
+            try:
+                sent[key.data] += key.fileobj.send(chunk)
+            except BlockingIOError:
+                pass
+            except OSError:
+                sel.unregister(key.fileobj)
+    print(json.dumps({"sent_bytes": sent, "total_mb": round(sum(sent) / 1048576, 1)}))
+    for s in socks:
+        s.close()
+
+
+def garbage(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    t0 = time.time()
+    try:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n" + os.urandom(2000))
+        while s.recv(4096):
+            pass
+        how = "closed"
+    except socket.timeout:
+        how = "still_open"
+    except OSError:
+        how = "reset"
+    print(json.dumps({"ended": how, "ms": int((time.time() - t0) * 1000)}))
+
+
 def churn(host, port, total, workers):
     lock = threading.Lock()
     res = {"ok": 0, "failed": 0, "errors": []}
@@ -252,6 +295,10 @@ def main():
         flood(int(a[0]), int(a[1]), float(a[2]))
     elif mode == "idle":
         idle(int(a[0]), int(a[1]), float(a[2]))
+    elif mode == "push":
+        push(int(a[0]), int(a[1]), float(a[2]))
+    elif mode == "garbage":
+        garbage(int(a[0]))
     elif mode == "churn":
         churn(a[0], int(a[1]), int(a[2]), int(a[3]))
     else:
