@@ -118,9 +118,16 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
     tn_link_close(c->link, "stopped");
 }
 
-static void conv_dial(struct tc_conv *v, const struct sockaddr *addr)
+static void conv_dial(struct tc_conv *v, const struct sockaddr *addr, const struct sockaddr *fallback)
 {
-  tn_pipe_connect(v->pipe, addr, v->client->cfg.limits.dial_timeout_ms);
+  tn_pipe_connect(v->pipe, addr, fallback, v->client->cfg.limits.dial_timeout_ms);
+}
+
+/* An IP literal as a socket address; false when it is not one. */
+static bool ip_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *ss)
+{
+  memset(ss, 0, sizeof(*ss));
+  return uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0 || uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0;
 }
 
 static void on_backend_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -138,7 +145,8 @@ static void on_backend_resolved(uv_getaddrinfo_t *req, int status, struct addrin
                 uv_strerror(status));
     tn_pipe_abort(v->pipe, "backend name did not resolve");
   } else {
-    conv_dial(v, res->ai_addr);
+    /* A name like "localhost" may give ::1 and 127.0.0.1: a refusal on the first tries the second. */
+    conv_dial(v, res->ai_addr, res->ai_next != NULL ? res->ai_next->ai_addr : NULL);
   }
   uv_freeaddrinfo(res);
 }
@@ -162,13 +170,13 @@ static void conv_on_open_header(tn_pipe *p, const struct tn_open *hdr)
   tn_log_debug("client %s: stream %u from %s (listener port %u) -> %s", c->identity, v->id, peer,
                (unsigned)hdr->listener.port, v->target);
   if (t.host_is_ip) {
-    memset(&ss, 0, sizeof(ss));
-    if (uv_ip4_addr(t.host, t.port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(t.host, t.port, (struct sockaddr_in6 *)&ss) != 0) {
+    struct sockaddr_storage fb;
+    bool has_fb = t.fallback_host[0] != '\0' && ip_sockaddr(t.fallback_host, t.port, &fb);
+    if (!ip_sockaddr(t.host, t.port, &ss)) {
       tn_pipe_abort(p, "bad backend address");
       return;
     }
-    conv_dial(v, (const struct sockaddr *)&ss);
+    conv_dial(v, (const struct sockaddr *)&ss, has_fb ? (const struct sockaddr *)&fb : NULL);
     return;
   }
   {

@@ -48,6 +48,9 @@ struct tn_pipe {
   bool shutdown_done;
   bool stream_closed;
   bool done;                 /* on_close was called; only teardown remains */
+  bool redialing;            /* the socket is closing to be re-created for the fallback address */
+  bool has_fallback;
+  struct sockaddr_storage fallback;
 
   /* socket -> stream bytes the stream could not take yet (also the open header on tunneld) */
   uint8_t *stash;
@@ -64,6 +67,8 @@ struct tn_pipe {
 };
 
 static void pipe_finish(tn_pipe *p, const char *reason, bool normal);
+static void on_backend_connected(uv_connect_t *req, int status);
+static void on_redial_closed(uv_handle_t *h);
 
 /* ---- teardown ---- */
 
@@ -113,8 +118,9 @@ static void pipe_finish(tn_pipe *p, const char *reason, bool normal)
   if (p->cb->on_close != NULL)
     p->cb->on_close(p, &r);
   /* An aborted conversation resets the TCP peer too, so it sees a failure, not a clean end. */
-  if (normal || !p->socket_up || p->shutdown_started ||
-      uv_tcp_close_reset(&p->tcp, on_handle_closed) != 0)
+  if (p->redialing)
+    ;  /* the socket is already closing; on_redial_closed completes the teardown */
+  else if (normal || !p->socket_up || p->shutdown_started || uv_tcp_close_reset(&p->tcp, on_handle_closed) != 0)
     uv_close((uv_handle_t *)&p->tcp, on_handle_closed);
   uv_close((uv_handle_t *)&p->timer, on_handle_closed);
 }
@@ -579,6 +585,12 @@ static void on_backend_connected(uv_connect_t *req, int status)
 
   if (p->done)
     return;
+  if (status == UV_ECONNREFUSED && p->has_fallback) {
+    /* A failed socket cannot connect again, and the fallback may be another family: re-create it. */
+    p->redialing = true;
+    uv_close((uv_handle_t *)&p->tcp, on_redial_closed);
+    return;
+  }
   uv_timer_stop(&p->timer);
   if (status < 0) {
     pipe_finish(p, status == UV_ECONNREFUSED ? "backend refused the connection" : "backend connect failed", false);
@@ -617,12 +629,34 @@ static void on_backend_connected(uv_connect_t *req, int status)
   start_reading(p);
 }
 
-int tn_pipe_connect(tn_pipe *p, const struct sockaddr *addr, uint64_t timeout_ms)
+static void on_redial_closed(uv_handle_t *h)
+{
+  tn_pipe *p = h->data;
+
+  p->redialing = false;
+  p->has_fallback = false;
+  if (p->done) {
+    on_handle_closed(h);
+    return;
+  }
+  uv_tcp_init(p->timer.loop, &p->tcp);
+  p->tcp.data = p;
+  p->connect_req.data = p;
+  if (uv_tcp_connect(&p->connect_req, &p->tcp, (const struct sockaddr *)&p->fallback, on_backend_connected) != 0)
+    pipe_finish(p, "backend connect failed", false);
+}
+
+int tn_pipe_connect(tn_pipe *p, const struct sockaddr *addr, const struct sockaddr *fallback, uint64_t timeout_ms)
 {
   int rc;
 
   if (p->done)
     return TN_ERR_STREAM_CLOSED;
+  if (fallback != NULL) {
+    memcpy(&p->fallback, fallback,
+           fallback->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    p->has_fallback = true;
+  }
   p->connect_req.data = p;
   rc = uv_tcp_connect(&p->connect_req, &p->tcp, addr, on_backend_connected);
   if (rc != 0) {

@@ -55,8 +55,12 @@ int tn_pipe_start(tn_pipe *pipe, tn_link *link, const struct tn_open *hdr);
 
 /* tunnelc: a pipe for the stream the peer opened (return it from on_stream_open). */
 tn_pipe *tn_pipe_new_incoming(tn_link *link, uint32_t id, const struct tn_pipe_callbacks *cb, void *data);
-/* tunnelc: dials the backend; writes the PROXY header the open header asked for, then splices. */
-int tn_pipe_connect(tn_pipe *pipe, const struct sockaddr *addr, uint64_t timeout_ms);
+/*
+ * tunnelc: dials the backend; writes the PROXY header the open header asked for, then splices.
+ * When addr refuses the connection and fallback is not NULL, fallback is tried once (e.g.
+ * [::1] after 127.0.0.1); a timeout is not retried. timeout_ms covers both attempts.
+ */
+int tn_pipe_connect(tn_pipe *pipe, const struct sockaddr *addr, const struct sockaddr *fallback, uint64_t timeout_ms);
 
 /* Ends the conversation now: resets the stream and the socket. Idempotent. */
 void tn_pipe_abort(tn_pipe *pipe, const char *reason);
