@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The Debian package: cpack -G DEB from a plain (non-sanitized) build has the right metadata, contents and
+# maintainer scripts; it unpacks into a scratch root whose binaries, units and man pages work; apt would
+# install it on this system (simulated: nothing is installed for real).
+source "$(dirname "$0")/lib.sh"
+
+src=${TUNNEL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+build="$TEST_TMP/build"
+for tool in cmake cpack dpkg-deb; do
+  command -v "$tool" >/dev/null || fail "$tool not installed"
+done
+
+# Only the two programs (and the man pages): no tests, no sanitizers, optimised like a release.
+t0=$(date +%s%3N)
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
+  -DTUNNEL_TESTS=OFF -DTUNNEL_SANITIZE=OFF >"$TEST_TMP/cmake.log" 2>&1 || fail "cmake configure failed (cmake.log)"
+cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" >"$TEST_TMP/build.log" 2>&1 || fail "build failed (build.log)"
+(cd "$build" && cpack -G DEB) >"$TEST_TMP/cpack.log" 2>&1 || fail "cpack failed (cpack.log)"
+t1=$(date +%s%3N)
+echo "configure + build + cpack: $((t1 - t0)) ms"
+
+version=$(sed -n 's/^project(tunnel VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")
+[ -n "$version" ] || fail "no version in CMakeLists.txt"
+arch=$(dpkg --print-architecture)
+deb="$build/tunnel_${version}_${arch}.deb"
+[ -f "$deb" ] || fail "expected $deb; cpack made: $(ls "$build"/*.deb 2>/dev/null)"
+echo "package: $(basename "$deb"), $(stat -c %s "$deb") bytes"
+
+# ---- metadata ----
+info=$(dpkg-deb -I "$deb")
+field() { dpkg-deb -f "$deb" "$1"; }
+[ "$(field Package)" = tunnel ] || fail "Package: $(field Package)"
+[ "$(field Version)" = "$version" ] || fail "Version: $(field Version), want $version"
+[ "$(field Architecture)" = "$arch" ] || fail "Architecture: $(field Architecture)"
+[ -n "$(field Maintainer)" ] || fail "no Maintainer"
+field Description | grep -q 'tunneld' || fail "Description does not describe tunneld: $(field Description)"
+[ "$(field Section)" = net ] || fail "Section: $(field Section)"
+depends=$(field Depends)
+echo "Depends: $depends"
+for lib in libmbedtls14 libmbedx509-1 libmbedcrypto7 libuv1 libjansson4 libc6 adduser; do
+  echo "$depends" | grep -qE "(^|, )$lib( |,|$)" || fail "Depends lacks $lib: $depends"
+done
+for script in postinst prerm postrm; do
+  echo "$info" | grep -qE "^ +[0-9]+ bytes, +[0-9]+ lines +\* +$script " ||
+    fail "control archive lacks an executable $script"
+done
+
+# ---- contents ----
+contents=$(dpkg-deb -c "$deb" | awk '{print $1, $2, $6}')
+want_file() {  # want_file PATH MODE
+  echo "$contents" | grep -qE "^$2 root/root \./$1\$" || fail "package lacks $1 (mode $2, root:root)"
+}
+want_file usr/bin/tunneld -rwxr-xr-x
+want_file usr/bin/tunnelc -rwxr-xr-x
+want_file usr/lib/systemd/system/tunneld.service -rw-r--r--
+want_file usr/lib/systemd/system/tunnelc.service -rw-r--r--
+want_file usr/share/man/man8/tunneld.8.gz -rw-r--r--
+want_file usr/share/man/man8/tunnelc.8.gz -rw-r--r--
+for doc in README.md CONFIG.md API.md PKI.md PROTOCOL.md OPERATIONS.md examples/tunneld.json examples/tunnelc.json; do
+  want_file "usr/share/doc/tunnel/$doc" -rw-r--r--
+done
+if echo "$contents" | grep -qE '\./(etc|var|usr/local)/'; then
+  fail "package ships files outside /usr: $(echo "$contents" | grep -E '\./(etc|var|usr/local)/')"
+fi
+echo "package holds $(echo "$contents" | grep -vc '/$') files"
+
+# ---- unpacked into a scratch root ----
+root="$TEST_TMP/root"
+dpkg-deb -x "$deb" "$root"
+dpkg-deb -e "$deb" "$root/DEBIAN"
+"$root/usr/bin/tunneld" --version | grep -qx "tunneld $version" || fail "unpacked tunneld --version"
+"$root/usr/bin/tunnelc" --version | grep -qx "tunnelc $version" || fail "unpacked tunnelc --version"
+file_info=$(file -b "$root/usr/bin/tunneld" 2>/dev/null || true)
+case "$file_info" in *"not stripped"*) fail "tunneld is not stripped: $file_info" ;; esac
+# Not linked with the sanitizers, and every library resolves on this system.
+ldd "$root/usr/bin/tunneld" | grep -q 'libasan' && fail "packaged tunneld is linked with ASan"
+if ldd "$root/usr/bin/tunneld" "$root/usr/bin/tunnelc" | grep -q 'not found'; then
+  fail "unresolved libraries: $(ldd "$root/usr/bin/tunneld" "$root/usr/bin/tunnelc" | grep 'not found')"
+fi
+# The installed units start the packaged binaries.
+grep -qx 'ExecStart=/usr/bin/tunneld --config /etc/tunnel/tunneld.json' "$root/usr/lib/systemd/system/tunneld.service" ||
+  fail "tunneld.service ExecStart: $(grep ExecStart "$root/usr/lib/systemd/system/tunneld.service")"
+grep -qx 'ExecStart=/usr/bin/tunnelc --config /etc/tunnel/tunnelc.json' "$root/usr/lib/systemd/system/tunnelc.service" ||
+  fail "tunnelc.service ExecStart"
+# The man pages render from the package, without a warning.
+for page in tunneld tunnelc; do
+  warnings=$(zcat "$root/usr/share/man/man8/$page.8.gz" | LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z 2>&1)
+  [ -z "$warnings" ] || fail "$page.8 from the package: groff warnings: $warnings"
+  MANWIDTH=80 man -l "$root/usr/share/man/man8/$page.8.gz" 2>/dev/null | grep -q "^NAME" || fail "man -l $page.8.gz shows no NAME"
+done
+# The example server configuration is a valid one (apart from its certificate paths).
+"$root/usr/bin/tunneld" --check-config --config "$root/usr/share/doc/tunnel/examples/tunneld.json" \
+  >"$TEST_TMP/check.log" 2>&1 && fail "example config checked OK without certificates?"
+grep -q 'server.crt\|ca.crt' "$TEST_TMP/check.log" ||
+  fail "example tunneld.json failed before its certificates: $(cat "$TEST_TMP/check.log")"
+
+# ---- maintainer scripts, against the scratch root ($DPKG_ROOT: no user is made, nothing is chowned) ----
+for script in postinst prerm postrm; do
+  sh -n "$root/DEBIAN/$script" || fail "$script: syntax error"
+done
+DPKG_ROOT="$root" sh "$root/DEBIAN/postinst" configure "" || fail "postinst configure failed"
+[ "$(stat -c %a "$root/etc/tunnel")" = 750 ] || fail "/etc/tunnel mode $(stat -c %a "$root/etc/tunnel"), want 750"
+[ "$(stat -c %a "$root/var/lib/tunnel")" = 750 ] || fail "/var/lib/tunnel mode $(stat -c %a "$root/var/lib/tunnel")"
+grep -q 'adduser --system' "$root/DEBIAN/postinst" || fail "postinst does not create a system user"
+grep -q 'chown root:tunnel /etc/tunnel' "$root/DEBIAN/postinst" || fail "postinst does not give /etc/tunnel to group tunnel"
+grep -q 'chown tunnel:tunnel /var/lib/tunnel' "$root/DEBIAN/postinst" || fail "postinst does not give /var/lib/tunnel to tunnel"
+# Running it twice (reconfigure, upgrade) is fine.
+DPKG_ROOT="$root" sh "$root/DEBIAN/postinst" configure "$version" || fail "second postinst failed"
+DPKG_ROOT="$root" sh "$root/DEBIAN/prerm" remove || fail "prerm remove failed"
+# purge: the state goes, /etc/tunnel stays while it holds the operator's keys, goes once empty.
+echo '[]' >"$root/var/lib/tunnel/tunnels.json"
+echo key >"$root/etc/tunnel/server.key"
+DPKG_ROOT="$root" sh "$root/DEBIAN/postrm" purge 2>"$TEST_TMP/purge.err" || fail "postrm purge failed"
+[ ! -e "$root/var/lib/tunnel" ] || fail "purge left /var/lib/tunnel"
+[ -f "$root/etc/tunnel/server.key" ] || fail "purge removed the operator's key"
+grep -q 'left in place' "$TEST_TMP/purge.err" || fail "purge did not say why /etc/tunnel stays"
+rm "$root/etc/tunnel/server.key"
+DPKG_ROOT="$root" sh "$root/DEBIAN/postrm" purge || fail "second purge failed"
+[ ! -e "$root/etc/tunnel" ] || fail "purge left an empty /etc/tunnel"
+
+# ---- apt would install it here: dependencies resolve (simulation only) ----
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  apt-get install -s -q "$deb" >"$TEST_TMP/apt.log" 2>&1 || fail "apt-get install -s failed: $(tail -5 "$TEST_TMP/apt.log")"
+  grep -q '^Inst tunnel ' "$TEST_TMP/apt.log" || fail "apt simulation does not install tunnel: $(tail -5 "$TEST_TMP/apt.log")"
+  echo "apt-get install -s: $(grep -c '^Inst ' "$TEST_TMP/apt.log") packages would be installed"
+fi
+
+pass "tunnel_${version}_${arch}.deb: metadata, contents, scratch-root unpack, maintainer scripts, apt simulation"
