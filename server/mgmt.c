@@ -266,7 +266,6 @@ void td_mgmt_accept(struct td_server *srv)
   struct td_link_ctx *ctx;
   struct td_mgmt_conn *m;
   struct td_http_limits limits;
-  uv_tcp_t *drop;
 
   /* Stuck handshakes must not lock a real admin out: the newcomer takes the oldest one's place. */
   if (!srv->stopping && srv->mgmt_connections >= srv->cfg.limits.api_max_connections)
@@ -280,14 +279,7 @@ void td_mgmt_accept(struct td_server *srv)
     free(ctx);
     free(m);
     srv->metrics.handshakes_refused_limit++;
-    drop = malloc(sizeof(*drop));
-    if (drop != NULL) {
-      uv_tcp_init(srv->loop, drop);
-      if (uv_accept((uv_stream_t *)&srv->management, (uv_stream_t *)drop) == 0)
-        uv_tcp_close_reset(drop, (uv_close_cb)free);
-      else
-        uv_close((uv_handle_t *)drop, (uv_close_cb)free);
-    }
+    td_server_drop_connection((uv_stream_t *)&srv->management);
     return;
   }
   ctx->srv = srv;

@@ -229,7 +229,7 @@ static void link_options(const struct td_server *srv, struct tn_link_options *op
 }
 
 /* Accepts and drops a connection we will not serve, so the kernel's queue does not fill. */
-static void accept_and_drop(uv_stream_t *server)
+void td_server_drop_connection(uv_stream_t *server)
 {
   uv_tcp_t *t = malloc(sizeof(*t));
 
@@ -276,12 +276,12 @@ static void on_control_connection(uv_stream_t *server, int status)
     td_server_evict_handshake(srv, false);
   if (srv->stopping || srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes) {
     srv->metrics.handshakes_refused_limit++;
-    accept_and_drop(server);
+    td_server_drop_connection(server);
     return;
   }
   ctx = calloc(1, sizeof(*ctx));
   if (ctx == NULL) {
-    accept_and_drop(server);
+    td_server_drop_connection(server);
     return;
   }
   ctx->srv = srv;
@@ -361,14 +361,14 @@ static void on_public_connection(uv_stream_t *server, int status)
     return;
   }
   if (l->closed || l->tunnel_index < 0) {
-    accept_and_drop(server);
+    td_server_drop_connection(server);
     return;
   }
   t = &srv->table.tunnels[l->tunnel_index];
   c = td_server_active_client(srv, (size_t)l->tunnel_index);
   if (c == NULL) {
     char why[TD_REFUSAL_WHY_MAX];
-    accept_and_drop(server);
+    td_server_drop_connection(server);
     /* Name the clients: the operator's next step is finding out why that one is not connected. */
     snprintf(why, sizeof(why), "none of its clients is connected (%.255s%s)", t->client_id,
              t->n_backups > 0 ? " and its backups" : "");
@@ -376,18 +376,18 @@ static void on_public_connection(uv_stream_t *server, int status)
     return;
   }
   if (l->open_connections >= srv->cfg.limits.max_connections_per_tunnel) {
-    accept_and_drop(server);
+    td_server_drop_connection(server);
     refuse_logged(l, "MaxConnectionsPerTunnel reached");
     return;
   }
   if (c->open_streams >= srv->cfg.limits.max_connections_per_client) {
-    accept_and_drop(server);
+    td_server_drop_connection(server);
     refuse_logged(l, "MaxConnectionsPerClient reached");
     return;
   }
   v = calloc(1, sizeof(*v));
   if (v == NULL) {
-    accept_and_drop(server);
+    td_server_drop_connection(server);
     return;
   }
   if (tn_pipe_accept(&p, server, &conv_callbacks, v) != 0) {

@@ -133,6 +133,8 @@ struct td_listener *td_server_listener_for(const struct td_server *srv, size_t i
 void td_mgmt_accept(struct td_server *srv);
 /* Closes the oldest connection still in its TLS handshake (management ones only if asked); false if none. */
 bool td_server_evict_handshake(struct td_server *srv, bool management_only);
+/* Accepts the next connection from a listener and resets it at once (refused by a limit). */
+void td_server_drop_connection(uv_stream_t *listener);
 /* Unlists and frees a link context whose link has closed. */
 void td_server_forget_link(struct td_link_ctx *ctx);
 
