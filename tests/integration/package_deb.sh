@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Debian package: cpack -G DEB from a plain (non-sanitized) build has the right metadata, contents and
 # maintainer scripts; it unpacks into a scratch root whose binaries, units and man pages work; apt would
-# install it on this system (simulated: nothing is installed for real).
+# install it on this system (simulated: nothing is installed for real); the packaged programs, run under strace,
+# make no system call outside the units' SystemCallFilter.
 source "$(dirname "$0")/lib.sh"
 
 src=${TUNNEL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -125,4 +126,68 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "apt-get install -s: $(grep -c '^Inst ' "$TEST_TMP/apt.log") packages would be installed"
 fi
 
-pass "tunnel_${version}_${arch}.deb: metadata, contents, scratch-root unpack, maintainer scripts, apt simulation"
+# ---- the units' SystemCallFilter holds every system call the packaged programs make ----
+# systemd cannot run units here, so the filter is checked the other way round: both programs run a whole life
+# (start, a link, a PUT, traffic through the tunnel, SIGHUP, SIGTERM) under strace, and every system call they
+# made must be allowed by SystemCallFilter=@system-service minus ~@privileged @resources, as the units say.
+if command -v strace >/dev/null && strace -f -qq -o /dev/null true 2>/dev/null; then
+  export TUNNELD="$root/usr/bin/tunneld" TUNNELC="$root/usr/bin/tunnelc"
+  source "$(dirname "$0")/fixture.sh"
+  make_pki
+  for prog in tunneld tunnelc; do
+    printf '#!/bin/sh\nexec strace -f -qq -o "%s" "%s" "$@"\n' "$TEST_TMP/syscalls.$prog" "$root/usr/bin/$prog" \
+      >"$TEST_TMP/strace-$prog"
+    chmod +x "$TEST_TMP/strace-$prog"
+  done
+  TUNNELD="$TEST_TMP/strace-tunneld" TUNNELC="$TEST_TMP/strace-tunnelc"
+  tracee() { pgrep -P "$1" | head -1; }
+  start_tunneld
+  td=$(tracee "$TUNNELD_PID")
+  backend=$(free_port); public=$(free_port)
+  mkdir -p "$TEST_TMP/www"; echo "through the packaged binaries" >"$TEST_TMP/www/index.html"
+  spawn backend python3 -m http.server "$backend" --bind 127.0.0.1 --directory "$TEST_TMP/www"
+  wait_port "$backend"
+  start_tunnelc home1 "[$backend]"
+  wait_client_connected home1
+  tc=$(tracee "$TUNNELC_PID_home1")
+  put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $public, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $backend}]"
+  wait_port "$public"
+  [ "$(curl -sS --max-time 10 "http://127.0.0.1:$public/")" = "through the packaged binaries" ] || fail "packaged binaries: no page through the tunnel"
+  api GET /metrics
+  kill -HUP "$td" "$tc"
+  wait_log "$TEST_TMP/tunneld.log" 'certificates and CA reloaded'
+  wait_log "$TEST_TMP/tunnelc-home1.log" 'configuration reloaded'
+  # strace exits with its tracee's status.
+  kill -TERM "$tc"; status=0; wait "$TUNNELC_PID_home1" || status=$?
+  [ "$status" = 0 ] || fail "packaged tunnelc exited $status on SIGTERM"
+  kill -TERM "$td"; status=0; wait "$TUNNELD_PID" || status=$?
+  [ "$status" = 0 ] || fail "packaged tunneld exited $status on SIGTERM"
+  systemd-analyze syscall-filter >"$TEST_TMP/syscall-groups.txt" 2>/dev/null || fail "systemd-analyze syscall-filter failed"
+  python3 - "$TEST_TMP/syscall-groups.txt" "$TEST_TMP/syscalls.tunneld" "$TEST_TMP/syscalls.tunnelc" <<'PY' || fail "a system call outside the units' SystemCallFilter"
+import re, sys
+groups, cur = {}, None
+for line in open(sys.argv[1]):
+    if line.startswith("@"):
+        cur = groups.setdefault(line.strip(), set())
+    elif cur is not None and line.strip() and not line.strip().startswith("#"):
+        cur.add(line.strip())
+def expand(name, seen=()):
+    out = set()
+    for item in groups.get(name, ()):
+        out |= expand(item, seen + (name,)) if item.startswith("@") and item not in seen else {item}
+    return out
+allowed = expand("@system-service") - expand("@privileged") - expand("@resources")
+bad = 0
+for path in sys.argv[2:]:
+    used = set(re.findall(r"^\d+ +([a-z0-9_]+)\(", open(path).read(), re.M)) - {"execve"}  # execve: strace's own start
+    denied = sorted(used - allowed)
+    print(f"{path.rsplit('.', 1)[1]}: {len(used)} distinct system calls, all within the filter" if not denied
+          else f"{path.rsplit('.', 1)[1]}: outside the filter: {' '.join(denied)}")
+    bad |= bool(denied)
+sys.exit(bad)
+PY
+else
+  echo "strace unavailable or not permitted here: SystemCallFilter check skipped"
+fi
+
+pass "tunnel_${version}_${arch}.deb: metadata, contents, scratch-root unpack, maintainer scripts, apt simulation, packaged binaries within the units' SystemCallFilter"
