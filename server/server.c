@@ -1,6 +1,8 @@
 /* server.c: tunneld's control port, client registry, public listeners and atomic table swaps on libuv. */
 #include "server.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,9 @@
 #include "tunnel/log.h"
 #include "tunnel/notify.h"
 #include "tunnel/pipe.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* A public connection: which listener and client it counts against. */
 struct td_conv {
@@ -25,6 +30,7 @@ struct td_conv {
 
 #define SWEEP_INTERVAL_MS 250u
 #define REFUSAL_LOG_INTERVAL_MS 10000u
+#define FD_EXHAUSTED_LOG_INTERVAL_MS 60000u
 #define TD_REFUSAL_WHY_MAX 320
 
 static void listener_release(struct td_listener *l);
@@ -242,6 +248,63 @@ void td_server_drop_connection(uv_stream_t *server)
     uv_close((uv_handle_t *)t, (uv_close_cb)free);
 }
 
+/* ---- running out of descriptors ---- */
+
+/*
+ * Logs running out of descriptors once (then at most once a minute while it lasts) and its end.
+ * libuv swallows most EMFILE accepts itself (below), so the sweep also probes with a spare open.
+ */
+static void note_fd_state(struct td_server *srv, bool exhausted)
+{
+  uint64_t now = uv_now(srv->loop);
+
+  if (exhausted && (!srv->fd_exhausted || now - srv->fd_exhausted_log_ms >= FD_EXHAUSTED_LOG_INTERVAL_MS)) {
+    tn_log_error("server: out of file descriptors: new connections are accepted and closed at once until some "
+                 "end; raise the descriptor limit (ulimit -n, systemd LimitNOFILE)");
+    srv->fd_exhausted_log_ms = now;
+  } else if (!exhausted && srv->fd_exhausted) {
+    tn_log_info("server: file descriptors available again");
+  }
+  srv->fd_exhausted = exhausted;
+}
+
+static void probe_descriptors(struct td_server *srv)
+{
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  if (fd >= 0)
+    close(fd);
+  if (fd >= 0 || errno == EMFILE || errno == ENFILE)
+    note_fd_state(srv, fd < 0);
+}
+
+/*
+ * Accept back-off on EMFILE/ENFILE. libuv (unix) already keeps a spare descriptor: when accept fails
+ * for lack of descriptors it closes the spare, accepts and closes the waiting connections, and reopens
+ * it, so the listener is drained instead of staying readable and the loop does not spin; the
+ * connection callback never hears of it. The callback only gets EMFILE when libuv could not reopen its
+ * spare; the listener then stays readable and, as libuv has no uv_listen_stop (closing the listener
+ * would give the port away), we would be called again at once, forever. So do the same with our own
+ * spare: give it up, accept and close what waits, take it back. Users see a closed connection, which
+ * is what a full server can honestly offer; the log says why.
+ */
+static bool shed_on_emfile(struct td_server *srv, uv_stream_t *server, int status)
+{
+  uv_os_fd_t lfd;
+  int fd;
+
+  if (status != UV_EMFILE && status != UV_ENFILE)
+    return false;
+  if (srv->spare_fd >= 0)
+    close(srv->spare_fd);
+  if (uv_fileno((const uv_handle_t *)server, &lfd) == 0)
+    while ((fd = accept(lfd, NULL, NULL)) >= 0)
+      close(fd);
+  srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  note_fd_state(srv, true);
+  return true;
+}
+
 /*
  * Closes the oldest connection still in its TLS handshake (only management ones when management_only).
  * Without this, a few hundred connections that never finish a handshake hold every slot until
@@ -269,7 +332,8 @@ static void on_control_connection(uv_stream_t *server, int status)
   struct td_link_ctx *ctx;
 
   if (status < 0) {
-    tn_log_warn("control: accept failed: %s", uv_strerror(status));
+    if (!shed_on_emfile(srv, server, status))
+      tn_log_warn("control: accept failed: %s", uv_strerror(status));
     return;
   }
   if (!srv->stopping && srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes)
@@ -357,7 +421,8 @@ static void on_public_connection(uv_stream_t *server, int status)
   tn_pipe *p;
 
   if (status < 0) {
-    tn_log_warn("tunnel port %u: accept failed: %s", (unsigned)l->addr.port, uv_strerror(status));
+    if (!shed_on_emfile(srv, server, status))
+      tn_log_warn("tunnel port %u: accept failed: %s", (unsigned)l->addr.port, uv_strerror(status));
     return;
   }
   if (l->closed || l->tunnel_index < 0) {
@@ -626,6 +691,7 @@ static void on_sweep(uv_timer_t *t)
   struct td_link_ctx *ctx, *next;
   struct td_listener *l, *lnext;
 
+  probe_descriptors(srv);
   for (ctx = srv->links; ctx != NULL; ctx = next) {
     next = ctx->next;
     if (ctx->retiring && now >= ctx->retire_deadline_ms)
@@ -684,6 +750,7 @@ int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_pa
   struct td_reserved reserved;
 
   memset(srv, 0, sizeof(*srv));
+  srv->spare_fd = -1;
   srv->loop = loop;
   srv->config_path = config_path;
   td_table_init(&srv->table);
@@ -729,7 +796,8 @@ static void on_management_connection(uv_stream_t *server, int status)
   struct td_server *srv = server->data;
 
   if (status < 0) {
-    tn_log_warn("management: accept failed: %s", uv_strerror(status));
+    if (!shed_on_emfile(srv, server, status))
+      tn_log_warn("management: accept failed: %s", uv_strerror(status));
     return;
   }
   td_mgmt_accept(srv);
@@ -748,6 +816,7 @@ int td_server_start(struct td_server *srv, char *err, size_t errlen)
     return -1;
   if (td_metrics_listen(srv, err, errlen) != 0)
     return -1;
+  srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   uv_timer_init(srv->loop, &srv->sweep);
   srv->sweep.data = srv;
   uv_timer_start(&srv->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
@@ -823,4 +892,7 @@ void td_server_free(struct td_server *srv)
   td_table_free(&srv->table);
   tn_tls_config_unref(srv->tls);
   td_config_free(&srv->cfg);
+  if (srv->spare_fd >= 0)
+    close(srv->spare_fd);
+  srv->spare_fd = -1;
 }

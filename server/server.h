@@ -103,6 +103,9 @@ struct td_server {
   bool metrics_listening;
   uint32_t metrics_connections;
   struct td_metrics metrics;
+  int spare_fd;                  /* reserved descriptor, given up to shed connections on EMFILE */
+  bool fd_exhausted;             /* the last descriptor probe failed */
+  uint64_t fd_exhausted_log_ms;  /* when running out was last logged */
 };
 
 /* Loads the config, certificates and the state file. Nothing is bound yet. */
