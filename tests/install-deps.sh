@@ -9,7 +9,7 @@ packages=(
   clang libfuzzer-14-dev libclang-rt-14-dev
   golang-go golang-github-hashicorp-yamux-dev
   curl openssl nginx-light haproxy procps iproute2 python3
-  systemd dpkg-dev file man-db groff-base ansible-core
+  systemd dpkg-dev file man-db groff-base ansible-core strace
 )
 
 missing=()

@@ -12,6 +12,8 @@ src=${TUNNEL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 command -v ansible-playbook >/dev/null || fail "ansible-playbook not installed (apt-get install ansible-core)"
 
 # Quiet and fast: no facts, no retry files, every temporary file under $TEST_TMP.
+# ansible-core refuses to run unless the locale encoding is UTF-8.
+export LC_ALL=C.UTF-8
 export ANSIBLE_HOME="$TEST_TMP/ansible" ANSIBLE_LOCAL_TEMP="$TEST_TMP/ansible/tmp" ANSIBLE_REMOTE_TEMP="$TEST_TMP/ansible/rtmp"
 export ANSIBLE_GATHERING=explicit ANSIBLE_RETRY_FILES_ENABLED=false ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 export ANSIBLE_ROLES_PATH="$src/examples/ansible/roles" ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3
