@@ -14,6 +14,8 @@ command -v ansible-playbook >/dev/null || fail "ansible-playbook not installed (
 # Quiet and fast: no facts, no retry files, every temporary file under $TEST_TMP.
 # ansible-core refuses to run unless the locale encoding is UTF-8.
 export LC_ALL=C.UTF-8
+# The role's filter plugin is loaded from the source tree: leave no bytecode there.
+export PYTHONDONTWRITEBYTECODE=1
 export ANSIBLE_HOME="$TEST_TMP/ansible" ANSIBLE_LOCAL_TEMP="$TEST_TMP/ansible/tmp" ANSIBLE_REMOTE_TEMP="$TEST_TMP/ansible/rtmp"
 export ANSIBLE_GATHERING=explicit ANSIBLE_RETRY_FILES_ENABLED=false ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 export ANSIBLE_ROLES_PATH="$src/examples/ansible/roles" ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3
