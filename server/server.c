@@ -587,6 +587,37 @@ static struct td_listener *find_open_listener(const struct td_server *srv, const
   return NULL;
 }
 
+static bool table_names_client(const struct td_table *t, const char *id)
+{
+  for (size_t i = 0; i < t->n; i++) {
+    if (strcmp(t->tunnels[i].client_id, id) == 0)
+      return true;
+    for (size_t b = 0; b < t->tunnels[i].n_backups; b++)
+      if (strcmp(t->tunnels[i].backups[b], id) == 0)
+        return true;
+  }
+  return false;
+}
+
+/* A never-seen client is listed only because a tunnel names it; once no tunnel does, it goes. Nothing else
+ * points at such an entry: links and connections only refer to clients that have connected. */
+static void prune_unknown_clients(struct td_server *srv)
+{
+  struct td_client **pp = &srv->clients;
+
+  while (*pp != NULL) {
+    struct td_client *c = *pp;
+    if (c->state == TD_CLIENT_UNKNOWN && c->link == NULL && c->open_streams == 0 &&
+        !table_names_client(&srv->table, c->id)) {
+      *pp = c->next;
+      free(c->id);
+      free(c);
+    } else {
+      pp = &c->next;
+    }
+  }
+}
+
 int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err, size_t errlen)
 {
   struct td_listener **fresh = calloc(nt->n ? nt->n : 1, sizeof(*fresh));
@@ -667,6 +698,7 @@ int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err,
     for (size_t b = 0; b < srv->table.tunnels[i].n_backups; b++)
       client_get(srv, srv->table.tunnels[i].backups[b]);
   }
+  prune_unknown_clients(srv);
   return 0;
 
 undo_500:
