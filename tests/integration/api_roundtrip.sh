@@ -156,7 +156,9 @@ wait_port "$V6_PORT" ::1
 body=$(curl -sS --max-time 10 -g "http://[::1]:$V6_PORT/index.html")
 [ "$body" = "round trip backend" ] || fail "through the IPv6 tunnel: got '$body'"
 ! port_open "$PUBLIC_PORT" || fail "the replaced table's listener on $PUBLIC_PORT is still open"
-pass "IPv6 listener: canonical address in GET, data through [::1]; the old listeners are closed"
+api GET /clients
+[ "$(json_get "$API_BODY" 'sorted(d)')" = '["home1"]' ] || fail "never-seen clients no tunnel names any more are still listed: $API_BODY"
+pass "IPv6 listener: canonical address in GET, data through [::1]; the old listeners are closed; unnamed unknown clients dropped"
 
 # 9. A client that leaves: ClientDisconnected with LastState ClientConnected, ActiveClient null.
 kill -TERM "$TUNNELC_PID_home1"
