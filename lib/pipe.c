@@ -668,6 +668,12 @@ int tn_pipe_connect(tn_pipe *p, const struct sockaddr *addr, const struct sockad
   return 0;
 }
 
+void tn_pipe_get_bytes(const tn_pipe *p, uint64_t *to_stream, uint64_t *to_socket)
+{
+  *to_stream = p->bytes_to_stream;
+  *to_socket = p->bytes_to_socket;
+}
+
 tn_link *tn_pipe_link(const tn_pipe *p)
 {
   return p->link;

@@ -63,13 +63,15 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
                                "# TYPE tunneld_tunnel_connections_refused_total counter\n"
                                "# HELP tunneld_tunnel_connections_open Public connections open per tunnel.\n"
                                "# TYPE tunneld_tunnel_connections_open gauge\n"
-                               "# HELP tunneld_tunnel_bytes_in_total Bytes from internet users per tunnel (closed connections).\n"
+                               "# HELP tunneld_tunnel_bytes_in_total Bytes from internet users per tunnel.\n"
                                "# TYPE tunneld_tunnel_bytes_in_total counter\n"
-                               "# HELP tunneld_tunnel_bytes_out_total Bytes to internet users per tunnel (closed connections).\n"
+                               "# HELP tunneld_tunnel_bytes_out_total Bytes to internet users per tunnel.\n"
                                "# TYPE tunneld_tunnel_bytes_out_total counter\n");
   for (l = srv->listeners; l != NULL; l = l->next) {
     char addr[TN_ADDR_STRLEN];
+    uint64_t in, out_bytes;
     tn_addr_format(&l->addr, addr, sizeof(addr));
+    td_server_bytes(srv, NULL, l, &in, &out_bytes);
     rc |= td_buf_printf(out,
                         "tunneld_tunnel_connections_accepted_total{listen=\"%s\"} %llu\n"
                         "tunneld_tunnel_connections_refused_total{listen=\"%s\"} %llu\n"
@@ -77,12 +79,11 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
                         "tunneld_tunnel_bytes_in_total{listen=\"%s\"} %llu\n"
                         "tunneld_tunnel_bytes_out_total{listen=\"%s\"} %llu\n",
                         addr, (unsigned long long)l->accepted, addr, (unsigned long long)l->refused, addr,
-                        l->open_connections, addr, (unsigned long long)l->bytes_in, addr,
-                        (unsigned long long)l->bytes_out);
+                        l->open_connections, addr, (unsigned long long)in, addr, (unsigned long long)out_bytes);
   }
-  rc |= td_buf_append_str(out, "# HELP tunneld_client_bytes_in_total Bytes carried towards each client (closed connections).\n"
+  rc |= td_buf_append_str(out, "# HELP tunneld_client_bytes_in_total Bytes carried towards each client.\n"
                                "# TYPE tunneld_client_bytes_in_total counter\n"
-                               "# HELP tunneld_client_bytes_out_total Bytes carried from each client (closed connections).\n"
+                               "# HELP tunneld_client_bytes_out_total Bytes carried from each client.\n"
                                "# TYPE tunneld_client_bytes_out_total counter\n"
                                "# HELP tunneld_client_streams_open Connections each client carries now.\n"
                                "# TYPE tunneld_client_streams_open gauge\n");
@@ -90,17 +91,19 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
     /* Identities are certificate CNs; quotes and backslashes would break the label. */
     char id[2 * TN_TLS_CN_MAX];
     size_t j = 0;
+    uint64_t in, out_bytes;
     for (const char *p = c->id; *p != '\0' && j + 2 < sizeof(id); p++) {
       if (*p == '"' || *p == '\\')
         id[j++] = '\\';
       id[j++] = *p == '\n' ? ' ' : *p;
     }
     id[j] = '\0';
+    td_server_bytes(srv, c, NULL, &in, &out_bytes);
     rc |= td_buf_printf(out,
                         "tunneld_client_bytes_in_total{client=\"%s\"} %llu\n"
                         "tunneld_client_bytes_out_total{client=\"%s\"} %llu\n"
                         "tunneld_client_streams_open{client=\"%s\"} %u\n",
-                        id, (unsigned long long)c->bytes_in, id, (unsigned long long)c->bytes_out, id,
+                        id, (unsigned long long)in, id, (unsigned long long)out_bytes, id,
                         c->open_streams);
   }
   return rc == TN_OK ? TN_OK : TN_ERR_NOMEM;

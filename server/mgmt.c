@@ -62,17 +62,18 @@ static json_t *ops_clients(void *s)
     return NULL;
   for (c = srv->clients; c != NULL; c = c->next) {
     char since[32] = "";
+    uint64_t in, out;
     json_t *o;
     if (c->state != TD_CLIENT_UNKNOWN) {
       struct tm tm;
       gmtime_r(&c->connected_since, &tm);
       strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
+    td_server_bytes(srv, c, NULL, &in, &out);
     o = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:s?}", "CurrentState", state_name(c->state), "LastState",
                   state_name(c->last_state), "RemoteAddress", c->state == TD_CLIENT_UNKNOWN ? NULL : c->remote,
                   "ConnectedSince", c->state == TD_CLIENT_UNKNOWN ? NULL : since, "OpenStreams",
-                  (json_int_t)c->open_streams, "BytesIn", (json_int_t)c->bytes_in, "BytesOut",
-                  (json_int_t)c->bytes_out, "CertificateSha256", c->sha256[0] ? c->sha256 : NULL);
+                  (json_int_t)c->open_streams, "BytesIn", (json_int_t)in, "BytesOut", (json_int_t)out, "CertificateSha256", c->sha256[0] ? c->sha256 : NULL);
     if (o == NULL || json_object_set_new(all, c->id, o) != 0) {
       json_decref(all);
       return NULL;

@@ -86,6 +86,28 @@ struct td_client *td_server_active_client(const struct td_server *srv, size_t in
   return NULL;
 }
 
+void td_server_bytes(const struct td_server *srv, const struct td_client *client, const struct td_listener *listener,
+                     uint64_t *in, uint64_t *out)
+{
+  const struct td_listener *l;
+  const struct td_conv *v;
+
+  *in = client != NULL ? client->bytes_in : listener->bytes_in;
+  *out = client != NULL ? client->bytes_out : listener->bytes_out;
+  for (l = srv->listeners; l != NULL; l = l->next) {
+    if (listener != NULL && l != listener)
+      continue;
+    for (v = l->convs; v != NULL; v = v->next) {
+      uint64_t to_stream, to_socket;
+      if (client != NULL && v->client != client)
+        continue;
+      tn_pipe_get_bytes(v->pipe, &to_stream, &to_socket);
+      *in += to_stream;
+      *out += to_socket;
+    }
+  }
+}
+
 struct td_listener *td_server_listener_for(const struct td_server *srv, size_t index)
 {
   struct td_listener *l;

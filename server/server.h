@@ -129,6 +129,12 @@ int td_server_apply_table(struct td_server *srv, struct td_table *new_table, cha
 /* Client that takes tunnel index's new connections now, or NULL. */
 struct td_client *td_server_active_client(const struct td_server *srv, size_t index);
 struct td_client *td_server_find_client(const struct td_server *srv, const char *id);
+/*
+ * Bytes carried so far, including connections still open: for a client (listener NULL) or a
+ * listener (client NULL). in = from internet users towards the client, out = back to them.
+ */
+void td_server_bytes(const struct td_server *srv, const struct td_client *client, const struct td_listener *listener,
+                     uint64_t *in, uint64_t *out);
 /* The listener serving tunnel index, or NULL. */
 struct td_listener *td_server_listener_for(const struct td_server *srv, size_t index);
 

@@ -46,4 +46,16 @@ out=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html" "http://
 
 api GET /tunnels
 echo "$API_BODY" | grep -q '"ActiveClient":"home1"' || fail "GET /tunnels lacks ActiveClient home1: $API_BODY"
+
+# Counters are live: a download still running shows its bytes in GET /clients.
+spawn slow_download curl -sS --limit-rate 1M -o /dev/null "http://127.0.0.1:$PUBLIC_PORT/big.bin"
+slow_pid=$SPAWNED_PID
+before=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["home1"]["BytesOut"])' "$(api GET /clients; echo "$API_BODY")")
+bytes_grew() {
+  api GET /clients
+  python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["home1"]["BytesOut"] > int(sys.argv[2]) + 1048576 else 1)' "$API_BODY" "$before"
+}
+wait_until 20 bytes_grew || fail "GET /clients BytesOut did not grow during an open download"
+kill -0 "$slow_pid" 2>/dev/null || fail "the slow download ended before the check; the check proved nothing"
+kill "$slow_pid"
 pass "HTTP small, 32 MiB and keep-alive through tunneld+tunnelc"

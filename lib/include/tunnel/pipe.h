@@ -65,6 +65,9 @@ int tn_pipe_connect(tn_pipe *pipe, const struct sockaddr *addr, const struct soc
 /* Ends the conversation now: resets the stream and the socket. Idempotent. */
 void tn_pipe_abort(tn_pipe *pipe, const char *reason);
 
+/* Payload moved so far (socket -> stream, stream -> socket), for live counters. */
+void tn_pipe_get_bytes(const tn_pipe *pipe, uint64_t *to_stream, uint64_t *to_socket);
+
 /* The link carrying the pipe (NULL once the stream has ended). */
 tn_link *tn_pipe_link(const tn_pipe *pipe);
 uint32_t tn_pipe_stream_id(const tn_pipe *pipe);
