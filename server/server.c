@@ -153,6 +153,13 @@ static void control_on_established(tn_link *link, const struct tn_tls_peer *peer
     tn_link_close(link, "certificate without CN");
     return;
   }
+  if (td_config_is_admin_cert(&srv->cfg, peer->cn, peer->sha256_hex)) {
+    /* Roles stay apart: an admin certificate that leaks cannot also take over a tunnel's traffic. */
+    tn_log_warn("control: %s: certificate \"%s\" is an admin identity and cannot be a tunnel client; closing",
+                tn_link_peer_address(link), peer->cn);
+    tn_link_close(link, "admin certificate on the control port");
+    return;
+  }
   c = client_get(srv, peer->cn);
   if (c == NULL) {
     tn_link_close(link, "out of memory");

@@ -51,3 +51,11 @@ echo "management handshake failures logged: $n"
 grep -q 'TLS handshake failed: .*unknown CA' "$LOG" || fail "the foreign-CA refusal does not say why"
 grep -q 'TLS handshake failed: no client certificate' "$LOG" || fail "the missing-certificate refusal does not say why"
 pass "no certificate fails the TLS handshake; the admin works meanwhile"
+
+# Roles stay apart: an admin certificate is refused as a tunnel client on the control port.
+timeout 10 openssl s_client -connect "127.0.0.1:$CONTROL_PORT" -tls1_2 -CAfile "$PKI/ca.crt" \
+  -cert "$PKI/admin.crt" -key "$PKI/admin.key" </dev/null >"$TEST_TMP/s_client_admin.log" 2>&1 || true
+wait_log "$LOG" 'certificate "admin" is an admin identity and cannot be a tunnel client'
+api GET /clients
+echo "$API_BODY" | grep -q '"admin"' && fail "an admin certificate was registered as a tunnel client: $API_BODY"
+pass "an admin certificate cannot connect as a tunnel client"
