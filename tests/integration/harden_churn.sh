@@ -8,8 +8,8 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fixture.sh"
 
 NET="python3 $(dirname "$0")/tools/harden_net.py"
-CONNECTIONS=${HARDEN_CONNECTIONS:-40000}
-RECONNECTS=${HARDEN_RECONNECTS:-150}
+CONNECTIONS=${HARDEN_CONNECTIONS:-30000}
+RECONNECTS=${HARDEN_RECONNECTS:-120}
 # ASan keeps freed memory in a quarantine (256 MB by default), which would read as growth; a small one keeps RSS
 # meaningful while still catching use-after-free of recent frees.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}:quarantine_size_mb=16"
