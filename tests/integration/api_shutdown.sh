@@ -25,9 +25,12 @@ wait_port "$PUBLIC_PORT"
 
 # ---- SIGHUP: a re-issued server certificate ----
 # served_fingerprint PORT: SHA-256 fingerprint of the certificate tunneld presents in a new handshake.
+# Each port gets the identity it serves: admin on the management port, a client (home3) on the control port.
 served_fingerprint() {
-  openssl s_client -connect "127.0.0.1:$1" -CAfile "$PKI/ca.crt" -cert "$PKI/admin.crt" -key "$PKI/admin.key" \
-    </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 | cut -d= -f2
+  local who=admin
+  [ "$1" = "$CONTROL_PORT" ] && who=home3
+  { openssl s_client -connect "127.0.0.1:$1" -CAfile "$PKI/ca.crt" -cert "$PKI/$who.crt" -key "$PKI/$who.key" \
+      </dev/null 2>/dev/null || true; } | openssl x509 -noout -fingerprint -sha256 | cut -d= -f2
 }
 file_fingerprint() { openssl x509 -in "$1" -noout -fingerprint -sha256 | cut -d= -f2; }
 old_fp=$(file_fingerprint "$PKI/server.crt")
