@@ -1,6 +1,9 @@
 /* error.c: text for libtunnelcore's error codes. */
 #include "tunnel/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *tn_strerror(int err)
 {
   switch (err) {
@@ -24,4 +27,15 @@ const char *tn_strerror(int err)
   case TN_ERR_INTERNAL: return "internal error";
   default: return "unknown error";
   }
+}
+
+void tn_errf(char *err, size_t err_len, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (err == NULL || err_len == 0)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(err, err_len, fmt, ap);
+  va_end(ap);
 }

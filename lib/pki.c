@@ -29,17 +29,6 @@
 
 #define PKI_PEM_MAX 16384
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-  if (err == NULL || err_len == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, err_len, fmt, ap);
-  va_end(ap);
-}
-
 void tn_pki_format_time(int64_t t, char out[21])
 {
   time_t tt = (time_t)t;
@@ -119,7 +108,7 @@ static int build_san(const struct tn_pki_request *req, unsigned char *buf, size_
     } else if (inet_pton(AF_INET6, req->ips[i], ip) == 1) {
       ip_len = 16;
     } else {
-      set_err(err, err_len, "--ip %s: not an IPv4 or IPv6 address", req->ips[i]);
+      tn_errf(err, err_len, "--ip %s: not an IPv4 or IPv6 address", req->ips[i]);
       return TN_ERR_ARG;
     }
     ret = mbedtls_asn1_write_tagged_string(&p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_IP_ADDRESS,
@@ -132,7 +121,7 @@ static int build_san(const struct tn_pki_request *req, unsigned char *buf, size_
     const char *name = req->dns[i];
     size_t len = strlen(name);
     if (len == 0 || len > 253 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-*") != len) {
-      set_err(err, err_len, "--dns %s: not a DNS name (letters, digits, '-', '.', a leading '*.' for wildcards)", name);
+      tn_errf(err, err_len, "--dns %s: not a DNS name (letters, digits, '-', '.', a leading '*.' for wildcards)", name);
       return TN_ERR_ARG;
     }
     ret = mbedtls_asn1_write_tagged_string(&p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME,
@@ -151,7 +140,7 @@ static int build_san(const struct tn_pki_request *req, unsigned char *buf, size_
   *der_len = total;
   return TN_OK;
 too_long:
-  set_err(err, err_len, "too many or too long subject alternative names");
+  tn_errf(err, err_len, "too many or too long subject alternative names");
   return TN_ERR_ARG;
 }
 
@@ -181,14 +170,14 @@ static int write_new_file(const char *path, const unsigned char *data, size_t le
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) {
     if (errno == EEXIST)
-      set_err(err, err_len, "%s: already exists; refusing to overwrite (remove it first or choose another name)", path);
+      tn_errf(err, err_len, "%s: already exists; refusing to overwrite (remove it first or choose another name)", path);
     else
-      set_err(err, err_len, "%s: cannot create: %s", path, strerror(errno));
+      tn_errf(err, err_len, "%s: cannot create: %s", path, strerror(errno));
     return TN_ERR_INVALID;
   }
   /* O_CREAT's mode is filtered by the umask; the key mode must be exactly what was asked. */
   if (fchmod(fd, mode) != 0) {
-    set_err(err, err_len, "%s: cannot set mode: %s", path, strerror(errno));
+    tn_errf(err, err_len, "%s: cannot set mode: %s", path, strerror(errno));
     close(fd);
     unlink(path);
     return TN_ERR_INVALID;
@@ -199,7 +188,7 @@ static int write_new_file(const char *path, const unsigned char *data, size_t le
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0) {
-      set_err(err, err_len, "%s: write failed: %s", path, n < 0 ? strerror(errno) : "short write");
+      tn_errf(err, err_len, "%s: write failed: %s", path, n < 0 ? strerror(errno) : "short write");
       close(fd);
       unlink(path);
       return TN_ERR_INVALID;
@@ -207,7 +196,7 @@ static int write_new_file(const char *path, const unsigned char *data, size_t le
     off += (size_t)n;
   }
   if (fsync(fd) != 0 || close(fd) != 0) {
-    set_err(err, err_len, "%s: write failed: %s", path, strerror(errno));
+    tn_errf(err, err_len, "%s: write failed: %s", path, strerror(errno));
     unlink(path);
     return TN_ERR_INVALID;
   }
@@ -218,7 +207,7 @@ static int check_absent(const char *path, char *err, size_t err_len)
 {
   struct stat st;
   if (lstat(path, &st) == 0) {
-    set_err(err, err_len, "%s: already exists; refusing to overwrite (remove it first or choose another name)", path);
+    tn_errf(err, err_len, "%s: already exists; refusing to overwrite (remove it first or choose another name)", path);
     return TN_ERR_INVALID;
   }
   return TN_OK;
@@ -242,7 +231,7 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
   unsigned char eku_buf[64];
   int rc = TN_ERR_INVALID;
   if (pem == NULL || key_pem == NULL) {
-    set_err(err, err_len, "out of memory");
+    tn_errf(err, err_len, "out of memory");
     rc = TN_ERR_NOMEM;
     goto out;
   }
@@ -250,13 +239,13 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
   char nb[15], na[15];
   if (req->not_after <= req->not_before || x509_time_string(req->not_before, nb) != 0 ||
       x509_time_string(req->not_after, na) != 0) {
-    set_err(err, err_len, "invalid validity period");
+    tn_errf(err, err_len, "invalid validity period");
     rc = TN_ERR_ARG;
     goto out;
   }
   unsigned char sb[16];
   if (mbedtls_ctr_drbg_random(&r->drbg, sb, sizeof sb) != 0) {
-    set_err(err, err_len, "random generator failed");
+    tn_errf(err, err_len, "random generator failed");
     goto out;
   }
   /* Positive and full length: the top bit clear, the next one set. */
@@ -269,12 +258,12 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
   mbedtls_x509write_crt_set_subject_key(&crt, subject_key);
   mbedtls_x509write_crt_set_issuer_key(&crt, issuer_key);
   if (mbedtls_x509write_crt_set_subject_name(&crt, req->subject) != 0) {
-    set_err(err, err_len, "invalid subject name \"%s\"", req->subject);
+    tn_errf(err, err_len, "invalid subject name \"%s\"", req->subject);
     rc = TN_ERR_ARG;
     goto out;
   }
   if (mbedtls_x509write_crt_set_issuer_name(&crt, issuer_name) != 0) {
-    set_err(err, err_len, "invalid issuer name \"%s\"", issuer_name);
+    tn_errf(err, err_len, "invalid issuer name \"%s\"", issuer_name);
     goto out;
   }
   if (mbedtls_x509write_crt_set_serial(&crt, &serial) != 0 ||
@@ -308,7 +297,7 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
   }
   if (req->dns_count + req->ip_count > 0) {
     if (req->dns_count + req->ip_count > TN_PKI_MAX_SANS) {
-      set_err(err, err_len, "too many subject alternative names (at most %d)", TN_PKI_MAX_SANS);
+      tn_errf(err, err_len, "too many subject alternative names (at most %d)", TN_PKI_MAX_SANS);
       rc = TN_ERR_ARG;
       goto out;
     }
@@ -337,7 +326,7 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
   goto out;
 
 internal:
-  set_err(err, err_len, "cannot build the certificate (mbedTLS refused a field)");
+  tn_errf(err, err_len, "cannot build the certificate (mbedTLS refused a field)");
   rc = TN_ERR_INVALID;
 out:
   if (key_pem != NULL) {
@@ -353,11 +342,11 @@ out:
 static int check_request(const struct tn_pki_request *req, char *err, size_t err_len)
 {
   if (req == NULL || req->subject == NULL || req->subject[0] == '\0') {
-    set_err(err, err_len, "a subject name is required");
+    tn_errf(err, err_len, "a subject name is required");
     return TN_ERR_ARG;
   }
   if ((req->dns_count > 0 && req->dns == NULL) || (req->ip_count > 0 && req->ips == NULL)) {
-    set_err(err, err_len, "invalid subject alternative names");
+    tn_errf(err, err_len, "invalid subject alternative names");
     return TN_ERR_ARG;
   }
   return TN_OK;
@@ -372,7 +361,7 @@ int tn_pki_create_ca(const char *cert_path, const char *key_path, const struct t
   if (rc != TN_OK)
     return rc;
   if (cert_path == NULL || key_path == NULL || req->usage != TN_PKI_USAGE_CA) {
-    set_err(err, err_len, "a CA needs a certificate path, a key path and the CA usage");
+    tn_errf(err, err_len, "a CA needs a certificate path, a key path and the CA usage");
     return TN_ERR_ARG;
   }
   if ((rc = check_absent(cert_path, err, err_len)) != TN_OK || (rc = check_absent(key_path, err, err_len)) != TN_OK)
@@ -381,10 +370,10 @@ int tn_pki_create_ca(const char *cert_path, const char *key_path, const struct t
   mbedtls_pk_context key;
   mbedtls_pk_init(&key);
   if (rng_init(&r) != 0) {
-    set_err(err, err_len, "cannot seed the random generator");
+    tn_errf(err, err_len, "cannot seed the random generator");
     rc = TN_ERR_INVALID;
   } else if (gen_key(&key, req->key_type, &r) != 0) {
-    set_err(err, err_len, "key generation failed");
+    tn_errf(err, err_len, "key generation failed");
     rc = TN_ERR_INVALID;
   } else {
     rc = write_cert(req, &key, &key, req->subject, &r, cert_path, key_path, err, err_len);
@@ -404,7 +393,7 @@ int tn_pki_issue(const char *ca_cert_path, const char *ca_key_path, const char *
     return rc;
   if (ca_cert_path == NULL || ca_key_path == NULL || cert_path == NULL || key_path == NULL ||
       req->usage == TN_PKI_USAGE_CA) {
-    set_err(err, err_len, "issuing needs the CA's certificate and key and a leaf usage");
+    tn_errf(err, err_len, "issuing needs the CA's certificate and key and a leaf usage");
     return TN_ERR_ARG;
   }
   if ((rc = check_absent(cert_path, err, err_len)) != TN_OK || (rc = check_absent(key_path, err, err_len)) != TN_OK)
@@ -421,33 +410,33 @@ int tn_pki_issue(const char *ca_cert_path, const char *ca_key_path, const char *
   char issuer[512];
   int ret;
   if (!rng_ok) {
-    set_err(err, err_len, "cannot seed the random generator");
+    tn_errf(err, err_len, "cannot seed the random generator");
     goto out;
   }
   if ((ret = mbedtls_x509_crt_parse_file(&ca, ca_cert_path)) != 0 || ca.version == 0) {
-    set_err(err, err_len, "%s: %s", ca_cert_path,
+    tn_errf(err, err_len, "%s: %s", ca_cert_path,
             ret == MBEDTLS_ERR_PK_FILE_IO_ERROR ? "cannot read the CA certificate" : "no valid CA certificate found");
     goto out;
   }
   if (!ca.ca_istrue) {
-    set_err(err, err_len, "%s: not a CA certificate (basicConstraints CA:false)", ca_cert_path);
+    tn_errf(err, err_len, "%s: not a CA certificate (basicConstraints CA:false)", ca_cert_path);
     goto out;
   }
   if ((ret = mbedtls_pk_parse_keyfile(&ca_key, ca_key_path, NULL)) != 0) {
-    set_err(err, err_len, "%s: %s", ca_key_path,
+    tn_errf(err, err_len, "%s: %s", ca_key_path,
             ret == MBEDTLS_ERR_PK_FILE_IO_ERROR ? "cannot read the CA key" : "no unencrypted private key found");
     goto out;
   }
   if (mbedtls_pk_check_pair(&ca.pk, &ca_key) != 0) {
-    set_err(err, err_len, "%s: CA key does not match the certificate in %s", ca_key_path, ca_cert_path);
+    tn_errf(err, err_len, "%s: CA key does not match the certificate in %s", ca_key_path, ca_cert_path);
     goto out;
   }
   if (mbedtls_x509_dn_gets(issuer, sizeof issuer, &ca.subject) < 0) {
-    set_err(err, err_len, "%s: CA subject name too long", ca_cert_path);
+    tn_errf(err, err_len, "%s: CA subject name too long", ca_cert_path);
     goto out;
   }
   if (gen_key(&key, req->key_type, &r) != 0) {
-    set_err(err, err_len, "key generation failed");
+    tn_errf(err, err_len, "key generation failed");
     goto out;
   }
   rc = write_cert(req, &key, &ca_key, issuer, &r, cert_path, key_path, err, err_len);
@@ -561,14 +550,14 @@ int tn_pki_describe(const char *path, char *out, size_t cap, char *err, size_t e
   int ret = mbedtls_x509_crt_parse_file(&chain, path);
   if (ret == MBEDTLS_ERR_PK_FILE_IO_ERROR) {
     FILE *f = fopen(path, "rb");
-    set_err(err, err_len, "%s: cannot read: %s", path, f == NULL ? strerror(errno) : "I/O error");
+    tn_errf(err, err_len, "%s: cannot read: %s", path, f == NULL ? strerror(errno) : "I/O error");
     if (f != NULL)
       fclose(f);
     mbedtls_x509_crt_free(&chain);
     return TN_ERR_INVALID;
   }
   if (chain.version == 0) {
-    set_err(err, err_len, "%s: no certificate found", path);
+    tn_errf(err, err_len, "%s: no certificate found", path);
     mbedtls_x509_crt_free(&chain);
     return TN_ERR_INVALID;
   }

@@ -75,17 +75,6 @@ struct tn_tls {
   uint8_t out[TN_TLS_OUTPUT_CAP];
 };
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-  if (err == NULL || err_len == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, err_len, fmt, ap);
-  va_end(ap);
-}
-
 static void mbed_text(int ret, char *buf, size_t len)
 {
   mbedtls_strerror(ret, buf, len);
@@ -96,13 +85,13 @@ static int read_file(const char *path, unsigned char **out, size_t *out_len, cha
 {
   FILE *f = fopen(path, "rb");
   if (f == NULL) {
-    set_err(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+    tn_errf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
     return TN_ERR_INVALID;
   }
   unsigned char *buf = malloc(TLS_MAX_FILE + 1);
   if (buf == NULL) {
     fclose(f);
-    set_err(err, err_len, "%s: out of memory", path);
+    tn_errf(err, err_len, "%s: out of memory", path);
     return TN_ERR_NOMEM;
   }
   size_t n = fread(buf, 1, TLS_MAX_FILE + 1, f);
@@ -110,18 +99,18 @@ static int read_file(const char *path, unsigned char **out, size_t *out_len, cha
   fclose(f);
   if (rerr) {
     free(buf);
-    set_err(err, err_len, "%s: read error", path);
+    tn_errf(err, err_len, "%s: read error", path);
     return TN_ERR_INVALID;
   }
   if (n > TLS_MAX_FILE) {
     mbedtls_platform_zeroize(buf, TLS_MAX_FILE + 1);
     free(buf);
-    set_err(err, err_len, "%s: file larger than %u bytes, not a certificate or key", path, TLS_MAX_FILE);
+    tn_errf(err, err_len, "%s: file larger than %u bytes, not a certificate or key", path, TLS_MAX_FILE);
     return TN_ERR_INVALID;
   }
   if (n == 0) {
     free(buf);
-    set_err(err, err_len, "%s: file is empty", path);
+    tn_errf(err, err_len, "%s: file is empty", path);
     return TN_ERR_INVALID;
   }
   buf[n] = '\0';
@@ -148,21 +137,21 @@ static int load_certs(mbedtls_x509_crt *chain, const char *path, char *err, size
   free(buf);
   if (chain->version == 0) {
     if (pem || ret == MBEDTLS_ERR_X509_CERT_UNKNOWN_FORMAT) {
-      set_err(err, err_len, "%s: no certificate found", path);
+      tn_errf(err, err_len, "%s: no certificate found", path);
     } else {
       char m[128];
       mbed_text(ret, m, sizeof m);
-      set_err(err, err_len, "%s: invalid certificate: %s", path, m);
+      tn_errf(err, err_len, "%s: invalid certificate: %s", path, m);
     }
     return TN_ERR_INVALID;
   }
   if (ret != 0) {
     if (ret > 0) {
-      set_err(err, err_len, "%s: %d certificate(s) in the file could not be parsed", path, ret);
+      tn_errf(err, err_len, "%s: %d certificate(s) in the file could not be parsed", path, ret);
     } else {
       char m[128];
       mbed_text(ret, m, sizeof m);
-      set_err(err, err_len, "%s: invalid certificate: %s", path, m);
+      tn_errf(err, err_len, "%s: invalid certificate: %s", path, m);
     }
     return TN_ERR_INVALID;
   }
@@ -180,22 +169,22 @@ static int load_key(mbedtls_pk_context *key, const char *path, char *err, size_t
   mbedtls_platform_zeroize(buf, len + 1);
   free(buf);
   if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || ret == MBEDTLS_ERR_PK_PASSWORD_MISMATCH) {
-    set_err(err, err_len, "%s: key is protected by a passphrase; tunnel needs an unencrypted key (protect the file with mode 0600)", path);
+    tn_errf(err, err_len, "%s: key is protected by a passphrase; tunnel needs an unencrypted key (protect the file with mode 0600)", path);
     return TN_ERR_INVALID;
   }
   if (ret != 0) {
-    set_err(err, err_len, "%s: no private key found (expected an unencrypted PEM or DER key)", path);
+    tn_errf(err, err_len, "%s: no private key found (expected an unencrypted PEM or DER key)", path);
     return TN_ERR_INVALID;
   }
   mbedtls_pk_type_t type = mbedtls_pk_get_type(key);
   if (type == MBEDTLS_PK_RSA) {
     size_t bits = mbedtls_pk_get_bitlen(key);
     if (bits < 2048) {
-      set_err(err, err_len, "%s: RSA key of %zu bits is too weak (2048 or more needed)", path, bits);
+      tn_errf(err, err_len, "%s: RSA key of %zu bits is too weak (2048 or more needed)", path, bits);
       return TN_ERR_INVALID;
     }
   } else if (type != MBEDTLS_PK_ECKEY) {
-    set_err(err, err_len, "%s: unsupported key type (use ECDSA P-256 or RSA 2048+)", path);
+    tn_errf(err, err_len, "%s: unsupported key type (use ECDSA P-256 or RSA 2048+)", path);
     return TN_ERR_INVALID;
   }
   return TN_OK;
@@ -219,13 +208,13 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
     err[0] = '\0';
   if (out == NULL || ca_file == NULL || cert_file == NULL || key_file == NULL ||
       (role != TN_TLS_CLIENT && role != TN_TLS_SERVER)) {
-    set_err(err, err_len, "TLS configuration: missing CA, certificate or key file");
+    tn_errf(err, err_len, "TLS configuration: missing CA, certificate or key file");
     return TN_ERR_ARG;
   }
   *out = NULL;
   tn_tls_config *cfg = calloc(1, sizeof *cfg);
   if (cfg == NULL) {
-    set_err(err, err_len, "TLS configuration: out of memory");
+    tn_errf(err, err_len, "TLS configuration: out of memory");
     return TN_ERR_NOMEM;
   }
   cfg->refs = 1;
@@ -241,7 +230,7 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
   int rc;
   int ret = mbedtls_ctr_drbg_seed(&cfg->drbg, mbedtls_entropy_func, &cfg->entropy, pers, sizeof pers - 1);
   if (ret != 0) {
-    set_err(err, err_len, "TLS configuration: cannot seed the random generator");
+    tn_errf(err, err_len, "TLS configuration: cannot seed the random generator");
     rc = TN_ERR_INTERNAL;
     goto fail;
   }
@@ -252,7 +241,7 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
   if ((rc = load_key(&cfg->key, key_file, err, err_len)) != TN_OK)
     goto fail;
   if (mbedtls_pk_check_pair(&cfg->own.pk, &cfg->key) != 0) {
-    set_err(err, err_len, "%s: private key does not match the certificate in %s", key_file, cert_file);
+    tn_errf(err, err_len, "%s: private key does not match the certificate in %s", key_file, cert_file);
     rc = TN_ERR_INVALID;
     goto fail;
   }
@@ -271,7 +260,7 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
                                     role == TN_TLS_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
                                     MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
   if (ret != 0) {
-    set_err(err, err_len, "TLS configuration: mbedTLS defaults failed");
+    tn_errf(err, err_len, "TLS configuration: mbedTLS defaults failed");
     rc = TN_ERR_INTERNAL;
     goto fail;
   }
@@ -286,7 +275,7 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
   mbedtls_ssl_conf_rng(&cfg->conf, mbedtls_ctr_drbg_random, &cfg->drbg);
   mbedtls_ssl_conf_ca_chain(&cfg->conf, &cfg->ca, NULL);
   if (mbedtls_ssl_conf_own_cert(&cfg->conf, &cfg->own, &cfg->key) != 0) {
-    set_err(err, err_len, "TLS configuration: out of memory");
+    tn_errf(err, err_len, "TLS configuration: out of memory");
     rc = TN_ERR_NOMEM;
     goto fail;
   }

@@ -16,7 +16,7 @@
 
 /* A config file is a few hundred bytes; anything this big is the wrong file. */
 #define CONFIG_MAX_BYTES (1024u * 1024u)
-#define GOT_MAX 48
+#define GOT_MAX TD_TABLE_GOT_MAX
 
 struct limit_def {
   const char *key;
@@ -86,21 +86,6 @@ static void fail(char *err, size_t errlen, const char *path, const char *fmt, ..
   va_end(ap);
 }
 
-static void describe(const json_t *v, char *out, size_t outlen)
-{
-  char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-
-  if (!s) {
-    snprintf(out, outlen, "?");
-    return;
-  }
-  if (strlen(s) > GOT_MAX)
-    snprintf(out, outlen, "%.*s...", GOT_MAX, s);
-  else
-    snprintf(out, outlen, "%s", s);
-  free(s);
-}
-
 /* Reads the whole file, refusing anything over CONFIG_MAX_BYTES. */
 static int read_file(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
 {
@@ -147,7 +132,7 @@ static int get_port(const json_t *root, const char *key, uint16_t def, uint16_t 
     return TN_OK;
   }
   if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535) {
-    describe(v, got, sizeof(got));
+    td_table_describe_json(v, got, sizeof(got));
     fail(err, errlen, path, "\"%s\": must be an integer 1-65535, got %s", key, got);
     return TN_ERR_INVALID;
   }
@@ -191,7 +176,7 @@ static int get_string(const json_t *root, const char *key, const char *def, char
     return TN_ERR_INVALID;
   }
   if (v && !plain_string(v)) {
-    describe(v, got, sizeof(got));
+    td_table_describe_json(v, got, sizeof(got));
     fail(err, errlen, path, "\"%s\": must be a non-empty string, got %s", key, got);
     return TN_ERR_INVALID;
   }
@@ -256,7 +241,7 @@ static int load_limits(const json_t *lim, struct td_limits *l, const char *path,
   if (!lim)
     return TN_OK;
   if (!json_is_object(lim)) {
-    describe(lim, got, sizeof(got));
+    td_table_describe_json(lim, got, sizeof(got));
     fail(err, errlen, path, "\"Limits\": must be an object, got %s", got);
     return TN_ERR_INVALID;
   }
@@ -271,7 +256,7 @@ static int load_limits(const json_t *lim, struct td_limits *l, const char *path,
     }
     if (!json_is_integer(v) || json_integer_value(v) < limit_defs[i].min ||
         json_integer_value(v) > limit_defs[i].max) {
-      describe(v, got, sizeof(got));
+      td_table_describe_json(v, got, sizeof(got));
       fail(err, errlen, path, "\"Limits.%s\": must be an integer %lu-%lu, got %s", key,
            (unsigned long)limit_defs[i].min, (unsigned long)limit_defs[i].max, got);
       return TN_ERR_INVALID;
@@ -303,14 +288,14 @@ static int load_admins(const json_t *root, struct td_config *cfg, const char *pa
     return TN_ERR_INVALID;
   }
   if (!json_is_array(v) || json_array_size(v) == 0) {
-    describe(v, got, sizeof(got));
+    td_table_describe_json(v, got, sizeof(got));
     fail(err, errlen, path, "\"AdminIdentities\": must be a non-empty array of certificate names, got %s", got);
     return TN_ERR_INVALID;
   }
   for (size_t i = 0; i < json_array_size(v); i++) {
     const json_t *e = json_array_get(v, i);
     if (!plain_string(e) || json_string_length(e) > 255) {
-      describe(e, got, sizeof(got));
+      td_table_describe_json(e, got, sizeof(got));
       fail(err, errlen, path, "\"AdminIdentities[%zu]\": must be a non-empty string of at most 255 bytes, got %s", i,
            got);
       return TN_ERR_INVALID;
@@ -340,7 +325,7 @@ static int load_root(const json_t *root, struct td_config *cfg, const char *path
   int rc;
 
   if (!json_is_object(root)) {
-    describe(root, got, sizeof(got));
+    td_table_describe_json(root, got, sizeof(got));
     fail(err, errlen, path, "must be a JSON object, got %s", got);
     return TN_ERR_INVALID;
   }
@@ -369,7 +354,7 @@ static int load_root(const json_t *root, struct td_config *cfg, const char *path
   if (!v) {
     tn_addr_parse_ip(&cfg->listen, "::");
   } else if (!plain_string(v) || tn_addr_parse_ip(&cfg->listen, json_string_value(v)) != TN_OK) {
-    describe(v, got, sizeof(got));
+    td_table_describe_json(v, got, sizeof(got));
     fail(err, errlen, path, "\"ListenAddress\": must be an IPv4 or IPv6 address literal, got %s", got);
     return TN_ERR_INVALID;
   }
@@ -385,7 +370,7 @@ static int load_root(const json_t *root, struct td_config *cfg, const char *path
   v = json_object_get(root, "MetricsListen");
   if (v && !json_is_null(v)) {
     if (!plain_string(v) || !parse_host_port(json_string_value(v), &cfg->metrics)) {
-      describe(v, got, sizeof(got));
+      td_table_describe_json(v, got, sizeof(got));
       fail(err, errlen, path,
            "\"MetricsListen\": must be \"host:port\" with an IP literal host ([...] for IPv6) and port 1-65535, got %s",
            got);
@@ -401,7 +386,7 @@ static int load_root(const json_t *root, struct td_config *cfg, const char *path
 
   v = json_object_get(root, "DebugLog");
   if (v && !json_is_boolean(v)) {
-    describe(v, got, sizeof(got));
+    td_table_describe_json(v, got, sizeof(got));
     fail(err, errlen, path, "\"DebugLog\": must be true or false, got %s", got);
     return TN_ERR_INVALID;
   }
@@ -409,7 +394,7 @@ static int load_root(const json_t *root, struct td_config *cfg, const char *path
 
   v = json_object_get(root, "UseTls");
   if (v && !json_is_true(v)) {
-    describe(v, got, sizeof(got));
+    td_table_describe_json(v, got, sizeof(got));
     fail(err, errlen, path, "\"UseTls\": must be true (there is no plaintext mode), got %s", got);
     return TN_ERR_INVALID;
   }

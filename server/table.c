@@ -12,7 +12,7 @@
 #define ID_MAX 255
 #define SERVICE_MAX 255
 /* Enough of an offending value to recognise it, never the whole body. */
-#define GOT_MAX 48
+#define GOT_MAX TD_TABLE_GOT_MAX
 
 static const char *const known_keys[] = {
   "ListenAddress", "ListenPort", "ClientIdentifier", "BackupClientIdentifiers", "BackEndPort",
@@ -33,8 +33,7 @@ static void fail(char *err, size_t errlen, const char *fmt, ...)
   va_end(ap);
 }
 
-/* Compact JSON text of v, cut to GOT_MAX characters, for "got ..." in messages. */
-static void describe(const json_t *v, char *out, size_t outlen)
+void td_table_describe_json(const json_t *v, char *out, size_t outlen)
 {
   char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 
@@ -145,7 +144,7 @@ static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char 
 
   memset(tu, 0, sizeof(*tu));
   if (!json_is_object(o)) {
-    describe(o, got, sizeof(got));
+    td_table_describe_json(o, got, sizeof(got));
     fail(err, errlen, "tunnels[%zu]: must be an object, got %s", idx, got);
     return TN_ERR_INVALID;
   }
@@ -165,7 +164,7 @@ static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char 
     tn_addr_parse_ip(&tu->listen, "0.0.0.0");
   } else if (!json_is_string(addr) || strlen(json_string_value(addr)) != json_string_length(addr) ||
              tn_addr_parse_ip(&tu->listen, json_string_value(addr)) != TN_OK) {
-    describe(addr, got, sizeof(got));
+    td_table_describe_json(addr, got, sizeof(got));
     fail(err, errlen, "tunnels[%zu].ListenAddress: must be an IPv4 or IPv6 address literal, got %s", idx,
          got);
     return TN_ERR_INVALID;
@@ -177,7 +176,7 @@ static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char 
     return TN_ERR_INVALID;
   }
   if (!port_value(port, &tu->listen.port)) {
-    describe(port, got, sizeof(got));
+    td_table_describe_json(port, got, sizeof(got));
     fail(err, errlen, "tunnels[%zu].ListenPort: must be 1-65535, got %s", idx, got);
     return TN_ERR_INVALID;
   }
@@ -188,21 +187,21 @@ static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char 
     return TN_ERR_INVALID;
   }
   if (!valid_identity(id)) {
-    describe(id, got, sizeof(got));
+    td_table_describe_json(id, got, sizeof(got));
     fail(err, errlen, "tunnels[%zu].ClientIdentifier: " ID_RULE ", got %s", idx, got);
     return TN_ERR_INVALID;
   }
 
   backups = opt(o, "BackupClientIdentifiers");
   if (backups && !json_is_array(backups)) {
-    describe(backups, got, sizeof(got));
+    td_table_describe_json(backups, got, sizeof(got));
     fail(err, errlen, "tunnels[%zu].BackupClientIdentifiers: must be an array of strings, got %s", idx, got);
     return TN_ERR_INVALID;
   }
   for (size_t i = 0; backups && i < json_array_size(backups); i++) {
     const json_t *b = json_array_get(backups, i);
     if (!valid_identity(b)) {
-      describe(b, got, sizeof(got));
+      td_table_describe_json(b, got, sizeof(got));
       fail(err, errlen, "tunnels[%zu].BackupClientIdentifiers[%zu]: " ID_RULE ", got %s", idx, i, got);
       return TN_ERR_INVALID;
     }
@@ -228,12 +227,12 @@ static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char 
     return TN_ERR_INVALID;
   }
   if (bport && !port_value(bport, &tu->backend_port)) {
-    describe(bport, got, sizeof(got));
+    td_table_describe_json(bport, got, sizeof(got));
     fail(err, errlen, "tunnels[%zu].BackEndPort: must be 1-65535, got %s", idx, got);
     return TN_ERR_INVALID;
   }
   if (bsvc && !valid_service(bsvc)) {
-    describe(bsvc, got, sizeof(got));
+    td_table_describe_json(bsvc, got, sizeof(got));
     fail(err, errlen, "tunnels[%zu].BackEndService: must be 1-255 characters of A-Z a-z 0-9 . _ -, got %s",
          idx, got);
     return TN_ERR_INVALID;
@@ -241,14 +240,14 @@ static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char 
 
   haproxy = opt(o, "HaProxyProxyProtocol");
   if (haproxy && !json_is_boolean(haproxy)) {
-    describe(haproxy, got, sizeof(got));
+    td_table_describe_json(haproxy, got, sizeof(got));
     fail(err, errlen, "tunnels[%zu].HaProxyProxyProtocol: must be true or false, got %s", idx, got);
     return TN_ERR_INVALID;
   }
   proxy = haproxy && json_is_true(haproxy);
   ppv = opt(o, "ProxyProtocolVersion");
   if (ppv && (!json_is_integer(ppv) || (json_integer_value(ppv) != 1 && json_integer_value(ppv) != 2))) {
-    describe(ppv, got, sizeof(got));
+    td_table_describe_json(ppv, got, sizeof(got));
     fail(err, errlen, "tunnels[%zu].ProxyProtocolVersion: must be 1 or 2, got %s", idx, got);
     return TN_ERR_INVALID;
   }
@@ -262,7 +261,7 @@ static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char 
   glob = opt(o, "ListenHostnameGlob");
   if (glob && !(json_is_string(glob) && strcmp(json_string_value(glob), "*") == 0 &&
                 json_string_length(glob) == 1)) {
-    describe(glob, got, sizeof(got));
+    td_table_describe_json(glob, got, sizeof(got));
     fail(err, errlen,
          "tunnels[%zu].ListenHostnameGlob: hostname routing is not supported yet; must be absent or \"*\", got %s",
          idx, got);
@@ -492,7 +491,7 @@ int td_table_from_json(const json_t *array, const struct td_reserved *reserved, 
   td_table_init(out);
   td_table_init(&t);
   if (!json_is_array(array)) {
-    describe(array, got, sizeof(got));
+    td_table_describe_json(array, got, sizeof(got));
     fail(err, errlen, "tunnels: must be a JSON array of tunnel objects, got %s", got);
     return TN_ERR_INVALID;
   }

@@ -78,6 +78,11 @@ long td_table_find_listener(const struct td_table *t, const struct tn_addr *list
  */
 int td_table_endpoints_conflict(const struct tn_addr *a, const struct tn_addr *b);
 
+/* Compact JSON text of v, cut to TD_TABLE_GOT_MAX characters, for the "got ..." part of error messages
+ * (the config loader's messages use it too). */
+#define TD_TABLE_GOT_MAX 48
+void td_table_describe_json(const json_t *v, char *out, size_t outlen);
+
 /* Deep copy; TN_OK or TN_ERR_NOMEM (dst left empty). */
 int td_table_copy(struct td_table *dst, const struct td_table *src);
 

@@ -37,4 +37,8 @@ enum tn_error {
 /* A short English description of an error code; never NULL. */
 const char *tn_strerror(int err);
 
+#include <stddef.h>
+/* Formats a caller-supplied error message buffer; err may be NULL or err_len 0 (then nothing is written). */
+void tn_errf(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif
