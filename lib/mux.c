@@ -682,7 +682,8 @@ static void wake_blocked(tn_mux *m)
 
 size_t tn_mux_pending(tn_mux *m, const uint8_t **out)
 {
-  *out = m->out + m->out_start;
+  /* An idle session has released its buffer: no pointer arithmetic on NULL. */
+  *out = m->out != NULL ? m->out + m->out_start : NULL;
   return out_queued(m);
 }
 

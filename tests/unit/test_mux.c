@@ -830,6 +830,27 @@ static void test_ping_flood_without_reading_is_bounded(void **state)
   side_free(s);
 }
 
+/* After a large burst drains, the session releases its output buffer; pending() must still be safe. */
+static void test_pending_after_buffer_release(void **state)
+{
+  struct side *c = side_new(TN_MUX_CLIENT, NULL), *s = side_new(TN_MUX_SERVER, NULL);
+  uint8_t *data = pattern(200000, 13);
+  const uint8_t *p = (const uint8_t *)"x";
+  uint32_t id;
+  (void)state;
+  assert_int_equal(tn_mux_open_stream(c->mux, c, &id), TN_OK);
+  assert_int_equal(tn_mux_stream_write(c->mux, id, data, 200000), 200000);
+  pump(c, s);
+  assert_int_equal(tn_mux_pending(c->mux, &p), 0);
+  assert_null(p);
+  assert_int_equal(tn_mux_stream_write(c->mux, id, data, 10), 10);  /* and it comes back when needed */
+  assert_int_equal(tn_mux_pending(c->mux, &p), 22);
+  assert_non_null(p);
+  free(data);
+  side_free(c);
+  side_free(s);
+}
+
 static void test_new_rejects_bad_arguments(void **state)
 {
   struct tn_mux_callbacks none = { 0 };
@@ -871,6 +892,7 @@ int main(void)
     cmocka_unit_test(test_protocol_violations),
     cmocka_unit_test(test_garbage_fails_fast),
     cmocka_unit_test(test_ping_flood_without_reading_is_bounded),
+    cmocka_unit_test(test_pending_after_buffer_release),
     cmocka_unit_test(test_new_rejects_bad_arguments),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
