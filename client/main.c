@@ -7,11 +7,12 @@
 #include "client.h"
 #include "tunnel/defaults.h"
 #include "tunnel/log.h"
+#include "tunnel/loop.h"
 #include "tunnel/notify.h"
 
 struct program {
   uv_loop_t loop;
-  uv_signal_t sigterm, sigint, sighup;
+  struct tn_loop_signals signals;
   struct tc_client client;
   const char *config_path;
 };
@@ -32,20 +33,11 @@ static void usage(FILE *out)
           "Documentation: docs/CONFIG.md, docs/OPERATIONS.md.\n");
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-  (void)arg;
-  if (!uv_is_closing(h))
-    uv_close(h, NULL);
-}
-
 static void on_stopped(struct tc_client *c)
 {
   struct program *p = (struct program *)((char *)c - offsetof(struct program, client));
 
-  uv_signal_stop(&p->sigterm);
-  uv_signal_stop(&p->sigint);
-  uv_signal_stop(&p->sighup);
+  tn_loop_signals_stop(&p->signals);
   /* Called from inside the link's close: closing every handle here would close the link's own handles
    * before it does (a libuv assertion). main closes what remains once the loop is back. */
   uv_stop(&p->loop);
@@ -103,8 +95,7 @@ int main(int argc, char **argv)
   if (check_only) {
     printf("tunnelc: %s: configuration OK (client identity %s, server %s:%u)\n", p.config_path,
            p.client.identity, p.client.cfg.server_host, (unsigned)p.client.cfg.server_port);
-    uv_walk(&p.loop, close_walk, NULL);
-    uv_run(&p.loop, UV_RUN_DEFAULT);
+    tn_loop_close_all(&p.loop);
     tc_client_free(&p.client);
     uv_loop_close(&p.loop);
     return 0;
@@ -113,18 +104,11 @@ int main(int argc, char **argv)
     tn_log_set_level(TN_LOG_DEBUG);
   p.client.on_stopped = on_stopped;
 
-  uv_signal_init(&p.loop, &p.sigterm);
-  uv_signal_init(&p.loop, &p.sigint);
-  uv_signal_init(&p.loop, &p.sighup);
-  p.sigterm.data = p.sigint.data = p.sighup.data = &p;
-  uv_signal_start(&p.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&p.sigint, on_signal, SIGINT);
-  uv_signal_start(&p.sighup, on_signal, SIGHUP);
+  tn_loop_signals_start(&p.loop, &p.signals, on_signal, &p);
 
   tc_client_start(&p.client);
   uv_run(&p.loop, UV_RUN_DEFAULT);
-  uv_walk(&p.loop, close_walk, NULL);
-  uv_run(&p.loop, UV_RUN_DEFAULT);
+  tn_loop_close_all(&p.loop);
   tc_client_free(&p.client);
   if (uv_loop_close(&p.loop) != 0)
     tn_log_warn("client: event loop closed with handles still open");

@@ -9,11 +9,12 @@
 #include "server.h"
 #include "tunnel/defaults.h"
 #include "tunnel/log.h"
+#include "tunnel/loop.h"
 #include "tunnel/notify.h"
 
 struct program {
   uv_loop_t loop;
-  uv_signal_t sigterm, sigint, sighup;
+  struct tn_loop_signals signals;
   struct td_server server;
 };
 
@@ -34,18 +35,13 @@ static void usage(FILE *out)
           "Documentation: docs/CONFIG.md, docs/API.md, docs/OPERATIONS.md.\n");
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
-{
-  (void)arg;
-  if (!uv_is_closing(h))
-    uv_close(h, NULL);
-}
-
 static void on_stopped(struct td_server *srv)
 {
   struct program *p = (struct program *)(void *)((char *)srv - offsetof(struct program, server));
 
-  uv_walk(&p->loop, close_walk, NULL);
+  /* Called from a timer callback; main closes what remains once the loop is back. */
+  tn_loop_signals_stop(&p->signals);
+  uv_stop(&p->loop);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -111,23 +107,18 @@ int main(int argc, char **argv)
   p.server.on_stopped = on_stopped;
   if (td_server_start(&p.server, err, sizeof(err)) != 0) {
     fprintf(stderr, "tunneld: %s\n", err);
-    uv_walk(&p.loop, close_walk, NULL);
-    uv_run(&p.loop, UV_RUN_DEFAULT);
+    tn_loop_close_all(&p.loop);
     td_server_free(&p.server);
     uv_loop_close(&p.loop);
     return 1;
   }
-  uv_signal_init(&p.loop, &p.sigterm);
-  uv_signal_init(&p.loop, &p.sigint);
-  uv_signal_init(&p.loop, &p.sighup);
-  p.sigterm.data = p.sigint.data = p.sighup.data = &p;
-  uv_signal_start(&p.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&p.sigint, on_signal, SIGINT);
-  uv_signal_start(&p.sighup, on_signal, SIGHUP);
+  tn_loop_signals_start(&p.loop, &p.signals, on_signal, &p);
 
   uv_run(&p.loop, UV_RUN_DEFAULT);
+  tn_loop_close_all(&p.loop);
   td_server_free(&p.server);
-  uv_loop_close(&p.loop);
+  if (uv_loop_close(&p.loop) != 0)
+    tn_log_warn("server: event loop closed with handles still open");
   tn_log_info("server: stopped");
   return 0;
 }
