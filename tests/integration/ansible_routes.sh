@@ -130,7 +130,7 @@ table_now() {
   python3 -c 'import json,sys; print(json.dumps([{k: v for k, v in t.items() if k not in ("ActiveClient", "OpenConnections")} for t in json.loads(sys.argv[1])], separators=(",", ":")))' "$API_BODY"
 }
 table_after_first=$(table_now)
-echo "$table_after_first" | grep -q "\"ListenPort\":$PUBLIC_PORT" || fail "GET /tunnels lacks the tunnel: $table_after_first"
+grep -q "\"ListenPort\":$PUBLIC_PORT" <<<"$table_after_first" || fail "GET /tunnels lacks the tunnel: $table_after_first"
 
 play routes2 tunnel_routes "$(routes_vars "$wanted")"; play_ok routes2
 [ "$PLAY_CHANGED" = 0 ] || fail "second tunnel_routes run: changed=$PLAY_CHANGED, want 0: $(tail -20 "$TEST_TMP/routes2.out")"

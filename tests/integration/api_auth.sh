@@ -57,5 +57,5 @@ timeout 10 openssl s_client -connect "127.0.0.1:$CONTROL_PORT" -tls1_2 -CAfile "
   -cert "$PKI/admin.crt" -key "$PKI/admin.key" </dev/null >"$TEST_TMP/s_client_admin.log" 2>&1 || true
 wait_log "$LOG" 'certificate "admin" is an admin identity and cannot be a tunnel client'
 api GET /clients
-echo "$API_BODY" | grep -q '"admin"' && fail "an admin certificate was registered as a tunnel client: $API_BODY"
+grep -q '"admin"' <<<"$API_BODY" && fail "an admin certificate was registered as a tunnel client: $API_BODY"
 pass "an admin certificate cannot connect as a tunnel client"

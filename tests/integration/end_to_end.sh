@@ -45,7 +45,7 @@ out=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html" "http://
 [ "$out" = "hello through the tunnel"$'\n'"hello through the tunnel" ] || fail "keep-alive requests: got '$out'"
 
 api GET /tunnels
-echo "$API_BODY" | grep -q '"ActiveClient":"home1"' || fail "GET /tunnels lacks ActiveClient home1: $API_BODY"
+grep -q '"ActiveClient":"home1"' <<<"$API_BODY" || fail "GET /tunnels lacks ActiveClient home1: $API_BODY"
 
 # Counters are live: a download still running shows its bytes in GET /clients.
 spawn slow_download curl -sS --limit-rate 1M -o /dev/null "http://127.0.0.1:$PUBLIC_PORT/big.bin"

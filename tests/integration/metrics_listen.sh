@@ -8,7 +8,7 @@ start_tunneld
 # Off by default: nothing but control and management ports are bound.
 api GET /metrics
 [ "$API_STATUS" = 200 ] || fail "GET /metrics on the management port: $API_STATUS"
-echo "$API_BODY" | grep -q '^tunneld_clients_connected 0$' || fail "management /metrics lacks tunneld_clients_connected"
+grep -q '^tunneld_clients_connected 0$' <<<"$API_BODY" || fail "management /metrics lacks tunneld_clients_connected"
 stop_tunneld
 [ "$TUNNELD_STATUS" = 0 ] || fail "tunneld exited $TUNNELD_STATUS on SIGTERM"
 
@@ -23,8 +23,8 @@ PY
 spawn tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json"
 wait_port "$METRICS_PORT"
 body=$(curl -sS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics")
-echo "$body" | grep -q '^# TYPE tunneld_streams_open gauge$' || fail "plain /metrics lacks TYPE lines: $body"
-echo "$body" | grep -q '^tunneld_api_put_requests_total' || fail "plain /metrics lacks the API counters"
+grep -q '^# TYPE tunneld_streams_open gauge$' <<<"$body" || fail "plain /metrics lacks TYPE lines: $body"
+grep -q '^tunneld_api_put_requests_total' <<<"$body" || fail "plain /metrics lacks the API counters"
 code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$METRICS_PORT/tunnels")
 [ "$code" = 404 ] || fail "plain metrics port served /tunnels with $code (must be 404: it is unauthenticated)"
 pass "MetricsListen off by default, serves only GET /metrics when set"

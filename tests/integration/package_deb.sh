@@ -39,17 +39,17 @@ field Description | grep -q 'tunneld' || fail "Description does not describe tun
 depends=$(field Depends)
 echo "Depends: $depends"
 for lib in libmbedtls14 libmbedx509-1 libmbedcrypto7 libuv1 libjansson4 libc6 adduser; do
-  echo "$depends" | grep -qE "(^|, )$lib( |,|$)" || fail "Depends lacks $lib: $depends"
+  grep -qE "(^|, )$lib( |,|$)" <<<"$depends" || fail "Depends lacks $lib: $depends"
 done
 for script in postinst prerm postrm; do
-  echo "$info" | grep -qE "^ +[0-9]+ bytes, +[0-9]+ lines +\* +$script " ||
+  grep -qE "^ +[0-9]+ bytes, +[0-9]+ lines +\* +$script " <<<"$info" ||
     fail "control archive lacks an executable $script"
 done
 
 # ---- contents ----
 contents=$(dpkg-deb -c "$deb" | awk '{print $1, $2, $6}')
 want_file() {  # want_file PATH MODE
-  echo "$contents" | grep -qE "^$2 root/root \./$1\$" || fail "package lacks $1 (mode $2, root:root)"
+  grep -qE "^$2 root/root \./$1\$" <<<"$contents" || fail "package lacks $1 (mode $2, root:root)"
 }
 want_file usr/bin/tunneld -rwxr-xr-x
 want_file usr/bin/tunnelc -rwxr-xr-x
@@ -60,7 +60,7 @@ want_file usr/share/man/man8/tunnelc.8.gz -rw-r--r--
 for doc in README.md CONFIG.md API.md PKI.md PROTOCOL.md OPERATIONS.md examples/tunneld.json examples/tunnelc.json; do
   want_file "usr/share/doc/tunnel/$doc" -rw-r--r--
 done
-if echo "$contents" | grep -qE '\./(etc|var|usr/local)/'; then
+if grep -qE '\./(etc|var|usr/local)/' <<<"$contents"; then
   fail "package ships files outside /usr: $(echo "$contents" | grep -E '\./(etc|var|usr/local)/')"
 fi
 echo "package holds $(echo "$contents" | grep -vc '/$') files"
@@ -87,7 +87,9 @@ grep -qx 'ExecStart=/usr/bin/tunnelc --config /etc/tunnel/tunnelc.json' "$root/u
 for page in tunneld tunnelc; do
   warnings=$(zcat "$root/usr/share/man/man8/$page.8.gz" | LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z 2>&1)
   [ -z "$warnings" ] || fail "$page.8 from the package: groff warnings: $warnings"
-  MANWIDTH=80 man -l "$root/usr/share/man/man8/$page.8.gz" 2>/dev/null | grep -q "^NAME" || fail "man -l $page.8.gz shows no NAME"
+  # Captured first: grep -q stops reading at the match, and pipefail would count man's SIGPIPE as a failure.
+  rendered=$(MANWIDTH=80 man -l "$root/usr/share/man/man8/$page.8.gz" 2>/dev/null) || true
+  grep -q "^NAME" <<<"$rendered" || fail "man -l $page.8.gz shows no NAME"
 done
 # The example server configuration is a valid one (apart from its certificate paths).
 "$root/usr/bin/tunneld" --check-config --config "$root/usr/share/doc/tunnel/examples/tunneld.json" \

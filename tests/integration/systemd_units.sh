@@ -24,10 +24,10 @@ out=$(verify "$units/tunneld.service" "$units/tunnelc.service") || fail "systemd
 # The check itself can fail: a misspelt setting and a missing binary are reported.
 sed 's/^ProtectSystem=strict/ProtectSytem=strict/' "$units/tunneld.service" >"$units/broken.service"
 out=$(verify "$units/broken.service" || true)
-echo "$out" | grep -q 'Unknown key' || fail "verify did not notice a misspelt key"
+grep -q 'Unknown key' <<<"$out" || fail "verify did not notice a misspelt key"
 sed "s#^ExecStart=$TUNNELD #ExecStart=$TEST_TMP/no-such-tunneld #" "$units/tunneld.service" >"$units/nobin.service"
 out=$(verify "$units/nobin.service" || true)
-echo "$out" | grep -q 'no-such-tunneld is not executable' || fail "verify did not notice a missing binary"
+grep -q 'no-such-tunneld is not executable' <<<"$out" || fail "verify did not notice a missing binary"
 rm "$units/broken.service" "$units/nobin.service"
 
 has() {  # has UNIT LINE: the unit holds exactly this line
