@@ -213,33 +213,32 @@ static void link_flush(tn_link *l)
   for (;;) {
     bool progress = false;
 
-    if (l->established && l->opt.raw) {
-      while (l->raw_len > 0) {
-        long w = tn_tls_write(l->tls, l->raw_out, l->raw_len);
-        if (w < 0) {
-          if (!l->closing)
-            link_fail(l, "TLS write failed", tn_tls_error_text(l->tls));
-          return;
-        }
-        if (w == 0)
-          break;
+    /* Plaintext waiting for TLS: the mux's output, or raw bytes on a management link. */
+    while (l->established) {
+      long w;
+      if (l->opt.raw) {
+        p = l->raw_out;
+        n = l->raw_len;
+      } else {
+        n = tn_mux_pending(l->mux, &p);
+      }
+      if (n == 0)
+        break;
+      w = tn_tls_write(l->tls, p, n);
+      if (w < 0) {
+        if (!l->closing)
+          link_fail(l, "TLS write failed", tn_tls_error_text(l->tls));
+        return;
+      }
+      if (w == 0)
+        break;  /* TLS queue full: the socket write below makes room */
+      if (l->opt.raw) {
         memmove(l->raw_out, l->raw_out + w, l->raw_len - (size_t)w);
         l->raw_len -= (size_t)w;
-        progress = true;
-      }
-    } else if (l->established) {
-      while ((n = tn_mux_pending(l->mux, &p)) > 0) {
-        long w = tn_tls_write(l->tls, p, n);
-        if (w < 0) {
-          if (!l->closing)
-            link_fail(l, "TLS write failed", tn_tls_error_text(l->tls));
-          return;
-        }
-        if (w == 0)
-          break;
+      } else {
         tn_mux_consumed(l->mux, (size_t)w);  /* may wake writers, who queue more */
-        progress = true;
       }
+      progress = true;
     }
     if (l->write_in_flight)
       return;

@@ -740,15 +740,25 @@ int tn_mux_open_stream(tn_mux *m, void *stream_user, uint32_t *id)
   return TN_OK;
 }
 
-static struct mux_stream *writable_stream(tn_mux *m, uint32_t id, int *err)
+/* The stream id names on a session still running; NULL with *rc set otherwise. */
+static struct mux_stream *live_stream(tn_mux *m, uint32_t id, int *rc)
 {
   struct mux_stream *s;
 
-  *err = check_open(m);
-  if (*err != TN_OK)
+  if ((*rc = check_open(m)) != TN_OK)
     return NULL;
   s = stream_find(m, id);
-  if (s == NULL || s->local_fin) {
+  if (s == NULL)
+    *rc = TN_ERR_STREAM_CLOSED;
+  return s;
+}
+
+/* As live_stream, and this side has not sent FIN on it. */
+static struct mux_stream *writable_stream(tn_mux *m, uint32_t id, int *err)
+{
+  struct mux_stream *s = live_stream(m, id, err);
+
+  if (s != NULL && s->local_fin) {
     *err = TN_ERR_STREAM_CLOSED;
     return NULL;
   }
@@ -807,14 +817,11 @@ int tn_mux_stream_fin(tn_mux *m, uint32_t id)
 
 int tn_mux_stream_reset(tn_mux *m, uint32_t id)
 {
-  struct mux_stream *s;
   int rc;
+  struct mux_stream *s = live_stream(m, id, &rc);
 
-  if ((rc = check_open(m)) != TN_OK)
-    return rc;
-  s = stream_find(m, id);
   if (s == NULL)
-    return TN_ERR_STREAM_CLOSED;
+    return rc;
   rc = send_rst(m, id);
   stream_close(m, s, TN_MUX_CLOSE_RESET_LOCAL);
   return rc;
@@ -822,15 +829,12 @@ int tn_mux_stream_reset(tn_mux *m, uint32_t id)
 
 int tn_mux_stream_consumed(tn_mux *m, uint32_t id, size_t n)
 {
-  struct mux_stream *s;
   uint32_t delta;
   int rc;
+  struct mux_stream *s = live_stream(m, id, &rc);
 
-  if ((rc = check_open(m)) != TN_OK)
-    return rc;
-  s = stream_find(m, id);
   if (s == NULL)
-    return TN_ERR_STREAM_CLOSED;
+    return rc;
   if (n > s->recv_held)
     return TN_ERR_ARG;
   s->recv_held -= (uint32_t)n;
