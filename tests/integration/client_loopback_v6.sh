@@ -6,7 +6,7 @@ source "$(dirname "$0")/fixture.sh"
 
 make_pki
 start_tunneld
-V6_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0)); print(s.getsockname()[1])')
+V6_PORT=$(free_port)
 DEAD_PORT=$(free_port)
 PUB1=$(free_port)
 PUB2=$(free_port)

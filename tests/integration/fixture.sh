@@ -177,9 +177,7 @@ is_json_error() {
 #                                  fixed-concurrency load (HTTP/1.0, a new connection per request); prints one JSON
 #                                  object {"ok": N, "failed": N, "markers": {MARKER: N}, "errors": [...]}
 
-free_port6() {
-  python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0)); print(s.getsockname()[1]); s.close()'
-}
+free_port6() { free_port; }  # free_port already checks ::1 too
 
 start_marker_nginx() {
   local name=$1 port=$2 marker=$3

@@ -21,6 +21,9 @@ test_cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+  if [ -f "$TEST_TMP/claimed-ports" ]; then
+    while read -r port; do rmdir "$TEST_PORT_CLAIMS/$port" 2>/dev/null || true; done <"$TEST_TMP/claimed-ports"
+  fi
   if [ "$status" -ne 0 ]; then
     echo "--- ${TEST_NAME} failed (status $status); logs in $TEST_TMP:"
     for f in "$TEST_TMP"/*.log; do
@@ -46,9 +49,43 @@ spawn() {
   SPAWNED_PID=$!
 }
 
-# Prints a TCP port free on 127.0.0.1 right now (the kernel picks it).
+# Prints a TCP port free on 127.0.0.1 and ::1 now, claimed for this test. Ports come from below the kernel's
+# ephemeral range (so no outgoing connection of any process can be using it) and are claimed with an atomic
+# mkdir under /tmp/tunnel-test-ports, so tests running in parallel never pick the same one. Claims are
+# released at exit; a claim older than an hour is stale (a killed run) and may be taken again.
+TEST_PORT_CLAIMS=/tmp/tunnel-test-ports
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  local low high port
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  high=$((low - 1)); low=20000
+  [ "$high" -gt "$low" ] || { low=10000; high=19999; }
+  mkdir -p "$TEST_PORT_CLAIMS"
+  find "$TEST_PORT_CLAIMS" -mindepth 1 -maxdepth 1 -mmin +60 -exec rmdir {} + 2>/dev/null || true
+  for _ in $(seq 1 200); do
+    port=$((low + (RANDOM * 32768 + RANDOM) % (high - low + 1)))
+    mkdir "$TEST_PORT_CLAIMS/$port" 2>/dev/null || continue
+    if python3 - "$port" <<'PY' 2>/dev/null; then
+import socket, sys
+port = int(sys.argv[1])
+for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    s = socket.socket(family)
+    try:
+        s.bind((host, port))
+    except OSError as e:
+        if family == socket.AF_INET6 and e.errno == 99:  # no IPv6 loopback on this machine
+            continue
+        sys.exit(1)
+    finally:
+        s.close()
+PY
+      echo "$port" >>"$TEST_TMP/claimed-ports"  # a file: free_port runs in $(...) subshells
+      echo "$port"
+      return 0
+    fi
+    rmdir "$TEST_PORT_CLAIMS/$port" 2>/dev/null || true
+  done
+  echo "free_port: no free port found in $low-$high" >&2
+  return 1
 }
 
 # wait_until SECONDS CMD ARGS...: polls CMD every 50 ms until it succeeds or the deadline passes.

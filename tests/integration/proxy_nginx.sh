@@ -10,10 +10,7 @@ PROXY_SEND=${TUNNEL_TOOLS:-${TUNNEL_BUILD_DIR:-build}/tools}/proxy_send
 command -v nginx >/dev/null || fail "nginx not installed (tests/install-deps.sh)"
 command -v haproxy >/dev/null || fail "haproxy not installed (tests/install-deps.sh)"
 
-# The kernel picks a port free on [::1] (lib.sh's free_port only looks at 127.0.0.1).
-free_port6() {
-  python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0)); print(s.getsockname()[1]); s.close()'
-}
+free_port6() { free_port; }  # lib.sh's free_port checks ::1 too
 
 # ---- nginx ----
 NGINX_PORT4=$(free_port)
