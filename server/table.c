@@ -72,8 +72,8 @@ void td_table_free(struct td_table *t)
   td_table_init(t);
 }
 
-/* Certificate CNs are free text; control characters would corrupt logs and headers. */
-static int valid_identity(const json_t *v)
+/* A non-empty JSON string of at most max bytes, no embedded NUL, every byte accepted by char_ok. */
+static int valid_text(const json_t *v, size_t max, int (*char_ok)(unsigned char c))
 {
   const char *s;
   size_t n;
@@ -82,34 +82,34 @@ static int valid_identity(const json_t *v)
     return 0;
   s = json_string_value(v);
   n = json_string_length(v);
-  if (n == 0 || n > ID_MAX || strlen(s) != n)
+  if (n == 0 || n > max || strlen(s) != n)
     return 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c < 0x20 || c == 0x7f)
+  for (size_t i = 0; i < n; i++)
+    if (!char_ok((unsigned char)s[i]))
       return 0;
-  }
   return 1;
+}
+
+/* Certificate CNs are free text; control characters would corrupt logs and headers. */
+static int identity_char(unsigned char c)
+{
+  return c >= 0x20 && c != 0x7f;
+}
+
+static int service_char(unsigned char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+         c == '-';
+}
+
+static int valid_identity(const json_t *v)
+{
+  return valid_text(v, ID_MAX, identity_char);
 }
 
 static int valid_service(const json_t *v)
 {
-  const char *s;
-  size_t n;
-
-  if (!json_is_string(v))
-    return 0;
-  s = json_string_value(v);
-  n = json_string_length(v);
-  if (n == 0 || n > SERVICE_MAX || strlen(s) != n)
-    return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-          c == '_' || c == '-'))
-      return 0;
-  }
-  return 1;
+  return valid_text(v, SERVICE_MAX, service_char);
 }
 
 /* Absent and null mean the same: Go encoders write null for unset slices and pointers. */
