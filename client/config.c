@@ -740,6 +740,7 @@ int tc_config_load(struct tc_config *cfg, const char *path, char *err, size_t er
   root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
   free(buf);
   if (root == NULL) {
+    tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
     if (err != NULL && errlen > 0)
       snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", path, jerr.line, jerr.column, jerr.text);
     return TN_ERR_INVALID;

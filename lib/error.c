@@ -39,3 +39,10 @@ void tn_errf(char *err, size_t err_len, const char *fmt, ...)
   vsnprintf(err, err_len, fmt, ap);
   va_end(ap);
 }
+
+void tn_err_one_line(char *s)
+{
+  for (; *s != '\0'; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f)
+      *s = '?';
+}

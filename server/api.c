@@ -146,6 +146,7 @@ static void put_tunnels(const struct td_api_ctx *ctx, const struct td_http_reque
   }
   body = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
   if (!body) {
+    tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
     snprintf(err, sizeof(err), "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
     td_api_error(resp, 400, err);
     return;

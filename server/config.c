@@ -418,6 +418,7 @@ int td_config_load(struct td_config *cfg, const char *path, char *err, size_t er
   root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
   free(data);
   if (!root) {
+    tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
     fail(err, errlen, path, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
     return TN_ERR_INVALID;
   }

@@ -131,6 +131,7 @@ int td_state_load(const char *path, const struct td_reserved *reserved, struct t
   j = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
   fclose(f);
   if (!j) {
+    tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
     snprintf(err, errlen, "%s: corrupt state file: line %d, column %d: %s", path, jerr.line, jerr.column,
              jerr.text);
     return TN_ERR_INVALID;

@@ -41,4 +41,7 @@ const char *tn_strerror(int err);
 /* Formats a caller-supplied error message buffer; err may be NULL or err_len 0 (then nothing is written). */
 void tn_errf(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Replaces control bytes in s with '?', in place: quoted input in an error message must not split its line. */
+void tn_err_one_line(char *s);
+
 #endif
