@@ -422,8 +422,17 @@ static void on_drain_timeout(uv_timer_t *t)
 
 void tc_client_stop(struct tc_client *c)
 {
-  if (c->state == TC_CLIENT_STOPPING || c->state == TC_CLIENT_STOPPED)
+  if (c->state == TC_CLIENT_STOPPED)
     return;
+  if (c->state == TC_CLIENT_STOPPING) {
+    /* A second stop signal ends the drain now; the exit is still the normal one (status 0). */
+    if (uv_is_active((uv_handle_t *)&c->drain_timer)) {
+      tn_log_info("client %s: stop signal during the drain; resetting %zu open streams now", c->identity,
+                  c->open_streams);
+      uv_timer_start(&c->drain_timer, on_drain_timeout, 0, 0);
+    }
+    return;
+  }
   tn_log_info("client %s: stopping; %zu open streams may finish within %u ms", c->identity, c->open_streams,
               c->cfg.limits.drain_timeout_ms);
   tn_notify_stopping();

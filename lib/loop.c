@@ -19,6 +19,14 @@ void tn_loop_signals_stop(struct tn_loop_signals *s)
   uv_signal_stop(&s->term);
   uv_signal_stop(&s->intr);
   uv_signal_stop(&s->hup);
+  /*
+   * Stopping a libuv watcher restores the default action, which for these signals is death. The program has
+   * finished its drain and is only closing handles; a late SIGTERM (systemd, a script) must not turn a clean
+   * exit 0 into status 143, so the few milliseconds left are spent ignoring them.
+   */
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
 }
 
 static void close_unless_closing(uv_handle_t *h, void *arg)

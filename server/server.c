@@ -756,7 +756,8 @@ static void on_sweep(uv_timer_t *t)
   for (ctx = srv->links; ctx != NULL; ctx = next) {
     next = ctx->next;
     if (ctx->retiring && now >= ctx->retire_deadline_ms)
-      tn_link_close(ctx->link, "grace period over; resetting its remaining streams");
+      tn_link_close(ctx->link, srv->stopping ? "drain timeout; resetting its remaining streams"
+                                             : "grace period over; resetting its remaining streams");
   }
   for (l = srv->listeners; l != NULL; l = lnext) {
     lnext = l->next;
@@ -916,13 +917,35 @@ static void close_if_open(uv_handle_t *h)
     uv_close(h, NULL);
 }
 
+/*
+ * A second stop signal during the drain: the operator (or systemd's stop timeout escalating) wants out now.
+ * Every deadline is moved to now and the sweep resets what is still open, so the exit stays the normal path
+ * (status 0, state saved, "stopped" logged) instead of death by signal.
+ */
+static void stop_now(struct td_server *srv)
+{
+  uint64_t now = uv_now(srv->loop);
+  struct td_link_ctx *ctx;
+  struct td_listener *l;
+
+  tn_log_info("server: stop signal during the drain; closing the remaining connections now");
+  for (l = srv->listeners; l != NULL; l = l->next)
+    l->drain_deadline_ms = now;
+  for (ctx = srv->links; ctx != NULL; ctx = ctx->next)
+    if (ctx->retiring)
+      ctx->retire_deadline_ms = now;
+  on_sweep(&srv->sweep);
+}
+
 void td_server_stop(struct td_server *srv)
 {
   struct td_link_ctx *ctx, *next;
   struct td_listener *l;
 
-  if (srv->stopping)
+  if (srv->stopping) {
+    stop_now(srv);
     return;
+  }
   srv->stopping = true;
   tn_notify_stopping();
   tn_log_info("server: stopping; open connections may finish within %u ms", srv->cfg.limits.drain_timeout_ms);

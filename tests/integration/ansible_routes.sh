@@ -95,10 +95,10 @@ play hosts1 hosts '{}'; play_ok hosts1
 [ "$(stat -c %a "$TEST_TMP/etc-client/tunnelc.key")" = 640 ] || fail "tunnelc.key mode $(stat -c %a "$TEST_TMP/etc-client/tunnelc.key")"
 play hosts2 hosts '{}'; play_ok hosts2
 [ "$PLAY_CHANGED" = 0 ] || fail "second run of tunnel_server + tunnel_client reported changed=$PLAY_CHANGED: $(grep -B1 '^changed:' "$TEST_TMP/hosts2.out")"
-spawn tunneld "$TUNNELD" --config "$TEST_TMP/etc-server/tunneld.json"
+spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/etc-server/tunneld.json"
 TUNNELD_PID=$SPAWNED_PID
 wait_until 15 api_ping || fail "tunneld did not start from the role's configuration"
-spawn tunnelc-home1 "$TUNNELC" --config "$TEST_TMP/etc-client/tunnelc.json"
+spawn_checked tunnelc-home1 "$TUNNELC" --config "$TEST_TMP/etc-client/tunnelc.json"
 wait_client_connected home1
 
 mkdir -p "$TEST_TMP/www"

@@ -57,7 +57,7 @@ start_tunneld() {
     while [ "$MGMT_PORT" = "$CONTROL_PORT" ]; do MGMT_PORT=$(free_port); done
   fi
   write_tunneld_config "${1:-}"
-  spawn tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json"
+  spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json"
   TUNNELD_PID=$SPAWNED_PID
   wait_until 15 api_ping || fail "tunneld did not start (see $TEST_TMP/tunneld.log)"
 }
@@ -84,7 +84,7 @@ start_tunnelc() {
   "Limits": $limits
 }
 JSON
-  spawn "tunnelc-$name" "$TUNNELC" --config "$TEST_TMP/tunnelc-$name.json"
+  spawn_checked "tunnelc-$name" "$TUNNELC" --config "$TEST_TMP/tunnelc-$name.json"
   printf -v "TUNNELC_PID_$name" '%s' "$SPAWNED_PID"
 }
 
@@ -336,4 +336,54 @@ stop_checked() {
       fail "$name: sanitizer report or failed assertion in $log: $(grep -m3 -E "Sanitizer|runtime error:|Assertion" "$log")"
     fi
   done
+}
+
+# ---- downloads held open by the test ----
+#   start_stream_server NAME PORT MARKER
+#                                  tools/stream_server.py on 127.0.0.1:PORT: GET /stream/DL streams until the test
+#                                  ends DL; any other path answers MARKER. All stream servers of a test share
+#                                  $TEST_TMP/streams, so the test need not know which one a tunnel reached.
+#   start_held_download DL PORT    curl http://127.0.0.1:PORT/stream/DL into $TEST_TMP/DL.bin in the background;
+#                                  returns once the first bytes arrived; curl's pid in HELD_PID_DL
+#   held_download_running DL       true while that curl still runs
+#   held_download_bytes DL         bytes received so far
+#   finish_held_download DL [MARKER]
+#                                  ends DL at its stream server, waits for curl and fails unless every byte the
+#                                  server sent arrived intact (and, with MARKER, that this backend sent them)
+# These replace "a file big enough to outlast the checks": the download lasts exactly as long as the test needs,
+# whatever the machine's speed.
+
+start_stream_server() {
+  local name=$1 port=$2 marker=$3
+  mkdir -p "$TEST_TMP/streams"
+  spawn "$name" python3 "$(dirname "${BASH_SOURCE[0]}")/tools/stream_server.py" "$port" "$TEST_TMP/streams" "$marker"
+  wait_port "$port"
+}
+
+start_held_download() {
+  local dl=$1 port=$2
+  rm -f "$TEST_TMP/$dl.bin" "$TEST_TMP/streams/$dl".*
+  bg curl -sS --max-time 600 -o "$TEST_TMP/$dl.bin" "http://127.0.0.1:$port/stream/$dl" 2>"$TEST_TMP/$dl.err"
+  printf -v "HELD_PID_$dl" '%s' "$BG_PID"
+  wait_until 30 held_download_has_bytes "$dl" ||
+    fail "download $dl did not start: $(cat "$TEST_TMP/$dl.err" 2>/dev/null)"
+}
+
+held_download_bytes() { stat -c %s "$TEST_TMP/$1.bin" 2>/dev/null || echo 0; }
+held_download_has_bytes() { [ "$(held_download_bytes "$1")" -gt "${2:-0}" ]; }
+held_download_running() { local v="HELD_PID_$1"; kill -0 "${!v}" 2>/dev/null; }
+
+finish_held_download() {
+  local dl=$1 marker=${2:-} v="HELD_PID_$1" rc=0 sent sha by got
+  touch "$TEST_TMP/streams/$dl.stop"
+  wait "${!v}" || rc=$?
+  [ "$rc" = 0 ] || fail "download $dl failed (curl exit $rc): $(cat "$TEST_TMP/$dl.err" 2>/dev/null)"
+  [ -f "$TEST_TMP/streams/$dl.done" ] || fail "download $dl ended before its stream server ended it"
+  read -r sent sha by <"$TEST_TMP/streams/$dl.done"
+  got=$(sha256sum <"$TEST_TMP/$dl.bin" | cut -d' ' -f1)
+  [ "$(held_download_bytes "$dl")" = "$sent" ] && [ "$got" = "$sha" ] ||
+    fail "download $dl corrupted: got $(held_download_bytes "$dl") bytes (sha256 $got), the backend sent $sent ($sha)"
+  [ -z "$marker" ] || [ "$by" = "$marker" ] || fail "download $dl came from backend '$by', not '$marker'"
+  HELD_BYTES=$sent
+  rm -f "$TEST_TMP/$dl.bin"
 }

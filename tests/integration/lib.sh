@@ -7,13 +7,37 @@ set -euo pipefail
 TEST_NAME=$(basename "${0%.sh}")
 TEST_TMP=$(mktemp -d "/tmp/tunnel-${TEST_NAME}.XXXXXX")
 TEST_PIDS=()
+# Daemons whose end is part of the test: "PID NAME" lines; at exit each must have left no sanitizer report and,
+# if still running, must exit 0 on SIGTERM (shutdown paths are where leaks and use-after-free hide).
+TEST_CHECKED=()
 
-test_cleanup() {
-  local status=$?
+# Sends SIGTERM to every registered process, gives checked daemons time to drain, then kills what is left.
+# A checked daemon still draining after 10 s gets a second SIGTERM (documented: it ends the drain, still exit 0).
+test_stop_all() {
+  local pid status entry name deadline
   for pid in "${TEST_PIDS[@]:-}"; do
     [ -n "$pid" ] || continue
     kill -CONT "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
+  done
+  for entry in "${TEST_CHECKED[@]:-}"; do
+    [ -n "$entry" ] || continue
+    pid=${entry%% *} name=${entry#* }
+    deadline=$(( $(date +%s) + 10 ))
+    while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.1; done
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$(( $(date +%s) + 10 ))
+    while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.1; done
+    if kill -KILL "$pid" 2>/dev/null; then
+      TEST_LATE_FAILURES+=("$name did not exit within 20 s of SIGTERM")
+    fi
+    status=0
+    wait "$pid" 2>/dev/null || status=$?
+    # 127: already reaped by the test itself (it stopped this daemon and checked it then); 137: the test
+    # killed it with SIGKILL on purpose (a crash simulation), and the escalation above is reported on its own.
+    if [ "$status" != 0 ] && [ "$status" != 127 ] && [ "$status" != 137 ]; then
+      TEST_LATE_FAILURES+=("$name exited with status $status at the end of the test")
+    fi
   done
   for pid in "${TEST_PIDS[@]:-}"; do
     [ -n "$pid" ] || continue
@@ -21,10 +45,39 @@ test_cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+}
+
+# Sanitizer reports and failed assertions in the log of any checked daemon, running or long gone.
+test_scan_logs() {
+  local entry name log
+  for entry in "${TEST_CHECKED[@]:-}"; do
+    [ -n "$entry" ] || continue
+    name=${entry#* }
+    log="$TEST_TMP/$name.log"
+    if [ -f "$log" ] && grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|Assertion .* failed" "$log"; then
+      TEST_LATE_FAILURES+=("sanitizer report or failed assertion in $log: $(grep -m2 -E "Sanitizer|runtime error:|Assertion" "$log" | tr '\n' ' ')")
+    fi
+  done
+}
+
+test_cleanup() {
+  local status=$? msg
+  trap - EXIT
+  TEST_LATE_FAILURES=()
+  test_stop_all
+  test_scan_logs
+  for msg in "${TEST_LATE_FAILURES[@]:-}"; do
+    [ -n "$msg" ] || continue
+    echo "FAIL: ${TEST_NAME}: $msg" >&2
+    [ "$status" != 0 ] || status=1
+  done
   if [ -f "$TEST_TMP/claimed-ports" ]; then
     while read -r port; do rmdir "$TEST_PORT_CLAIMS/$port" 2>/dev/null || true; done <"$TEST_TMP/claimed-ports"
   fi
   if [ "$status" -ne 0 ]; then
+    # Keep what explains the failure, not the payloads (downloads, random files): a failed run must not
+    # fill /tmp on a machine that runs the suite over and over.
+    find "$TEST_TMP" -type f -size +1M ! -name '*.log' -delete 2>/dev/null || true
     echo "--- ${TEST_NAME} failed (status $status); logs in $TEST_TMP:"
     for f in "$TEST_TMP"/*.log; do
       [ -f "$f" ] || continue
@@ -47,6 +100,20 @@ spawn() {
   "$@" >"$TEST_TMP/$name.log" 2>&1 &
   TEST_PIDS+=("$!")
   SPAWNED_PID=$!
+}
+
+# spawn_checked NAME CMD ARGS...: spawn, and at exit require a clean end (see TEST_CHECKED).
+spawn_checked() {
+  spawn "$@"
+  TEST_CHECKED+=("$SPAWNED_PID $1")
+}
+
+# bg CMD ARGS...: a background job of the test itself (a download, a load loop), registered so that it never
+# outlives the test; its pid in $BG_PID. Redirect its output on the call as with any command.
+bg() {
+  "$@" &
+  BG_PID=$!
+  TEST_PIDS+=("$BG_PID")
 }
 
 # Prints a TCP port free on 127.0.0.1 and ::1 now, claimed for this test. Ports come from below the kernel's

@@ -20,7 +20,7 @@ cfg = json.load(open(path))
 cfg["MetricsListen"] = "127.0.0.1:" + port
 json.dump(cfg, open(path, "w"))
 PY
-spawn tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json"
+spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json"
 wait_port "$METRICS_PORT"
 body=$(curl -sS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics")
 grep -q '^# TYPE tunneld_streams_open gauge$' <<<"$body" || fail "plain /metrics lacks TYPE lines: $body"

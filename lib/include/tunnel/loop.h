@@ -13,7 +13,7 @@ struct tn_loop_signals {
 
 /* Starts watching the three signals; cb gets the signal number, handle->data is data. */
 void tn_loop_signals_start(uv_loop_t *loop, struct tn_loop_signals *s, uv_signal_cb cb, void *data);
-/* Stops watching them (the program is stopping; a second SIGTERM is not queued behind the drain). */
+/* Stops watching them once the drain is over; from then on the three signals are ignored until exit. */
 void tn_loop_signals_stop(struct tn_loop_signals *s);
 
 /*
