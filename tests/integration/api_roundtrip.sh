@@ -111,7 +111,8 @@ case ${outcome%% *} in
   eof|reset) ;;
   *) fail "connection to the absent client's port: $outcome" ;;
 esac
-[ "${outcome##* }" -lt 2000 ] || fail "closing took ${outcome##* } ms"
+# Promptly means without waiting for a timeout (StreamOpenTimeoutMs, 10 s by default); the rest is machine load.
+[ "${outcome##* }" -lt 5000 ] || fail "closing took ${outcome##* } ms"
 wait_log "$TEST_TMP/tunneld.log" "tunnel port $ABSENT_PORT: refused 1 connection\\(s\\): none of its clients is connected \\(home2 and its backups\\)"
 pass "tunnel for an absent client accepted; its port closes connections promptly"
 

@@ -25,7 +25,9 @@ for i in 1 2 3; do
   ms=$(( $(now_ms) - t0 ))
   echo "backend down, try $i: curl failed after $ms ms ($(head -c 120 "$TEST_TMP/curl.err"))"
   grep -q "timed out" "$TEST_TMP/curl.err" && fail "curl hung until its own timeout"
-  [ "$ms" -lt 2000 ] || fail "curl to a down backend took $ms ms (want < 2000)"
+  # A refused dial is answered at once; what this guards against is waiting for a timeout (DialTimeoutMs, 5 s by
+  # default, or curl's own 10 s), so the bound sits below those and well above a loaded machine's scheduling.
+  [ "$ms" -lt 4500 ] || fail "curl to a down backend took $ms ms (want < 4500: no timeout involved)"
 done
 wait_log "$TEST_TMP/tunnelc-home1.log" "backend refused the connection"
 
@@ -45,4 +47,4 @@ got=$(curl -sS --max-time 10 "telnet://127.0.0.1:$P_DOWN" </dev/null) || true
 [ "$got" = "backend-up" ] || fail "backend after start: got '$got'"
 # Both programs must also shut down cleanly after all that.
 stop_checked home1 tunneld
-pass "down backend: prompt close (< 2 s) for refused and unresolvable backends; works once started"
+pass "down backend: prompt close (no timeout) for refused and unresolvable backends; works once started"

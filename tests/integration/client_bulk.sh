@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# 64 concurrent transfers of 32 MiB each (nginx -> tunnelc -> tunneld -> curl) all arrive with matching
+# 64 concurrent transfers of 8 MiB each (32 windows' worth per stream) (nginx -> tunnelc -> tunneld -> curl) all arrive with matching
 # checksums; prints the aggregate throughput. The link stays up throughout.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fixture.sh"
 
 STREAMS=${CLIENT_BULK_STREAMS:-64}
-MIB=${CLIENT_BULK_MIB:-32}
+MIB=${CLIENT_BULK_MIB:-8}
 
 make_pki
 start_tunneld
@@ -22,9 +22,10 @@ wait_port "$PUBLIC_PORT"
 t0=$(now_ms)
 pids=()
 for i in $(seq 1 "$STREAMS"); do
-  ( curl -sS --max-time 120 "http://127.0.0.1:$PUBLIC_PORT/big.bin" | sha256sum | cut -d' ' -f1 >"$TEST_TMP/sum.$i" ) \
+  # The cap only turns a hang into a failure with a message; it is not a speed requirement.
+  ( curl -sS --max-time 240 "http://127.0.0.1:$PUBLIC_PORT/big.bin" | sha256sum | cut -d' ' -f1 >"$TEST_TMP/sum.$i" ) \
     2>"$TEST_TMP/curl.$i.err" &
-  pids+=("$!")
+  pids+=("$!"); TEST_PIDS+=("$!")
 done
 for pid in "${pids[@]}"; do wait "$pid" || true; done
 t1=$(now_ms)

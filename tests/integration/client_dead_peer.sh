@@ -6,7 +6,9 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fixture.sh"
 
 DEAD_PEER_MS=2000   # FAST_CLIENT_LIMITS
-SLACK_MS=2500
+# Detection is the keepalive timer's business (tested to the millisecond in test_mux.c); here the slack only has to
+# cover a busy 2-core machine under ASan, while still failing a link that is never noticed as dead.
+SLACK_MS=8000
 
 log_ms() {
   grep -E "$2" "$1" | tail -1 | python3 -c 'import sys,datetime

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # tunnelc keeps its link by itself: started before tunneld exists it retries with backoff, logging one line per
 # change of reason (not one per retry), and connects once tunneld comes up; after tunneld is killed (-9) and
-# restarted on the same ports it reconnects within the backoff cap (ReconnectMaxMs) plus slack and traffic flows.
+# restarted on the same ports it reconnects and traffic flows. The backoff cap is checked where it is decided: every
+# delay tunnelc logs ("next in N ms") is at most ReconnectMaxMs + 20% jitter; the wall-clock figures are printed,
+# and bounded only loosely (a loaded machine delays the timer's callback and the handshake, not the decision).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fixture.sh"
 
 RECONNECT_MAX_MS=1000   # FAST_CLIENT_LIMITS
-SLACK_MS=4000           # a loaded machine, ASan, TLS handshake, GET /clients polling
+SLACK_MS=15000          # only catches "never reconnected in time": ASan, TLS handshake, a busy 2-core machine
 
 # log_ms FILE PATTERN: epoch milliseconds of the last line matching PATTERN (the logs' own UTC timestamps).
 log_ms() {
@@ -38,7 +40,6 @@ t_ready=$(now_ms)
 wait_client_connected home1
 t_conn=$(now_ms)
 echo "client started first: connected $((t_conn - t_ready)) ms after tunneld answered ($((t_conn - t_start)) ms after its start)"
-[ $((t_conn - t_ready)) -lt $((RECONNECT_MAX_MS * 12 / 10 + SLACK_MS)) ] || fail "first connect took too long"
 grep -q "connected to 127.0.0.1:$CONTROL_PORT.*attempts" "$CLOG" || fail "no 'connected after N attempts' line"
 
 put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT}]"
@@ -66,11 +67,13 @@ for round in 1 2; do
   t_traffic=$(now_ms)
   echo "restart $round: tunneld answered $((t_ready - t_start)) ms after its start; client connected again" \
        "$((t_conn - t_ready)) ms later; traffic flowing $((t_traffic - t_ready)) ms after tunneld answered"
-  [ $((t_conn - t_ready)) -lt $((RECONNECT_MAX_MS * 12 / 10 + SLACK_MS)) ] ||
-    fail "reconnect took $((t_conn - t_ready)) ms, more than ReconnectMaxMs + 20% + ${SLACK_MS} ms"
-  [ $((t_traffic - t_ready)) -lt $((RECONNECT_MAX_MS * 12 / 10 + SLACK_MS + 2000)) ] ||
-    fail "traffic took $((t_traffic - t_ready)) ms to flow again"
 done
+# Every delay tunnelc chose stayed within the cap, from the first retry to the last.
+delays=$(grep -oE 'next in [0-9]+ ms' "$CLOG" | grep -oE '[0-9]+' | sort -n)
+[ -n "$delays" ] || fail "no backoff delays in the log"
+longest=$(tail -n1 <<<"$delays")
+echo "backoff: $(wc -l <<<"$delays") retries, longest delay $longest ms (ReconnectMaxMs $RECONNECT_MAX_MS + 20% jitter)"
+[ "$longest" -le $((RECONNECT_MAX_MS * 12 / 10)) ] || fail "a backoff delay of $longest ms exceeds the cap"
 [ "$(grep -c 'client home1: starting' "$CLOG")" = 1 ] || fail "tunnelc restarted itself"
 kill -0 "$TUNNELC_PID_home1" || fail "tunnelc died"
 # Both programs must also shut down cleanly after all that.

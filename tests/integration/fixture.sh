@@ -168,14 +168,15 @@ is_json_error() {
 #                                  access log in $TEST_TMP/NAME/access.log
 #   http_get_marker HOST PORT      one HTTP/1.0 GET / on a new connection; prints the body, fails unless 200
 #   start_http_probe NAME HOST PORT
-#                                  a new GET every 50 ms (each on its own connection, 2 s timeout, at most 30 s);
+#                                  a new GET every 50 ms (each on its own connection, 10 s timeout, at most 300 s);
 #                                  one line per request in $TEST_TMP/NAME.probe: "START_MS END_MS ok MARKER" or
 #                                  "START_MS END_MS fail REASON"; stops when $TEST_TMP/NAME.stop exists
 #   probe_first_ok_after NAME MARKER T_MS
 #                                  prints END_MS of the earliest-ending success with MARKER that started after T_MS
-#   run_http_load HOST PORT WORKERS SECONDS
-#                                  fixed-concurrency load (HTTP/1.0, a new connection per request); prints one JSON
-#                                  object {"ok": N, "failed": N, "markers": {MARKER: N}, "errors": [...]}
+#   run_http_load HOST PORT WORKERS SECONDS [STOPFILE]
+#                                  fixed-concurrency load (HTTP/1.0, a new connection per request) for SECONDS, or
+#                                  until STOPFILE exists (then SECONDS is only a cap); prints one JSON object
+#                                  {"ok": N, "failed": N, "markers": {MARKER: N}, "errors": [...]}
 
 free_port6() { free_port; }  # free_port already checks ::1 too
 
@@ -239,12 +240,12 @@ def now_ms():
 def one():
     t0 = now_ms()
     try:
-        line = "ok " + http_get(host, port, 2)
+        line = "ok " + http_get(host, port, 10)
     except Exception as e:
         line = "fail " + (type(e).__name__ + ":" + str(e)).replace("\n", " ")[:80]
     with lock:
         f.write("%d %d %s\n" % (t0, now_ms(), line))
-end = time.time() + 30
+end = time.time() + 300  # a cap; the test ends the probe with its stop file
 threads = []
 while time.time() < end and not os.path.exists(stop):
     t = threading.Thread(target=one, daemon=True)
@@ -264,13 +265,14 @@ probe_first_ok_after() {
 
 run_http_load() {
   python3 -c "$_HTTP_GET_PY"'
-import json, sys, threading, time
+import json, os, sys, threading, time
 host, port, workers, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+stop = sys.argv[5] if len(sys.argv) > 5 else None
 lock = threading.Lock()
 res = {"ok": 0, "failed": 0, "markers": {}, "errors": []}
 end = time.time() + seconds
 def worker():
-    while time.time() < end:
+    while time.time() < end and not (stop and os.path.exists(stop)):
         try:
             m = http_get(host, port, 10)
             with lock:

@@ -41,7 +41,8 @@ out=$(hostile home3 silent --seconds 15 | tail -n 1)
 echo "TLS client that never speaks the mux: $out"
 case $out in "result: closed_after_ms="*) ;; *) fail "silent client not dropped: $out" ;; esac
 ms=${out#result: closed_after_ms=}; ms=${ms%% *}
-[ "$ms" -le $((DEAD_PEER_MS + 3000)) ] || fail "silent client dropped after $ms ms (DeadPeerTimeoutMs $DEAD_PEER_MS)"
+# The dead-peer timer's precision is unit-tested; here the bound catches "never dropped", with room for load.
+[ "$ms" -le $((DEAD_PEER_MS + 8000)) ] || fail "silent client dropped after $ms ms (DeadPeerTimeoutMs $DEAD_PEER_MS)"
 
 # 3. Thousands of stream opens from the client side, while the good client carries traffic.
 spawn many hostile home3 many-streams --count 5000 --seconds 6
@@ -58,8 +59,8 @@ spawn overflow hostile home2 window-overflow --seconds 10
 OVERFLOW_PID=$SPAWNED_PID
 wait_log "$TEST_TMP/overflow.log" established
 wait_client_connected home2
-(curl -sS --max-time 5 -o /dev/null "http://127.0.0.1:$BAD_PORT/" 2>/dev/null || true) &
-CURL_PID=$!
+bg curl -sS --max-time 5 -o /dev/null "http://127.0.0.1:$BAD_PORT/" 2>/dev/null
+CURL_PID=$BG_PID
 wait "$OVERFLOW_PID" || fail "hostile_client window-overflow failed"
 out=$(grep '^result:' "$TEST_TMP/overflow.log")
 echo "window overflow: $out"

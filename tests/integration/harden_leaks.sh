@@ -30,7 +30,7 @@ for round in 1 2 3; do
   BULK_PIDS=()
   for i in 1 2; do
     (curl -sS --max-time 60 "http://127.0.0.1:$PUBLIC_PORT/bulk.bin" | sha256sum | cut -d' ' -f1 >"$TEST_TMP/bulk.$round.$i") &
-    BULK_PIDS+=("$!")
+    BULK_PIDS+=("$!"); TEST_PIDS+=("$!")
   done
   out=$($NET churn 127.0.0.1 "$PUBLIC_PORT" 1500 8)
   [ "$(json_get "$out" 'd["failed"]')" = 0 ] || fail "small requests failed in round $round: $out"
@@ -44,7 +44,7 @@ for round in 1 2 3; do
   for i in 1 2; do [ "$(cat "$TEST_TMP/bulk.$round.$i")" = "$want" ] || fail "bulk download $round.$i corrupted"; done
   # reconnect: kill the link under tunnelc while a download runs
   (curl -sS --max-time 30 -o /dev/null "http://127.0.0.1:$PUBLIC_PORT/bulk.bin" 2>/dev/null || true) &
-  CURL_PID=$!
+  CURL_PID=$!; TEST_PIDS+=("$!")
   ss -K dst 127.0.0.1 dport = ":$CONTROL_PORT" >/dev/null 2>&1 || stop_tunnelc home1 KILL
   wait "$CURL_PID" || true
   kill -0 "$TUNNELC_PID_home1" 2>/dev/null || start_tunnelc home1 "[$BACKEND_PORT]" '{}' "$CLIENT_LIMITS"

@@ -19,7 +19,9 @@ echo "slowloris: $out"
 ms=$(json_get "$out" 'd["ms"]')
 [ "$(json_get "$out" 'd["ended"]')" = answered ] || fail "slowloris was not cut off: $out"
 [ "$(json_get "$out" 'd["status"]')" = 408 ] || fail "slowloris answer is not 408: $out"
-[ "$ms" -ge $((HEADER_TIMEOUT_MS - 400)) ] && [ "$ms" -le $((HEADER_TIMEOUT_MS + 3000)) ] ||
+# Lower bound: the deadline is not cut short. Upper bound: it is enforced at all (a slowloris that is never cut
+# would run to the tool's own limit); the slack above the deadline is for a busy machine, not for tunneld.
+[ "$ms" -ge $((HEADER_TIMEOUT_MS - 400)) ] && [ "$ms" -le $((HEADER_TIMEOUT_MS + 8000)) ] ||
   fail "slowloris cut off after $ms ms, expected about $HEADER_TIMEOUT_MS ms"
 echo "slowloris cut off after $ms ms (ApiHeaderTimeoutMs $HEADER_TIMEOUT_MS)"
 
@@ -27,12 +29,13 @@ echo "slowloris cut off after $ms ms (ApiHeaderTimeoutMs $HEADER_TIMEOUT_MS)"
 out=$($NET bigbody "$MGMT_PORT" "${ADMIN[@]}" 104857600)
 echo "oversized body: $out"
 [ "$(json_get "$out" 'd["status"]')" = 413 ] || fail "100 MB body not refused with 413: $out"
-[ "$(json_get "$out" 'd["ms"]')" -le 2000 ] || fail "413 took too long: $out"
+# "At once" means before any of the 100 MB could be sent; 5 s is far below that and above a loaded machine's delays.
+[ "$(json_get "$out" 'd["ms"]')" -le 5000 ] || fail "413 took too long: $out"
 echo "413 for a 100 MB Content-Length in $(json_get "$out" 'd["ms"]') ms"
 
 # 3. 1,000 handshakes that never finish, held while an admin works.
 rss0=$(rss_kb "$TUNNELD_PID")
-spawn flood $NET flood "$MGMT_PORT" 1000 $(( HANDSHAKE_TIMEOUT_MS / 1000 + 8 ))
+spawn flood $NET flood "$MGMT_PORT" 1000 $(( HANDSHAKE_TIMEOUT_MS / 1000 + 15 ))
 FLOOD_PID=$SPAWNED_PID
 wait_log "$TEST_TMP/flood.log" '"holding"' 30
 echo "handshake flood opened: $(head -n 1 "$TEST_TMP/flood.log")"
@@ -47,14 +50,15 @@ done
 rss1=$(rss_kb "$TUNNELD_PID")
 echo "admin GET /tunnels latency during the flood (ms): ${lat[*]}"
 max=0; for l in "${lat[@]}"; do [ "$l" -gt "$max" ] && max=$l; done
-[ "$max" -le 3000 ] || fail "admin latency $max ms during the handshake flood"
+# A locked-out admin waits for HandshakeTimeoutMs or forever; the bound leaves room for ASan on a busy machine.
+[ "$max" -le 5000 ] || fail "admin latency $max ms during the handshake flood"
 wait "$FLOOD_PID" || true
 out=$(tail -n 1 "$TEST_TMP/flood.log")
 echo "handshake flood: $out"
 [ "$(json_get "$out" 'd["opened"] + d["connect_failed"]')" = 1000 ] || fail "flood did not try 1000 connections: $out"
-[ "$(json_get "$out" 'd["still_open"]')" = 0 ] || fail "stuck handshakes outlived HandshakeTimeoutMs + 8 s: $out"
-[ "$(json_get "$out" 'd["max_close_ms"] <= '$((HANDSHAKE_TIMEOUT_MS + 3000)))" = true ] ||
-  fail "a stuck handshake lasted longer than HandshakeTimeoutMs + 3 s: $out"
+[ "$(json_get "$out" 'd["still_open"]')" = 0 ] || fail "stuck handshakes outlived HandshakeTimeoutMs + 15 s: $out"
+[ "$(json_get "$out" 'd["max_close_ms"] <= '$((HANDSHAKE_TIMEOUT_MS + 10000)))" = true ] ||
+  fail "a stuck handshake lasted longer than HandshakeTimeoutMs + 10 s: $out"
 echo "tunneld RSS before/during the flood: $rss0 / $rss1 KiB"
 api GET /metrics
 echo "$API_BODY" | grep -E 'handshake' || true
