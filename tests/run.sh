@@ -18,7 +18,7 @@ cmake --build build/asan -j "$jobs"
 echo "== unit and integration tests"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-ctest --test-dir build/asan --output-on-failure -j "$jobs" --resource-spec-file tests/resources.json
+ctest --test-dir build/asan --output-on-failure -j "$jobs" --resource-spec-file "$here/tests/resources.json"
 
 if command -v clang >/dev/null 2>&1; then
   echo "== fuzz targets (clang libFuzzer, ${fuzz_seconds}s each)"

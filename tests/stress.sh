@@ -33,7 +33,7 @@ for run in $(seq 1 "$runs"); do
   log="$out/run$run.log"
   t0=$(date +%s)
   status=0
-  ctest --test-dir build/asan -L integration -j 2 --resource-spec-file tests/resources.json --output-on-failure \
+  ctest --test-dir build/asan -L integration -j 2 --resource-spec-file "$here/tests/resources.json" --output-on-failure \
     >"$log" 2>&1 || status=$?
   secs=$(( $(date +%s) - t0 ))
   failed=$(sed -n '/The following tests FAILED:/,$p' "$log" | grep -oE 'integration\.[A-Za-z0-9_]+' | sort -u || true)
