@@ -39,6 +39,7 @@ struct tn_link {
   bool established;       /* TLS is up, mux runs */
   bool closing;
   bool draining;          /* after tn_link_go_away: close once the streams have ended */
+  bool tick_due;          /* the keepalive timer fired; the mux ticks in the check phase */
   int connect_error;      /* a connect that failed at once, reported from the timer */
   int handles_open;
   char peer_address[TN_ADDR_STRLEN];
@@ -282,11 +283,31 @@ static void link_flush(tn_link *l)
   }
 }
 
+/* Keepalive and liveness. Returns false once the link is closing (the peer was silent too long). */
+static bool link_tick(tn_link *l)
+{
+  int rc = tn_mux_tick(l->mux, uv_now(l->tcp.loop));
+
+  if (rc == TN_ERR_TIMEOUT) {
+    char why[96];
+    snprintf(why, sizeof(why), "peer silent for %llu ms (dead-peer timeout)",
+             (unsigned long long)l->opt.mux.dead_peer_timeout_ms);
+    tn_link_close(l, why);
+    return false;
+  }
+  return !l->closing;
+}
+
 static void on_flush_check(uv_check_t *h)
 {
   tn_link *l = h->data;
 
   uv_check_stop(&l->flush);
+  if (l->tick_due && !l->closing && l->mux != NULL) {
+    l->tick_due = false;
+    if (!link_tick(l))
+      return;
+  }
   if (!l->closing)
     link_flush(l);
 }
@@ -299,18 +320,17 @@ void tn_link_want_flush(tn_link *l)
 
 /* ---- input ---- */
 
+/*
+ * The timer only asks for a tick; the tick itself runs in the check phase, after this loop iteration's poll has
+ * read whatever the peer sent. Timers run before the poll, so a tick taken here would judge silence before reading
+ * input that is already waiting: a process kept off the CPU for longer than the dead-peer timeout (a loaded
+ * machine, a busy iteration) would call a live, talking peer dead. Silence must mean a poll found nothing.
+ */
 static void on_tick(uv_timer_t *t)
 {
   tn_link *l = t->data;
-  int rc = tn_mux_tick(l->mux, uv_now(t->loop));
 
-  if (rc == TN_ERR_TIMEOUT) {
-    char why[96];
-    snprintf(why, sizeof(why), "peer silent for %llu ms (dead-peer timeout)",
-             (unsigned long long)l->opt.mux.dead_peer_timeout_ms);
-    tn_link_close(l, why);
-    return;
-  }
+  l->tick_due = true;
   tn_link_want_flush(l);
 }
 
@@ -423,7 +443,7 @@ static void link_on_ciphertext(tn_link *l, const uint8_t *in, size_t len)
         return;
     }
     if (l->mux != NULL)
-      tn_mux_tick(l->mux, uv_now(l->tcp.loop));  /* precise ping RTTs and liveness */
+      tn_mux_set_time(l->mux, uv_now(l->tcp.loop));  /* input and ping RTTs carry their arrival time */
     if (!link_read_plaintext(l))
       return;
   }

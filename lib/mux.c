@@ -914,14 +914,19 @@ int tn_mux_go_away(tn_mux *m, uint32_t code)
   return out_frame(m, TN_FRAME_GO_AWAY, 0, 0, code, NULL, 0);
 }
 
+void tn_mux_set_time(tn_mux *m, uint64_t now_ms)
+{
+  if (now_ms > m->now_ms)
+    m->now_ms = now_ms;
+}
+
 int tn_mux_tick(tn_mux *m, uint64_t now_ms)
 {
   uint64_t silent;
 
   if (m->closed)
     return TN_ERR_SESSION_CLOSED;
-  if (now_ms > m->now_ms)
-    m->now_ms = now_ms;
+  tn_mux_set_time(m, now_ms);
   silent = m->now_ms - m->last_rx_ms;
   if (m->opt.dead_peer_timeout_ms > 0 && silent >= m->opt.dead_peer_timeout_ms) {
     m->closed = true;

@@ -49,6 +49,26 @@ for round in 1 2; do
     fail "traffic did not flow again after SIGCONT"
   echo "round $round: connected with traffic flowing $(( $(now_ms) - t_cont )) ms after SIGCONT"
 done
-# Both programs must also shut down cleanly after all that.
-stop_checked home1 tunneld
-pass "frozen server noticed within the dead-peer timeout, reconnected after SIGCONT"
+
+# The other way round: a process that was itself off the CPU longer than its dead-peer timeout must read what its
+# peer sent meanwhile before judging it silent. home2 keeps pinging (its own dead-peer timeout is long); tunneld is
+# frozen for longer than its DeadPeerTimeoutMs and resumed with home2's pings waiting in its socket: the link stays.
+stop_checked home1
+start_tunnelc home2 "[$BACKEND_PORT]" '{}' \
+  '{"KeepaliveIntervalMs": 500, "DeadPeerTimeoutMs": 600000, "DrainTimeoutMs": 3000, "ReconnectMinMs": 100, "ReconnectMaxMs": 1000}'
+wait_client_connected home2
+api GET /clients
+since=$(json_get "$API_BODY" 'd["home2"]["ConnectedSince"]')
+kill -STOP "$TUNNELD_PID"
+t_stop=$(now_ms)
+wait_until 30 eval '[ $(( $(now_ms) - t_stop )) -ge $((DEAD_PEER_MS + 1500)) ]'  # the freeze is the test's input
+kill -CONT "$TUNNELD_PID"
+wait_client_connected home2   # answered: tunneld has run several loop iterations since SIGCONT
+api GET /clients
+[ "$(json_get "$API_BODY" 'd["home2"]["ConnectedSince"]')" = "$since" ] ||
+  fail "home2's link was replaced after tunneld's own freeze: $API_BODY"
+! grep -q "client home2: disconnected" "$TEST_TMP/tunneld.log" ||
+  fail "tunneld called a talking client dead after being frozen itself: $(grep 'client home2: disconnected' "$TEST_TMP/tunneld.log")"
+echo "tunneld frozen for $(( $(now_ms) - t_stop )) ms (DeadPeerTimeoutMs $DEAD_PEER_MS): home2's link kept, its pings read first"
+stop_checked home2 tunneld
+pass "frozen server noticed within the dead-peer timeout, reconnected after SIGCONT; a frozen server reads before judging"

@@ -645,6 +645,33 @@ static void test_keepalive_and_dead_peer(void **state)
   side_free(s);
 }
 
+/*
+ * A caller that was itself stalled (off the CPU) past the dead-peer timeout sets the clock, feeds what the peer sent
+ * meanwhile, then ticks: the peer is alive. Only a tick with nothing fed since the deadline calls it dead.
+ */
+static void test_stalled_caller_reads_before_judging(void **state)
+{
+  struct tn_mux_options opt;
+  struct side *c, *s;
+  (void)state;
+  tn_mux_options_default(&opt);
+  opt.keepalive_interval_ms = 1000;
+  opt.dead_peer_timeout_ms = 3000;
+  c = side_new(TN_MUX_CLIENT, &opt);
+  s = side_new(TN_MUX_SERVER, NULL);
+  assert_int_equal(tn_mux_ping(s->mux), TN_OK);  /* the peer talks while the caller is stalled */
+  tn_mux_set_time(c->mux, 10000);
+  assert_false(tn_mux_is_closed(c->mux));
+  pump(s, c);
+  assert_int_equal(tn_mux_tick(c->mux, 10000), TN_OK);
+  assert_false(tn_mux_is_closed(c->mux));
+  /* Silence from here on is judged from 10000. */
+  assert_int_equal(tn_mux_tick(c->mux, 12999), TN_OK);
+  assert_int_equal(tn_mux_tick(c->mux, 13000), TN_ERR_TIMEOUT);
+  side_free(c);
+  side_free(s);
+}
+
 static void test_open_timeout(void **state)
 {
   struct tn_mux_options opt;
@@ -869,6 +896,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_open_data_fin_both_ways),
+    cmocka_unit_test(test_stalled_caller_reads_before_judging),
     cmocka_unit_test(test_server_opens_even_ids),
     cmocka_unit_test(test_interleaved_streams_byte_by_byte),
     cmocka_unit_test(test_window_exhaustion_and_resume),

@@ -111,11 +111,19 @@ size_t tn_mux_pending(tn_mux *mux, const uint8_t **out);
 void tn_mux_consumed(tn_mux *mux, size_t n);
 
 /*
- * Advances the session clock: sends keepalive pings, times out unacknowledged opens and
- * detects a dead peer. Returns TN_OK or TN_ERR_TIMEOUT (fatal; streams closed as for feed).
- * Cheap; call it from a periodic timer and before feed so ping RTTs are precise.
+ * Advances the session clock and acts on it: sends keepalive pings, times out unacknowledged
+ * opens and detects a dead peer. Returns TN_OK or TN_ERR_TIMEOUT (fatal; streams closed as for
+ * feed). Cheap; call it periodically, after feeding whatever input is waiting: a caller that was
+ * itself stalled past the dead-peer timeout would otherwise call a peer silent whose bytes it has
+ * simply not read yet.
  */
 int tn_mux_tick(tn_mux *mux, uint64_t now_ms);
+
+/*
+ * Advances the session clock without acting on it. Call it before tn_mux_feed so received bytes
+ * and ping RTTs carry the time they arrived; liveness is judged only by tn_mux_tick.
+ */
+void tn_mux_set_time(tn_mux *mux, uint64_t now_ms);
 
 /* Opens a stream (SYN). Returns TN_OK with *id set, or TN_ERR_STREAM_LIMIT, TN_ERR_GOING_AWAY, TN_ERR_SESSION_CLOSED. */
 int tn_mux_open_stream(tn_mux *mux, void *stream_user, uint32_t *id);

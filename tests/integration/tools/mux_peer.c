@@ -1080,8 +1080,8 @@ static int run_loop(struct peer *p, uint64_t deadline)
     }
     p->now = now_ms();
     if (rc > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
-      /* Tick first so ping round trips are measured against a fresh clock. */
-      tn_mux_tick(p->mux, p->now);
+      /* A fresh clock for ping round trips; liveness is judged at the top of the loop, after reading. */
+      tn_mux_set_time(p->mux, p->now);
       rc = read_in(p, rbuf);
       if (rc < 0) {
         dump_state(p, "connection failed");
