@@ -14,7 +14,8 @@ DRAIN_MS=60000   # long enough that no check races it on a loaded machine; its e
 LIMITS='{"KeepaliveIntervalMs": 500, "DeadPeerTimeoutMs": 2000, "DrainTimeoutMs": '$DRAIN_MS', "ReconnectMinMs": 100, "ReconnectMaxMs": 1000}'
 
 make_pki
-start_tunneld
+# tunneld bounds how long a client's going-away link may drain by its own DrainTimeoutMs: as long as the client's.
+start_tunneld "{\"KeepaliveIntervalMs\": 500, \"DeadPeerTimeoutMs\": 2000, \"DrainTimeoutMs\": $DRAIN_MS, \"ReplacedLinkGraceMs\": 3000}"
 PORT_A=$(free_port); PORT_B=$(free_port); PORT_C=$(free_port); P_A=$(free_port); P_B=$(free_port); P_C=$(free_port)
 mkdir -p "$TEST_TMP/www"
 echo "page a" >"$TEST_TMP/www/index.html"
