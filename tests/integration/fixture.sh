@@ -3,7 +3,8 @@
 #   make_pki                       CA + server (127.0.0.1, ::1, localhost) + clients home1 home2 + admin, in $PKI;
 #                                  and a second, unrelated CA with a client "stranger" in $PKI/other
 #   start_tunneld [LIMITS_JSON]    free control/management ports ($CONTROL_PORT, $MGMT_PORT), state in $STATE_FILE;
-#                                  waits until the management port answers; pid in $TUNNELD_PID
+#                                  waits until the management port answers; pid in $TUNNELD_PID; more top-level keys
+#                                  from $TUNNELD_EXTRA_JSON (e.g. '"CrlFile": "/path"') when set
 #   stop_tunneld [SIGNAL]          signal (TERM by default) and wait for exit; status in $TUNNELD_STATUS
 #   start_tunnelc NAME [PORTS_JSON] [SERVICES_JSON] [LIMITS_JSON]
 #                                  client with identity NAME (certificate from make_pki); pid in TUNNELC_PID_<NAME>
@@ -44,7 +45,8 @@ write_tunneld_config() {
   "ServerTlsKeyFile": "$PKI/server.key",
   "AdminIdentities": ["admin"],
   "StateFile": "$STATE_FILE",
-  "DebugLog": true,
+  "DebugLog": true,${TUNNELD_EXTRA_JSON:+
+  $TUNNELD_EXTRA_JSON,}
   "Limits": $limits
 }
 JSON
