@@ -185,7 +185,7 @@ void tn_link_close(tn_link *l, const char *reason)
 
 static void link_fail(tn_link *l, const char *what, const char *detail)
 {
-  char reason[256];
+  char reason[640];  /* a TLS refusal names the certificate: CN and fingerprint */
 
   snprintf(reason, sizeof(reason), "%s%s%s", what, detail && *detail ? ": " : "", detail ? detail : "");
   tn_link_close(l, reason);

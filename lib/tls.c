@@ -82,7 +82,7 @@ struct tn_tls {
   char err[512];
   char why[256];          /* the first specific reason verification gave, "" if none */
   uint32_t why_flags;     /* the verify flags it explains */
-  char leaf[128];         /* the peer's leaf for messages: CN and fingerprint */
+  char leaf[192];         /* the peer's leaf for messages: CN (64 bytes at most) and fingerprint */
   uint8_t in[TN_TLS_INPUT_CAP];
   uint8_t out[TN_TLS_OUTPUT_CAP];
 };
@@ -539,8 +539,11 @@ static int verify_leaf(struct verify_ctx *v, mbedtls_x509_crt *crt, int depth, u
     return 0;
   }
   struct tn_tls_peer id;
+  char name_why[160];
+  int name_ok = identity_check_crt(crt, name_why, sizeof name_why) == TN_OK;
   identity_from_crt(crt, &id);
-  if (id.cn[0] != '\0')
+  /* A name the rule refuses is not shown at all: a cleaned-up copy would be a name the certificate does not have. */
+  if (id.cn[0] != '\0' && (name_ok || cfg->role == TN_TLS_CLIENT))
     snprintf(v->leaf, v->leaf_len, "CN \"%s\", sha256 %s", id.cn, id.sha256_hex);
   else
     snprintf(v->leaf, v->leaf_len, "sha256 %s", id.sha256_hex);
@@ -553,12 +556,9 @@ static int verify_leaf(struct verify_ctx *v, mbedtls_x509_crt *crt, int depth, u
     *flags |= MBEDTLS_X509_BADCERT_OTHER;
     verify_why(v, MBEDTLS_X509_BADCERT_OTHER, "it is a CA certificate (basicConstraints CA:TRUE), never a %s", who);
   }
-  if (cfg->role == TN_TLS_SERVER) {
-    char w[160];
-    if (identity_check_crt(crt, w, sizeof w) != TN_OK) {
-      *flags |= MBEDTLS_X509_BADCERT_OTHER;
-      verify_why(v, MBEDTLS_X509_BADCERT_OTHER, "%s", w);
-    }
+  if (cfg->role == TN_TLS_SERVER && !name_ok) {
+    *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    verify_why(v, MBEDTLS_X509_BADCERT_OTHER, "%s", name_why);
   }
   if (*flags & MBEDTLS_X509_BADCERT_REVOKED)
     verify_why(v, MBEDTLS_X509_BADCERT_REVOKED, "revoked by a CRL in CrlFile");
@@ -1270,7 +1270,7 @@ int tn_tls_recheck(const tn_tls *t, const tn_tls_config *cfg, char *why, size_t 
     mbedtls_x509_crt_free(&leaf);
     return TN_ERR_NOMEM;
   }
-  char reason[256] = "", desc[128] = "";
+  char reason[256] = "", desc[192] = "";
   uint32_t reason_flags = 0;
   struct verify_ctx v = { cfg, t->name_is_ip, t->ip, t->ip_len, reason, sizeof reason, &reason_flags, desc,
                           sizeof desc };
