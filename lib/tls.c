@@ -531,7 +531,8 @@ static int verify_leaf(struct verify_ctx *v, mbedtls_x509_crt *crt, int depth, u
   const char *who = cfg->role == TN_TLS_SERVER ? "client" : "server";
 
   if (depth != 0) {
-    if (!ca_file_holds(cfg, crt)) {
+    /* A chain mbedTLS already found untrusted is an unknown CA; this rule is about chains it would accept. */
+    if (!(*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) && !ca_file_holds(cfg, crt)) {
       *flags |= MBEDTLS_X509_BADCERT_NOT_TRUSTED;
       verify_why(v, MBEDTLS_X509_BADCERT_NOT_TRUSTED, "it is issued by an intermediate that is not in the CA file (certificates the peer sends add no "
                     "trust)");
