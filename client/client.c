@@ -31,23 +31,34 @@ static int load_tls(const struct tc_config *cfg, tn_tls_config **tls, char *iden
                     size_t errlen)
 {
   struct tn_tls_peer own;
+  char why[256];
 
   if (tn_tls_config_new(tls, TN_TLS_CLIENT, cfg->ca_file, cfg->cert_file, cfg->key_file, err, errlen) != TN_OK)
     return -1;
+  if (cfg->crl_file != NULL && tn_tls_config_set_crl(*tls, cfg->crl_file, why, sizeof(why)) != TN_OK) {
+    snprintf(err, errlen, "%s: \"CrlFile\": %s", cfg->path, why);
+    goto fail;
+  }
   if (tn_tls_config_identity(*tls, &own) != TN_OK) {
     snprintf(err, errlen, "%s: cannot read the certificate's identity", cfg->cert_file);
-    tn_tls_config_unref(*tls);
-    *tls = NULL;
-    return -1;
+    goto fail;
   }
-  if (tc_config_check_identity(cfg, own.cn, err, errlen) != 0) {
-    tn_tls_config_unref(*tls);
-    *tls = NULL;
-    return -1;
+  /* tunneld would refuse it at every handshake; saying so at start is kinder than a retry loop. */
+  if (tn_tls_config_identity_check(*tls, why, sizeof(why)) != TN_OK) {
+    snprintf(err, errlen, "%s: \"ClientTlsCertificateFile\": %s: %s; tunneld refuses such a certificate", cfg->path,
+             cfg->cert_file, why);
+    goto fail;
   }
+  if (tc_config_check_identity(cfg, own.cn, err, errlen) != 0)
+    goto fail;
   memcpy(identity, own.cn, TN_TLS_CN_MAX);
   memcpy(sha256, own.sha256_hex, 65);
   return 0;
+
+fail:
+  tn_tls_config_unref(*tls);
+  *tls = NULL;
+  return -1;
 }
 
 int tc_client_init(struct tc_client *c, uv_loop_t *loop, const char *cfg_path, char *err, size_t errlen)
@@ -480,11 +491,23 @@ void tc_client_reload(struct tc_client *c, const char *cfg_path)
   c->tls = tls;
   memcpy(c->identity, identity, sizeof(identity));
   memcpy(c->cert_sha256, sha256, sizeof(sha256));
+  /* A new CA or CRL may no longer trust the server this link reached. */
+  if (!reconnect && c->link != NULL && tn_link_is_established(c->link) &&
+      tn_tls_recheck(tn_link_tls(c->link), c->tls, err, sizeof(err)) == TN_ERR_INVALID) {
+    tn_log_warn("client %s: the connected server is no longer trusted: %s", c->identity, err);
+    reconnect = true;
+  }
   tn_log_info("client %s: configuration reloaded (%zu services, %zu allowed ports)%s", c->identity,
               c->cfg.n_services, c->cfg.n_allowed_ports, reconnect ? "; reconnecting" : "");
-  if (reconnect && c->link != NULL)
+  if (!reconnect || c->state == TC_CLIENT_STOPPING || c->state == TC_CLIENT_STOPPED)
+    return;
+  /*
+   * Closing sends GoAway first, so tunneld lets go of this link at once and a new certificate for the same
+   * identity is not taken for a second machine; the new link then starts without waiting for the backoff.
+   */
+  if (c->link != NULL)
     tn_link_close(c->link, "configuration changed");
-  else if (reconnect && c->state == TC_CLIENT_WAITING) {
+  if (c->state == TC_CLIENT_WAITING) {
     uv_timer_stop(&c->retry_timer);
     tc_backoff_reset(&c->backoff);
     client_resolve(c);

@@ -353,6 +353,13 @@ static int key_key(struct loader *ld, const json_t *v)
   return load_path(ld, v, "ClientTlsKeyFile", &ld->cfg->key_file);
 }
 
+static int key_crl(struct loader *ld, const json_t *v)
+{
+  if (json_is_null(v))
+    return TN_OK;
+  return load_path(ld, v, "CrlFile", &ld->cfg->crl_file);
+}
+
 static int key_identifier(struct loader *ld, const json_t *v)
 {
   const char *s;
@@ -627,6 +634,7 @@ static const struct key_def key_defs[] = {
   { "CaCertificateFile", key_ca, true },
   { "ClientTlsCertificateFile", key_cert, true },
   { "ClientTlsKeyFile", key_key, true },
+  { "CrlFile", key_crl, false },
   { "ClientIdentifier", key_identifier, false },
   { "ServiceToLocalAddrMap", key_services, false },
   { "AllowedBackEndPorts", key_ports, false },
@@ -768,6 +776,7 @@ void tc_config_free(struct tc_config *cfg)
   free(cfg->server_host);
   free(cfg->server_name);
   free(cfg->ca_file);
+  free(cfg->crl_file);
   free(cfg->cert_file);
   free(cfg->key_file);
   free(cfg->client_identifier);

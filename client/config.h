@@ -49,6 +49,7 @@ struct tc_config {
   char *ca_file;              /* relative paths are resolved against the config file's directory */
   char *cert_file;
   char *key_file;
+  char *crl_file;             /* CrlFile: CRLs checked against the server's certificate; NULL when not set */
   char *client_identifier;    /* NULL when not configured */
   struct tc_config_service *services; /* sorted by name (strcmp) */
   size_t n_services;

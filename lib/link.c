@@ -126,7 +126,16 @@ static void mux_on_go_away(tn_mux *m, uint32_t code, void *session_user)
     l->cb->on_go_away(l, code);
 }
 
+static void mux_on_ping_rtt(tn_mux *m, uint64_t rtt_ms, void *session_user)
+{
+  tn_link *l = session_user;
+  (void)m;
+  if (!l->closing && l->cb->on_pong != NULL)
+    l->cb->on_pong(l, rtt_ms);
+}
+
 static const struct tn_mux_callbacks link_mux_callbacks = {
+  .on_ping_rtt = mux_on_ping_rtt,
   .on_stream_open = mux_on_stream_open,
   .on_stream_data = mux_on_stream_data,
   .on_stream_fin = mux_on_stream_fin,
@@ -177,7 +186,7 @@ void tn_link_close(tn_link *l, const char *reason)
 
 static void link_fail(tn_link *l, const char *what, const char *detail)
 {
-  char reason[256];
+  char reason[640];  /* a TLS refusal names the certificate: CN and fingerprint */
 
   snprintf(reason, sizeof(reason), "%s%s%s", what, detail && *detail ? ": " : "", detail ? detail : "");
   tn_link_close(l, reason);
@@ -611,6 +620,18 @@ void tn_link_go_away(tn_link *l)
     l->cb->on_drained(l);
 }
 
+int tn_link_ping(tn_link *l)
+{
+  int rc;
+
+  if (l->closing || !l->established || l->mux == NULL)
+    return TN_ERR_SESSION_CLOSED;
+  rc = tn_mux_ping(l->mux);
+  if (rc == TN_OK)
+    tn_link_want_flush(l);
+  return rc;
+}
+
 int tn_link_send(tn_link *l, const uint8_t *data, size_t len)
 {
   if (l->closing || !l->opt.raw || l->close_when_flushed != NULL)
@@ -670,6 +691,11 @@ const char *tn_link_peer_address(const tn_link *l)
 const struct tn_tls_peer *tn_link_peer(const tn_link *l)
 {
   return &l->peer;
+}
+
+const tn_tls *tn_link_tls(const tn_link *l)
+{
+  return l->tls;
 }
 
 uv_loop_t *tn_link_loop(const tn_link *l)

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "tunnel/utf8.h"
+
 static const char *log_program = "tunnel";
 static enum tn_log_level log_max_level = TN_LOG_INFO;
 static int log_to_journal = -1;
@@ -68,6 +70,12 @@ void tn_log(enum tn_log_level level, const char *fmt, ...)
   n = strlen(line);
   if (n > sizeof(line) - 2)
     n = sizeof(line) - 2;
+  /*
+   * Names from certificates, requests and configs end up in lines; a control byte would forge
+   * or split a line and invalid UTF-8 breaks log readers, wherever it came from (and a line cut
+   * at the limit may end in half a character).
+   */
+  tn_utf8_sanitize(line, n);
   line[n++] = '\n';
   fwrite(line, 1, n, stderr);
 }

@@ -8,18 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/asn1.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
+#include <mbedtls/md.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_crt.h>
 
 #include "tunnel/error.h"
 #include "tunnel/log.h"
+#include "tunnel/utf8.h"
 
 /* Certificate and key files are small; a bound keeps a wrong path (a disk image...) from eating memory. */
 #define TLS_MAX_FILE (1024u * 1024u)
@@ -51,6 +55,11 @@ struct tn_tls_config {
   mbedtls_x509_crt ca;
   mbedtls_x509_crt own;
   mbedtls_pk_context key;
+  mbedtls_x509_crl crl;
+  int has_crl;
+  char *ca_file;                 /* for messages about CRLs */
+  tn_tls_peer_check_fn peer_check;
+  void *peer_check_ctx;
   mbedtls_ssl_config conf;
 };
 
@@ -70,7 +79,10 @@ struct tn_tls {
   size_t in_head, in_tail;
   size_t out_head, out_tail;
   char name[256];
-  char err[256];
+  char err[512];
+  char why[256];          /* the first specific reason verification gave, "" if none */
+  uint32_t why_flags;     /* the verify flags it explains */
+  char leaf[192];         /* the peer's leaf for messages: CN (64 bytes at most) and fingerprint */
   uint8_t in[TN_TLS_INPUT_CAP];
   uint8_t out[TN_TLS_OUTPUT_CAP];
 };
@@ -196,6 +208,8 @@ static void config_free(tn_tls_config *cfg)
   mbedtls_pk_free(&cfg->key);
   mbedtls_x509_crt_free(&cfg->own);
   mbedtls_x509_crt_free(&cfg->ca);
+  mbedtls_x509_crl_free(&cfg->crl);
+  free(cfg->ca_file);
   mbedtls_ctr_drbg_free(&cfg->drbg);
   mbedtls_entropy_free(&cfg->entropy);
   free(cfg);
@@ -224,6 +238,7 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
   mbedtls_x509_crt_init(&cfg->ca);
   mbedtls_x509_crt_init(&cfg->own);
   mbedtls_pk_init(&cfg->key);
+  mbedtls_x509_crl_init(&cfg->crl);
   mbedtls_ssl_config_init(&cfg->conf);
 
   static const unsigned char pers[] = "tunnel tls";
@@ -232,6 +247,11 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
   if (ret != 0) {
     tn_errf(err, err_len, "TLS configuration: cannot seed the random generator");
     rc = TN_ERR_INTERNAL;
+    goto fail;
+  }
+  if ((cfg->ca_file = strdup(ca_file)) == NULL) {
+    tn_errf(err, err_len, "TLS configuration: out of memory");
+    rc = TN_ERR_NOMEM;
     goto fail;
   }
   if ((rc = load_certs(&cfg->ca, ca_file, err, err_len)) != TN_OK)
@@ -306,6 +326,116 @@ enum tn_tls_role tn_tls_config_role(const tn_tls_config *cfg)
   return cfg->role;
 }
 
+void tn_tls_config_set_peer_check(tn_tls_config *cfg, tn_tls_peer_check_fn fn, void *ctx)
+{
+  if (cfg == NULL)
+    return;
+  cfg->peer_check = fn;
+  cfg->peer_check_ctx = ctx;
+}
+
+/* The issuer's CN of a CRL (or "?"), printable, for messages. */
+static void crl_issuer_text(const mbedtls_x509_crl *crl, char *out, size_t cap)
+{
+  snprintf(out, cap, "?");
+  for (const mbedtls_x509_name *n = &crl->issuer; n != NULL; n = n->next) {
+    if (n->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
+      size_t len = n->val.len < cap - 1 ? n->val.len : cap - 1;
+      memcpy(out, n->val.p, len);
+      out[len] = '\0';
+      tn_utf8_sanitize(out, len);
+      return;
+    }
+  }
+}
+
+/* True when a certificate of the CA file issued crl and its signature verifies with that key. */
+static int crl_signed_by_ca(const tn_tls_config *cfg, const mbedtls_x509_crl *crl)
+{
+  const mbedtls_md_info_t *md = mbedtls_md_info_from_type(crl->sig_md);
+  unsigned char hash[MBEDTLS_MD_MAX_SIZE];
+
+  if (md == NULL || mbedtls_md(md, crl->tbs.p, crl->tbs.len, hash) != 0)
+    return 0;
+  for (const mbedtls_x509_crt *ca = &cfg->ca; ca != NULL && ca->raw.p != NULL; ca = ca->next) {
+    if (ca->subject_raw.len != crl->issuer_raw.len ||
+        memcmp(ca->subject_raw.p, crl->issuer_raw.p, crl->issuer_raw.len) != 0)
+      continue;
+    /* mbedtls_pk_verify_ext's context argument is not const in 2.28; it is only read. */
+    if (mbedtls_pk_verify_ext(crl->sig_pk, crl->sig_opts, (mbedtls_pk_context *)&ca->pk, crl->sig_md, hash,
+                              mbedtls_md_get_size(md), crl->sig.p, crl->sig.len) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* DER CRLs may simply follow each other in one file; mbedTLS parses one at a time. */
+static int parse_der_crls(mbedtls_x509_crl *chain, const unsigned char *buf, size_t len)
+{
+  const unsigned char *p = buf, *end = buf + len;
+
+  while (p < end) {
+    unsigned char *q = (unsigned char *)p;
+    size_t body;
+    int ret = mbedtls_asn1_get_tag(&q, end, &body, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE);
+    if (ret != 0)
+      return ret;
+    size_t whole = (size_t)(q - p) + body;
+    if ((ret = mbedtls_x509_crl_parse_der(chain, p, whole)) != 0)
+      return ret;
+    p += whole;
+  }
+  return 0;
+}
+
+int tn_tls_config_set_crl(tn_tls_config *cfg, const char *crl_file, char *err, size_t err_len)
+{
+  unsigned char *buf;
+  size_t len;
+  char m[128];
+
+  if (cfg == NULL || crl_file == NULL)
+    return TN_ERR_ARG;
+  int rc = read_file(crl_file, &buf, &len, err, err_len);
+  if (rc != TN_OK)
+    return rc;
+  mbedtls_x509_crl crl;
+  mbedtls_x509_crl_init(&crl);
+  int ret = is_pem(buf, len) ? mbedtls_x509_crl_parse(&crl, buf, len + 1) : parse_der_crls(&crl, buf, len);
+  free(buf);
+  if (ret != 0 || crl.version == 0) {
+    mbed_text(ret, m, sizeof m);
+    tn_errf(err, err_len, "%s: not a CRL (expected PEM \"X509 CRL\" blocks or DER): %s", crl_file,
+            ret != 0 ? m : "no CRL found");
+    mbedtls_x509_crl_free(&crl);
+    return TN_ERR_INVALID;
+  }
+  size_t i = 1;
+  for (const mbedtls_x509_crl *c = &crl; c != NULL && c->version != 0; c = c->next, i++) {
+    char issuer[TN_TLS_CN_MAX];
+    crl_issuer_text(c, issuer, sizeof issuer);
+    if (!crl_signed_by_ca(cfg, c)) {
+      tn_errf(err, err_len, "%s: CRL %zu (issuer CN \"%s\") is not signed by a certificate in %s", crl_file, i,
+              issuer, cfg->ca_file);
+      mbedtls_x509_crl_free(&crl);
+      return TN_ERR_INVALID;
+    }
+    /* mbedTLS refuses every certificate of a CA whose CRL is past nextUpdate: say so now, not at each handshake. */
+    if (mbedtls_x509_time_is_past(&c->next_update)) {
+      tn_errf(err, err_len, "%s: CRL %zu (issuer CN \"%s\") expired on %04d-%02d-%02d (nextUpdate); make a new one "
+              "(openssl ca -gencrl)", crl_file, i, issuer, c->next_update.year, c->next_update.mon,
+              c->next_update.day);
+      mbedtls_x509_crl_free(&crl);
+      return TN_ERR_INVALID;
+    }
+  }
+  mbedtls_x509_crl_free(&cfg->crl);
+  cfg->crl = crl;  /* the chain's later links are heap nodes; moving the head keeps them */
+  cfg->has_crl = 1;
+  mbedtls_ssl_conf_ca_chain(&cfg->conf, &cfg->ca, &cfg->crl);
+  return TN_OK;
+}
+
 /* ---- memory BIO ---- */
 
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
@@ -350,23 +480,110 @@ static int crt_has_ip(const mbedtls_x509_crt *crt, const unsigned char *ip, size
   return 0;
 }
 
+static void identity_from_crt(const mbedtls_x509_crt *crt, struct tn_tls_peer *peer);
+static int identity_check_crt(const mbedtls_x509_crt *crt, char *why, size_t why_len);
+
+/* What one verification needs besides the certificate: the config, the dialled address, and where to say why. */
+struct verify_ctx {
+  const tn_tls_config *cfg;
+  int name_is_ip;
+  const unsigned char *ip;
+  size_t ip_len;
+  char *why;          /* the first specific reason */
+  size_t why_len;
+  uint32_t *why_flags; /* the verify flags that reason explains */
+  char *leaf;         /* the leaf as messages show it */
+  size_t leaf_len;
+};
+
+static void verify_why(struct verify_ctx *v, uint32_t flags, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void verify_why(struct verify_ctx *v, uint32_t flags, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (v->why[0] != '\0')
+    return;
+  *v->why_flags = flags;
+  va_start(ap, fmt);
+  vsnprintf(v->why, v->why_len, fmt, ap);
+  va_end(ap);
+}
+
+static int ca_file_holds(const tn_tls_config *cfg, const mbedtls_x509_crt *crt)
+{
+  for (const mbedtls_x509_crt *c = &cfg->ca; c != NULL && c->raw.p != NULL; c = c->next)
+    if (c->raw.len == crt->raw.len && memcmp(c->raw.p, crt->raw.p, c->raw.len) == 0)
+      return 1;
+  return 0;
+}
+
 /*
- * Called by mbedTLS for every certificate of the peer's chain. At the leaf it adds the
- * two checks tunnel needs beyond mbedTLS's own: the role's extended key usage (mbedTLS
- * checks it too, doing it here keeps the rule visible) and iPAddress SANs, which 2.28's
- * hostname check ignores.
+ * Called by mbedTLS for every certificate of the chain it built, root first. Above the leaf,
+ * every certificate must come from the CA file: mbedTLS would also take intermediates the peer
+ * sent, and a peer's own word adds no trust (a leaf wrongly issued with CA:TRUE could otherwise
+ * mint any identity). At the leaf: the role's extended key usage (mbedTLS checks it too; doing
+ * it here keeps the rule visible), iPAddress SANs (2.28's hostname check ignores them), never a
+ * CA, the identity rule for clients, and the deny hook.
  */
+static int verify_leaf(struct verify_ctx *v, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+  const tn_tls_config *cfg = v->cfg;
+  const char *who = cfg->role == TN_TLS_SERVER ? "client" : "server";
+
+  if (depth != 0) {
+    /* A chain mbedTLS already found untrusted is an unknown CA; this rule is about chains it would accept. */
+    if (!(*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) && !ca_file_holds(cfg, crt)) {
+      *flags |= MBEDTLS_X509_BADCERT_NOT_TRUSTED;
+      verify_why(v, MBEDTLS_X509_BADCERT_NOT_TRUSTED, "it is issued by an intermediate that is not in the CA file (certificates the peer sends add no "
+                    "trust)");
+    }
+    return 0;
+  }
+  struct tn_tls_peer id;
+  char name_why[160];
+  int name_ok = identity_check_crt(crt, name_why, sizeof name_why) == TN_OK;
+  identity_from_crt(crt, &id);
+  /* A name the rule refuses is not shown at all: a cleaned-up copy would be a name the certificate does not have. */
+  if (id.cn[0] != '\0' && (name_ok || cfg->role == TN_TLS_CLIENT))
+    snprintf(v->leaf, v->leaf_len, "CN \"%s\", sha256 %s", id.cn, id.sha256_hex);
+  else
+    snprintf(v->leaf, v->leaf_len, "sha256 %s", id.sha256_hex);
+  const char *oid = cfg->role == TN_TLS_SERVER ? MBEDTLS_OID_CLIENT_AUTH : MBEDTLS_OID_SERVER_AUTH;
+  if (mbedtls_x509_crt_check_extended_key_usage(crt, oid, MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)) != 0)
+    *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+  if (v->name_is_ip && !crt_has_ip(crt, v->ip, v->ip_len))
+    *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+  if (crt->ca_istrue) {
+    *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    verify_why(v, MBEDTLS_X509_BADCERT_OTHER, "it is a CA certificate (basicConstraints CA:TRUE), never a %s", who);
+  }
+  if (cfg->role == TN_TLS_SERVER && !name_ok) {
+    *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    verify_why(v, MBEDTLS_X509_BADCERT_OTHER, "%s", name_why);
+  }
+  if (*flags & MBEDTLS_X509_BADCERT_REVOKED)
+    verify_why(v, MBEDTLS_X509_BADCERT_REVOKED, "revoked by a CRL in CrlFile");
+  if (cfg->peer_check != NULL) {
+    char w[160] = "";
+    if (cfg->peer_check(cfg->peer_check_ctx, &id, w, sizeof w) != 0) {
+      *flags |= MBEDTLS_X509_BADCERT_REVOKED;
+      verify_why(v, MBEDTLS_X509_BADCERT_REVOKED, "%s", w[0] != '\0' ? w : "revoked");
+    }
+  }
+  return 0;
+}
+
+static int verify_cb_recheck(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+  return verify_leaf(ctx, crt, depth, flags);
+}
+
 static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
   tn_tls *t = ctx;
-  if (depth != 0)
-    return 0;
-  const char *oid = t->cfg->role == TN_TLS_SERVER ? MBEDTLS_OID_CLIENT_AUTH : MBEDTLS_OID_SERVER_AUTH;
-  if (mbedtls_x509_crt_check_extended_key_usage(crt, oid, MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)) != 0)
-    *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
-  if (t->name_is_ip && !crt_has_ip(crt, t->ip, t->ip_len))
-    *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
-  return 0;
+  struct verify_ctx v = { t->cfg, t->name_is_ip, t->ip, t->ip_len, t->why, sizeof t->why, &t->why_flags, t->leaf,
+                          sizeof t->leaf };
+  return verify_leaf(&v, crt, depth, flags);
 }
 
 static const char *alert_text(unsigned code)
@@ -412,50 +629,72 @@ static size_t append(char *buf, size_t cap, size_t at, const char *fmt, ...)
   return at + (size_t)n >= cap ? cap - 1 : at + (size_t)n;
 }
 
-static void describe_flags(tn_tls *t, uint32_t flags)
+/*
+ * Verification flags in words: "client certificate rejected: <reasons>; CN "x", sha256 ...".
+ * A specific reason (why) comes first; the leaf, when known, last, so a log line says which certificate.
+ */
+static void describe_flags(char *out, size_t cap, enum tn_tls_role role, uint32_t flags, int name_is_ip,
+                           const char *name, const char *why, uint32_t why_flags, const char *leaf)
 {
-  const char *who = t->cfg->role == TN_TLS_SERVER ? "client" : "server";
-  size_t at = append(t->err, sizeof t->err, 0, "%s certificate rejected: ", who);
+  const char *who = role == TN_TLS_SERVER ? "client" : "server";
+  size_t at = append(out, cap, 0, "%s certificate rejected: ", who);
   const char *sep = "";
   if (flags & MBEDTLS_X509_BADCERT_MISSING) {
-    at = append(t->err, sizeof t->err, 0, "no %s certificate", who);
+    append(out, cap, 0, "no %s certificate", who);
     return;
   }
+  if (why != NULL && why[0] != '\0') {
+    at = append(out, cap, at, "%s", why);
+    sep = ", ";
+    /* The reason already says it; the flag's generic words would only repeat it. */
+    flags &= ~why_flags;
+  }
   if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) {
-    at = append(t->err, sizeof t->err, at, "%sunknown CA (not signed by a trusted CA)", sep);
+    at = append(out, cap, at, "%sunknown CA (not signed by a trusted CA)", sep);
     sep = ", ";
   }
   if (flags & MBEDTLS_X509_BADCERT_EXPIRED) {
-    at = append(t->err, sizeof t->err, at, "%scertificate expired", sep);
+    at = append(out, cap, at, "%scertificate expired", sep);
     sep = ", ";
   }
   if (flags & MBEDTLS_X509_BADCERT_FUTURE) {
-    at = append(t->err, sizeof t->err, at, "%scertificate not yet valid", sep);
+    at = append(out, cap, at, "%scertificate not yet valid", sep);
     sep = ", ";
   }
   if (flags & MBEDTLS_X509_BADCERT_REVOKED) {
-    at = append(t->err, sizeof t->err, at, "%scertificate revoked", sep);
+    at = append(out, cap, at, "%scertificate revoked", sep);
     sep = ", ";
   }
   if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
-    at = append(t->err, sizeof t->err, at, "%s%s mismatch (certificate is not for %s)", sep,
-                t->name_is_ip ? "IP address" : "hostname", t->name);
+    at = append(out, cap, at, "%s%s mismatch (certificate is not for %s)", sep, name_is_ip ? "IP address" : "hostname",
+                name);
     sep = ", ";
   }
   if (flags & (MBEDTLS_X509_BADCERT_EXT_KEY_USAGE | MBEDTLS_X509_BADCERT_NS_CERT_TYPE)) {
-    at = append(t->err, sizeof t->err, at, "%scertificate not for %s use (extended key usage)", sep, who);
+    at = append(out, cap, at, "%scertificate not for %s use (extended key usage)", sep, who);
     sep = ", ";
   }
   if (flags & MBEDTLS_X509_BADCERT_KEY_USAGE) {
-    at = append(t->err, sizeof t->err, at, "%skey usage does not allow TLS signatures", sep);
+    at = append(out, cap, at, "%skey usage does not allow TLS signatures", sep);
     sep = ", ";
   }
   if (flags & (MBEDTLS_X509_BADCERT_BAD_MD | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY)) {
-    at = append(t->err, sizeof t->err, at, "%sweak or unsupported signature or key", sep);
+    at = append(out, cap, at, "%sweak or unsupported signature or key", sep);
+    sep = ", ";
+  }
+  if (flags & MBEDTLS_X509_BADCRL_EXPIRED) {
+    at = append(out, cap, at, "%sthe CRL for its CA in CrlFile is past its nextUpdate (make a new one)", sep);
+    sep = ", ";
+  }
+  if (flags & (MBEDTLS_X509_BADCRL_NOT_TRUSTED | MBEDTLS_X509_BADCRL_FUTURE | MBEDTLS_X509_BADCRL_BAD_MD |
+               MBEDTLS_X509_BADCRL_BAD_PK | MBEDTLS_X509_BADCRL_BAD_KEY)) {
+    at = append(out, cap, at, "%sa CRL in CrlFile is not usable (signature or date)", sep);
     sep = ", ";
   }
   if (*sep == '\0')
-    append(t->err, sizeof t->err, at, "verification failed");
+    at = append(out, cap, at, "verification failed");
+  if (leaf != NULL && leaf[0] != '\0')
+    append(out, cap, at, "; %s", leaf);
 }
 
 /* Turns an mbedTLS failure into words; during the handshake, verify flags say the most. */
@@ -474,7 +713,7 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
   case MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE:
   case MBEDTLS_ERR_SSL_PEER_VERIFY_FAILED:
     if (flags != 0) {
-      describe_flags(t, flags);
+      describe_flags(t->err, sizeof t->err, t->cfg->role, flags, t->name_is_ip, t->name, t->why, t->why_flags, t->leaf);
       return;
     }
     snprintf(t->err, sizeof t->err, "%s certificate rejected: malformed certificate message", who);
@@ -522,7 +761,7 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
     break;
   }
   if (flags != 0 && flags != MBEDTLS_X509_BADCERT_SKIP_VERIFY && in_handshake) {
-    describe_flags(t, flags);
+    describe_flags(t->err, sizeof t->err, t->cfg->role, flags, t->name_is_ip, t->name, t->why, t->why_flags, t->leaf);
     return;
   }
   mbed_text(ret, m, sizeof m);
@@ -796,17 +1035,136 @@ static int64_t x509_time_to_unix(const mbedtls_x509_time *tm)
   return days_from_civil(tm->year, tm->mon, tm->day) * 86400 + tm->hour * 3600 + tm->min * 60 + tm->sec;
 }
 
+static int is_hex(unsigned char c)
+{
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static const char *asn1_string_name(int tag)
+{
+  switch (tag) {
+  case MBEDTLS_ASN1_T61_STRING: return "a T61String";
+  case MBEDTLS_ASN1_BMP_STRING: return "a BMPString";
+  case MBEDTLS_ASN1_UNIVERSAL_STRING: return "a UniversalString";
+  default: return "an unusual string type";
+  }
+}
+
+int tn_tls_cn_check(const uint8_t *value, size_t len, int asn1_tag, char *why, size_t why_len)
+{
+  int ascii_only = asn1_tag == MBEDTLS_ASN1_PRINTABLE_STRING || asn1_tag == MBEDTLS_ASN1_IA5_STRING;
+
+  if (value == NULL && len > 0)
+    return TN_ERR_ARG;
+  /* Other string types would need converting to UTF-8 first: refused rather than normalised. */
+  if (asn1_tag != MBEDTLS_ASN1_UTF8_STRING && !ascii_only) {
+    tn_errf(why, why_len, "CN is %s (tag %d), not UTF8String, PrintableString or IA5String", asn1_string_name(asn1_tag),
+            asn1_tag);
+    return TN_ERR_INVALID;
+  }
+  if (len == 0) {
+    tn_errf(why, why_len, "CN is empty");
+    return TN_ERR_INVALID;
+  }
+  if (len > TN_TLS_CN_MAX - 1) {
+    tn_errf(why, why_len, "CN is %zu bytes, longer than the identity limit of %u bytes", len, TN_TLS_CN_MAX - 1);
+    return TN_ERR_INVALID;
+  }
+  size_t hex = 0;
+  for (size_t i = 0; i < len;) {
+    uint32_t cp;
+    size_t n = tn_utf8_decode(value + i, len - i, &cp);
+    if (n == 0 || (ascii_only && cp > 0x7f)) {
+      tn_errf(why, why_len, "CN is not valid %s (byte 0x%02x at offset %zu)", ascii_only ? "ASCII" : "UTF-8",
+              value[i], i);
+      return TN_ERR_INVALID;
+    }
+    if (tn_utf8_is_control(cp)) {
+      tn_errf(why, why_len, "CN holds a control character (U+%04X at offset %zu)", (unsigned)cp, i);
+      return TN_ERR_INVALID;
+    }
+    hex += n == 1 && is_hex(value[i]);
+    i += n;
+  }
+  if (len == 64 && hex == 64) {
+    tn_errf(why, why_len, "CN is 64 hex digits, the form that names a certificate by its fingerprint");
+    return TN_ERR_INVALID;
+  }
+  return TN_OK;
+}
+
+/* The identity rule on a parsed certificate: one CN attribute, and a value tn_tls_cn_check accepts. */
+static int identity_check_crt(const mbedtls_x509_crt *crt, char *why, size_t why_len)
+{
+  const mbedtls_x509_name *cn = NULL;
+  unsigned count = 0;
+
+  /* Multi-valued RDNs ("CN=a+CN=b") are flattened into this list too, so each CN counts. */
+  for (const mbedtls_x509_name *n = &crt->subject; n != NULL; n = n->next) {
+    if (n->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
+      count++;
+      if (cn == NULL)
+        cn = n;
+    }
+  }
+  if (count == 0) {
+    tn_errf(why, why_len, "certificate has no CN (its CN is the identity)");
+    return TN_ERR_INVALID;
+  }
+  if (count > 1) {
+    tn_errf(why, why_len, "certificate has %u CN attributes (one certificate names one identity)", count);
+    return TN_ERR_INVALID;
+  }
+  return tn_tls_cn_check(cn->val.p, cn->val.len, cn->val.tag, why, why_len);
+}
+
+int tn_tls_identity_check_der(const uint8_t *der, size_t len, char *why, size_t why_len)
+{
+  mbedtls_x509_crt crt;
+  int rc;
+
+  if (der == NULL)
+    return TN_ERR_ARG;
+  mbedtls_x509_crt_init(&crt);
+  if (mbedtls_x509_crt_parse_der(&crt, der, len) != 0) {
+    tn_errf(why, why_len, "not a DER certificate");
+    rc = TN_ERR_INVALID;
+  } else {
+    rc = identity_check_crt(&crt, why, why_len);
+  }
+  mbedtls_x509_crt_free(&crt);
+  return rc;
+}
+
+int tn_tls_config_identity_check(const tn_tls_config *cfg, char *why, size_t why_len)
+{
+  if (cfg == NULL)
+    return TN_ERR_ARG;
+  return identity_check_crt(&cfg->own, why, why_len);
+}
+
+int tn_tls_fingerprint_is_canonical(const char *s)
+{
+  size_t n = 0;
+
+  if (s == NULL)
+    return 0;
+  for (; s[n] != '\0'; n++)
+    if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')) || n == 64)
+      return 0;
+  return n == 64;
+}
+
 static void identity_from_crt(const mbedtls_x509_crt *crt, struct tn_tls_peer *peer)
 {
   memset(peer, 0, sizeof *peer);
   for (const mbedtls_x509_name *n = &crt->subject; n != NULL; n = n->next) {
     if (n->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
       size_t len = n->val.len < TN_TLS_CN_MAX - 1 ? n->val.len : TN_TLS_CN_MAX - 1;
-      for (size_t i = 0; i < len; i++) {
-        unsigned char c = n->val.p[i];
-        peer->cn[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-      }
+      memcpy(peer->cn, n->val.p, len);
       peer->cn[len] = '\0';
+      /* Only for display: a client whose name needs this was refused at the handshake. */
+      tn_utf8_sanitize(peer->cn, len);
       break;
     }
   }
@@ -897,6 +1255,37 @@ int tn_tls_fingerprint_parse(const char *text, char out[65])
     return TN_ERR_INVALID;
   out[64] = '\0';
   return TN_OK;
+}
+
+int tn_tls_recheck(const tn_tls *t, const tn_tls_config *cfg, char *why, size_t why_len)
+{
+  if (t == NULL || cfg == NULL || t->state != TLS_OPEN || cfg->role != t->cfg->role)
+    return TN_ERR_ARG;
+  const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t->ssl);
+  if (peer == NULL)
+    return TN_ERR_ARG;
+  /* The leaf alone, as at a handshake: whatever chain the peer sent then adds nothing now either. */
+  mbedtls_x509_crt leaf;
+  mbedtls_x509_crt_init(&leaf);
+  if (mbedtls_x509_crt_parse_der(&leaf, peer->raw.p, peer->raw.len) != 0) {
+    mbedtls_x509_crt_free(&leaf);
+    return TN_ERR_NOMEM;
+  }
+  char reason[256] = "", desc[192] = "";
+  uint32_t reason_flags = 0;
+  struct verify_ctx v = { cfg, t->name_is_ip, t->ip, t->ip_len, reason, sizeof reason, &reason_flags, desc,
+                          sizeof desc };
+  uint32_t flags = 0;
+  const char *name = cfg->role == TN_TLS_CLIENT && !t->name_is_ip ? t->name : NULL;
+  /* mbedTLS 2.28 takes the trust anchors and CRLs as non-const; it only reads them. */
+  int ret = mbedtls_x509_crt_verify_with_profile(&leaf, (mbedtls_x509_crt *)&cfg->ca,
+                                                 cfg->has_crl ? (mbedtls_x509_crl *)&cfg->crl : NULL,
+                                                 cfg->conf.cert_profile, name, &flags, verify_cb_recheck, &v);
+  mbedtls_x509_crt_free(&leaf);
+  if (ret == 0 && flags == 0)
+    return TN_OK;
+  describe_flags(why, why_len, cfg->role, flags, t->name_is_ip, t->name, reason, reason_flags, desc);
+  return TN_ERR_INVALID;
 }
 
 int tn_tls_config_identity(const tn_tls_config *cfg, struct tn_tls_peer *own)

@@ -168,6 +168,50 @@ static void put_tunnels(const struct td_api_ctx *ctx, const struct td_http_reque
   get_tunnels(ctx, resp);
 }
 
+static void get_revoked(const struct td_api_ctx *ctx, struct td_api_response *resp)
+{
+  reply_json(resp, td_revoked_to_json(ctx->ops->revoked(ctx->srv)));
+}
+
+static void put_revoked(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp)
+{
+  json_error_t jerr;
+  json_t *body;
+  struct td_revoked r;
+  char err[512], inner[400];
+  int rc;
+
+  if (!is_json_type(req->content_type)) {
+    snprintf(err, sizeof(err), "Content-Type must be application/json, got %s%.100s%s", req->content_type ? "\"" : "",
+             req->content_type ? req->content_type : "none", req->content_type ? "\"" : "");
+    td_api_error(resp, 415, err);
+    return;
+  }
+  body = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!body) {
+    tn_err_one_line(jerr.text);
+    snprintf(err, sizeof(err), "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+    td_api_error(resp, 400, err);
+    return;
+  }
+  inner[0] = 0;
+  rc = td_revoked_from_json(body, &r, inner, sizeof(inner));
+  json_decref(body);
+  if (rc != TN_OK) {
+    snprintf(err, sizeof(err), "revoked-certificates%s%s", inner[0] == '[' ? "" : ": ", inner);
+    td_api_error(resp, rc == TN_ERR_NOMEM ? 500 : 400, err);
+    return;
+  }
+  err[0] = 0;
+  rc = ctx->ops->apply_revoked(ctx->srv, &r, ctx->requester_sha256, err, sizeof(err));
+  td_revoked_free(&r);
+  if (rc != 0) {
+    td_api_error(resp, rc >= 400 && rc <= 599 ? rc : 500, err[0] ? err : "the list could not be applied");
+    return;
+  }
+  get_revoked(ctx, resp);
+}
+
 static void get_clients(const struct td_api_ctx *ctx, struct td_api_response *resp)
 {
   json_t *j = ctx->ops->clients_json ? ctx->ops->clients_json(ctx->srv) : json_object();
@@ -221,6 +265,16 @@ void td_api_handle(const struct td_api_ctx *ctx, const struct td_http_request *r
     if (strcmp(m, "PUT") == 0) {
       put_tunnels(ctx, req, resp);
       count(ctx, resp->status);
+      return;
+    }
+    snprintf(resp->extra_headers, sizeof(resp->extra_headers), "Allow: GET, PUT\r\n");
+  } else if (strcmp(path, "/revoked-certificates") == 0 && ctx->ops->revoked && ctx->ops->apply_revoked) {
+    if (is_get) {
+      get_revoked(ctx, resp);
+      return;
+    }
+    if (strcmp(m, "PUT") == 0) {
+      put_revoked(ctx, req, resp);
       return;
     }
     snprintf(resp->extra_headers, sizeof(resp->extra_headers), "Allow: GET, PUT\r\n");

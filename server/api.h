@@ -1,4 +1,4 @@
-/* api.h: the management API's routes (PUT/GET /tunnels, GET /clients, /ping, /metrics) over a narrow interface to the live server. */
+/* api.h: the management API's routes (PUT/GET /tunnels and /revoked-certificates, GET /clients, /ping, /metrics) over a narrow interface to the live server. */
 #ifndef TD_API_H
 #define TD_API_H
 
@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "http.h"
+#include "revoked.h"
 #include "table.h"
 
 /* How the API reaches the live server; srv is passed back unchanged. */
@@ -26,6 +27,13 @@ struct td_api_ops {
   json_t *(*clients_json)(void *srv);
   /* Appends the server's Prometheus text (without the API's own counters); TN_OK or an error. May be NULL. */
   int (*metrics_text)(void *srv, struct td_buf *out);
+  /* The revoked-certificate list in force. NULL (with apply_revoked) when the server has none: 404. */
+  const struct td_revoked *(*revoked)(void *srv);
+  /*
+   * Replaces the list as apply_table replaces the table: 0 having taken *r's contents, or an
+   * HTTP status with err set and nothing changed. requester_sha256 is the certificate asking.
+   */
+  int (*apply_revoked)(void *srv, struct td_revoked *r, const char *requester_sha256, char *err, size_t errlen);
 };
 
 /* PUT /tunnels outcomes, for /metrics. */
@@ -41,6 +49,7 @@ struct td_api_ctx {
   void *srv;
   const struct td_reserved *reserved; /* the server's own endpoints (td_config_reserved); may be NULL */
   struct td_api_counters *counters;   /* owned by the server; may be NULL */
+  const char *requester_sha256;       /* fingerprint of the admin certificate making the request; may be NULL */
 };
 
 /* Largest response body built by default (GET /tunnels of a very large table, /metrics). */

@@ -46,13 +46,14 @@ static const struct limit_def limit_defs[] = {
   L("ApiHeaderTimeoutMs", api_header_timeout_ms, 100, 600000, TN_DEFAULT_API_HEADER_TIMEOUT_MS),
   L("ApiIdleTimeoutMs", api_idle_timeout_ms, 100, 86400000, TN_DEFAULT_API_IDLE_TIMEOUT_MS),
   L("ApiMaxConnections", api_max_connections, 1, 10000, TN_DEFAULT_API_MAX_CONNECTIONS),
+  L("TakeoverPingTimeoutMs", takeover_ping_timeout_ms, 50, 60000, TN_DEFAULT_TAKEOVER_PING_TIMEOUT_MS),
 };
 #undef L
 #define N_LIMITS (sizeof(limit_defs) / sizeof(limit_defs[0]))
 
 static const char *const top_keys[] = {
   "TunnelControlPort", "ManagementPort", "ListenAddress", "CaCertificateFile", "ServerTlsCertificateFile",
-  "ServerTlsKeyFile", "AdminIdentities", "StateFile", "MetricsListen", "DebugLog", "UseTls", "Limits",
+  "ServerTlsKeyFile", "CrlFile", "AdminIdentities", "StateFile", "MetricsListen", "DebugLog", "UseTls", "Limits",
 };
 #define N_TOP (sizeof(top_keys) / sizeof(top_keys[0]))
 
@@ -366,6 +367,9 @@ static int load_root(const json_t *root, struct td_config *cfg, const char *path
       (rc = load_admins(root, cfg, path, err, errlen)) ||
       (rc = get_string(root, "StateFile", TN_DEFAULT_STATE_FILE, &cfg->state_file, path, err, errlen)))
     return rc;
+  v = json_object_get(root, "CrlFile");
+  if (v && !json_is_null(v) && (rc = get_string(root, "CrlFile", NULL, &cfg->crl_file, path, err, errlen)))
+    return rc;
 
   v = json_object_get(root, "MetricsListen");
   if (v && !json_is_null(v)) {
@@ -442,6 +446,7 @@ void td_config_free(struct td_config *cfg)
   free(cfg->ca_file);
   free(cfg->cert_file);
   free(cfg->key_file);
+  free(cfg->crl_file);
   for (size_t i = 0; i < cfg->n_admin_identities; i++)
     free(cfg->admin_identities[i]);
   free(cfg->admin_identities);

@@ -30,6 +30,7 @@ struct td_limits {
   uint32_t api_header_timeout_ms;      /* ApiHeaderTimeoutMs */
   uint32_t api_idle_timeout_ms;        /* ApiIdleTimeoutMs */
   uint32_t api_max_connections;        /* ApiMaxConnections */
+  uint32_t takeover_ping_timeout_ms;   /* TakeoverPingTimeoutMs */
 };
 
 struct td_config {
@@ -41,6 +42,7 @@ struct td_config {
   char *ca_file;              /* CaCertificateFile */
   char *cert_file;            /* ServerTlsCertificateFile */
   char *key_file;             /* ServerTlsKeyFile */
+  char *crl_file;             /* CrlFile, NULL when not set */
   char **admin_identities;    /* AdminIdentities, at least one */
   size_t n_admin_identities;
   char *state_file;           /* StateFile */

@@ -10,6 +10,7 @@
 #include "server.h"
 #include "tunnel/error.h"
 #include "tunnel/log.h"
+#include "tunnel/utf8.h"
 
 /* A scrape connection: one request, one answer, closed. Scrapers reconnect each time. */
 struct metrics_conn {
@@ -25,6 +26,33 @@ struct metrics_conn {
 
 #define METRICS_MAX_CONNECTIONS 16u
 #define METRICS_TIMEOUT_MS 10000u
+
+int td_metrics_label(struct td_buf *out, const char *value)
+{
+  const uint8_t *p = (const uint8_t *)value;
+  size_t len = strlen(value);
+  int rc = TN_OK;
+
+  for (size_t i = 0; i < len;) {
+    uint32_t cp;
+    size_t n = tn_utf8_decode(p + i, len - i, &cp);
+    if (n == 0) {
+      rc |= td_buf_append(out, "?", 1);
+      i++;
+    } else if (cp == '\\' || cp == '"') {
+      rc |= td_buf_append(out, "\\", 1);
+      rc |= td_buf_append(out, p + i, 1);
+      i++;
+    } else if (cp == '\n') {
+      rc |= td_buf_append(out, "\\n", 2);
+      i++;
+    } else {
+      rc |= tn_utf8_is_control(cp) ? td_buf_append(out, "?", 1) : td_buf_append(out, p + i, n);
+      i += n;
+    }
+  }
+  return rc == TN_OK ? TN_OK : TN_ERR_NOMEM;
+}
 
 int td_metrics_text(const struct td_server *srv, struct td_buf *out)
 {
@@ -52,11 +80,20 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
                       "# HELP tunneld_links_dead_total Links dropped by the dead-peer timeout.\n"
                       "# TYPE tunneld_links_dead_total counter\ntunneld_links_dead_total %llu\n"
                       "# HELP tunneld_management_forbidden_total Management requests refused for a non-admin certificate.\n"
-                      "# TYPE tunneld_management_forbidden_total counter\ntunneld_management_forbidden_total %llu\n",
+                      "# TYPE tunneld_management_forbidden_total counter\ntunneld_management_forbidden_total %llu\n"
+                      "# HELP tunneld_links_refused_total Control links refused after the handshake, by reason.\n"
+                      "# TYPE tunneld_links_refused_total counter\n"
+                      "tunneld_links_refused_total{reason=\"identity_in_use\"} %llu\n"
+                      "# HELP tunneld_links_revoked_total Live control and management links closed because their "
+                      "certificate was revoked or is no longer trusted.\n"
+                      "# TYPE tunneld_links_revoked_total counter\ntunneld_links_revoked_total %llu\n"
+                      "# HELP tunneld_revoked_certificates Certificates in the revoked-certificates list.\n"
+                      "# TYPE tunneld_revoked_certificates gauge\ntunneld_revoked_certificates %llu\n",
                       (unsigned long long)connected, (unsigned long long)streams,
                       (unsigned long long)m->handshake_failures, (unsigned long long)m->handshakes_refused_limit,
                       (unsigned long long)m->links_replaced, (unsigned long long)m->links_dead,
-                      (unsigned long long)m->mgmt_forbidden);
+                      (unsigned long long)m->mgmt_forbidden, (unsigned long long)m->links_refused_in_use,
+                      (unsigned long long)m->links_closed_revoked, (unsigned long long)srv->revoked.n);
   rc |= td_buf_append_str(out, "# HELP tunneld_tunnel_connections_accepted_total Public connections accepted per tunnel.\n"
                                "# TYPE tunneld_tunnel_connections_accepted_total counter\n"
                                "# HELP tunneld_tunnel_connections_refused_total Public connections refused per tunnel (no client, limits).\n"
@@ -88,23 +125,16 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
                                "# HELP tunneld_client_streams_open Connections each client carries now.\n"
                                "# TYPE tunneld_client_streams_open gauge\n");
   for (c = srv->clients; c != NULL; c = c->next) {
-    /* Identities are certificate CNs; quotes and backslashes would break the label. */
-    char id[2 * TN_TLS_CN_MAX];
-    size_t j = 0;
-    uint64_t in, out_bytes;
-    for (const char *p = c->id; *p != '\0' && j + 2 < sizeof(id); p++) {
-      if (*p == '"' || *p == '\\')
-        id[j++] = '\\';
-      id[j++] = *p == '\n' ? ' ' : *p;
+    static const char *const names[] = { "tunneld_client_bytes_in_total", "tunneld_client_bytes_out_total",
+                                         "tunneld_client_streams_open" };
+    uint64_t v[3];
+    td_server_bytes(srv, c, NULL, &v[0], &v[1]);
+    v[2] = c->open_streams;
+    for (size_t i = 0; i < 3; i++) {
+      rc |= td_buf_printf(out, "%s{client=\"", names[i]);
+      rc |= td_metrics_label(out, c->id);
+      rc |= td_buf_printf(out, "\"} %llu\n", (unsigned long long)v[i]);
     }
-    id[j] = '\0';
-    td_server_bytes(srv, c, NULL, &in, &out_bytes);
-    rc |= td_buf_printf(out,
-                        "tunneld_client_bytes_in_total{client=\"%s\"} %llu\n"
-                        "tunneld_client_bytes_out_total{client=\"%s\"} %llu\n"
-                        "tunneld_client_streams_open{client=\"%s\"} %u\n",
-                        id, (unsigned long long)in, id, (unsigned long long)out_bytes, id,
-                        c->open_streams);
   }
   return rc == TN_OK ? TN_OK : TN_ERR_NOMEM;
 }

@@ -87,7 +87,18 @@ static int ops_metrics(void *s, struct td_buf *out)
   return td_metrics_text(s, out);
 }
 
-static const struct td_api_ops server_ops = { ops_apply, ops_table, ops_status, ops_clients, ops_metrics };
+static const struct td_revoked *ops_revoked(void *s)
+{
+  return &((struct td_server *)s)->revoked;
+}
+
+static int ops_apply_revoked(void *s, struct td_revoked *r, const char *requester_sha256, char *err, size_t errlen)
+{
+  return td_server_apply_revoked(s, r, requester_sha256, err, errlen);
+}
+
+static const struct td_api_ops server_ops = { ops_apply, ops_table, ops_status, ops_clients, ops_metrics,
+                                              ops_revoked, ops_apply_revoked };
 
 /* ---- connections ---- */
 
@@ -118,7 +129,7 @@ static void mgmt_answer(struct td_mgmt_conn *m, const struct td_http_request *re
   struct td_reserved reserved;
   struct td_api_counters counters = { srv->metrics.put_ok, srv->metrics.put_invalid, srv->metrics.put_conflict,
                                       srv->metrics.put_failed };
-  struct td_api_ctx api = { &server_ops, srv, &reserved, &counters };
+  struct td_api_ctx api = { &server_ops, srv, &reserved, &counters, tn_link_peer(m->ctx->link)->sha256_hex };
   struct td_api_response resp;
   int keep_alive = req->keep_alive && !srv->stopping;
 

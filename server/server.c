@@ -63,10 +63,18 @@ static struct td_client *client_get(struct td_server *srv, const char *id)
   return c;
 }
 
+/* A tunnel names a client by CN, or pins one certificate by its fingerprint (a CN never has that form). */
 static struct td_client *client_if_connected(const struct td_server *srv, const char *id)
 {
-  struct td_client *c = td_server_find_client(srv, id);
+  struct td_client *c;
 
+  if (tn_tls_fingerprint_is_canonical(id)) {
+    for (c = srv->clients; c != NULL; c = c->next)
+      if (c->link != NULL && tn_link_is_established(c->link) && strcmp(c->sha256, id) == 0)
+        return c;
+    return NULL;
+  }
+  c = td_server_find_client(srv, id);
   return c != NULL && c->link != NULL && tn_link_is_established(c->link) ? c : NULL;
 }
 
@@ -140,6 +148,125 @@ static void retire_link(struct td_link_ctx *ctx, uint64_t grace_ms)
   tn_link_go_away(ctx->link);  /* on_drained closes it once its streams have ended */
 }
 
+/* The link becomes its identity's current link; a current one with the same or an unresponsive certificate retires. */
+static void control_admit(struct td_link_ctx *ctx, struct td_client *c)
+{
+  struct td_server *srv = ctx->srv;
+  tn_link *link = ctx->link;
+  const struct tn_tls_peer *peer = tn_link_peer(link);
+
+  struct td_link_ctx *old = c->link != NULL ? tn_link_data(c->link) : NULL;
+
+  ctx->client = c;
+  if (old != NULL)
+    tn_log_info("client %s: new link from %s replaces the one from %s; old link drains for up to %u ms", c->id,
+                tn_link_peer_address(link), c->remote, srv->cfg.limits.replaced_link_grace_ms);
+  c->link = link;
+  if (old != NULL) {
+    /* The newer link wins at once; the old one finishes what it carries, within a grace period. Retired after
+     * the switch, so an old link that closes at once is seen as the old one. */
+    srv->metrics.links_replaced++;
+    retire_link(old, srv->cfg.limits.replaced_link_grace_ms);
+  }
+  c->last_state = c->state;
+  c->state = TD_CLIENT_CONNECTED;
+  c->connected_since = time(NULL);
+  c->links_accepted++;
+  snprintf(c->remote, sizeof(c->remote), "%s", tn_link_peer_address(link));
+  memcpy(c->sha256, peer->sha256_hex, sizeof(c->sha256));
+  tn_log_info("client %s: connected from %s (certificate sha256 %s)", c->id, c->remote, c->sha256);
+}
+
+static void contest_start(struct td_link_ctx *ctx, struct td_client *c);
+
+/* Decides a waiting link's fate against its identity's current link as it is now. */
+static void contest_decide(struct td_link_ctx *ctx, struct td_client *c)
+{
+  ctx->contest_client = NULL;
+  ctx->contest_link = NULL;
+  if (c->link == NULL || strcmp(c->sha256, tn_link_peer(ctx->link)->sha256_hex) == 0)
+    control_admit(ctx, c);  /* free, or the same certificate back (a network change) */
+  else
+    contest_start(ctx, c);
+}
+
+static void contest_start(struct td_link_ctx *ctx, struct td_client *c)
+{
+  struct td_server *srv = ctx->srv;
+  uint64_t now = uv_now(srv->loop);
+
+  ctx->contest_client = c;
+  ctx->contest_link = c->link;
+  ctx->contest_started_ms = now;
+  ctx->contest_deadline_ms = now + srv->cfg.limits.takeover_ping_timeout_ms;
+  tn_log_info("client %s: link from %s presents another certificate (sha256 %s); pinging the current link from %s "
+              "(sha256 %s) for up to %u ms first", c->id, tn_link_peer_address(ctx->link),
+              tn_link_peer(ctx->link)->sha256_hex, c->remote, c->sha256, srv->cfg.limits.takeover_ping_timeout_ms);
+  if (tn_link_ping(c->link) != TN_OK) {
+    ctx->contest_deadline_ms = now;  /* nothing left to answer: the sweep lets the newcomer in */
+  }
+}
+
+/* The current link answered: it is alive, so the newcomer with another certificate is refused. */
+static void contest_refuse(struct td_link_ctx *ctx)
+{
+  struct td_server *srv = ctx->srv;
+  struct td_client *c = ctx->contest_client;
+
+  srv->metrics.links_refused_in_use++;
+  tn_log_warn("client %s: refused the link from %s with certificate sha256 %s: the identity is connected from %s "
+              "with certificate sha256 %s, which answered a ping in %llu ms", c->id, tn_link_peer_address(ctx->link),
+              tn_link_peer(ctx->link)->sha256_hex, c->remote, c->sha256,
+              (unsigned long long)(uv_now(srv->loop) - ctx->contest_started_ms));
+  ctx->contest_client = NULL;
+  ctx->contest_link = NULL;
+  ctx->quiet_close = true;
+  tn_link_close(ctx->link, "identity in use by a live link with another certificate");
+}
+
+/* link stops being its identity's current link (closed, going away): waiting links are decided now. */
+static void contest_link_gone(struct td_server *srv, tn_link *link)
+{
+  struct td_link_ctx *ctx, *next;
+
+  for (ctx = srv->links; ctx != NULL; ctx = next) {
+    next = ctx->next;
+    if (ctx->contest_link == link)
+      contest_decide(ctx, ctx->contest_client);
+  }
+}
+
+static void control_on_pong(tn_link *link, uint64_t rtt_ms)
+{
+  struct td_link_ctx *lctx = tn_link_data(link);
+  struct td_link_ctx *ctx, *next;
+
+  (void)rtt_ms;
+  for (ctx = lctx->srv->links; ctx != NULL; ctx = next) {
+    next = ctx->next;
+    if (ctx->contest_link == link && ctx->contest_client != NULL && ctx->contest_client->link == link)
+      contest_refuse(ctx);
+  }
+}
+
+/* The deadline passed without an answer from the current link: the newcomer replaces it, as a dead peer. */
+static void contest_expire(struct td_link_ctx *ctx)
+{
+  struct td_client *c = ctx->contest_client;
+
+  if (c->link != NULL && c->link == ctx->contest_link) {
+    tn_log_warn("client %s: the link from %s (sha256 %s) did not answer a ping within %u ms; the link from %s with "
+                "certificate sha256 %s replaces it", c->id, c->remote, c->sha256,
+                ctx->srv->cfg.limits.takeover_ping_timeout_ms, tn_link_peer_address(ctx->link),
+                tn_link_peer(ctx->link)->sha256_hex);
+    ctx->contest_client = NULL;
+    ctx->contest_link = NULL;
+    control_admit(ctx, c);
+    return;
+  }
+  contest_decide(ctx, c);  /* the identity changed links meanwhile: judge against the one it has now */
+}
+
 static void control_on_established(tn_link *link, const struct tn_tls_peer *peer)
 {
   struct td_link_ctx *ctx = tn_link_data(link);
@@ -165,23 +292,7 @@ static void control_on_established(tn_link *link, const struct tn_tls_peer *peer
     tn_link_close(link, "out of memory");
     return;
   }
-  ctx->client = c;
-  if (c->link != NULL) {
-    /* The newer link wins at once; the old one finishes what it carries, within a grace period. */
-    struct td_link_ctx *old = tn_link_data(c->link);
-    tn_log_info("client %s: new link from %s replaces the one from %s; old link drains for up to %u ms", c->id,
-                tn_link_peer_address(link), c->remote, srv->cfg.limits.replaced_link_grace_ms);
-    srv->metrics.links_replaced++;
-    retire_link(old, srv->cfg.limits.replaced_link_grace_ms);
-  }
-  c->link = link;
-  c->last_state = c->state;
-  c->state = TD_CLIENT_CONNECTED;
-  c->connected_since = time(NULL);
-  c->links_accepted++;
-  snprintf(c->remote, sizeof(c->remote), "%s", tn_link_peer_address(link));
-  memcpy(c->sha256, peer->sha256_hex, sizeof(c->sha256));
-  tn_log_info("client %s: connected from %s (certificate sha256 %s)", c->id, c->remote, c->sha256);
+  contest_decide(ctx, c);
 }
 
 static void control_on_drained(tn_link *link)
@@ -210,6 +321,7 @@ static void control_on_go_away(tn_link *link, uint32_t code)
     c->link = NULL;
     c->last_state = c->state;
     c->state = TD_CLIENT_DISCONNECTED;
+    contest_link_gone(ctx->srv, link);
   }
   if (!ctx->retiring)
     retire_link(ctx, ctx->srv->cfg.limits.drain_timeout_ms);
@@ -226,7 +338,8 @@ static void control_on_closed(tn_link *link, const char *reason)
     srv->metrics.handshake_failures++;
     tn_log_warn("control: %s: %s", tn_link_peer_address(link), reason);
   } else if (c == NULL) {
-    tn_log_warn("control: %s: %s", tn_link_peer_address(link), reason);
+    if (!ctx->quiet_close)
+      tn_log_warn("control: %s: %s", tn_link_peer_address(link), reason);
   } else if (c->link == link) {
     c->link = NULL;
     c->last_state = c->state;
@@ -234,6 +347,9 @@ static void control_on_closed(tn_link *link, const char *reason)
     if (strstr(reason, "dead-peer") != NULL)
       srv->metrics.links_dead++;
     tn_log_warn("client %s: disconnected (%s): %s", c->id, tn_link_peer_address(link), reason);
+    td_server_forget_link(ctx);
+    contest_link_gone(srv, link);  /* after unlisting, so a waiting link is never decided against this one */
+    return;
   } else {
     tn_log_info("client %s: old link from %s closed: %s", c->id, tn_link_peer_address(link), reason);
   }
@@ -242,6 +358,7 @@ static void control_on_closed(tn_link *link, const char *reason)
 
 static const struct tn_link_callbacks control_callbacks = {
   .on_established = control_on_established,
+  .on_pong = control_on_pong,
   .on_go_away = control_on_go_away,
   .on_drained = control_on_drained,
   .on_closed = control_on_closed,
@@ -686,7 +803,7 @@ int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err,
     }
   }
   /* 2. Persist before the swap: a table that cannot be restored after a restart is not applied. */
-  if (td_state_save(srv->cfg.state_file, nt, err, errlen) != TN_OK)
+  if (td_state_save(srv->cfg.state_file, nt, &srv->revoked, err, errlen) != TN_OK)
     goto undo_500;
 
   /* 3. Swap: keep listeners whose address stays, close the ones that go, route the new. */
@@ -721,11 +838,14 @@ int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err,
   srv->table = *nt;
   td_table_init(nt);
   free(fresh);
-  /* Every client a tunnel names, backups included, is listed (ClientUnknown until it is seen). */
+  /* Every client a tunnel names, backups included, is listed (ClientUnknown until it is seen); GET /clients is
+   * keyed by CN, so a fingerprint-pinned tunnel lists nothing until its certificate connects under its CN. */
   for (i = 0; i < srv->table.n; i++) {
-    client_get(srv, srv->table.tunnels[i].client_id);
+    if (!tn_tls_fingerprint_is_canonical(srv->table.tunnels[i].client_id))
+      client_get(srv, srv->table.tunnels[i].client_id);
     for (size_t b = 0; b < srv->table.tunnels[i].n_backups; b++)
-      client_get(srv, srv->table.tunnels[i].backups[b]);
+      if (!tn_tls_fingerprint_is_canonical(srv->table.tunnels[i].backups[b]))
+        client_get(srv, srv->table.tunnels[i].backups[b]);
   }
   prune_unknown_clients(srv);
   return 0;
@@ -753,6 +873,15 @@ static void on_sweep(uv_timer_t *t)
   struct td_listener *l, *lnext;
 
   probe_descriptors(srv);
+  /* Deciding a contest may retire and free any other link: find one, act, look again. */
+  for (;;) {
+    for (ctx = srv->links; ctx != NULL; ctx = ctx->next)
+      if (ctx->contest_client != NULL && now >= ctx->contest_deadline_ms)
+        break;
+    if (ctx == NULL)
+      break;
+    contest_expire(ctx);
+  }
   for (ctx = srv->links; ctx != NULL; ctx = next) {
     next = ctx->next;
     if (ctx->retiring && now >= ctx->retire_deadline_ms)
@@ -807,6 +936,38 @@ static void tls_error_context(const struct td_config *cfg, char *err, size_t err
   free(msg);
 }
 
+/* Refuses, at the handshake, a certificate listed by PUT /revoked-certificates. */
+static int server_peer_check(void *ctx, const struct tn_tls_peer *peer, char *why, size_t why_len)
+{
+  const struct td_server *srv = ctx;
+
+  if (!td_revoked_contains(&srv->revoked, peer->sha256_hex))
+    return 0;
+  snprintf(why, why_len, "certificate revoked (listed in /revoked-certificates)");
+  return 1;
+}
+
+/* The TLS config from the configured files: CA, own certificate and key, CrlFile, and the revocation hook. */
+static int server_tls_load(struct td_server *srv, tn_tls_config **out, char *err, size_t errlen)
+{
+  const struct td_config *cfg = &srv->cfg;
+
+  if (tn_tls_config_new(out, TN_TLS_SERVER, cfg->ca_file, cfg->cert_file, cfg->key_file, err, errlen) != TN_OK) {
+    tls_error_context(cfg, err, errlen);
+    return -1;
+  }
+  if (cfg->crl_file != NULL && tn_tls_config_set_crl(*out, cfg->crl_file, err, errlen) != TN_OK) {
+    char *msg = strdup(err);
+    snprintf(err, errlen, "%s: \"CrlFile\": %s", cfg->path, msg != NULL ? msg : "invalid");
+    free(msg);
+    tn_tls_config_unref(*out);
+    *out = NULL;
+    return -1;
+  }
+  tn_tls_config_set_peer_check(*out, server_peer_check, srv);
+  return 0;
+}
+
 int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_path, char *err, size_t errlen)
 {
   struct td_reserved reserved;
@@ -816,16 +977,15 @@ int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_pa
   srv->loop = loop;
   srv->config_path = config_path;
   td_table_init(&srv->table);
+  td_revoked_init(&srv->revoked);
   if (td_config_load(&srv->cfg, config_path, err, errlen) != TN_OK)
     return -1;
-  if (tn_tls_config_new(&srv->tls, TN_TLS_SERVER, srv->cfg.ca_file, srv->cfg.cert_file, srv->cfg.key_file, err,
-                        errlen) != TN_OK) {
-    tls_error_context(&srv->cfg, err, errlen);
+  if (server_tls_load(srv, &srv->tls, err, errlen) != 0) {
     td_config_free(&srv->cfg);
     return -1;
   }
   td_config_reserved(&srv->cfg, &reserved);
-  if (td_state_load(srv->cfg.state_file, &reserved, &srv->table, err, errlen) != TN_OK) {
+  if (td_state_load(srv->cfg.state_file, &reserved, &srv->table, &srv->revoked, err, errlen) != TN_OK) {
     tn_tls_config_unref(srv->tls);
     td_config_free(&srv->cfg);
     return -1;
@@ -896,19 +1056,85 @@ int td_server_start(struct td_server *srv, char *err, size_t errlen)
   return 0;
 }
 
+/* Closes a live link (control or management) whose certificate is no longer trusted, saying why once. */
+static void close_untrusted(struct td_link_ctx *ctx, const char *why)
+{
+  struct td_server *srv = ctx->srv;
+  const struct tn_tls_peer *peer = tn_link_peer(ctx->link);
+  char reason[600];
+
+  srv->metrics.links_closed_revoked++;
+  if (ctx->management || ctx->client == NULL) {
+    /* The control path logs a client's disconnection itself; these would otherwise close in silence. */
+    tn_log_warn("%s: %s: closing the connection of certificate \"%s\" (sha256 %s): %s",
+                ctx->management ? "management" : "control", tn_link_peer_address(ctx->link), peer->cn,
+                peer->sha256_hex, why);
+    ctx->quiet_close = true;
+  }
+  snprintf(reason, sizeof(reason), "closed: %s", why);
+  tn_link_close(ctx->link, reason);
+}
+
+/* Every live link checked against the current TLS config (CA file, CRLs, revoked list, validity). */
+static void recheck_links(struct td_server *srv)
+{
+  struct td_link_ctx *ctx, *next;
+  char why[512];
+
+  for (ctx = srv->links; ctx != NULL; ctx = next) {
+    next = ctx->next;
+    if (!ctx->handshake_done || tn_link_is_closing(ctx->link))
+      continue;
+    if (tn_tls_recheck(tn_link_tls(ctx->link), srv->tls, why, sizeof(why)) == TN_ERR_INVALID)
+      close_untrusted(ctx, why);
+  }
+}
+
 void td_server_reload(struct td_server *srv)
 {
   tn_tls_config *tls;
-  char err[512];
+  char err[768];
 
-  if (tn_tls_config_new(&tls, TN_TLS_SERVER, srv->cfg.ca_file, srv->cfg.cert_file, srv->cfg.key_file, err,
-                        sizeof(err)) != TN_OK) {
+  if (server_tls_load(srv, &tls, err, sizeof(err)) != 0) {
     tn_log_error("server: certificate reload failed, keeping the loaded ones: %s", err);
     return;
   }
   tn_tls_config_unref(srv->tls);
   srv->tls = tls;
-  tn_log_info("server: certificates and CA reloaded from disk; new connections use them");
+  tn_log_info("server: certificates and CA%s reloaded from disk; new connections use them",
+              srv->cfg.crl_file != NULL ? " (and CrlFile)" : "");
+  recheck_links(srv);
+}
+
+int td_server_apply_revoked(struct td_server *srv, struct td_revoked *r, const char *requester_sha256, char *err,
+                            size_t errlen)
+{
+  struct td_link_ctx *ctx, *next;
+  size_t added = 0, closed = 0;
+
+  if (requester_sha256 != NULL && td_revoked_contains(r, requester_sha256)) {
+    snprintf(err, errlen, "the list revokes the certificate making this request (sha256 %s); revoke it from "
+             "another admin certificate or through CrlFile", requester_sha256);
+    return 409;
+  }
+  if (td_state_save(srv->cfg.state_file, &srv->table, r, err, errlen) != TN_OK)
+    return 500;
+  for (size_t i = 0; i < r->n; i++)
+    added += !td_revoked_contains(&srv->revoked, r->fp[i]);
+  td_revoked_free(&srv->revoked);
+  srv->revoked = *r;
+  td_revoked_init(r);
+  for (ctx = srv->links; ctx != NULL; ctx = next) {
+    next = ctx->next;
+    if (!ctx->handshake_done || tn_link_is_closing(ctx->link) ||
+        !td_revoked_contains(&srv->revoked, tn_link_peer(ctx->link)->sha256_hex))
+      continue;
+    close_untrusted(ctx, "certificate revoked (listed in /revoked-certificates)");
+    closed++;
+  }
+  tn_log_info("server: revoked-certificates list replaced: %zu certificates (%zu newly listed); %zu live links closed",
+              srv->revoked.n, added, closed);
+  return 0;
 }
 
 static void close_if_open(uv_handle_t *h)
@@ -974,6 +1200,7 @@ void td_server_free(struct td_server *srv)
     free(c);
   }
   td_table_free(&srv->table);
+  td_revoked_free(&srv->revoked);
   tn_tls_config_unref(srv->tls);
   td_config_free(&srv->cfg);
   if (srv->spare_fd >= 0)

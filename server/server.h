@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "revoked.h"
 #include "table.h"
 #include "tunnel/link.h"
 #include "tunnel/tls.h"
@@ -46,6 +47,16 @@ struct td_link_ctx {
   struct td_link_ctx *prev;
   tn_link *link;
   struct td_mgmt_conn *mgmt;     /* management connections only */
+  /*
+   * A link whose certificate differs from the one its identity is connected with waits here
+   * while the current link is pinged: an answer refuses it, silence until the deadline lets it
+   * replace the current one (see ARCHITECTURE.md, "Server state and its rules").
+   */
+  struct td_client *contest_client;
+  tn_link *contest_link;         /* the current link that was pinged */
+  uint64_t contest_started_ms;
+  uint64_t contest_deadline_ms;
+  bool quiet_close;              /* the reason was already logged */
 };
 
 struct td_conv;
@@ -80,6 +91,8 @@ struct td_metrics {
   uint64_t mgmt_forbidden;
   uint64_t links_replaced;
   uint64_t links_dead;
+  uint64_t links_refused_in_use;  /* another certificate while the identity's link answered pings */
+  uint64_t links_closed_revoked;  /* live links closed by a revocation (API list, CRL or CA reload) */
 };
 
 struct td_server {
@@ -94,6 +107,7 @@ struct td_server {
   void (*on_stopped)(struct td_server *srv);
 
   struct td_table table;
+  struct td_revoked revoked;     /* PUT /revoked-certificates, persisted with the table */
   struct td_listener *listeners;
   struct td_client *clients;
   struct td_link_ctx *links;
@@ -112,7 +126,10 @@ struct td_server {
 int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_path, char *err, size_t errlen);
 /* Binds the control and management ports and the restored tunnels' listeners. */
 int td_server_start(struct td_server *srv, char *err, size_t errlen);
-/* SIGHUP: reloads certificates and CA; new handshakes use them. */
+/*
+ * SIGHUP: reloads certificates, CA and CrlFile; new handshakes use them, and every live link
+ * whose certificate the new ones would refuse is closed. A file that fails keeps the old ones.
+ */
 void td_server_reload(struct td_server *srv);
 /* SIGTERM: stop accepting, GoAway to clients, drain, then on_stopped. */
 void td_server_stop(struct td_server *srv);
@@ -125,6 +142,16 @@ void td_server_free(struct td_server *srv);
  * Takes ownership of new_table's contents on success.
  */
 int td_server_apply_table(struct td_server *srv, struct td_table *new_table, char *err, size_t errlen);
+
+/*
+ * Replaces the revoked-certificate list (PUT /revoked-certificates): writes the state file,
+ * swaps, then closes every control and management link presenting a listed certificate.
+ * requester_sha256 (may be NULL) is the certificate making the request: a list naming it is
+ * refused (409), so an admin cannot cut off the connection it is using. Returns 0, or an HTTP
+ * status with err set and nothing changed. Takes ownership of *r's contents on success.
+ */
+int td_server_apply_revoked(struct td_server *srv, struct td_revoked *r, const char *requester_sha256, char *err,
+                            size_t errlen);
 
 /* Client that takes tunnel index's new connections now, or NULL. */
 struct td_client *td_server_active_client(const struct td_server *srv, size_t index);

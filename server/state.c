@@ -40,9 +40,25 @@ static int write_all(int fd, const char *p, size_t n)
   return 0;
 }
 
-int td_state_save(const char *path, const struct td_table *t, char *err, size_t errlen)
+/* The file's JSON: the bare table while nothing is revoked, else the object form (see state.h). */
+static json_t *state_json(const struct td_table *t, const struct td_revoked *r)
 {
-  json_t *j = td_table_to_json(t, NULL, NULL);
+  json_t *tunnels = td_table_to_json(t, NULL, NULL);
+  json_t *revoked;
+
+  if (tunnels == NULL || r == NULL || r->n == 0)
+    return tunnels;
+  revoked = td_revoked_to_json(r);
+  if (revoked == NULL) {
+    json_decref(tunnels);
+    return NULL;
+  }
+  return json_pack("{s:o, s:o}", "Tunnels", tunnels, "RevokedCertificates", revoked);
+}
+
+int td_state_save(const char *path, const struct td_table *t, const struct td_revoked *r, char *err, size_t errlen)
+{
+  json_t *j = state_json(t, r);
   char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
   char *dir = dir_of(path);
   size_t tmplen = strlen(path) + sizeof(".tmp.XXXXXX");
@@ -98,24 +114,26 @@ int td_state_save(const char *path, const struct td_table *t, char *err, size_t 
 
 out:
   if (step)
-    snprintf(err, errlen, "%s: cannot save the tunnel table: %s: %s", path, step, strerror(saved_errno));
+    snprintf(err, errlen, "%s: cannot save the state file: %s: %s", path, step, strerror(saved_errno));
   free(text);
   free(dir);
   free(tmp);
   return step ? TN_ERR_INVALID : TN_OK;
 }
 
-int td_state_load(const char *path, const struct td_reserved *reserved, struct td_table *out, char *err,
-                  size_t errlen)
+int td_state_load(const char *path, const struct td_reserved *reserved, struct td_table *out,
+                  struct td_revoked *revoked, char *err, size_t errlen)
 {
   FILE *f;
   json_t *j;
+  const json_t *tunnels, *list = NULL;
   json_error_t jerr;
   char inner[512];
   struct stat st;
   int rc;
 
   td_table_init(out);
+  td_revoked_init(revoked);
   f = fopen(path, "rb");
   if (!f) {
     if (errno == ENOENT)
@@ -136,9 +154,32 @@ int td_state_load(const char *path, const struct td_reserved *reserved, struct t
              jerr.text);
     return TN_ERR_INVALID;
   }
-  rc = td_table_from_json(j, reserved, out, inner, sizeof(inner));
-  json_decref(j);
-  if (rc != TN_OK)
+  tunnels = j;
+  if (json_is_object(j)) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) {
+      if (strcmp(key, "Tunnels") != 0 && strcmp(key, "RevokedCertificates") != 0) {
+        snprintf(err, errlen, "%s: invalid state file: unknown key \"%.64s\"", path, key);
+        json_decref(j);
+        return TN_ERR_INVALID;
+      }
+    }
+    tunnels = json_object_get(j, "Tunnels");
+    list = json_object_get(j, "RevokedCertificates");
+    if (tunnels == NULL) {
+      snprintf(err, errlen, "%s: invalid state file: \"Tunnels\" is missing", path);
+      json_decref(j);
+      return TN_ERR_INVALID;
+    }
+  }
+  rc = td_table_from_json(tunnels, reserved, out, inner, sizeof(inner));
+  if (rc != TN_OK) {
     snprintf(err, errlen, "%s: invalid state file: %s", path, inner);
+  } else if (list != NULL && (rc = td_revoked_from_json(list, revoked, inner, sizeof(inner))) != TN_OK) {
+    snprintf(err, errlen, "%s: invalid state file: RevokedCertificates%s%s", path, inner[0] == '[' ? "" : ": ", inner);
+    td_table_free(out);
+  }
+  json_decref(j);
   return rc;
 }

@@ -1,25 +1,31 @@
-/* state.h: the tunnel table's state file, written atomically after every applied PUT and read at start. */
+/* state.h: the state file (tunnel table and revoked certificates), written atomically after every applied PUT and read at start. */
 #ifndef TD_STATE_H
 #define TD_STATE_H
 
 #include <stddef.h>
 
+#include "revoked.h"
 #include "table.h"
 
 /*
- * Writes t (as the JSON array PUT /tunnels takes) to path atomically: a temporary file
+ * Two forms. With no revoked certificates the file is the JSON array PUT /tunnels takes (as
+ * every earlier tunneld wrote it, so a downgrade still reads it); otherwise an object
+ * {"Tunnels": [...], "RevokedCertificates": [...]}. Both are read.
+ *
+ * Writes t and r to path atomically: a temporary file
  * in the same directory, written, fsynced, renamed over path, then the directory
  * fsynced; mode 0600. On failure the old file is untouched and no temporary is left.
  * Returns TN_OK, or TN_ERR_INVALID / TN_ERR_NOMEM with err naming the file and the fault.
  */
-int td_state_save(const char *path, const struct td_table *t, char *err, size_t errlen);
+int td_state_save(const char *path, const struct td_table *t, const struct td_revoked *r, char *err, size_t errlen);
 
 /*
- * Reads path into *out, validated like a PUT body against reserved (may be NULL).
- * A missing file is an empty table (first start), not an error. A corrupt or invalid
- * file is TN_ERR_INVALID with err naming the file (and line/column or the tunnel).
+ * Reads path into *out and *revoked, validated like PUT bodies (tunnels against reserved,
+ * which may be NULL). A missing file is an empty table and list (first start), not an error.
+ * A corrupt or invalid file is TN_ERR_INVALID with err naming the file (and line/column,
+ * the tunnel or the entry); both outputs are then empty.
  */
-int td_state_load(const char *path, const struct td_reserved *reserved, struct td_table *out, char *err,
-                  size_t errlen);
+int td_state_load(const char *path, const struct td_reserved *reserved, struct td_table *out,
+                  struct td_revoked *revoked, char *err, size_t errlen);
 
 #endif

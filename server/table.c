@@ -8,8 +8,11 @@
 #include <string.h>
 
 #include "tunnel/error.h"
+#include "tunnel/tls.h"
+#include "tunnel/utf8.h"
 
-#define ID_MAX 255
+/* A CN longer than the identity limit is refused at the handshake, so no longer name could ever match. */
+#define ID_MAX (TN_TLS_CN_MAX - 1)
 #define SERVICE_MAX 255
 /* Enough of an offending value to recognise it, never the whole body. */
 #define GOT_MAX TD_TABLE_GOT_MAX
@@ -90,10 +93,34 @@ static int valid_text(const json_t *v, size_t max, int (*char_ok)(unsigned char 
   return 1;
 }
 
-/* Certificate CNs are free text; control characters would corrupt logs and headers. */
-static int identity_char(unsigned char c)
+/* Certificate CNs are free text; control characters (C0, DEL, C1) would corrupt logs and headers. */
+static int valid_identity_text(const char *s, size_t n)
 {
-  return c >= 0x20 && c != 0x7f;
+  for (size_t i = 0; i < n;) {
+    uint32_t cp;
+    size_t k = tn_utf8_decode((const uint8_t *)s + i, n - i, &cp);
+    if (k == 0 || tn_utf8_is_control(cp))
+      return 0;
+    i += k;
+  }
+  return 1;
+}
+
+/* True when s is a fingerprint written some other way than 64 lowercase hex digits (upper case, colons). */
+static int fingerprint_other_form(const char *s)
+{
+  size_t hex = 0;
+
+  if (tn_tls_fingerprint_is_canonical(s))
+    return 0;
+  for (; *s != '\0'; s++) {
+    if (*s == ':')
+      continue;
+    if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f') || (*s >= 'A' && *s <= 'F')))
+      return 0;
+    hex++;
+  }
+  return hex == 64;
 }
 
 static int service_char(unsigned char c)
@@ -104,7 +131,14 @@ static int service_char(unsigned char c)
 
 static int valid_identity(const json_t *v)
 {
-  return valid_text(v, ID_MAX, identity_char);
+  const char *s;
+  size_t n;
+
+  if (!json_is_string(v))
+    return 0;
+  s = json_string_value(v);
+  n = json_string_length(v);
+  return n > 0 && n <= ID_MAX && strlen(s) == n && valid_identity_text(s, n) && !fingerprint_other_form(s);
 }
 
 static int valid_service(const json_t *v)
@@ -133,7 +167,9 @@ static int port_value(const json_t *v, uint16_t *out)
   return 1;
 }
 
-#define ID_RULE "must be a non-empty string of printable characters, at most 255 bytes"
+#define ID_RULE                                                                                                  \
+  "must be a certificate CN (printable, at most 64 bytes) or a certificate's SHA-256 fingerprint as 64 lowercase " \
+  "hex digits"
 
 static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char *err, size_t errlen)
 {

@@ -1,4 +1,4 @@
-/* fuzz_td_http.c: libFuzzer target for the whole management request path: bytes -> HTTP connection -> API routes (PUT body validator included) with a fake server. */
+/* fuzz_td_http.c: libFuzzer target for the whole management request path: bytes -> HTTP connection -> API routes (PUT body validators included) with a fake server. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,7 +67,41 @@ static int fake_metrics(void *srv, struct td_buf *out)
   return td_buf_append_str(out, "tunneld_clients_connected 0\n");
 }
 
-static const struct td_api_ops ops = {fake_apply, fake_current, fake_status, fake_clients, fake_metrics};
+static struct td_revoked fake_list;
+
+static const struct td_revoked *fake_revoked(void *srv)
+{
+  (void)srv;
+  return &fake_list;
+}
+
+/* Whatever validation accepted must read back the same from its JSON form. */
+static int fake_apply_revoked(void *srv, struct td_revoked *r, const char *requester, char *err, size_t errlen)
+{
+  struct td_revoked copy;
+  json_t *j = td_revoked_to_json(r);
+  char inner[256];
+
+  (void)srv;
+  if (!j || td_revoked_from_json(j, &copy, inner, sizeof(inner)) != TN_OK || copy.n != r->n)
+    abort();
+  for (size_t i = 0; i < r->n; i++)
+    if (strcmp(copy.fp[i], r->fp[i]) != 0 || !td_revoked_contains(&copy, r->fp[i]))
+      abort();
+  td_revoked_free(&copy);
+  json_decref(j);
+  if (requester != NULL && td_revoked_contains(r, requester)) {
+    snprintf(err, errlen, "the list revokes the certificate making this request");
+    return 409;
+  }
+  td_revoked_free(&fake_list);
+  fake_list = *r;
+  td_revoked_init(r);
+  return 0;
+}
+
+static const struct td_api_ops ops = {fake_apply,    fake_current,  fake_status,       fake_clients,
+                                      fake_metrics,  fake_revoked,  fake_apply_revoked};
 
 static int answer(const struct td_api_ctx *ctx, struct td_http_conn *c, struct td_buf *out)
 {
@@ -95,7 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   struct fake srv;
   struct td_api_counters counters = {0};
   struct td_reserved reserved;
-  struct td_api_ctx ctx = {&ops, &srv, &reserved, &counters};
+  struct td_api_ctx ctx = {&ops, &srv, &reserved, &counters,
+                           "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"};
   struct td_http_conn c;
   struct td_buf out;
   size_t step, off = 0;
@@ -149,5 +184,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   td_buf_free(&out);
   td_http_conn_free(&c);
   td_table_free(&srv.table);
+  td_revoked_free(&fake_list);
   return 0;
 }

@@ -169,3 +169,17 @@ grep -q 'not allowed on the management port' "$TEST_TMP/forbidden.out" ||
   fail "the 403 run does not show the API's message: $(grep -A3 'fatal' "$TEST_TMP/forbidden.out" | head)"
 
 pass "roles render valid configs idempotently; tunnel_routes: changed then changed=0, check mode reports without PUT, API errors shown"
+
+# ---- tunnel_routes: revoked certificates (a lost machine) ----
+FP2=$(fingerprint "$PKI/home2.crt")
+revoked_vars() { routes_vars "$wanted" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["tunnel_revoked_certificates"]=json.loads(sys.argv[1]); print(json.dumps(d))' "$1"; }
+play revoke1 tunnel_routes "$(revoked_vars "[\"$FP2\"]")"; play_ok revoke1
+[ "$PLAY_CHANGED" = 1 ] || fail "first revocation run: changed=$PLAY_CHANGED, want 1"
+api GET /revoked-certificates
+[ "$(json_get "$API_BODY" 'd')" = "[\"$FP2\"]" ] || fail "the role did not revoke: $API_BODY"
+play revoke2 tunnel_routes "$(revoked_vars "[\"$FP2\"]")"; play_ok revoke2
+[ "$PLAY_CHANGED" = 0 ] || fail "same revocation list again: changed=$PLAY_CHANGED, want 0"
+play revoke3 tunnel_routes "$(routes_vars "$wanted")"; play_ok revoke3
+api GET /revoked-certificates
+[ "$(json_get "$API_BODY" 'd')" = "[\"$FP2\"]" ] || fail "a play without tunnel_revoked_certificates touched the list: $API_BODY"
+pass "tunnel_routes: tunnel_revoked_certificates revokes (changed=1), is idempotent (changed=0), and is left alone when unset"

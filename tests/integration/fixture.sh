@@ -3,7 +3,8 @@
 #   make_pki                       CA + server (127.0.0.1, ::1, localhost) + clients home1 home2 + admin, in $PKI;
 #                                  and a second, unrelated CA with a client "stranger" in $PKI/other
 #   start_tunneld [LIMITS_JSON]    free control/management ports ($CONTROL_PORT, $MGMT_PORT), state in $STATE_FILE;
-#                                  waits until the management port answers; pid in $TUNNELD_PID
+#                                  waits until the management port answers; pid in $TUNNELD_PID; more top-level keys
+#                                  from $TUNNELD_EXTRA_JSON (e.g. '"CrlFile": "/path"') when set
 #   stop_tunneld [SIGNAL]          signal (TERM by default) and wait for exit; status in $TUNNELD_STATUS
 #   start_tunnelc NAME [PORTS_JSON] [SERVICES_JSON] [LIMITS_JSON]
 #                                  client with identity NAME (certificate from make_pki); pid in TUNNELC_PID_<NAME>
@@ -44,7 +45,8 @@ write_tunneld_config() {
   "ServerTlsKeyFile": "$PKI/server.key",
   "AdminIdentities": ["admin"],
   "StateFile": "$STATE_FILE",
-  "DebugLog": true,
+  "DebugLog": true,${TUNNELD_EXTRA_JSON:+
+  $TUNNELD_EXTRA_JSON,}
   "Limits": $limits
 }
 JSON
@@ -388,4 +390,46 @@ finish_held_download() {
   [ -z "$marker" ] || [ "$by" = "$marker" ] || fail "download $dl came from backend '$by', not '$marker'"
   HELD_BYTES=$sent
   rm -f "$TEST_TMP/$dl.bin"
+}
+
+# ---- identity helpers ----
+#   issue_twin DIR NAME [pki issue options]
+#                                  another certificate for NAME (its own key) from the same CA, in DIR (made here)
+#   start_tunnelc_as LABEL CERT KEY [PORTS_JSON] [SERVICES_JSON] [LIMITS_JSON]
+#                                  a tunnelc presenting CERT/KEY; config, log and pid as start_tunnelc's under LABEL
+#   fingerprint CERT               the certificate's SHA-256 fingerprint as 64 lowercase hex digits
+#   metric NAME_WITH_LABELS        the value of one sample from GET /metrics (empty when absent)
+
+issue_twin() {
+  local dir=$1 name=$2; shift 2
+  mkdir -p "$dir"
+  cp "$PKI/ca.crt" "$PKI/ca.key" "$dir/"
+  "$TUNNELD" pki issue "$dir" --name "$name" "$@" >/dev/null
+}
+
+start_tunnelc_as() {
+  local label=$1 cert=$2 key=$3 ports=${4:-[]} services=${5:-\{\}} limits=${6:-$FAST_CLIENT_LIMITS}
+  cat >"$TEST_TMP/tunnelc-$label.json" <<JSON
+{
+  "ServerHost": "127.0.0.1",
+  "ServerTunnelControlPort": $CONTROL_PORT,
+  "CaCertificateFile": "$PKI/ca.crt",
+  "ClientTlsCertificateFile": "$cert",
+  "ClientTlsKeyFile": "$key",
+  "AllowedBackEndPorts": $ports,
+  "ServiceToLocalAddrMap": $services,
+  "DebugLog": true,
+  "Limits": $limits
+}
+JSON
+  spawn_checked "tunnelc-$label" "$TUNNELC" --config "$TEST_TMP/tunnelc-$label.json"
+  printf -v "TUNNELC_PID_$label" '%s' "$SPAWNED_PID"
+}
+
+fingerprint() { openssl x509 -in "$1" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr 'A-F' 'a-f'; }
+
+metric() {
+  api GET /metrics
+  [ "$API_STATUS" = 200 ] || fail "GET /metrics returned $API_STATUS"
+  awk -v k="$1" '$1 == k { print $2 }' <<<"$API_BODY"
 }

@@ -84,7 +84,7 @@ o="$TEST_TMP/ossl"
 mkdir -p "$o"
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$o/ca.key" 2>/dev/null
 openssl req -x509 -new -key "$o/ca.key" -subj "/CN=openssl test CA" -days 30 -out "$o/ca.crt" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null \
+  -addext "basicConstraints=critical,CA:TRUE,pathlen:0" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null \
   || fail "openssl CA"
 # issue_ossl NAME KEYALG EXTENSIONS
 issue_ossl() {

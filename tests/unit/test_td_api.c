@@ -22,6 +22,9 @@ struct fake_server {
   uint64_t open[8];
   int clients_fail;
   int metrics_fail;
+  struct td_revoked revoked;
+  int revoked_calls;
+  const char *requester_seen;
 };
 
 static int fake_apply(void *srv, struct td_table *t, char *err, size_t errlen)
@@ -72,12 +75,36 @@ static int fake_metrics(void *srv, struct td_buf *out)
   return td_buf_append_str(out, "tunneld_clients_connected 1\n");
 }
 
+static const struct td_revoked *fake_revoked(void *srv)
+{
+  return &((struct fake_server *)srv)->revoked;
+}
+
+/* Like the server: a list naming the requester is a conflict, anything else replaces the list. */
+static int fake_apply_revoked(void *srv, struct td_revoked *r, const char *requester, char *err, size_t errlen)
+{
+  struct fake_server *f = srv;
+
+  f->revoked_calls++;
+  f->requester_seen = requester;
+  if (requester != NULL && td_revoked_contains(r, requester)) {
+    snprintf(err, errlen, "the list revokes the certificate making this request");
+    return 409;
+  }
+  td_revoked_free(&f->revoked);
+  f->revoked = *r;
+  td_revoked_init(r);
+  return 0;
+}
+
 static const struct td_api_ops ops = {
   .apply_table = fake_apply,
   .current_table = fake_current,
   .tunnel_status = fake_status,
   .clients_json = fake_clients,
   .metrics_text = fake_metrics,
+  .revoked = fake_revoked,
+  .apply_revoked = fake_apply_revoked,
 };
 
 struct fixture {
@@ -111,6 +138,7 @@ static int teardown(void **state)
   struct fixture *f = *state;
 
   td_table_free(&f->srv.table);
+  td_revoked_free(&f->srv.revoked);
   td_api_response_free(&f->resp);
   free(f);
   return 0;
@@ -332,6 +360,7 @@ static void test_405_404(void **state)
     {"POST", "/tunnels", "Allow: GET, PUT\r\n"}, {"DELETE", "/tunnels", "Allow: GET, PUT\r\n"},
     {"HEAD", "/tunnels", "Allow: GET, PUT\r\n"}, {"PUT", "/clients", "Allow: GET\r\n"},
     {"POST", "/ping", "Allow: GET\r\n"},          {"PUT", "/metrics", "Allow: GET\r\n"},
+    {"POST", "/revoked-certificates", "Allow: GET, PUT\r\n"},
   };
   char msg[128];
 
@@ -395,6 +424,55 @@ static void test_response_limit(void **state)
   expect_error(f, 500, "response too large");
 }
 
+#define FP1 "1111111111111111111111111111111111111111111111111111111111111111"
+#define FP2 "2222222222222222222222222222222222222222222222222222222222222222"
+#define FP_ME "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
+
+/* GET/PUT /revoked-certificates: the applied list back (sorted), 400s that change nothing, the requester's own certificate refused. */
+static void test_revoked_routes(void **state)
+{
+  struct fixture *f = *state;
+
+  f->ctx.requester_sha256 = FP_ME;
+  call(f, "GET", "/revoked-certificates", NULL, NULL);
+  assert_int_equal(f->resp.status, 200);
+  assert_memory_equal(f->resp.body.data, "[]\n", 3);
+
+  call(f, "PUT", "/revoked-certificates", "application/json", "[\"" FP2 "\", \"" FP1 "\"]");
+  assert_int_equal(f->resp.status, 200);
+  assert_string_equal(f->resp.content_type, "application/json");
+  assert_memory_equal(f->resp.body.data, "[\"" FP1 "\",\"" FP2 "\"]\n", f->resp.body.len);
+  assert_string_equal(f->srv.requester_seen, FP_ME);
+  /* Idempotent: the same list again is the same answer. */
+  call(f, "PUT", "/revoked-certificates", "application/json", "[\"" FP1 "\", \"" FP2 "\"]");
+  assert_int_equal(f->resp.status, 200);
+  assert_memory_equal(f->resp.body.data, "[\"" FP1 "\",\"" FP2 "\"]\n", f->resp.body.len);
+  assert_int_equal(f->srv.revoked_calls, 2);
+
+  call(f, "PUT", "/revoked-certificates", "application/json", "[\"" FP1 "\", \"AB:CD\"]");
+  expect_error(f, 400, "revoked-certificates[1]: must be 64 lowercase hex digits (a SHA-256 fingerprint as tunneld pki "
+                       "show prints it), got \"AB:CD\"");
+  call(f, "PUT", "/revoked-certificates", "application/json", "{\"a\": 1}");
+  expect_error(f, 400, "revoked-certificates: must be a JSON array of SHA-256 fingerprints, got {\"a\":1}");
+  call(f, "PUT", "/revoked-certificates", "application/json", "[\"" FP1 "\", \"" FP1 "\"]");
+  expect_error(f, 400, "revoked-certificates[0]: \"" FP1 "\" is listed twice");
+  call(f, "PUT", "/revoked-certificates", "application/json", "[");
+  assert_int_equal(f->resp.status, 400);
+  call(f, "PUT", "/revoked-certificates", "text/plain", "[]");
+  assert_int_equal(f->resp.status, 415);
+  assert_int_equal(f->srv.revoked_calls, 2);
+  call(f, "PUT", "/revoked-certificates", "application/json", "[\"" FP_ME "\"]");
+  expect_error(f, 409, "the list revokes the certificate making this request");
+  call(f, "GET", "/revoked-certificates", NULL, NULL);
+  assert_memory_equal(f->resp.body.data, "[\"" FP1 "\",\"" FP2 "\"]\n", f->resp.body.len);
+  /* Revocation PUTs are not tunnel-table PUTs. */
+  assert_int_equal(f->counters.put_ok + f->counters.put_invalid + f->counters.put_conflict, 0);
+
+  call(f, "PUT", "/revoked-certificates", "application/json", "[]");
+  assert_int_equal(f->resp.status, 200);
+  assert_memory_equal(f->resp.body.data, "[]\n", 3);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -404,6 +482,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_405_404, setup, teardown),
     cmocka_unit_test_setup_teardown(test_forbidden_and_write, setup, teardown),
     cmocka_unit_test_setup_teardown(test_response_limit, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_revoked_routes, setup, teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,9 @@
 #include "state.h"
 #include "tunnel/error.h"
 
+/* Old-format files carry no revoked list; the loader still fills one. */
+static struct td_revoked g_rev;
+
 struct fixture {
   char dir[64];
   char path[128];
@@ -111,11 +114,11 @@ static void test_round_trip(void **state)
   char err[512];
 
   make_table(&t, 3);
-  assert_int_equal(td_state_save(f->path, &t, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_state_save(f->path, &t, NULL, err, sizeof(err)), TN_OK);
   assert_int_equal(stat(f->path, &st), 0);
   assert_int_equal(st.st_mode & 0777, 0600);
   assert_int_equal(count_entries(f->dir), 1);
-  assert_int_equal(td_state_load(f->path, NULL, &back, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_state_load(f->path, NULL, &back, &g_rev, err, sizeof(err)), TN_OK);
   assert_int_equal(back.n, 3);
   for (size_t i = 0; i < 3; i++)
     assert_true(td_table_equal_tunnel(&t.tunnels[i], &back.tunnels[i]));
@@ -124,8 +127,8 @@ static void test_round_trip(void **state)
   /* Replacing with a smaller table leaves no trace of the old one. */
   td_table_free(&t);
   td_table_init(&t);
-  assert_int_equal(td_state_save(f->path, &t, err, sizeof(err)), TN_OK);
-  assert_int_equal(td_state_load(f->path, NULL, &back, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_state_save(f->path, &t, NULL, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_state_load(f->path, NULL, &back, &g_rev, err, sizeof(err)), TN_OK);
   assert_int_equal(back.n, 0);
   {
     char *text = slurp(f->path);
@@ -145,8 +148,8 @@ static void test_relative_path(void **state)
   assert_non_null(getcwd(cwd, sizeof(cwd)));
   assert_int_equal(chdir(f->dir), 0);
   make_table(&t, 1);
-  assert_int_equal(td_state_save("rel.json", &t, err, sizeof(err)), TN_OK);
-  assert_int_equal(td_state_load("rel.json", NULL, &back, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_state_save("rel.json", &t, NULL, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_state_load("rel.json", NULL, &back, &g_rev, err, sizeof(err)), TN_OK);
   assert_int_equal(back.n, 1);
   td_table_free(&back);
   td_table_free(&t);
@@ -159,7 +162,7 @@ static void test_missing_file(void **state)
   struct td_table t;
   char err[512] = "";
 
-  assert_int_equal(td_state_load(f->path, NULL, &t, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_OK);
   assert_int_equal(t.n, 0);
   assert_string_equal(err, "");
   td_table_free(&t);
@@ -182,13 +185,13 @@ static void test_corrupt_file(void **state)
   struct td_reserved r;
 
   write_text(f->path, "[{\"ListenPort\": 80,\n");
-  assert_int_equal(td_state_load(f->path, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
+  assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
   snprintf(want, sizeof(want), "%s: corrupt state file: line 2, column 0: ", f->path);
   assert_memory_equal(err, want, strlen(want));
   assert_int_equal(t.n, 0);
 
   write_text(f->path, "[{\"ListenPort\": 0, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]");
-  assert_int_equal(td_state_load(f->path, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
+  assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
   snprintf(want, sizeof(want), "%s: invalid state file: tunnels[0].ListenPort: must be 1-65535, got 0", f->path);
   assert_string_equal(err, want);
 
@@ -199,7 +202,7 @@ static void test_corrupt_file(void **state)
   r.ports[0].what = "ManagementPort";
   r.n = 1;
   write_text(f->path, "[{\"ListenPort\": 80, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]");
-  assert_int_equal(td_state_load(f->path, &r, &t, err, sizeof(err)), TN_ERR_INVALID);
+  assert_int_equal(td_state_load(f->path, &r, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
   assert_non_null(strstr(err, "collides with the server's ManagementPort"));
 }
 
@@ -210,7 +213,7 @@ static void test_unreadable(void **state)
   char err[512], want[512];
 
   assert_int_equal(mkdir(f->path, 0700), 0);
-  assert_int_equal(td_state_load(f->path, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
+  assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
   snprintf(want, sizeof(want), "%s: cannot read the state file: not a regular file", f->path);
   assert_string_equal(err, want);
 }
@@ -226,7 +229,7 @@ static void test_failed_save_keeps_old(void **state)
 
   make_table(&small, 1);
   make_table(&big, 200);
-  assert_int_equal(td_state_save(f->path, &small, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_state_save(f->path, &small, NULL, err, sizeof(err)), TN_OK);
   before = slurp(f->path);
 
   assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
@@ -234,15 +237,15 @@ static void test_failed_save_keeps_old(void **state)
   lim.rlim_cur = 4096;
   prev = signal(SIGXFSZ, SIG_IGN);
   assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-  assert_int_equal(td_state_save(f->path, &big, err, sizeof(err)), TN_ERR_INVALID);
+  assert_int_equal(td_state_save(f->path, &big, NULL, err, sizeof(err)), TN_ERR_INVALID);
   assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
   signal(SIGXFSZ, prev);
-  assert_non_null(strstr(err, ": cannot save the tunnel table: write: File too large"));
+  assert_non_null(strstr(err, ": cannot save the state file: write: File too large"));
 
   after = slurp(f->path);
   assert_string_equal(before, after);
   assert_int_equal(count_entries(f->dir), 1); /* no temporary left behind */
-  assert_int_equal(td_state_load(f->path, NULL, &back, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_state_load(f->path, NULL, &back, &g_rev, err, sizeof(err)), TN_OK);
   assert_int_equal(back.n, 1);
   td_table_free(&back);
 
@@ -253,8 +256,8 @@ static void test_failed_save_keeps_old(void **state)
     char inner[256];
     snprintf(inner, sizeof(inner), "%s/keep", f->path);
     write_text(inner, "x");
-    assert_int_equal(td_state_save(f->path, &small, err, sizeof(err)), TN_ERR_INVALID);
-    assert_non_null(strstr(err, ": cannot save the tunnel table: rename: "));
+    assert_int_equal(td_state_save(f->path, &small, NULL, err, sizeof(err)), TN_ERR_INVALID);
+    assert_non_null(strstr(err, ": cannot save the state file: rename: "));
     assert_int_equal(count_entries(f->dir), 1);
     unlink(inner);
   }
@@ -273,10 +276,118 @@ static void test_missing_directory(void **state)
 
   td_table_init(&t);
   snprintf(path, sizeof(path), "%s/nodir/tunnels.json", f->dir);
-  assert_int_equal(td_state_save(path, &t, err, sizeof(err)), TN_ERR_INVALID);
+  assert_int_equal(td_state_save(path, &t, NULL, err, sizeof(err)), TN_ERR_INVALID);
   snprintf(want, sizeof(want),
-           "%s: cannot save the tunnel table: cannot create a temporary file beside it: No such file or directory", path);
+           "%s: cannot save the state file: cannot create a temporary file beside it: No such file or directory", path);
   assert_string_equal(err, want);
+}
+
+#define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define FP_B "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+/* A revoked list makes the object form; it reads back whole, and an empty list writes the old bare array. */
+static void test_revoked_round_trip(void **state)
+{
+  struct fixture *f = *state;
+  struct td_table t, back;
+  struct td_revoked r, rback;
+  char err[512] = "";
+  json_error_t jerr;
+  json_t *list = json_loads("[\"" FP_B "\", \"" FP_A "\"]", 0, &jerr), *file;
+  json_t *table = json_loads("[{\"ListenPort\": 8080, \"ClientIdentifier\": \"home1\", \"BackEndPort\": 80}]", 0, &jerr);
+
+  assert_int_equal(td_table_from_json(table, NULL, &t, err, sizeof(err)), TN_OK);
+  json_decref(table);
+  assert_int_equal(td_revoked_from_json(list, &r, err, sizeof(err)), TN_OK);
+  json_decref(list);
+  assert_int_equal(td_state_save(f->path, &t, &r, err, sizeof(err)), TN_OK);
+  file = json_load_file(f->path, 0, &jerr);
+  assert_true(json_is_object(file));
+  assert_true(json_is_array(json_object_get(file, "Tunnels")));
+  assert_int_equal(json_array_size(json_object_get(file, "RevokedCertificates")), 2);
+  json_decref(file);
+  assert_int_equal(td_state_load(f->path, NULL, &back, &rback, err, sizeof(err)), TN_OK);
+  assert_int_equal(back.n, 1);
+  assert_int_equal(rback.n, 2);
+  assert_string_equal(rback.fp[0], FP_B);  /* sorted */
+  assert_true(td_revoked_contains(&rback, FP_A));
+  td_table_free(&back);
+  td_revoked_free(&rback);
+
+  td_revoked_free(&r);
+  assert_int_equal(td_state_save(f->path, &t, &r, err, sizeof(err)), TN_OK);
+  file = json_load_file(f->path, 0, &jerr);
+  assert_true(json_is_array(file));
+  json_decref(file);
+  td_table_free(&t);
+}
+
+static void test_revoked_invalid(void **state)
+{
+  struct fixture *f = *state;
+  struct td_table t;
+  char err[512], want[512];
+
+  write_text(f->path, "{\"Tunnels\": [], \"RevokedCertificates\": [\"" FP_A "\", \"AB:CD\"]}");
+  assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
+  snprintf(want, sizeof(want), "%s: invalid state file: RevokedCertificates[1]: must be 64 lowercase hex digits (a "
+           "SHA-256 fingerprint as tunneld pki show prints it), got \"AB:CD\"", f->path);
+  assert_string_equal(err, want);
+  assert_int_equal(g_rev.n, 0);
+
+  write_text(f->path, "{\"Tunnels\": [], \"RevokedCertificates\": {}}");
+  assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
+  assert_non_null(strstr(err, "RevokedCertificates: must be a JSON array of SHA-256 fingerprints, got {}"));
+
+  write_text(f->path, "{\"RevokedCertificates\": []}");
+  assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
+  assert_non_null(strstr(err, "\"Tunnels\" is missing"));
+
+  write_text(f->path, "{\"Tunnels\": [], \"Extra\": 1}");
+  assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
+  assert_non_null(strstr(err, "unknown key \"Extra\""));
+}
+
+/* The list as PUT takes it: exact form, no duplicates, and the entry named in the message. */
+static void test_revoked_parse(void **state)
+{
+  static const struct {
+    const char *json;
+    const char *err; /* NULL: accepted */
+  } cases[] = {
+    { "[]", NULL },
+    { "[\"" FP_A "\"]", NULL },
+    { "[\"" FP_A "\", \"" FP_B "\"]", NULL },
+    { "{}", "must be a JSON array of SHA-256 fingerprints, got {}" },
+    { "[\"" FP_A "\", \"" FP_B "\", \"" FP_A "\"]", "[0]: \"" FP_A "\" is listed twice" },
+    { "[1]", "[0]: must be 64 lowercase hex digits (a SHA-256 fingerprint as tunneld pki show prints it), got 1" },
+    { "[\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"]", "[0]: must be 64 lowercase hex" },
+    { "[\"" FP_A "a\"]", "[0]: must be 64 lowercase hex" },
+    { "[\"aa:bb\"]", "[0]: must be 64 lowercase hex" },
+    { "[\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\\u0000\"]", "[0]: must be 64 lowercase hex" },
+    { "[null]", "[0]: must be 64 lowercase hex" },
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    json_error_t jerr;
+    json_t *j = json_loads(cases[i].json, JSON_ALLOW_NUL, &jerr);
+    struct td_revoked r;
+    char err[512] = "";
+    int rc;
+
+    assert_non_null(j);
+    rc = td_revoked_from_json(j, &r, err, sizeof(err));
+    json_decref(j);
+    if (cases[i].err == NULL) {
+      if (rc != TN_OK)
+        fail_msg("case %zu refused: %s", i, err);
+    } else if (rc != TN_ERR_INVALID || strncmp(err, cases[i].err, strlen(cases[i].err)) != 0) {
+      fail_msg("case %zu: rc %d \"%s\", want \"%s\"", i, rc, err, cases[i].err);
+    } else {
+      assert_int_equal(r.n, 0);
+    }
+    td_revoked_free(&r);
+  }
 }
 
 int main(void)
@@ -289,6 +400,9 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_unreadable, setup, teardown),
     cmocka_unit_test_setup_teardown(test_failed_save_keeps_old, setup, teardown),
     cmocka_unit_test_setup_teardown(test_missing_directory, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_revoked_round_trip, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_revoked_invalid, setup, teardown),
+    cmocka_unit_test(test_revoked_parse),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

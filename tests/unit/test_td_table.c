@@ -164,23 +164,23 @@ static void test_identities(void **state)
   expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": null}]",
                "tunnels[0].ClientIdentifier: is required");
   expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": \"\"}]",
-               "tunnels[0].ClientIdentifier: must be a non-empty string of printable characters, at most 255 bytes, got \"\"");
+               "tunnels[0].ClientIdentifier: must be a certificate CN (printable, at most 64 bytes) or a certificate's SHA-256 fingerprint as 64 lowercase hex digits, got \"\"");
   expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": \"a\\nb\"}]",
-               "tunnels[0].ClientIdentifier: must be a non-empty string of printable characters, at most 255 bytes, got \"a\\nb\"");
+               "tunnels[0].ClientIdentifier: must be a certificate CN (printable, at most 64 bytes) or a certificate's SHA-256 fingerprint as 64 lowercase hex digits, got \"a\\nb\"");
   expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": \"a\\u007f\"}]",
-               "tunnels[0].ClientIdentifier: must be a non-empty string of printable characters, at most 255 bytes, got \"a\x7f\"");
+               "tunnels[0].ClientIdentifier: must be a certificate CN (printable, at most 64 bytes) or a certificate's SHA-256 fingerprint as 64 lowercase hex digits, got \"a\x7f\"");
   expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": 7}]",
-               "tunnels[0].ClientIdentifier: must be a non-empty string of printable characters, at most 255 bytes, got 7");
+               "tunnels[0].ClientIdentifier: must be a certificate CN (printable, at most 64 bytes) or a certificate's SHA-256 fingerprint as 64 lowercase hex digits, got 7");
 
-  memset(big, 'x', 256);
-  big[256] = 0;
+  memset(big, 'x', 65);
+  big[65] = 0;
   snprintf(text, sizeof(text), "[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": \"%s\"}]", big);
   snprintf(msg, sizeof(msg),
-           "tunnels[0].ClientIdentifier: must be a non-empty string of printable characters, at most 255 bytes, got "
+           "tunnels[0].ClientIdentifier: must be a certificate CN (printable, at most 64 bytes) or a certificate's SHA-256 fingerprint as 64 lowercase hex digits, got "
            "\"%.47s...",
            big);
   expect_error(text, msg);
-  big[255] = 0; /* exactly 255 bytes is fine */
+  big[64] = 0; /* exactly 64 bytes, the identity limit, is fine */
   {
     struct td_table t;
     char err[256];
@@ -189,11 +189,29 @@ static void test_identities(void **state)
     td_table_free(&t);
   }
 
+  /* C1 controls count as control characters too. */
+  expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": \"a\\u0085\"}]",
+               "tunnels[0].ClientIdentifier: must be a certificate CN (printable, at most 64 bytes) or a certificate's SHA-256 fingerprint as 64 lowercase hex digits, got \"a\xc2\x85\"");
+  /* A fingerprint has one spelling; any other would never match a link. */
+  expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": "
+               "\"AB01CD23EF45AB01CD23EF45AB01CD23EF45AB01CD23EF45AB01CD23EF45AB01\"}]",
+               "tunnels[0].ClientIdentifier: must be a certificate CN (printable, at most 64 bytes) or a certificate's SHA-256 fingerprint as 64 lowercase hex digits, got \"AB01CD23EF45AB01CD23EF45AB01CD23EF45AB01CD23EF4...");
+  expect_error("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": "
+               "\"ab:01:cd:23:ef:45:ab:01:cd:23:ef:45:ab:01:cd:23:ef:45:ab:01:cd:23:ef:45:ab:01:cd:23:ef:45:ab:01\"}]",
+               "tunnels[0].ClientIdentifier: must be a certificate CN (printable, at most 64 bytes) or a certificate's SHA-256 fingerprint as 64 lowercase hex digits, got \"ab:01:cd:23:ef:45:ab:01:cd:23:ef:45:ab:01:cd:23...");
+  {
+    struct td_table t;
+    char err[256];
+    assert_int_equal(from_text("[{\"ListenPort\": 1, \"BackEndPort\": 1, \"ClientIdentifier\": "
+                               "\"ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01\"}]", NULL, &t, err,
+                               sizeof(err)), TN_OK);
+    td_table_free(&t);
+  }
+
   expect_one_error("\"BackupClientIdentifiers\": \"b\"",
                    "tunnels[0].BackupClientIdentifiers: must be an array of strings, got \"b\"");
   expect_one_error("\"BackupClientIdentifiers\": [\"b\", 3]",
-                   "tunnels[0].BackupClientIdentifiers[1]: must be a non-empty string of printable characters, at most "
-                   "255 bytes, got 3");
+                   "tunnels[0].BackupClientIdentifiers[1]: must be a certificate CN (printable, at most 64 bytes) or a certificate's SHA-256 fingerprint as 64 lowercase hex digits, got 3");
   expect_one_error("\"BackupClientIdentifiers\": [\"b\", \"c\", \"b\"]",
                    "tunnels[0].BackupClientIdentifiers[2]: \"b\" is listed twice");
   expect_one_error("\"BackupClientIdentifiers\": [\"b\", \"home1\"]",

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mbedtls/asn1.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/sha256.h>
@@ -181,6 +182,14 @@ static void assert_contains(const char *hay, const char *needle)
 {
   if (strstr(hay, needle) == NULL)
     fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
+}
+
+/* A refusal: the reason, then the certificate it is about ("; CN ..." or "; sha256 ..."). */
+static void assert_rejected(const char *text, const char *reason)
+{
+  size_t n = strlen(reason);
+  if (strncmp(text, reason, n) != 0 || (strncmp(text + n, "; CN \"", 6) != 0 && strncmp(text + n, "; sha256 ", 9) != 0))
+    fail_msg("\"%s\" is not \"%s; <certificate>\"", text, reason);
 }
 
 /* ---- success and data ---- */
@@ -377,7 +386,7 @@ static void test_wrong_ca_server_cert(void **state)
   /* The server's certificate comes from ca2, which the client does not trust. */
   run(&p, "ca", "client", "ca", "server2", "localhost");
   assert_int_equal(p.rc_c, TN_ERR_TLS);
-  assert_string_equal(tn_tls_error_text(p.c), "server certificate rejected: unknown CA (not signed by a trusted CA)");
+  assert_rejected(tn_tls_error_text(p.c), "server certificate rejected: unknown CA (not signed by a trusted CA)");
   assert_int_equal(p.rc_s, TN_ERR_TLS);
   assert_string_equal(tn_tls_error_text(p.s), "peer rejected the handshake: unknown CA (alert 48)");
   pair_del(&p);
@@ -389,7 +398,7 @@ static void test_wrong_ca_client_cert(void **state)
   struct pair p;
   run(&p, "ca", "client2", "ca", "server", "localhost");
   assert_int_equal(p.rc_s, TN_ERR_TLS);
-  assert_string_equal(tn_tls_error_text(p.s), "client certificate rejected: unknown CA (not signed by a trusted CA)");
+  assert_rejected(tn_tls_error_text(p.s), "client certificate rejected: unknown CA (not signed by a trusted CA)");
   assert_int_equal(p.rc_c, TN_ERR_TLS);
   assert_string_equal(tn_tls_error_text(p.c), "peer rejected the handshake: unknown CA (alert 48)");
   pair_del(&p);
@@ -401,7 +410,7 @@ static void test_expired_client(void **state)
   struct pair p;
   run(&p, "ca", "expired", "ca", "server", "localhost");
   assert_int_equal(p.rc_s, TN_ERR_TLS);
-  assert_string_equal(tn_tls_error_text(p.s), "client certificate rejected: certificate expired");
+  assert_rejected(tn_tls_error_text(p.s), "client certificate rejected: certificate expired");
   assert_int_equal(p.rc_c, TN_ERR_TLS);
   assert_string_equal(tn_tls_error_text(p.c), "peer rejected the handshake: certificate expired (alert 45)");
   pair_del(&p);
@@ -413,7 +422,7 @@ static void test_future_server(void **state)
   struct pair p;
   run(&p, "ca", "client", "ca", "future", "localhost");
   assert_int_equal(p.rc_c, TN_ERR_TLS);
-  assert_string_equal(tn_tls_error_text(p.c), "server certificate rejected: certificate not yet valid");
+  assert_rejected(tn_tls_error_text(p.c), "server certificate rejected: certificate not yet valid");
   assert_int_equal(p.rc_s, TN_ERR_TLS);
   pair_del(&p);
 }
@@ -424,7 +433,7 @@ static void test_hostname_mismatch(void **state)
   struct pair p;
   run(&p, "ca", "client", "ca", "server", "other.example");
   assert_int_equal(p.rc_c, TN_ERR_TLS);
-  assert_string_equal(tn_tls_error_text(p.c),
+  assert_rejected(tn_tls_error_text(p.c),
                       "server certificate rejected: hostname mismatch (certificate is not for other.example)");
   assert_int_equal(p.rc_s, TN_ERR_TLS);
   assert_contains(tn_tls_error_text(p.s), "peer rejected the handshake");
@@ -451,7 +460,7 @@ static void test_ip_san_mismatch(void **state)
   struct pair p;
   run(&p, "ca", "client", "ca", "server", "10.1.2.3");
   assert_int_equal(p.rc_c, TN_ERR_TLS);
-  assert_string_equal(tn_tls_error_text(p.c),
+  assert_rejected(tn_tls_error_text(p.c),
                       "server certificate rejected: IP address mismatch (certificate is not for 10.1.2.3)");
   pair_del(&p);
   /* An address written as a DNS name in the certificate does not count for an IP literal. */
@@ -485,8 +494,8 @@ static void test_server_cert_as_client(void **state)
   struct pair p;
   run(&p, "ca", "server", "ca", "server", "localhost");
   assert_int_equal(p.rc_s, TN_ERR_TLS);
-  assert_string_equal(tn_tls_error_text(p.s),
-                      "client certificate rejected: certificate not for client use (extended key usage)");
+  assert_rejected(tn_tls_error_text(p.s),
+                  "client certificate rejected: certificate not for client use (extended key usage)");
   assert_int_equal(p.rc_c, TN_ERR_TLS);
   assert_string_equal(tn_tls_error_text(p.c),
                       "peer rejected the handshake: unsupported certificate (wrong key usage or name) (alert 43)");
@@ -751,6 +760,188 @@ static void test_fingerprint_parse(void **state)
                    TN_ERR_INVALID);
 }
 
+static void test_fingerprint_canonical(void **state)
+{
+  (void)state;
+  assert_true(tn_tls_fingerprint_is_canonical("ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01"));
+  assert_false(tn_tls_fingerprint_is_canonical("AB01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01"));
+  assert_false(tn_tls_fingerprint_is_canonical("ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab0"));
+  assert_false(tn_tls_fingerprint_is_canonical("ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab011"));
+  assert_false(tn_tls_fingerprint_is_canonical("ab:01"));
+  assert_false(tn_tls_fingerprint_is_canonical(""));
+  assert_false(tn_tls_fingerprint_is_canonical(NULL));
+}
+
+/* The identity rule on one CN value: every way a name can be ambiguous, and the words for each. */
+static void test_cn_check(void **state)
+{
+  (void)state;
+  static const struct {
+    const char *value;
+    size_t len;         /* 0: strlen */
+    int tag;
+    const char *why;    /* NULL: accepted */
+  } cases[] = {
+    { "home1", 0, MBEDTLS_ASN1_UTF8_STRING, NULL },
+    { "home1", 0, MBEDTLS_ASN1_PRINTABLE_STRING, NULL },
+    { "home1", 0, MBEDTLS_ASN1_IA5_STRING, NULL },
+    { "\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91", 0, MBEDTLS_ASN1_UTF8_STRING, NULL },
+    { "a", 0, MBEDTLS_ASN1_BMP_STRING, "CN is a BMPString (tag 30), not UTF8String, PrintableString or IA5String" },
+    { "a", 0, MBEDTLS_ASN1_T61_STRING, "CN is a T61String (tag 20), not UTF8String, PrintableString or IA5String" },
+    { "", 0, MBEDTLS_ASN1_UTF8_STRING, "CN is empty" },
+    { "h\xffme", 0, MBEDTLS_ASN1_UTF8_STRING, "CN is not valid UTF-8 (byte 0xff at offset 1)" },
+    { "\xc0\xaf", 0, MBEDTLS_ASN1_UTF8_STRING, "CN is not valid UTF-8 (byte 0xc0 at offset 0)" },     /* overlong '/' */
+    { "a\xe0\x80\xaf", 0, MBEDTLS_ASN1_UTF8_STRING, "CN is not valid UTF-8 (byte 0xe0 at offset 1)" }, /* overlong */
+    { "\xed\xa0\x80", 0, MBEDTLS_ASN1_UTF8_STRING, "CN is not valid UTF-8 (byte 0xed at offset 0)" },  /* surrogate */
+    { "\xf4\x90\x80\x80", 0, MBEDTLS_ASN1_UTF8_STRING, "CN is not valid UTF-8 (byte 0xf4 at offset 0)" }, /* > U+10FFFF */
+    { "ab\xc3", 0, MBEDTLS_ASN1_UTF8_STRING, "CN is not valid UTF-8 (byte 0xc3 at offset 2)" },       /* cut short */
+    { "ab\x80", 0, MBEDTLS_ASN1_UTF8_STRING, "CN is not valid UTF-8 (byte 0x80 at offset 2)" },
+    { "\xc3\xa9", 0, MBEDTLS_ASN1_PRINTABLE_STRING, "CN is not valid ASCII (byte 0xc3 at offset 0)" },
+    { "a\x01" "b", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds a control character (U+0001 at offset 1)" },
+    { "a\nb", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds a control character (U+000A at offset 1)" },
+    { "a\x7f", 0, MBEDTLS_ASN1_IA5_STRING, "CN holds a control character (U+007F at offset 1)" },
+    { "a\xc2\x85", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds a control character (U+0085 at offset 1)" },
+    { "a\0b", 3, MBEDTLS_ASN1_UTF8_STRING, "CN holds a control character (U+0000 at offset 1)" },
+    { "x123456789012345678901234567890123456789012345678901234567890123", 0, MBEDTLS_ASN1_UTF8_STRING, NULL },
+    { "x1234567890123456789012345678901234567890123456789012345678901234", 0, MBEDTLS_ASN1_UTF8_STRING,
+      "CN is 65 bytes, longer than the identity limit of 64 bytes" },
+    { "ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01", 0, MBEDTLS_ASN1_UTF8_STRING,
+      "CN is 64 hex digits, the form that names a certificate by its fingerprint" },
+    { "AB01CD23EF45AB01CD23EF45AB01CD23EF45AB01CD23EF45AB01CD23EF45AB01", 0, MBEDTLS_ASN1_PRINTABLE_STRING,
+      "CN is 64 hex digits, the form that names a certificate by its fingerprint" },
+    { "ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab01cd23ef45ab0g", 0, MBEDTLS_ASN1_UTF8_STRING, NULL },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char why[200] = "";
+    size_t len = cases[i].len ? cases[i].len : strlen(cases[i].value);
+    int rc = tn_tls_cn_check((const uint8_t *)cases[i].value, len, cases[i].tag, why, sizeof why);
+    if (cases[i].why == NULL) {
+      if (rc != TN_OK)
+        fail_msg("case %zu refused: %s", i, why);
+    } else {
+      if (rc != TN_ERR_INVALID)
+        fail_msg("case %zu accepted", i);
+      if (strcmp(why, cases[i].why) != 0)
+        fail_msg("case %zu: \"%s\" != \"%s\"", i, why, cases[i].why);
+    }
+  }
+}
+
+static size_t read_data(const char *name, uint8_t *buf, size_t cap)
+{
+  char p[512];
+  snprintf(p, sizeof p, "%s/tls/identity/%s", TUNNEL_TEST_DATA, name);
+  FILE *f = fopen(p, "rb");
+  if (f == NULL)
+    fail_msg("cannot open %s", p);
+  size_t n = fread(buf, 1, cap, f);
+  fclose(f);
+  return n;
+}
+
+/* Whole certificates made by openssl (tests/data/tls/identity/make.sh): the count of CNs and each value. */
+static void test_identity_check_der(void **state)
+{
+  (void)state;
+  static const struct {
+    const char *file;
+    const char *why;
+  } cases[] = {
+    { "ok.der", NULL },
+    { "utf8-ok.der", NULL },
+    { "none.der", "certificate has no CN (its CN is the identity)" },
+    { "two.der", "certificate has 2 CN attributes (one certificate names one identity)" },
+    { "multi-rdn.der", "certificate has 2 CN attributes (one certificate names one identity)" },
+    { "long.der", "CN is 66 bytes, longer than the identity limit of 64 bytes" },
+    { "bmp.der", "CN is a BMPString (tag 30), not UTF8String, PrintableString or IA5String" },
+    { "fingerprint.der", "CN is 64 hex digits, the form that names a certificate by its fingerprint" },
+    { "bad-utf8.der", "CN is not valid UTF-8 (byte 0xff at offset 1)" },
+    { "control.der", "CN holds a control character (U+0001 at offset 1)" },
+  };
+  uint8_t der[4096];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char why[200] = "";
+    size_t n = read_data(cases[i].file, der, sizeof der);
+    int rc = tn_tls_identity_check_der(der, n, why, sizeof why);
+    if (cases[i].why == NULL) {
+      if (rc != TN_OK)
+        fail_msg("%s refused: %s", cases[i].file, why);
+    } else if (rc != TN_ERR_INVALID || strcmp(why, cases[i].why) != 0) {
+      fail_msg("%s: rc %d \"%s\" != \"%s\"", cases[i].file, rc, why, cases[i].why);
+    }
+    /* A display copy never carries what the rule refused. */
+    struct tn_tls_peer id;
+    assert_int_equal(tn_tls_identity_from_der(der, n, &id), TN_OK);
+    for (const char *c = id.cn; *c != '\0'; c++)
+      assert_true((unsigned char)*c >= 0x20 && *c != 0x7f);
+  }
+  assert_int_equal(tn_tls_identity_check_der((const uint8_t *)"xx", 2, NULL, 0), TN_ERR_INVALID);
+}
+
+static int deny_client(void *ctx, const struct tn_tls_peer *peer, char *why, size_t why_len)
+{
+  const char *deny = ctx;
+  if (strcmp(peer->cn, deny) != 0)
+    return 0;
+  snprintf(why, why_len, "certificate %s is revoked (test list)", peer->sha256_hex);
+  return 1;
+}
+
+/* The deny hook refuses at the handshake with its words and alert 44; recheck applies a new config to a live peer. */
+static void test_peer_check_and_recheck(void **state)
+{
+  (void)state;
+  struct pair p;
+  tn_tls_config *sc = cfg_for(TN_TLS_SERVER, "ca", "server");
+  tn_tls_config_set_peer_check(sc, deny_client, "client");
+  pair_new(&p, cfg_for(TN_TLS_CLIENT, "ca", "client"), sc, "localhost");
+  handshake(&p);
+  assert_int_equal(p.rc_s, TN_ERR_TLS);
+  assert_contains(tn_tls_error_text(p.s), "client certificate rejected: certificate ");
+  assert_contains(tn_tls_error_text(p.s), "is revoked (test list); CN \"client\", sha256 ");
+  assert_int_equal(p.rc_c, TN_ERR_TLS);
+  assert_string_equal(tn_tls_error_text(p.c), "peer rejected the handshake: certificate revoked (alert 44)");
+  pair_del(&p);
+
+  run(&p, "ca", "client", "ca", "server", "localhost");
+  assert_int_equal(p.rc_s, TN_OK);
+  char why[512] = "";
+  tn_tls_config *same = cfg_for(TN_TLS_SERVER, "ca", "server");
+  assert_int_equal(tn_tls_recheck(p.s, same, why, sizeof why), TN_OK);
+  tn_tls_config_set_peer_check(same, deny_client, "client");
+  assert_int_equal(tn_tls_recheck(p.s, same, why, sizeof why), TN_ERR_INVALID);
+  assert_contains(why, "is revoked (test list)");
+  tn_tls_config_unref(same);
+  tn_tls_config *other_ca = cfg_for(TN_TLS_SERVER, "ca2", "server2");
+  assert_int_equal(tn_tls_recheck(p.s, other_ca, why, sizeof why), TN_ERR_INVALID);
+  assert_rejected(why, "client certificate rejected: unknown CA (not signed by a trusted CA)");
+  tn_tls_config_unref(other_ca);
+  /* The server's view of a client and the client's of a server are not interchangeable. */
+  tn_tls_config *client_cfg = cfg_for(TN_TLS_CLIENT, "ca", "client");
+  assert_int_equal(tn_tls_recheck(p.s, client_cfg, why, sizeof why), TN_ERR_ARG);
+  assert_int_equal(tn_tls_recheck(p.c, client_cfg, why, sizeof why), TN_OK);
+  tn_tls_config_unref(client_cfg);
+  pair_del(&p);
+}
+
+static void test_crl_file_errors(void **state)
+{
+  (void)state;
+  char err[512];
+  tn_tls_config *cfg = cfg_for(TN_TLS_SERVER, "ca", "server");
+  assert_int_equal(tn_tls_config_set_crl(cfg, path("nothing-here.crl"), err, sizeof err), TN_ERR_INVALID);
+  assert_contains(err, "nothing-here.crl: cannot open");
+  assert_int_equal(tn_tls_config_set_crl(cfg, path("ca.crt"), err, sizeof err), TN_ERR_INVALID);
+  assert_contains(err, "ca.crt: not a CRL");
+  FILE *f = fopen(path("junk.crl"), "wb");
+  assert_non_null(f);
+  fputs("\x30\x03\x02\x01\x01", f);
+  fclose(f);
+  assert_int_equal(tn_tls_config_set_crl(cfg, path("junk.crl"), err, sizeof err), TN_ERR_INVALID);
+  assert_contains(err, "junk.crl: not a CRL");
+  tn_tls_config_unref(cfg);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -778,6 +969,11 @@ int main(void)
     cmocka_unit_test(test_peer_closed_during_handshake),
     cmocka_unit_test(test_config_errors),
     cmocka_unit_test(test_fingerprint_parse),
+    cmocka_unit_test(test_fingerprint_canonical),
+    cmocka_unit_test(test_cn_check),
+    cmocka_unit_test(test_identity_check_der),
+    cmocka_unit_test(test_peer_check_and_recheck),
+    cmocka_unit_test(test_crl_file_errors),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -27,6 +27,7 @@
 #define TN_DEFAULT_MAX_CONNECTIONS_PER_TUNNEL 4096u
 #define TN_DEFAULT_MAX_CONNECTIONS_PER_CLIENT 16384u
 #define TN_DEFAULT_MAX_PENDING_HANDSHAKES 512u   /* control + management ports together */
+#define TN_DEFAULT_TAKEOVER_PING_TIMEOUT_MS 1000u /* a connected identity answering a ping this fast keeps its link */
 #define TN_DEFAULT_API_MAX_BODY (1024u * 1024u)
 #define TN_DEFAULT_API_MAX_HEADER (16u * 1024u)
 #define TN_DEFAULT_API_HEADER_TIMEOUT_MS 10000u  /* whole request head must arrive within this */

@@ -43,6 +43,8 @@ struct tn_link_callbacks {
   void (*on_go_away)(tn_link *link, uint32_t code);
   /* Every stream has ended after tn_link_go_away; a good moment to close. Optional. */
   void (*on_drained)(tn_link *link);
+  /* The peer answered the latest tn_link_ping (or keepalive ping); rtt_ms as the mux measured it. Optional. */
+  void (*on_pong)(tn_link *link, uint64_t rtt_ms);
   /* Raw mode: decrypted bytes from the peer. */
   void (*on_data)(tn_link *link, const uint8_t *data, size_t len);
   /* The link is over (reason in words, for the log). Last call; the link is gone after it. */
@@ -65,6 +67,12 @@ void tn_link_close(tn_link *link, const char *reason);
 /* Sends GoAway: no new streams either way; on_drained once the open ones have ended. */
 void tn_link_go_away(tn_link *link);
 
+/*
+ * Pings the peer now (mux links only); on_pong follows if it answers. A newer ping supersedes
+ * an unanswered one. Returns TN_OK, or TN_ERR_SESSION_CLOSED when there is no live session.
+ */
+int tn_link_ping(tn_link *link);
+
 /* Asks for output to be flushed at the end of this loop iteration (pipes call it after writing). */
 void tn_link_want_flush(tn_link *link);
 
@@ -82,6 +90,8 @@ int tn_link_is_closing(const tn_link *link);
 const char *tn_link_peer_address(const tn_link *link);
 /* The verified peer certificate (valid once established). */
 const struct tn_tls_peer *tn_link_peer(const tn_link *link);
+/* The link's TLS connection (NULL before TCP is up), e.g. for tn_tls_recheck after a reload. */
+const tn_tls *tn_link_tls(const tn_link *link);
 uv_loop_t *tn_link_loop(const tn_link *link);
 void *tn_link_data(const tn_link *link);
 void tn_link_set_data(tn_link *link, void *data);

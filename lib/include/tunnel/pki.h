@@ -39,7 +39,7 @@ struct tn_pki_request {
 
 /* Days of validity tunneld pki uses by default. */
 #define TN_PKI_CA_DAYS 3650
-#define TN_PKI_LEAF_DAYS 825
+#define TN_PKI_LEAF_DAYS 397  /* what public CAs may issue at most; a lost key stops working within a year */
 
 /* Fills req with: usage, EC P-256, validity from now - 1 hour (clock skew) to now + days. */
 void tn_pki_request_init(struct tn_pki_request *req, const char *subject, enum tn_pki_usage usage, unsigned days);

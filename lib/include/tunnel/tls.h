@@ -43,6 +43,12 @@
  * extended key usage (when present) allows clientAuth; the client requires serverAuth and
  * checks the server's name: a DNS name against dNSName SANs (or the CN without SANs), an
  * IPv4/IPv6 literal against iPAddress SANs (mbedTLS 2.28 cannot, tn_tls does it itself).
+ *
+ * Trust (both roles): the peer's leaf must chain to a certificate of the CA file through
+ * certificates of the CA file only; intermediates the peer sends add no trust. The leaf
+ * must not be a CA (basicConstraints CA:TRUE). A server also requires the client's subject
+ * to name one identity (tn_tls_cn_check). Optional: CRLs (tn_tls_config_set_crl) and a
+ * deny hook (tn_tls_config_set_peer_check), both checked at every handshake.
  */
 
 #define TN_TLS_HANDSHAKE_TIMEOUT_MS 10000u
@@ -62,10 +68,16 @@ enum tn_tls_role {
 };
 
 /* Identity of a verified peer certificate (the leaf). */
-#define TN_TLS_CN_MAX 65        /* 64 characters, the X.520 upper bound, plus NUL */
+#define TN_TLS_CN_MAX 65        /* the identity limit: 64 bytes of UTF-8 (X.520's bound, in bytes), plus NUL */
 #define TN_TLS_SANS_MAX 512
 struct tn_tls_peer {
-  char cn[TN_TLS_CN_MAX];       /* subject commonName ("" when absent); UTF-8 as found, control bytes as '?' */
+  /*
+   * Subject commonName. For a client verified by a server it is exactly the certificate's
+   * bytes (tn_tls_cn_check refused anything else at the handshake). Elsewhere (own or
+   * server certificates, tools) a name that would fail that check is shown with '?' for
+   * each offending byte, so it is always printable UTF-8; "" when absent.
+   */
+  char cn[TN_TLS_CN_MAX];
   char sha256_hex[65];          /* SHA-256 of the leaf certificate DER: 64 lowercase hex digits, no colons */
   char sans[TN_TLS_SANS_MAX];   /* "DNS:a.example,IP:127.0.0.1" (truncated with "..." if longer) */
   int64_t not_before;           /* validity, Unix seconds UTC */
@@ -84,6 +96,23 @@ struct tn_tls_peer {
  */
 int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca_file,
                       const char *cert_file, const char *key_file, char *err, size_t err_len);
+/*
+ * Adds certificate revocation lists from crl_file (one or more PEM CRLs, or DER CRLs one
+ * after another, as `openssl ca -gencrl` writes them). Every CRL must be issued and signed
+ * by a certificate of the CA file and must not be past its nextUpdate (an expired CRL would
+ * make mbedTLS refuse every certificate of its CA). Call before the first tn_tls_new.
+ * TN_OK, or TN_ERR_INVALID / TN_ERR_NOMEM with err naming the file and the CRL.
+ */
+int tn_tls_config_set_crl(tn_tls_config *cfg, const char *crl_file, char *err, size_t err_len);
+
+/*
+ * A deny hook, asked at every handshake (and by tn_tls_recheck) about the peer's verified
+ * leaf: returning nonzero refuses it as revoked, with why (one line) for the error text.
+ * fn may be NULL (no hook). ctx must outlive the config's connections.
+ */
+typedef int (*tn_tls_peer_check_fn)(void *ctx, const struct tn_tls_peer *peer, char *why, size_t why_len);
+void tn_tls_config_set_peer_check(tn_tls_config *cfg, tn_tls_peer_check_fn fn, void *ctx);
+
 /* Takes one more reference (each tn_tls holds one, so a reload never disturbs live links). */
 void tn_tls_config_ref(tn_tls_config *cfg);
 /* Drops one reference; the last one frees the config. NULL is ignored. */
@@ -91,6 +120,8 @@ void tn_tls_config_unref(tn_tls_config *cfg);
 enum tn_tls_role tn_tls_config_role(const tn_tls_config *cfg);
 /* Identity of this side's own certificate (the leaf of cert_file): CN, SANs, fingerprint. */
 int tn_tls_config_identity(const tn_tls_config *cfg, struct tn_tls_peer *own);
+/* TN_OK when this side's own certificate names one identity a server accepts (as tn_tls_cn_check), else TN_ERR_INVALID with why. */
+int tn_tls_config_identity_check(const tn_tls_config *cfg, char *why, size_t why_len);
 
 /*
  * Creates a connection. For a client, server_name is the name the server certificate must
@@ -161,11 +192,38 @@ const char *tn_tls_error_text(const tn_tls *t);
 
 /* The verified peer's identity; TN_ERR_ARG before the handshake completed (or without a peer certificate). */
 int tn_tls_peer_identity(const tn_tls *t, struct tn_tls_peer *peer);
+/*
+ * Verifies an established connection's peer certificate again, against cfg (a reloaded CA
+ * file, new CRLs, the deny hook, the validity period now): the leaf alone, as at a
+ * handshake. TN_OK when it still passes; TN_ERR_INVALID with why when it would now be
+ * refused; TN_ERR_ARG without an established peer.
+ */
+int tn_tls_recheck(const tn_tls *t, const tn_tls_config *cfg, char *why, size_t why_len);
+
 /* Name of the negotiated ciphersuite (for logs), or "" before the handshake. */
 const char *tn_tls_ciphersuite(const tn_tls *t);
 
 /* Fills peer from a DER certificate (no verification); for tools that show certificates. TN_OK or TN_ERR_INVALID. */
 int tn_tls_identity_from_der(const uint8_t *der, size_t len, struct tn_tls_peer *peer);
+
+/*
+ * The identity rule for a certificate subject's commonName value (asn1_tag is its ASN.1 string
+ * type): UTF8String, PrintableString or IA5String; 1-64 bytes; valid UTF-8 (shortest form,
+ * no surrogates); no control characters (C0, DEL, C1); ASCII for the two ASCII types; and not
+ * 64 hex digits (that form names a certificate by fingerprint). TN_OK, or TN_ERR_INVALID with
+ * why in words ("CN is not valid UTF-8 (byte 0xff at offset 1)"). Never normalises.
+ */
+int tn_tls_cn_check(const uint8_t *value, size_t len, int asn1_tag, char *why, size_t why_len);
+
+/*
+ * Applies the identity rule to a DER certificate: exactly one commonName attribute in the
+ * subject (counting multi-valued RDNs), and that value passes tn_tls_cn_check. TN_OK, or
+ * TN_ERR_INVALID with why ("certificate has no CN", "certificate has 2 CN attributes", ...).
+ */
+int tn_tls_identity_check_der(const uint8_t *der, size_t len, char *why, size_t why_len);
+
+/* True when s is a fingerprint in the canonical form: exactly 64 lowercase hex digits. */
+int tn_tls_fingerprint_is_canonical(const char *s);
 
 /*
  * Normalises a SHA-256 fingerprint as people write it (any case, with or without colons,
