@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "tunnel/defaults.h"
+#include "tunnel/file.h"
 #include "tunnel/tls.h"
 #include "tunnel/error.h"
 
@@ -84,41 +85,6 @@ static void fail(char *err, size_t errlen, const char *path, const char *fmt, ..
   va_start(ap, fmt);
   vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
   va_end(ap);
-}
-
-/* Reads the whole file, refusing anything over CONFIG_MAX_BYTES. */
-static int read_file(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
-{
-  FILE *f = fopen(path, "rb");
-  char *data;
-  size_t n;
-
-  if (!f) {
-    fail(err, errlen, path, "cannot open: %s", strerror(errno));
-    return TN_ERR_INVALID;
-  }
-  data = malloc(CONFIG_MAX_BYTES + 1);
-  if (!data) {
-    fclose(f);
-    fail(err, errlen, path, "out of memory");
-    return TN_ERR_NOMEM;
-  }
-  n = fread(data, 1, CONFIG_MAX_BYTES + 1, f);
-  if (ferror(f)) {
-    fail(err, errlen, path, "cannot read: %s", strerror(errno));
-    fclose(f);
-    free(data);
-    return TN_ERR_INVALID;
-  }
-  fclose(f);
-  if (n > CONFIG_MAX_BYTES) {
-    fail(err, errlen, path, "larger than %u bytes: not a tunneld configuration", CONFIG_MAX_BYTES);
-    free(data);
-    return TN_ERR_INVALID;
-  }
-  *out = data;
-  *outlen = n;
-  return TN_OK;
 }
 
 static int get_port(const json_t *root, const char *key, uint16_t def, uint16_t *out, const char *path,
@@ -412,11 +378,11 @@ int td_config_load(struct td_config *cfg, const char *path, char *err, size_t er
 
   memset(cfg, 0, sizeof(*cfg));
   td_limits_default(&cfg->limits);
-  rc = read_file(path, &data, &len, err, errlen);
+  rc = tn_file_read(path, CONFIG_MAX_BYTES, 0, "tunneld configuration", &data, &len, err, errlen);
   if (rc != TN_OK)
     return rc;
   root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-  free(data);
+  tn_file_free(data, len);
   if (!root) {
     tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
     fail(err, errlen, path, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);

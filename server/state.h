@@ -6,6 +6,9 @@
 
 #include "table.h"
 
+/* Largest state file read back: a table PUT bodies (at most ApiMaxBody's 64 MiB) can build, written indented. */
+#define TD_STATE_MAX_BYTES (256u * 1024u * 1024u)
+
 /*
  * Writes t (as the JSON array PUT /tunnels takes) to path atomically: a temporary file
  * in the same directory, written, fsynced, renamed over path, then the directory
@@ -17,7 +20,8 @@ int td_state_save(const char *path, const struct td_table *t, char *err, size_t 
 /*
  * Reads path into *out, validated like a PUT body against reserved (may be NULL).
  * A missing file is an empty table (first start), not an error. A corrupt or invalid
- * file is TN_ERR_INVALID with err naming the file (and line/column or the tunnel).
+ * file is TN_ERR_INVALID with err naming the file (and line/column or the tunnel), as is
+ * anything but a regular file, a symbolic link included. Messages never quote the file.
  */
 int td_state_load(const char *path, const struct td_reserved *reserved, struct td_table *out, char *err,
                   size_t errlen);

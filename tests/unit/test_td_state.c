@@ -189,7 +189,8 @@ static void test_corrupt_file(void **state)
 
   write_text(f->path, "[{\"ListenPort\": 0, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]");
   assert_int_equal(td_state_load(f->path, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
-  snprintf(want, sizeof(want), "%s: invalid state file: tunnels[0].ListenPort: must be 1-65535, got 0", f->path);
+  /* Without the value: the file's content is never quoted, whatever it turns out to hold. */
+  snprintf(want, sizeof(want), "%s: invalid state file: tunnels[0].ListenPort: must be 1-65535", f->path);
   assert_string_equal(err, want);
 
   /* A table saved before the server's ports changed now collides with them. */
@@ -211,7 +212,7 @@ static void test_unreadable(void **state)
 
   assert_int_equal(mkdir(f->path, 0700), 0);
   assert_int_equal(td_state_load(f->path, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
-  snprintf(want, sizeof(want), "%s: cannot read the state file: not a regular file", f->path);
+  snprintf(want, sizeof(want), "%s: cannot read the state file: not a regular file (a directory)", f->path);
   assert_string_equal(err, want);
 }
 
