@@ -381,8 +381,9 @@ static bool link_read_plaintext(tn_link *l)
     if (l->closing)
       return false;
     if (rc == TN_ERR_PROTO) {
+      const char *why = tn_mux_error(l->mux);
       link_flush(l);  /* deliver our GoAway(protocol error) */
-      tn_link_close(l, "protocol error from peer");
+      link_fail(l, "protocol error from peer", why != NULL && strcmp(why, tn_strerror(rc)) != 0 ? why : NULL);
       return false;
     }
     if (rc != TN_OK) {
