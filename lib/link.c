@@ -42,6 +42,7 @@ struct tn_link {
   int connect_error;      /* a connect that failed at once, reported from the timer */
   int handles_open;
   char peer_address[TN_ADDR_STRLEN];
+  struct tn_addr peer_addr;  /* TN_AF_UNSPEC until known */
   struct tn_tls_peer peer;
   /* raw mode: plaintext waiting for TLS */
   uint8_t *raw_out;
@@ -492,6 +493,7 @@ static void record_peer_address(tn_link *l)
     return;
   tn_addr_from_sockaddr(&a, (const struct sockaddr *)&ss);
   tn_addr_format(&a, l->peer_address, sizeof(l->peer_address));
+  l->peer_addr = a;
 }
 
 /* TCP is up: start TLS and reading. */
@@ -646,6 +648,11 @@ int tn_link_is_closing(const tn_link *l)
 const char *tn_link_peer_address(const tn_link *l)
 {
   return l->peer_address;
+}
+
+const struct tn_addr *tn_link_peer_addr(const tn_link *l)
+{
+  return &l->peer_addr;
 }
 
 const struct tn_tls_peer *tn_link_peer(const tn_link *l)

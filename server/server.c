@@ -29,8 +29,8 @@ struct td_conv {
 };
 
 #define SWEEP_INTERVAL_MS 250u
-#define REFUSAL_LOG_INTERVAL_MS 10000u
 #define FD_EXHAUSTED_LOG_INTERVAL_MS 60000u
+#define RATELOG_MAX_KEYS 256u
 #define TD_REFUSAL_WHY_MAX 320
 
 static void listener_release(struct td_listener *l);
@@ -146,7 +146,7 @@ static void control_on_established(tn_link *link, const struct tn_tls_peer *peer
   struct td_server *srv = ctx->srv;
   struct td_client *c;
 
-  srv->pending_handshakes--;
+  td_server_pending_done(srv, ctx);
   ctx->handshake_done = true;
   if (peer->cn[0] == '\0') {
     tn_log_warn("control: %s: client certificate has no CN; closing", tn_link_peer_address(link));
@@ -222,11 +222,15 @@ static void control_on_closed(tn_link *link, const char *reason)
   struct td_client *c = ctx->client;
 
   if (!ctx->handshake_done) {
-    srv->pending_handshakes--;
+    char kind[96];
+    td_server_pending_done(srv, ctx);
     srv->metrics.handshake_failures++;
-    tn_log_warn("control: %s: %s", tn_link_peer_address(link), reason);
+    /* Anyone can cause these, as often as they like: per way of failing and source, one line, then a count. */
+    snprintf(kind, sizeof(kind), "control: %s", reason);
+    td_server_log_limited(srv, TN_LOG_WARN, kind, ctx->source, "control: %s: %s", tn_link_peer_address(link), reason);
   } else if (c == NULL) {
-    tn_log_warn("control: %s: %s", tn_link_peer_address(link), reason);
+    td_server_log_limited(srv, TN_LOG_WARN, "control: refused certificates", ctx->source, "control: %s: %s",
+                          tn_link_peer_address(link), reason);
   } else if (c->link == link) {
     c->link = NULL;
     c->last_state = c->state;
@@ -285,13 +289,15 @@ void td_server_drop_connection(uv_stream_t *server)
  */
 static void note_fd_state(struct td_server *srv, bool exhausted)
 {
+  static const char kind[] = "server: out of file descriptors";
   uint64_t now = uv_now(srv->loop);
 
-  if (exhausted && (!srv->fd_exhausted || now - srv->fd_exhausted_log_ms >= FD_EXHAUSTED_LOG_INTERVAL_MS)) {
-    tn_log_error("server: out of file descriptors: new connections are accepted and closed at once until some "
-                 "end; raise the descriptor limit (ulimit -n, systemd LimitNOFILE)");
-    srv->fd_exhausted_log_ms = now;
-  } else if (!exhausted && srv->fd_exhausted) {
+  if (exhausted) {
+    tn_ratelog_event(srv->ratelog, now, FD_EXHAUSTED_LOG_INTERVAL_MS, TN_LOG_ERROR, kind, "-",
+                     "server: out of file descriptors: new connections are accepted and closed at once until some "
+                     "end; raise the descriptor limit (ulimit -n, systemd LimitNOFILE)");
+  } else if (srv->fd_exhausted) {
+    tn_ratelog_end(srv->ratelog, now, kind, "-");
     tn_log_info("server: file descriptors available again");
   }
   srv->fd_exhausted = exhausted;
@@ -342,16 +348,62 @@ static bool shed_on_emfile(struct td_server *srv, uv_stream_t *server, int statu
  */
 bool td_server_evict_handshake(struct td_server *srv, bool management_only)
 {
-  struct td_link_ctx *ctx, *oldest = NULL;
+  struct td_link_ctx *ctx;
 
-  for (ctx = srv->links; ctx != NULL; ctx = ctx->next)
-    if (!ctx->handshake_done && (!management_only || ctx->management))
-      oldest = ctx;  /* links are added at the head: the last match is the oldest */
-  if (oldest == NULL)
+  for (ctx = srv->pending_oldest; ctx != NULL; ctx = ctx->pending_next)
+    if (!management_only || ctx->management)
+      break;
+  if (ctx == NULL)
     return false;
   srv->metrics.handshakes_refused_limit++;
-  tn_link_close(oldest->link, "TLS handshake evicted: too many in progress");
+  tn_link_close(ctx->link, "TLS handshake evicted: too many in progress");
   return true;
+}
+
+void td_server_pending_add(struct td_server *srv, struct td_link_ctx *ctx, enum td_count kind)
+{
+  struct td_link_ctx *old;
+
+  td_source_name(tn_link_peer_addr(ctx->link), ctx->source, sizeof(ctx->source));
+  snprintf(ctx->source_key, sizeof(ctx->source_key), "ip:%s", ctx->source);
+  if (td_sources_get(&srv->sources, ctx->source_key, kind) >= srv->cfg.limits.max_pending_per_source) {
+    for (old = srv->pending_oldest; old != NULL; old = old->pending_next)
+      if (old->pending_kind == kind && strcmp(old->source_key, ctx->source_key) == 0)
+        break;
+    if (old != NULL) {
+      srv->metrics.handshakes_refused_limit++;
+      tn_link_close(old->link, "TLS handshake evicted: MaxPendingHandshakesPerSource reached for its source");
+    }
+  }
+  ctx->pending = true;
+  ctx->pending_kind = kind;
+  ctx->pending_next = NULL;
+  ctx->pending_prev = srv->pending_newest;
+  if (srv->pending_newest != NULL)
+    srv->pending_newest->pending_next = ctx;
+  else
+    srv->pending_oldest = ctx;
+  srv->pending_newest = ctx;
+  srv->pending_handshakes++;
+  /* Out of memory only makes the per-source bound looser, never refuses the connection. */
+  (void)td_sources_add(&srv->sources, ctx->source_key, kind, 1);
+}
+
+void td_server_pending_done(struct td_server *srv, struct td_link_ctx *ctx)
+{
+  if (!ctx->pending)
+    return;
+  ctx->pending = false;
+  if (ctx->pending_prev != NULL)
+    ctx->pending_prev->pending_next = ctx->pending_next;
+  else
+    srv->pending_oldest = ctx->pending_next;
+  if (ctx->pending_next != NULL)
+    ctx->pending_next->pending_prev = ctx->pending_prev;
+  else
+    srv->pending_newest = ctx->pending_prev;
+  srv->pending_handshakes--;
+  td_sources_add(&srv->sources, ctx->source_key, ctx->pending_kind, -1);
 }
 
 static void on_control_connection(uv_stream_t *server, int status)
@@ -387,7 +439,7 @@ static void on_control_connection(uv_stream_t *server, int status)
   if (srv->links != NULL)
     srv->links->prev = ctx;
   srv->links = ctx;
-  srv->pending_handshakes++;
+  td_server_pending_add(srv, ctx, TD_COUNT_CONTROL_PENDING);
 }
 
 /* ---- public listeners ---- */
@@ -426,17 +478,12 @@ static const struct tn_pipe_callbacks conv_callbacks = { .on_close = conv_on_clo
 
 static void refuse_logged(struct td_listener *l, const char *why)
 {
-  uint64_t now = uv_now(l->srv->loop);
+  char port[8];
 
   l->refused++;
-  l->refusals_since_log++;
-  /* Rate-limited: a storm of refusals is one line per interval, with the count. */
-  if (now - l->last_refusal_log_ms >= REFUSAL_LOG_INTERVAL_MS || l->last_refusal_log_ms == 0) {
-    tn_log_warn("tunnel port %u: refused %llu connection(s): %s", (unsigned)l->addr.port,
-                (unsigned long long)l->refusals_since_log, why);
-    l->last_refusal_log_ms = now;
-    l->refusals_since_log = 0;
-  }
+  snprintf(port, sizeof(port), "%u", (unsigned)l->addr.port);
+  td_server_log_limited(l->srv, TN_LOG_WARN, "tunnel port refusals", port, "tunnel port %u: refused 1 connection(s): %s",
+                        (unsigned)l->addr.port, why);
 }
 
 static void on_public_connection(uv_stream_t *server, int status)
@@ -753,6 +800,7 @@ static void on_sweep(uv_timer_t *t)
   struct td_listener *l, *lnext;
 
   probe_descriptors(srv);
+  tn_ratelog_flush(srv->ratelog, now);
   for (ctx = srv->links; ctx != NULL; ctx = next) {
     next = ctx->next;
     if (ctx->retiring && now >= ctx->retire_deadline_ms)
@@ -815,6 +863,7 @@ int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_pa
   srv->loop = loop;
   srv->config_path = config_path;
   td_table_init(&srv->table);
+  td_sources_init(&srv->sources);
   if (td_config_load(&srv->cfg, config_path, err, errlen) != TN_OK)
     return -1;
   if (tn_tls_config_new(&srv->tls, TN_TLS_SERVER, srv->cfg.ca_file, srv->cfg.cert_file, srv->cfg.key_file, err,
@@ -829,6 +878,7 @@ int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_pa
     td_config_free(&srv->cfg);
     return -1;
   }
+  srv->ratelog = tn_ratelog_new(RATELOG_MAX_KEYS);  /* NULL (out of memory) only means unlimited lines */
   return 0;
 }
 
@@ -953,6 +1003,9 @@ void td_server_free(struct td_server *srv)
   td_table_free(&srv->table);
   tn_tls_config_unref(srv->tls);
   td_config_free(&srv->cfg);
+  td_sources_free(&srv->sources);
+  tn_ratelog_free(srv->ratelog, uv_now(srv->loop));
+  srv->ratelog = NULL;
   if (srv->spare_fd >= 0)
     close(srv->spare_fd);
   srv->spare_fd = -1;
