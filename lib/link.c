@@ -46,6 +46,7 @@ struct tn_link {
   struct tn_tls_peer peer;
   /* raw mode: plaintext waiting for TLS */
   uint8_t *raw_out;
+  size_t raw_start;       /* raw_out[raw_start, raw_start + raw_len) waits for TLS */
   size_t raw_len;
   size_t raw_cap;
   const char *close_when_flushed;
@@ -218,7 +219,7 @@ static void link_flush(tn_link *l)
     while (l->established) {
       long w;
       if (l->opt.raw) {
-        p = l->raw_out;
+        p = l->raw_out + l->raw_start;
         n = l->raw_len;
       } else {
         n = tn_mux_pending(l->mux, &p);
@@ -234,8 +235,11 @@ static void link_flush(tn_link *l)
       if (w == 0)
         break;  /* TLS queue full: the socket write below makes room */
       if (l->opt.raw) {
-        memmove(l->raw_out, l->raw_out + w, l->raw_len - (size_t)w);
+        /* An offset, not a memmove per record: a large response would cost its size squared over 16 KiB. */
+        l->raw_start += (size_t)w;
         l->raw_len -= (size_t)w;
+        if (l->raw_len == 0)
+          l->raw_start = 0;
       } else {
         tn_mux_consumed(l->mux, (size_t)w);  /* may wake writers, who queue more */
       }
@@ -600,6 +604,10 @@ int tn_link_send(tn_link *l, const uint8_t *data, size_t len)
     return TN_ERR_SESSION_CLOSED;
   if (l->raw_len + len > l->opt.max_raw_output)
     return TN_ERR_NO_SPACE;
+  if (l->raw_cap - l->raw_start - l->raw_len < len && l->raw_start > 0) {
+    memmove(l->raw_out, l->raw_out + l->raw_start, l->raw_len);
+    l->raw_start = 0;
+  }
   if (l->raw_cap - l->raw_len < len) {
     size_t cap = l->raw_cap ? l->raw_cap : 4096;
     uint8_t *p;

@@ -27,7 +27,9 @@ struct td_mgmt_conn {
 
 static int ops_apply(void *s, struct td_table *t, char *err, size_t errlen)
 {
-  return td_server_apply_table(s, t, err, errlen);
+  struct td_server *srv = s;
+
+  return td_server_apply_table_as(srv, t, srv->api_actor != NULL ? srv->api_actor : "?", srv->api_peer, err, errlen);
 }
 
 static const struct td_table *ops_table(void *s)
@@ -122,7 +124,8 @@ static void mgmt_answer(struct td_mgmt_conn *m, const struct td_http_request *re
   struct td_reserved reserved;
   struct td_api_counters counters = { srv->metrics.put_ok, srv->metrics.put_invalid, srv->metrics.put_conflict,
                                       srv->metrics.put_failed };
-  struct td_api_ctx api = { &server_ops, srv, &reserved, &counters };
+  struct td_table_limits limits = { srv->cfg.limits.max_tunnels, srv->cfg.limits.max_backups_per_tunnel };
+  struct td_api_ctx api = { &server_ops, srv, &reserved, &counters, &limits };
   struct td_api_response resp;
   /* A non-admin gets one answer, then the connection closes: it holds a slot an admin may need. */
   int keep_alive = req->keep_alive && !srv->stopping && m->admin;
@@ -136,7 +139,11 @@ static void mgmt_answer(struct td_mgmt_conn *m, const struct td_http_request *re
                           tn_link_peer_address(m->ctx->link), req->method, req->path, m->identity);
     td_api_forbidden(&resp, m->identity);
   } else {
+    srv->api_actor = m->identity;  /* for the audit lines of a PUT */
+    srv->api_peer = tn_link_peer_address(m->ctx->link);
     td_api_handle(&api, req, &resp);
+    srv->api_actor = NULL;
+    srv->api_peer = NULL;
     srv->metrics.put_ok = counters.put_ok;
     srv->metrics.put_invalid = counters.put_invalid;
     srv->metrics.put_conflict = counters.put_conflict;

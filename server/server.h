@@ -33,7 +33,10 @@ struct td_client {
   uint64_t bytes_out;
   uint32_t open_streams;         /* conversations it carries now, on any of its links */
   uint64_t links_accepted;
+  struct td_conv *convs;         /* conversations it carries now (for live byte counts) */
+  bool named;                    /* scratch: named by the table being applied */
   struct td_client *next;
+  struct td_client *hash_next;   /* srv->client_buckets */
 };
 
 /* A link's server-side context: which client it belongs to and whether it is being retired. */
@@ -101,8 +104,17 @@ struct td_server {
   void (*on_stopped)(struct td_server *srv);
 
   struct td_table table;
+  /* Resolved with the table at every apply, so routing a connection costs no lookups by name. */
+  struct td_listener **listener_of;  /* [table.n]: the open listener of tunnel i */
+  struct td_client **route;          /* primary then backups of every tunnel, in table order */
+  size_t *route_start;               /* [table.n + 1]: tunnel i's clients are route[route_start[i] ..] */
   struct td_listener *listeners;
   struct td_client *clients;
+  struct td_client **client_buckets; /* by identity */
+  size_t n_client_buckets;
+  size_t n_clients;
+  const char *api_actor;         /* identity of the admin whose PUT is being applied (audit lines) */
+  const char *api_peer;          /* and the address it came from */
   struct td_link_ctx *links;
   struct td_link_ctx *pending_oldest; /* handshakes in progress, both ports, oldest first */
   struct td_link_ctx *pending_newest;
@@ -142,6 +154,9 @@ void td_server_free(struct td_server *srv);
  * Takes ownership of new_table's contents on success.
  */
 int td_server_apply_table(struct td_server *srv, struct td_table *new_table, char *err, size_t errlen);
+/* As td_server_apply_table for a PUT: also logs an audit line per tunnel added, removed or changed, naming actor. */
+int td_server_apply_table_as(struct td_server *srv, struct td_table *new_table, const char *actor, const char *peer,
+                             char *err, size_t errlen);
 
 /* Client that takes tunnel index's new connections now, or NULL. */
 struct td_client *td_server_active_client(const struct td_server *srv, size_t index);

@@ -152,7 +152,8 @@ int td_state_load(const char *path, const struct td_reserved *reserved, struct t
              jerr.text);
     return TN_ERR_INVALID;
   }
-  rc = td_table_from_json(j, reserved, out, inner, sizeof(inner));
+  /* No size limits here: a table once accepted must come back even if MaxTunnels was lowered since. */
+  rc = td_table_from_json(j, reserved, NULL, out, inner, sizeof(inner));
   json_decref(j);
   if (rc != TN_OK) {
     drop_quoted(inner);

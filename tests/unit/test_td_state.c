@@ -86,7 +86,7 @@ static void make_table(struct td_table *t, size_t n)
                                          (int)(1000 + i), "ClientIdentifier", id, "BackupClientIdentifiers", "spare",
                                          "BackEndService", "web", "HaProxyProxyProtocol", 1, "ProxyProtocolVersion", 2));
   }
-  assert_int_equal(td_table_from_json(arr, NULL, t, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_table_from_json(arr, NULL, NULL, t, err, sizeof(err)), TN_OK);
   json_decref(arr);
 }
 
