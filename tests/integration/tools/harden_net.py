@@ -21,9 +21,10 @@
                                             most that were established and open at one time
   garbage-many PORT N                       N connections one after another, each sending non-TLS bytes; reports
                                             how many the server closed
-  storm SOURCE PORT SECONDS                 from local address SOURCE, opens connections as fast as it can for
-                                            SECONDS, each sending a partial ClientHello and held until the server
-                                            closes it; reports how many were opened and closed, and the most open
+  storm SOURCE PORT SECONDS [RATE]          from local address SOURCE, opens connections for SECONDS (at most RATE
+                                            a second, default unlimited), each sending a partial ClientHello and
+                                            held until the server closes it; reports how many were opened and
+                                            closed, and the most open
 """
 import json
 import os
@@ -364,13 +365,17 @@ def garbage_many(port, n):
     print(json.dumps({"connections": n, "closed_by_server": closed}))
 
 
-def storm(source, port, seconds):
+def storm(source, port, seconds, rate):
     raise_nofile()
     sel = selectors.DefaultSelector()
     res = {"opened": 0, "connect_failed": 0, "closed_by_server": 0, "max_open": 0}
     hello = bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
-    end = time.time() + seconds
+    start = time.time()
+    end = start + seconds
     while time.time() < end:
+        if rate > 0 and res["opened"] >= (time.time() - start) * rate:
+            time.sleep(0.001)
+            continue
         try:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind((source, 0))
@@ -473,7 +478,7 @@ def main():
     elif mode == "hold":
         hold(int(a[0]), a[1], a[2], a[3], int(a[4]), float(a[5]))
     elif mode == "storm":
-        storm(a[0], int(a[1]), float(a[2]))
+        storm(a[0], int(a[1]), float(a[2]), float(a[3]) if len(a) > 3 else 0)
     elif mode == "garbage-many":
         garbage_many(int(a[0]), int(a[1]))
     else:
