@@ -12,6 +12,7 @@
 #include "tunnel/addr.h"
 #include "tunnel/defaults.h"
 #include "tunnel/error.h"
+#include "tunnel/file.h"
 
 #define PATH_MAX_LEN 4095       /* longest certificate or key path accepted */
 #define IDENTIFIER_MAX 255      /* longest ClientIdentifier accepted */
@@ -675,33 +676,7 @@ static int check_unknown_keys(struct loader *ld, const json_t *root)
 /* Reads the whole file with a size bound, so a wrong path to a huge file fails fast. */
 static int read_file(struct loader *ld, char **out, size_t *outlen)
 {
-  FILE *f = fopen(ld->path, "rb");
-  char *buf;
-  size_t n;
-
-  if (f == NULL)
-    return fail(ld, NULL, "cannot open: %s", strerror(errno));
-  buf = malloc(TC_CONFIG_FILE_MAX + 1);
-  if (buf == NULL) {
-    fclose(f);
-    return fail_nomem(ld);
-  }
-  n = fread(buf, 1, TC_CONFIG_FILE_MAX + 1, f);
-  if (ferror(f)) {
-    int e = errno;
-
-    fclose(f);
-    free(buf);
-    return fail(ld, NULL, "cannot read: %s", strerror(e));
-  }
-  fclose(f);
-  if (n > TC_CONFIG_FILE_MAX) {
-    free(buf);
-    return fail(ld, NULL, "file is larger than %u bytes", (unsigned)TC_CONFIG_FILE_MAX);
-  }
-  *out = buf;
-  *outlen = n;
-  return TN_OK;
+  return tn_file_read(ld->path, TC_CONFIG_FILE_MAX, 0, NULL, out, outlen, ld->err, ld->errlen);
 }
 
 static int load_root(struct loader *ld, const json_t *root)
@@ -746,7 +721,7 @@ int tc_config_load(struct tc_config *cfg, const char *path, char *err, size_t er
     return rc;
   /* Duplicate keys are refused: with two "ServerHost" lines, which one wins is a trap. */
   root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-  free(buf);
+  tn_file_free(buf, len);
   if (root == NULL) {
     tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
     if (err != NULL && errlen > 0)

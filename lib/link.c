@@ -43,9 +43,11 @@ struct tn_link {
   int connect_error;      /* a connect that failed at once, reported from the timer */
   int handles_open;
   char peer_address[TN_ADDR_STRLEN];
+  struct tn_addr peer_addr;  /* TN_AF_UNSPEC until known */
   struct tn_tls_peer peer;
   /* raw mode: plaintext waiting for TLS */
   uint8_t *raw_out;
+  size_t raw_start;       /* raw_out[raw_start, raw_start + raw_len) waits for TLS */
   size_t raw_len;
   size_t raw_cap;
   const char *close_when_flushed;
@@ -227,7 +229,7 @@ static void link_flush(tn_link *l)
     while (l->established) {
       long w;
       if (l->opt.raw) {
-        p = l->raw_out;
+        p = l->raw_out + l->raw_start;
         n = l->raw_len;
       } else {
         n = tn_mux_pending(l->mux, &p);
@@ -243,8 +245,11 @@ static void link_flush(tn_link *l)
       if (w == 0)
         break;  /* TLS queue full: the socket write below makes room */
       if (l->opt.raw) {
-        memmove(l->raw_out, l->raw_out + w, l->raw_len - (size_t)w);
+        /* An offset, not a memmove per record: a large response would cost its size squared over 16 KiB. */
+        l->raw_start += (size_t)w;
         l->raw_len -= (size_t)w;
+        if (l->raw_len == 0)
+          l->raw_start = 0;
       } else {
         tn_mux_consumed(l->mux, (size_t)w);  /* may wake writers, who queue more */
       }
@@ -410,8 +415,9 @@ static bool link_read_plaintext(tn_link *l)
     if (l->closing)
       return false;
     if (rc == TN_ERR_PROTO) {
+      const char *why = tn_mux_error(l->mux);
       link_flush(l);  /* deliver our GoAway(protocol error) */
-      tn_link_close(l, "protocol error from peer");
+      link_fail(l, "protocol error from peer", why != NULL && strcmp(why, tn_strerror(rc)) != 0 ? why : NULL);
       return false;
     }
     if (rc != TN_OK) {
@@ -520,6 +526,7 @@ static void record_peer_address(tn_link *l)
     return;
   tn_addr_from_sockaddr(&a, (const struct sockaddr *)&ss);
   tn_addr_format(&a, l->peer_address, sizeof(l->peer_address));
+  l->peer_addr = a;
 }
 
 /* TCP is up: start TLS and reading. */
@@ -638,6 +645,10 @@ int tn_link_send(tn_link *l, const uint8_t *data, size_t len)
     return TN_ERR_SESSION_CLOSED;
   if (l->raw_len + len > l->opt.max_raw_output)
     return TN_ERR_NO_SPACE;
+  if (l->raw_cap - l->raw_start - l->raw_len < len && l->raw_start > 0) {
+    memmove(l->raw_out, l->raw_out + l->raw_start, l->raw_len);
+    l->raw_start = 0;
+  }
   if (l->raw_cap - l->raw_len < len) {
     size_t cap = l->raw_cap ? l->raw_cap : 4096;
     uint8_t *p;
@@ -686,6 +697,11 @@ int tn_link_is_closing(const tn_link *l)
 const char *tn_link_peer_address(const tn_link *l)
 {
   return l->peer_address;
+}
+
+const struct tn_addr *tn_link_peer_addr(const tn_link *l)
+{
+  return &l->peer_addr;
 }
 
 const struct tn_tls_peer *tn_link_peer(const tn_link *l)

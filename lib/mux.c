@@ -84,6 +84,8 @@ struct tn_mux {
 
   uint32_t next_id;       /* next id this side opens */
   uint32_t peer_max_id;   /* highest id the peer has opened */
+  uint64_t dead_credit;   /* bytes the peer may still send on streams that are gone (see stream_gone) */
+  const char *error;      /* why the session failed, for the log; NULL before */
 
   struct mux_stream **buckets;
   size_t n_buckets;
@@ -201,12 +203,31 @@ static void stream_unlink(tn_mux *m, struct mux_stream *s)
   m->stats.streams_open--;
 }
 
+/*
+ * Data for a stream that is gone bypasses every stream's window, so it gets a window of its own: when
+ * this side ends a stream the peer may still be sending on (a reset or open timeout before its FIN, or
+ * a refused SYN), what the peer was still allowed to send becomes credit; data arriving for gone
+ * streams spends it, and data beyond it fails the session. A yamux peer's in-flight bytes after a
+ * reset always fit (they were within the window); a peer that keeps sending does not. The credit is
+ * capped so that a long session's many resets do not add up to an unbounded allowance.
+ */
+static void credit_gone(tn_mux *m, uint64_t bytes)
+{
+  /* No overflow: the credit stays at most max_window (< 2^31) and bytes is a 32-bit window. */
+  m->dead_credit += bytes;
+  if (m->dead_credit > m->opt.max_window)
+    m->dead_credit = m->opt.max_window;
+}
+
 /* The one way a stream ends: out of every index first, so the callback sees it gone. */
 static void stream_close(tn_mux *m, struct mux_stream *s, int reason)
 {
   uint32_t id = s->id;
   void *user = s->user;
 
+  if ((reason == TN_MUX_CLOSE_RESET_LOCAL || reason == TN_MUX_CLOSE_OPEN_TIMEOUT) && !s->remote_fin &&
+      !s->fin_pending)
+    credit_gone(m, s->recv_window);
   stream_unlink(m, s);
   free(s);
   if (m->cb.on_stream_close != NULL)
@@ -277,6 +298,8 @@ static int session_fail(tn_mux *m, int err, uint32_t go_away_code)
     return err;
   if (err == TN_ERR_PROTO)
     m->stats.protocol_errors++;
+  if (m->error == NULL)
+    m->error = tn_strerror(err);
   m->closed = true;
   if (!m->local_go_away) {
     m->local_go_away = true;
@@ -379,6 +402,7 @@ static int accept_syn(tn_mux *m, uint32_t id, struct mux_stream **out)
     m->peer_max_id = id;
   if (m->local_go_away || m->stats.streams_open >= m->opt.max_streams) {
     m->stats.streams_refused++;
+    credit_gone(m, m->opt.initial_window);  /* yamux peers send data right after their SYN */
     return send_rst(m, id);
   }
   s = stream_new(m, id, NULL);
@@ -394,6 +418,7 @@ static int accept_syn(tn_mux *m, uint32_t id, struct mux_stream **out)
       free(s);
     }
     m->stats.streams_refused++;
+    credit_gone(m, m->opt.initial_window);
     return send_rst(m, id);
   }
   if (m->closed)
@@ -521,8 +546,17 @@ static int handle_data_header(tn_mux *m, const struct tn_frame_header *h)
   m->rx = RX_PAYLOAD;
   m->payload_left = h->length;
   m->payload_stream = 0;
+  if (s == NULL && err == TN_OK) {
+    /* Payload for a finished stream is read and dropped, within the credit its end left (credit_gone). */
+    if (h->length > m->dead_credit) {
+      m->error = "data for closed streams beyond what their windows allowed";
+      return TN_ERR_PROTO;
+    }
+    m->dead_credit -= h->length;
+    m->stats.bytes_dropped += h->length;
+  }
   if (s == NULL)
-    return err;  /* payload for a finished stream is read and dropped */
+    return err;
   if (s->remote_fin || h->length > s->recv_window)
     return TN_ERR_PROTO;  /* data after FIN, or beyond the window */
   s->recv_window -= h->length;
@@ -973,4 +1007,9 @@ void tn_mux_get_stats(const tn_mux *m, struct tn_mux_stats *stats)
 void *tn_mux_user(const tn_mux *m)
 {
   return m->user;
+}
+
+const char *tn_mux_error(const tn_mux *m)
+{
+  return m->error;
 }

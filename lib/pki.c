@@ -25,6 +25,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "tunnel/error.h"
+#include "tunnel/file.h"
 #include "tunnel/tls.h"
 
 #define PKI_PEM_MAX 16384
@@ -536,6 +537,9 @@ static void describe_one(struct pki_out *o, const mbedtls_x509_crt *crt)
   out_add(o, "SHA-256:     %s\n", id.sha256_hex);
 }
 
+/* pki show reads certificates only; bundles of a few hundred stay well below this. */
+#define PKI_SHOW_MAX (4u * 1024u * 1024u)
+
 int tn_pki_describe(const char *path, char *out, size_t cap, char *err, size_t err_len)
 {
   if (out == NULL || cap == 0)
@@ -547,15 +551,17 @@ int tn_pki_describe(const char *path, char *out, size_t cap, char *err, size_t e
     return TN_ERR_ARG;
   mbedtls_x509_crt chain;
   mbedtls_x509_crt_init(&chain);
-  int ret = mbedtls_x509_crt_parse_file(&chain, path);
-  if (ret == MBEDTLS_ERR_PK_FILE_IO_ERROR) {
-    FILE *f = fopen(path, "rb");
-    tn_errf(err, err_len, "%s: cannot read: %s", path, f == NULL ? strerror(errno) : "I/O error");
-    if (f != NULL)
-      fclose(f);
+  char *text;
+  size_t len;
+  int rc = tn_file_read(path, PKI_SHOW_MAX, 0, "certificate", &text, &len, err, err_len);
+  if (rc != TN_OK) {
     mbedtls_x509_crt_free(&chain);
-    return TN_ERR_INVALID;
+    return rc;
   }
+  /* PEM parsing wants the terminating NUL counted; DER must not have it. */
+  mbedtls_x509_crt_parse(&chain, (const unsigned char *)text,
+                         strstr(text, "-----BEGIN ") != NULL ? len + 1 : len);
+  tn_file_free(text, len);
   if (chain.version == 0) {
     tn_errf(err, err_len, "%s: no certificate found", path);
     mbedtls_x509_crt_free(&chain);

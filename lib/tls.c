@@ -22,6 +22,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "tunnel/error.h"
+#include "tunnel/file.h"
 #include "tunnel/log.h"
 #include "tunnel/utf8.h"
 
@@ -92,42 +93,20 @@ static void mbed_text(int ret, char *buf, size_t len)
   mbedtls_strerror(ret, buf, len);
 }
 
-/* Reads a whole file plus a NUL (PEM parsers want it); the caller zeroises and frees. */
-static int read_file(const char *path, unsigned char **out, size_t *out_len, char *err, size_t err_len)
+/* Reads a whole certificate or key file plus a NUL (PEM parsers want it); free with tn_file_free. */
+static int read_file(const char *path, unsigned flags, unsigned char **out, size_t *out_len, char *err, size_t err_len)
 {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    tn_errf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
-    return TN_ERR_INVALID;
-  }
-  unsigned char *buf = malloc(TLS_MAX_FILE + 1);
-  if (buf == NULL) {
-    fclose(f);
-    tn_errf(err, err_len, "%s: out of memory", path);
-    return TN_ERR_NOMEM;
-  }
-  size_t n = fread(buf, 1, TLS_MAX_FILE + 1, f);
-  int rerr = ferror(f);
-  fclose(f);
-  if (rerr) {
-    free(buf);
-    tn_errf(err, err_len, "%s: read error", path);
-    return TN_ERR_INVALID;
-  }
-  if (n > TLS_MAX_FILE) {
-    mbedtls_platform_zeroize(buf, TLS_MAX_FILE + 1);
-    free(buf);
-    tn_errf(err, err_len, "%s: file larger than %u bytes, not a certificate or key", path, TLS_MAX_FILE);
-    return TN_ERR_INVALID;
-  }
-  if (n == 0) {
-    free(buf);
+  char *buf;
+  int rc = tn_file_read(path, TLS_MAX_FILE, flags, "certificate, key or CRL", &buf, out_len, err, err_len);
+
+  if (rc != TN_OK)
+    return rc;
+  if (*out_len == 0) {
+    tn_file_free(buf, 0);
     tn_errf(err, err_len, "%s: file is empty", path);
     return TN_ERR_INVALID;
   }
-  buf[n] = '\0';
-  *out = buf;
-  *out_len = n;
+  *out = (unsigned char *)buf;
   return TN_OK;
 }
 
@@ -140,13 +119,13 @@ static int load_certs(mbedtls_x509_crt *chain, const char *path, char *err, size
 {
   unsigned char *buf;
   size_t len;
-  int rc = read_file(path, &buf, &len, err, err_len);
+  int rc = read_file(path, 0, &buf, &len, err, err_len);
   if (rc != TN_OK)
     return rc;
   /* PEM parsing wants the terminating NUL counted; DER must not have it. */
   int ret = mbedtls_x509_crt_parse(chain, buf, is_pem(buf, len) ? len + 1 : len);
   int pem = is_pem(buf, len);
-  free(buf);
+  tn_file_free((char *)buf, len);
   if (chain->version == 0) {
     if (pem || ret == MBEDTLS_ERR_X509_CERT_UNKNOWN_FORMAT) {
       tn_errf(err, err_len, "%s: no certificate found", path);
@@ -174,12 +153,11 @@ static int load_key(mbedtls_pk_context *key, const char *path, char *err, size_t
 {
   unsigned char *buf;
   size_t len;
-  int rc = read_file(path, &buf, &len, err, err_len);
+  int rc = read_file(path, TN_FILE_PRIVATE, &buf, &len, err, err_len);
   if (rc != TN_OK)
     return rc;
   int ret = mbedtls_pk_parse_key(key, buf, is_pem(buf, len) ? len + 1 : len, NULL, 0);
-  mbedtls_platform_zeroize(buf, len + 1);
-  free(buf);
+  tn_file_free((char *)buf, len);
   if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || ret == MBEDTLS_ERR_PK_PASSWORD_MISMATCH) {
     tn_errf(err, err_len, "%s: key is protected by a passphrase; tunnel needs an unencrypted key (protect the file with mode 0600)", path);
     return TN_ERR_INVALID;
@@ -396,13 +374,13 @@ int tn_tls_config_set_crl(tn_tls_config *cfg, const char *crl_file, char *err, s
 
   if (cfg == NULL || crl_file == NULL)
     return TN_ERR_ARG;
-  int rc = read_file(crl_file, &buf, &len, err, err_len);
+  int rc = read_file(crl_file, 0, &buf, &len, err, err_len);
   if (rc != TN_OK)
     return rc;
   mbedtls_x509_crl crl;
   mbedtls_x509_crl_init(&crl);
   int ret = is_pem(buf, len) ? mbedtls_x509_crl_parse(&crl, buf, len + 1) : parse_der_crls(&crl, buf, len);
-  free(buf);
+  tn_file_free((char *)buf, len);
   if (ret != 0 || crl.version == 0) {
     mbed_text(ret, m, sizeof m);
     tn_errf(err, err_len, "%s: not a CRL (expected PEM \"X509 CRL\" blocks or DER): %s", crl_file,

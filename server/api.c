@@ -122,7 +122,7 @@ static void count(const struct td_api_ctx *ctx, int status)
     return;
   if (status == 200)
     ctx->counters->put_ok++;
-  else if (status == 400 || status == 415)
+  else if (status == 400 || status == 413 || status == 415)
     ctx->counters->put_invalid++;
   else if (status == 409)
     ctx->counters->put_conflict++;
@@ -152,10 +152,10 @@ static void put_tunnels(const struct td_api_ctx *ctx, const struct td_http_reque
     return;
   }
   err[0] = 0;
-  rc = td_table_from_json(body, ctx->reserved, &t, err, sizeof(err));
+  rc = td_table_from_json(body, ctx->reserved, ctx->limits, &t, err, sizeof(err));
   json_decref(body);
   if (rc != TN_OK) {
-    td_api_error(resp, rc == TN_ERR_NOMEM ? 500 : 400, err);
+    td_api_error(resp, rc == TN_ERR_NOMEM ? 500 : rc == TN_ERR_TOO_LARGE ? 413 : 400, err);
     return;
   }
   err[0] = 0;

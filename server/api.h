@@ -50,6 +50,7 @@ struct td_api_ctx {
   const struct td_reserved *reserved; /* the server's own endpoints (td_config_reserved); may be NULL */
   struct td_api_counters *counters;   /* owned by the server; may be NULL */
   const char *requester_sha256;       /* fingerprint of the admin certificate making the request; may be NULL */
+  const struct td_table_limits *limits; /* MaxTunnels, MaxBackupsPerTunnel; NULL: none */
 };
 
 /* Largest response body built by default (GET /tunnels of a very large table, /metrics). */

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "tunnel/defaults.h"
+#include "tunnel/file.h"
 #include "tunnel/tls.h"
 #include "tunnel/error.h"
 
@@ -41,6 +42,11 @@ static const struct limit_def limit_defs[] = {
   L("MaxConnectionsPerTunnel", max_connections_per_tunnel, 1, 1000000, TN_DEFAULT_MAX_CONNECTIONS_PER_TUNNEL),
   L("MaxConnectionsPerClient", max_connections_per_client, 1, 1000000, TN_DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
   L("MaxPendingHandshakes", max_pending_handshakes, 1, 100000, TN_DEFAULT_MAX_PENDING_HANDSHAKES),
+  L("MaxPendingHandshakesPerSource", max_pending_per_source, 1, 100000, TN_DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE),
+  L("ApiMaxNonAdminPerSource", api_max_non_admin_per_source, 1, 10000, TN_DEFAULT_API_MAX_NON_ADMIN_PER_SOURCE),
+  L("ApiMaxNonAdminPerIdentity", api_max_non_admin_per_identity, 1, 10000, TN_DEFAULT_API_MAX_NON_ADMIN_PER_IDENTITY),
+  L("MaxTunnels", max_tunnels, 0, 1000000, TN_DEFAULT_MAX_TUNNELS),
+  L("MaxBackupsPerTunnel", max_backups_per_tunnel, 0, 1024, TN_DEFAULT_MAX_BACKUPS_PER_TUNNEL),
   L("ApiMaxBody", api_max_body, 1024, 67108864, TN_DEFAULT_API_MAX_BODY),
   L("ApiMaxHeader", api_max_header, 1024, 1048576, TN_DEFAULT_API_MAX_HEADER),
   L("ApiHeaderTimeoutMs", api_header_timeout_ms, 100, 600000, TN_DEFAULT_API_HEADER_TIMEOUT_MS),
@@ -85,41 +91,6 @@ static void fail(char *err, size_t errlen, const char *path, const char *fmt, ..
   va_start(ap, fmt);
   vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
   va_end(ap);
-}
-
-/* Reads the whole file, refusing anything over CONFIG_MAX_BYTES. */
-static int read_file(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
-{
-  FILE *f = fopen(path, "rb");
-  char *data;
-  size_t n;
-
-  if (!f) {
-    fail(err, errlen, path, "cannot open: %s", strerror(errno));
-    return TN_ERR_INVALID;
-  }
-  data = malloc(CONFIG_MAX_BYTES + 1);
-  if (!data) {
-    fclose(f);
-    fail(err, errlen, path, "out of memory");
-    return TN_ERR_NOMEM;
-  }
-  n = fread(data, 1, CONFIG_MAX_BYTES + 1, f);
-  if (ferror(f)) {
-    fail(err, errlen, path, "cannot read: %s", strerror(errno));
-    fclose(f);
-    free(data);
-    return TN_ERR_INVALID;
-  }
-  fclose(f);
-  if (n > CONFIG_MAX_BYTES) {
-    fail(err, errlen, path, "larger than %u bytes: not a tunneld configuration", CONFIG_MAX_BYTES);
-    free(data);
-    return TN_ERR_INVALID;
-  }
-  *out = data;
-  *outlen = n;
-  return TN_OK;
 }
 
 static int get_port(const json_t *root, const char *key, uint16_t def, uint16_t *out, const char *path,
@@ -416,11 +387,11 @@ int td_config_load(struct td_config *cfg, const char *path, char *err, size_t er
 
   memset(cfg, 0, sizeof(*cfg));
   td_limits_default(&cfg->limits);
-  rc = read_file(path, &data, &len, err, errlen);
+  rc = tn_file_read(path, CONFIG_MAX_BYTES, 0, "tunneld configuration", &data, &len, err, errlen);
   if (rc != TN_OK)
     return rc;
   root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-  free(data);
+  tn_file_free(data, len);
   if (!root) {
     tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
     fail(err, errlen, path, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);

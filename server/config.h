@@ -25,6 +25,11 @@ struct td_limits {
   uint32_t max_connections_per_tunnel; /* MaxConnectionsPerTunnel */
   uint32_t max_connections_per_client; /* MaxConnectionsPerClient */
   uint32_t max_pending_handshakes;     /* MaxPendingHandshakes */
+  uint32_t max_pending_per_source;     /* MaxPendingHandshakesPerSource */
+  uint32_t api_max_non_admin_per_source;   /* ApiMaxNonAdminPerSource */
+  uint32_t api_max_non_admin_per_identity; /* ApiMaxNonAdminPerIdentity */
+  uint32_t max_tunnels;                /* MaxTunnels */
+  uint32_t max_backups_per_tunnel;     /* MaxBackupsPerTunnel */
   uint32_t api_max_body;               /* ApiMaxBody */
   uint32_t api_max_header;             /* ApiMaxHeader */
   uint32_t api_header_timeout_ms;      /* ApiHeaderTimeoutMs */

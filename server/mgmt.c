@@ -18,6 +18,8 @@ struct td_mgmt_conn {
   uv_timer_t timer;              /* header deadline, then idle timeout */
   bool admin;
   bool timing_head;              /* the header deadline is running for the current request */
+  bool nonadmin_counted;         /* counted in srv->sources for its source and identity */
+  bool finished;                 /* the last response is queued: later bytes are not requests */
   char identity[TN_TLS_CN_MAX];
 };
 
@@ -25,7 +27,9 @@ struct td_mgmt_conn {
 
 static int ops_apply(void *s, struct td_table *t, char *err, size_t errlen)
 {
-  return td_server_apply_table(s, t, err, errlen);
+  struct td_server *srv = s;
+
+  return td_server_apply_table_as(srv, t, srv->api_actor != NULL ? srv->api_actor : "?", srv->api_peer, err, errlen);
 }
 
 static const struct td_table *ops_table(void *s)
@@ -112,6 +116,8 @@ static void mgmt_send(struct td_mgmt_conn *m, const struct td_api_response *resp
   struct td_buf out;
 
   td_buf_init(&out, TD_API_MAX_RESPONSE + 4096);
+  if (!keep_alive)
+    m->finished = true;
   if (td_api_response_write(resp, keep_alive, &out) != TN_OK ||
       tn_link_send(m->ctx->link, out.data, out.len) != TN_OK) {
     tn_link_close(m->ctx->link, "response too large to send");
@@ -129,19 +135,27 @@ static void mgmt_answer(struct td_mgmt_conn *m, const struct td_http_request *re
   struct td_reserved reserved;
   struct td_api_counters counters = { srv->metrics.put_ok, srv->metrics.put_invalid, srv->metrics.put_conflict,
                                       srv->metrics.put_failed };
-  struct td_api_ctx api = { &server_ops, srv, &reserved, &counters, tn_link_peer(m->ctx->link)->sha256_hex };
+  struct td_table_limits limits = { srv->cfg.limits.max_tunnels, srv->cfg.limits.max_backups_per_tunnel };
+  struct td_api_ctx api = { .ops = &server_ops, .srv = srv, .reserved = &reserved, .counters = &counters,
+                            .requester_sha256 = tn_link_peer(m->ctx->link)->sha256_hex, .limits = &limits };
   struct td_api_response resp;
-  int keep_alive = req->keep_alive && !srv->stopping;
+  /* A non-admin gets one answer, then the connection closes: it holds a slot an admin may need. */
+  int keep_alive = req->keep_alive && !srv->stopping && m->admin;
 
   td_config_reserved(&srv->cfg, &reserved);
   td_api_response_init(&resp, TD_API_MAX_RESPONSE);
   if (!m->admin) {
     srv->metrics.mgmt_forbidden++;
-    tn_log_warn("management: %s: %s %s refused: certificate CN \"%s\" is not in AdminIdentities",
-                tn_link_peer_address(m->ctx->link), req->method, req->path, m->identity);
+    td_server_log_limited(srv, TN_LOG_WARN, "management: requests refused (not an admin)", m->ctx->source,
+                          "management: %s: %s %.64s refused: certificate CN \"%s\" is not in AdminIdentities",
+                          tn_link_peer_address(m->ctx->link), req->method, req->path, m->identity);
     td_api_forbidden(&resp, m->identity);
   } else {
+    srv->api_actor = m->identity;  /* for the audit lines of a PUT */
+    srv->api_peer = tn_link_peer_address(m->ctx->link);
     td_api_handle(&api, req, &resp);
+    srv->api_actor = NULL;
+    srv->api_peer = NULL;
     srv->metrics.put_ok = counters.put_ok;
     srv->metrics.put_invalid = counters.put_invalid;
     srv->metrics.put_conflict = counters.put_conflict;
@@ -171,7 +185,7 @@ static void mgmt_process(struct td_mgmt_conn *m, enum td_http_result r)
       const struct td_http_request *req = td_http_conn_request(&m->http);
       m->timing_head = false;
       mgmt_answer(m, req);
-      if (!req->keep_alive || tn_link_is_closing(m->ctx->link))
+      if (m->finished || tn_link_is_closing(m->ctx->link))
         return;
       r = td_http_conn_next(&m->http);  /* a pipelined request may already be complete */
       continue;
@@ -185,8 +199,9 @@ static void mgmt_process(struct td_mgmt_conn *m, enum td_http_result r)
       struct td_api_response resp;
       td_api_response_init(&resp, 4096);
       td_api_error(&resp, td_http_conn_error_status(&m->http), td_http_conn_error_text(&m->http));
-      tn_log_info("management: %s: bad request: %d %s", tn_link_peer_address(m->ctx->link),
-                  td_http_conn_error_status(&m->http), td_http_conn_error_text(&m->http));
+      td_server_log_limited(m->ctx->srv, TN_LOG_INFO, "management: bad requests", m->ctx->source,
+                            "management: %s: bad request: %d %s", tn_link_peer_address(m->ctx->link),
+                            td_http_conn_error_status(&m->http), td_http_conn_error_text(&m->http));
       mgmt_send(m, &resp, 0);
       td_api_response_free(&resp);
       return;
@@ -221,22 +236,51 @@ static void mgmt_arm_timer(struct td_mgmt_conn *m)
 
   if (td_http_conn_state(&m->http) == TD_HTTP_IDLE) {
     m->timing_head = false;
-    uv_timer_start(&m->timer, mgmt_on_timer, lim->api_idle_timeout_ms, 0);
+    /* A non-admin is never kept alive: it has until the header deadline to ask its one question. */
+    uv_timer_start(&m->timer, mgmt_on_timer, m->admin ? lim->api_idle_timeout_ms : lim->api_header_timeout_ms, 0);
   } else if (!m->timing_head) {
     m->timing_head = true;
     uv_timer_start(&m->timer, mgmt_on_timer, lim->api_header_timeout_ms, 0);
   }
 }
 
+static void identity_key(const struct td_mgmt_conn *m, char *out, size_t outlen)
+{
+  snprintf(out, outlen, "cn:%s", m->identity);
+}
+
 static void mgmt_on_established(tn_link *link, const struct tn_tls_peer *peer)
 {
   struct td_link_ctx *ctx = tn_link_data(link);
+  struct td_server *srv = ctx->srv;
   struct td_mgmt_conn *m = ctx->mgmt;
+  const struct td_limits *lim = &srv->cfg.limits;
+  char idkey[TD_SOURCE_KEY_MAX];
 
   ctx->handshake_done = true;
-  ctx->srv->pending_handshakes--;
+  td_server_pending_done(srv, ctx);
   snprintf(m->identity, sizeof(m->identity), "%s", peer->cn);
-  m->admin = td_config_is_admin_cert(&ctx->srv->cfg, peer->cn, peer->sha256_hex);
+  m->admin = td_config_is_admin_cert(&srv->cfg, peer->cn, peer->sha256_hex);
+  if (!m->admin) {
+    /*
+     * Any certificate from the CA (every tunnel client has one) completes the handshake; without this
+     * bound a few of them could hold every management slot until their deadlines.
+     */
+    identity_key(m, idkey, sizeof(idkey));
+    if (td_sources_get(&srv->sources, ctx->source_key, TD_COUNT_MGMT_NONADMIN) >= lim->api_max_non_admin_per_source ||
+        td_sources_get(&srv->sources, idkey, TD_COUNT_MGMT_NONADMIN) >= lim->api_max_non_admin_per_identity) {
+      srv->metrics.mgmt_forbidden++;
+      td_server_log_limited(srv, TN_LOG_WARN, "management: non-admin sessions over their limit", ctx->source,
+                            "management: %s: certificate CN \"%s\" is not in AdminIdentities and its source or "
+                            "identity already holds ApiMaxNonAdminPerSource/PerIdentity sessions; closing",
+                            tn_link_peer_address(link), m->identity);
+      tn_link_close(link, "too many non-admin sessions");
+      return;
+    }
+    td_sources_add(&srv->sources, ctx->source_key, TD_COUNT_MGMT_NONADMIN, 1);
+    td_sources_add(&srv->sources, idkey, TD_COUNT_MGMT_NONADMIN, 1);
+    m->nonadmin_counted = true;
+  }
   mgmt_arm_timer(m);
 }
 
@@ -245,6 +289,8 @@ static void mgmt_on_data(tn_link *link, const uint8_t *data, size_t len)
   struct td_link_ctx *ctx = tn_link_data(link);
   struct td_mgmt_conn *m = ctx->mgmt;
 
+  if (m->finished)
+    return;  /* pipelined requests behind a final answer are not served */
   mgmt_process(m, td_http_conn_feed(&m->http, data, len));
 }
 
@@ -255,10 +301,20 @@ static void mgmt_on_closed(tn_link *link, const char *reason)
   struct td_mgmt_conn *m = ctx->mgmt;
 
   if (!ctx->handshake_done) {
-    srv->pending_handshakes--;
-    tn_log_info("management: %s: %s", tn_link_peer_address(link), reason);
+    char kind[96];
+    td_server_pending_done(srv, ctx);
+    /* The reason is the kind: each way of failing gets its first line, and a flood of one gets a count. */
+    snprintf(kind, sizeof(kind), "management: %s", reason);
+    td_server_log_limited(srv, TN_LOG_INFO, kind, ctx->source, "management: %s: %s", tn_link_peer_address(link),
+                          reason);
   } else {
     tn_log_debug("management: %s: closed: %s", tn_link_peer_address(link), reason);
+  }
+  if (m->nonadmin_counted) {
+    char idkey[TD_SOURCE_KEY_MAX];
+    identity_key(m, idkey, sizeof(idkey));
+    td_sources_add(&srv->sources, ctx->source_key, TD_COUNT_MGMT_NONADMIN, -1);
+    td_sources_add(&srv->sources, idkey, TD_COUNT_MGMT_NONADMIN, -1);
   }
   srv->mgmt_connections--;
   td_http_conn_free(&m->http);
@@ -272,6 +328,21 @@ static const struct tn_link_callbacks mgmt_callbacks = {
   .on_closed = mgmt_on_closed,
 };
 
+/* Closes the oldest management session without an admin certificate; false if there is none. */
+static bool evict_non_admin(struct td_server *srv)
+{
+  struct td_link_ctx *ctx, *oldest = NULL;
+
+  for (ctx = srv->links; ctx != NULL; ctx = ctx->next)
+    if (ctx->management && ctx->handshake_done && !ctx->mgmt->admin && !tn_link_is_closing(ctx->link))
+      oldest = ctx;  /* links are added at the head: the last match is the oldest */
+  if (oldest == NULL)
+    return false;
+  srv->metrics.handshakes_refused_limit++;
+  tn_link_close(oldest->link, "evicted: ApiMaxConnections reached and it is not an admin");
+  return true;
+}
+
 void td_mgmt_accept(struct td_server *srv)
 {
   struct tn_link_options opt;
@@ -279,9 +350,10 @@ void td_mgmt_accept(struct td_server *srv)
   struct td_mgmt_conn *m;
   struct td_http_limits limits;
 
-  /* Stuck handshakes must not lock a real admin out: the newcomer takes the oldest one's place. */
-  if (!srv->stopping && srv->mgmt_connections >= srv->cfg.limits.api_max_connections)
-    td_server_evict_handshake(srv, true);
+  /* Stuck handshakes and non-admins must not lock a real admin out: the newcomer takes the oldest one's place. */
+  if (!srv->stopping && srv->mgmt_connections >= srv->cfg.limits.api_max_connections &&
+      !td_server_evict_handshake(srv, true))
+    evict_non_admin(srv);
   if (!srv->stopping && srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes)
     td_server_evict_handshake(srv, false);
   ctx = calloc(1, sizeof(*ctx));
@@ -318,6 +390,6 @@ void td_mgmt_accept(struct td_server *srv)
   if (srv->links != NULL)
     srv->links->prev = ctx;
   srv->links = ctx;
-  srv->pending_handshakes++;
   srv->mgmt_connections++;
+  td_server_pending_add(srv, ctx, TD_COUNT_MGMT_PENDING);
 }

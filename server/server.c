@@ -24,35 +24,71 @@ struct td_conv {
   struct td_client *client;
   tn_pipe *pipe;
   char peer[TN_ADDR_STRLEN];
-  struct td_conv *next;
+  struct td_conv *next;          /* listener->convs */
   struct td_conv *prev;
+  struct td_conv *cnext;         /* client->convs */
+  struct td_conv *cprev;
 };
 
 #define SWEEP_INTERVAL_MS 250u
-#define REFUSAL_LOG_INTERVAL_MS 10000u
 #define FD_EXHAUSTED_LOG_INTERVAL_MS 60000u
+#define RATELOG_MAX_KEYS 256u
 #define TD_REFUSAL_WHY_MAX 320
 
 static void listener_release(struct td_listener *l);
 
 /* ---- registry ---- */
 
+static size_t id_hash(const char *id)
+{
+  uint32_t h = 2166136261u;
+
+  for (; *id; id++)
+    h = (h ^ (uint8_t)*id) * 16777619u;
+  return h;
+}
+
 struct td_client *td_server_find_client(const struct td_server *srv, const char *id)
 {
   struct td_client *c;
 
-  for (c = srv->clients; c != NULL; c = c->next)
+  if (srv->n_client_buckets == 0)
+    return NULL;
+  for (c = srv->client_buckets[id_hash(id) & (srv->n_client_buckets - 1)]; c != NULL; c = c->hash_next)
     if (strcmp(c->id, id) == 0)
       return c;
   return NULL;
 }
 
+/* Keeps the identity hash at most one client per bucket on average: a 4,096-tunnel table names 70,000 at most. */
+static int clients_rehash(struct td_server *srv)
+{
+  size_t n = srv->n_client_buckets ? srv->n_client_buckets * 2 : 64;
+  struct td_client **b = calloc(n, sizeof(*b));
+  struct td_client *c;
+
+  if (b == NULL)
+    return -1;
+  for (c = srv->clients; c != NULL; c = c->next) {
+    size_t i = id_hash(c->id) & (n - 1);
+    c->hash_next = b[i];
+    b[i] = c;
+  }
+  free(srv->client_buckets);
+  srv->client_buckets = b;
+  srv->n_client_buckets = n;
+  return 0;
+}
+
 static struct td_client *client_get(struct td_server *srv, const char *id)
 {
   struct td_client *c = td_server_find_client(srv, id);
+  size_t i;
 
   if (c != NULL)
     return c;
+  if (srv->n_clients >= srv->n_client_buckets && clients_rehash(srv) != 0)
+    return NULL;
   c = calloc(1, sizeof(*c));
   if (c == NULL || (c->id = strdup(id)) == NULL) {
     free(c);
@@ -60,70 +96,77 @@ static struct td_client *client_get(struct td_server *srv, const char *id)
   }
   c->next = srv->clients;
   srv->clients = c;
+  i = id_hash(id) & (srv->n_client_buckets - 1);
+  c->hash_next = srv->client_buckets[i];
+  srv->client_buckets[i] = c;
+  srv->n_clients++;
   return c;
 }
 
-/* A tunnel names a client by CN, or pins one certificate by its fingerprint (a CN never has that form). */
-static struct td_client *client_if_connected(const struct td_server *srv, const char *id)
+static void client_unhash(struct td_server *srv, struct td_client *c)
+{
+  struct td_client **pp = &srv->client_buckets[id_hash(c->id) & (srv->n_client_buckets - 1)];
+
+  while (*pp != c)
+    pp = &(*pp)->hash_next;
+  *pp = c->hash_next;
+  srv->n_clients--;
+}
+
+static bool client_is_connected(const struct td_client *c)
+{
+  return c != NULL && c->link != NULL && tn_link_is_established(c->link);
+}
+
+/* A tunnel may pin one certificate by its fingerprint instead of naming a CN (a CN never has that form). */
+static struct td_client *client_by_fingerprint(const struct td_server *srv, const char *sha256)
 {
   struct td_client *c;
 
-  if (tn_tls_fingerprint_is_canonical(id)) {
-    for (c = srv->clients; c != NULL; c = c->next)
-      if (c->link != NULL && tn_link_is_established(c->link) && strcmp(c->sha256, id) == 0)
-        return c;
-    return NULL;
-  }
-  c = td_server_find_client(srv, id);
-  return c != NULL && c->link != NULL && tn_link_is_established(c->link) ? c : NULL;
+  for (c = srv->clients; c != NULL; c = c->next)
+    if (client_is_connected(c) && strcmp(c->sha256, sha256) == 0)
+      return c;
+  return NULL;
 }
 
 struct td_client *td_server_active_client(const struct td_server *srv, size_t index)
 {
   const struct td_tunnel *t;
-  struct td_client *c;
 
-  if (index >= srv->table.n)
+  if (index >= srv->table.n || srv->route_start == NULL)
     return NULL;
   t = &srv->table.tunnels[index];
-  if ((c = client_if_connected(srv, t->client_id)) != NULL)
-    return c;
-  for (size_t i = 0; i < t->n_backups; i++)
-    if ((c = client_if_connected(srv, t->backups[i])) != NULL)
+  for (size_t k = srv->route_start[index]; k < srv->route_start[index + 1]; k++) {
+    size_t pos = k - srv->route_start[index];
+    const char *id = pos == 0 ? t->client_id : t->backups[pos - 1];
+    /* A pinned fingerprint has no entry in the route (its holder's CN is known only once it connects). */
+    struct td_client *c = srv->route[k] != NULL ? srv->route[k]
+                          : tn_tls_fingerprint_is_canonical(id) ? client_by_fingerprint(srv, id) : NULL;
+    if (client_is_connected(c))
       return c;
+  }
   return NULL;
 }
 
 void td_server_bytes(const struct td_server *srv, const struct td_client *client, const struct td_listener *listener,
                      uint64_t *in, uint64_t *out)
 {
-  const struct td_listener *l;
   const struct td_conv *v;
 
+  (void)srv;
   *in = client != NULL ? client->bytes_in : listener->bytes_in;
   *out = client != NULL ? client->bytes_out : listener->bytes_out;
-  for (l = srv->listeners; l != NULL; l = l->next) {
-    if (listener != NULL && l != listener)
-      continue;
-    for (v = l->convs; v != NULL; v = v->next) {
-      uint64_t to_stream, to_socket;
-      if (client != NULL && v->client != client)
-        continue;
-      tn_pipe_get_bytes(v->pipe, &to_stream, &to_socket);
-      *in += to_stream;
-      *out += to_socket;
-    }
+  for (v = client != NULL ? client->convs : listener->convs; v != NULL; v = client != NULL ? v->cnext : v->next) {
+    uint64_t to_stream, to_socket;
+    tn_pipe_get_bytes(v->pipe, &to_stream, &to_socket);
+    *in += to_stream;
+    *out += to_socket;
   }
 }
 
 struct td_listener *td_server_listener_for(const struct td_server *srv, size_t index)
 {
-  struct td_listener *l;
-
-  for (l = srv->listeners; l != NULL; l = l->next)
-    if (l->tunnel_index == (long)index)
-      return l;
-  return NULL;
+  return index < srv->table.n && srv->listener_of != NULL ? srv->listener_of[index] : NULL;
 }
 
 /* ---- links on the control port ---- */
@@ -273,7 +316,7 @@ static void control_on_established(tn_link *link, const struct tn_tls_peer *peer
   struct td_server *srv = ctx->srv;
   struct td_client *c;
 
-  srv->pending_handshakes--;
+  td_server_pending_done(srv, ctx);
   ctx->handshake_done = true;
   if (peer->cn[0] == '\0') {
     tn_log_warn("control: %s: client certificate has no CN; closing", tn_link_peer_address(link));
@@ -334,12 +377,16 @@ static void control_on_closed(tn_link *link, const char *reason)
   struct td_client *c = ctx->client;
 
   if (!ctx->handshake_done) {
-    srv->pending_handshakes--;
+    char kind[96];
+    td_server_pending_done(srv, ctx);
     srv->metrics.handshake_failures++;
-    tn_log_warn("control: %s: %s", tn_link_peer_address(link), reason);
+    /* Anyone can cause these, as often as they like: per way of failing and source, one line, then a count. */
+    snprintf(kind, sizeof(kind), "control: %s", reason);
+    td_server_log_limited(srv, TN_LOG_WARN, kind, ctx->source, "control: %s: %s", tn_link_peer_address(link), reason);
   } else if (c == NULL) {
     if (!ctx->quiet_close)
-      tn_log_warn("control: %s: %s", tn_link_peer_address(link), reason);
+      td_server_log_limited(srv, TN_LOG_WARN, "control: refused certificates", ctx->source, "control: %s: %s",
+                            tn_link_peer_address(link), reason);
   } else if (c->link == link) {
     c->link = NULL;
     c->last_state = c->state;
@@ -402,13 +449,15 @@ void td_server_drop_connection(uv_stream_t *server)
  */
 static void note_fd_state(struct td_server *srv, bool exhausted)
 {
+  static const char kind[] = "server: out of file descriptors";
   uint64_t now = uv_now(srv->loop);
 
-  if (exhausted && (!srv->fd_exhausted || now - srv->fd_exhausted_log_ms >= FD_EXHAUSTED_LOG_INTERVAL_MS)) {
-    tn_log_error("server: out of file descriptors: new connections are accepted and closed at once until some "
-                 "end; raise the descriptor limit (ulimit -n, systemd LimitNOFILE)");
-    srv->fd_exhausted_log_ms = now;
-  } else if (!exhausted && srv->fd_exhausted) {
+  if (exhausted) {
+    tn_ratelog_event(srv->ratelog, now, FD_EXHAUSTED_LOG_INTERVAL_MS, TN_LOG_ERROR, kind, "-",
+                     "server: out of file descriptors: new connections are accepted and closed at once until some "
+                     "end; raise the descriptor limit (ulimit -n, systemd LimitNOFILE)");
+  } else if (srv->fd_exhausted) {
+    tn_ratelog_end(srv->ratelog, now, kind, "-");
     tn_log_info("server: file descriptors available again");
   }
   srv->fd_exhausted = exhausted;
@@ -459,16 +508,62 @@ static bool shed_on_emfile(struct td_server *srv, uv_stream_t *server, int statu
  */
 bool td_server_evict_handshake(struct td_server *srv, bool management_only)
 {
-  struct td_link_ctx *ctx, *oldest = NULL;
+  struct td_link_ctx *ctx;
 
-  for (ctx = srv->links; ctx != NULL; ctx = ctx->next)
-    if (!ctx->handshake_done && (!management_only || ctx->management))
-      oldest = ctx;  /* links are added at the head: the last match is the oldest */
-  if (oldest == NULL)
+  for (ctx = srv->pending_oldest; ctx != NULL; ctx = ctx->pending_next)
+    if (!management_only || ctx->management)
+      break;
+  if (ctx == NULL)
     return false;
   srv->metrics.handshakes_refused_limit++;
-  tn_link_close(oldest->link, "TLS handshake evicted: too many in progress");
+  tn_link_close(ctx->link, "TLS handshake evicted: too many in progress");
   return true;
+}
+
+void td_server_pending_add(struct td_server *srv, struct td_link_ctx *ctx, enum td_count kind)
+{
+  struct td_link_ctx *old;
+
+  td_source_name(tn_link_peer_addr(ctx->link), ctx->source, sizeof(ctx->source));
+  snprintf(ctx->source_key, sizeof(ctx->source_key), "ip:%s", ctx->source);
+  if (td_sources_get(&srv->sources, ctx->source_key, kind) >= srv->cfg.limits.max_pending_per_source) {
+    for (old = srv->pending_oldest; old != NULL; old = old->pending_next)
+      if (old->pending_kind == kind && strcmp(old->source_key, ctx->source_key) == 0)
+        break;
+    if (old != NULL) {
+      srv->metrics.handshakes_refused_limit++;
+      tn_link_close(old->link, "TLS handshake evicted: MaxPendingHandshakesPerSource reached for its source");
+    }
+  }
+  ctx->pending = true;
+  ctx->pending_kind = kind;
+  ctx->pending_next = NULL;
+  ctx->pending_prev = srv->pending_newest;
+  if (srv->pending_newest != NULL)
+    srv->pending_newest->pending_next = ctx;
+  else
+    srv->pending_oldest = ctx;
+  srv->pending_newest = ctx;
+  srv->pending_handshakes++;
+  /* Out of memory only makes the per-source bound looser, never refuses the connection. */
+  (void)td_sources_add(&srv->sources, ctx->source_key, kind, 1);
+}
+
+void td_server_pending_done(struct td_server *srv, struct td_link_ctx *ctx)
+{
+  if (!ctx->pending)
+    return;
+  ctx->pending = false;
+  if (ctx->pending_prev != NULL)
+    ctx->pending_prev->pending_next = ctx->pending_next;
+  else
+    srv->pending_oldest = ctx->pending_next;
+  if (ctx->pending_next != NULL)
+    ctx->pending_next->pending_prev = ctx->pending_prev;
+  else
+    srv->pending_newest = ctx->pending_prev;
+  srv->pending_handshakes--;
+  td_sources_add(&srv->sources, ctx->source_key, ctx->pending_kind, -1);
 }
 
 static void on_control_connection(uv_stream_t *server, int status)
@@ -504,7 +599,7 @@ static void on_control_connection(uv_stream_t *server, int status)
   if (srv->links != NULL)
     srv->links->prev = ctx;
   srv->links = ctx;
-  srv->pending_handshakes++;
+  td_server_pending_add(srv, ctx, TD_COUNT_CONTROL_PENDING);
 }
 
 /* ---- public listeners ---- */
@@ -521,6 +616,12 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
     v->client->open_streams--;
     v->client->bytes_in += r->bytes_to_stream;
     v->client->bytes_out += r->bytes_to_socket;
+    if (v->cprev != NULL)
+      v->cprev->cnext = v->cnext;
+    else
+      v->client->convs = v->cnext;
+    if (v->cnext != NULL)
+      v->cnext->cprev = v->cprev;
   }
   if (r->normal)
     tn_log_debug("tunnel port %u: %s via client %s closed (%llu bytes in, %llu out)", (unsigned)l->addr.port, v->peer,
@@ -543,17 +644,12 @@ static const struct tn_pipe_callbacks conv_callbacks = { .on_close = conv_on_clo
 
 static void refuse_logged(struct td_listener *l, const char *why)
 {
-  uint64_t now = uv_now(l->srv->loop);
+  char port[8];
 
   l->refused++;
-  l->refusals_since_log++;
-  /* Rate-limited: a storm of refusals is one line per interval, with the count. */
-  if (now - l->last_refusal_log_ms >= REFUSAL_LOG_INTERVAL_MS || l->last_refusal_log_ms == 0) {
-    tn_log_warn("tunnel port %u: refused %llu connection(s): %s", (unsigned)l->addr.port,
-                (unsigned long long)l->refusals_since_log, why);
-    l->last_refusal_log_ms = now;
-    l->refusals_since_log = 0;
-  }
+  snprintf(port, sizeof(port), "%u", (unsigned)l->addr.port);
+  td_server_log_limited(l->srv, TN_LOG_WARN, "tunnel port refusals", port, "tunnel port %u: refused 1 connection(s): %s",
+                        (unsigned)l->addr.port, why);
 }
 
 static void on_public_connection(uv_stream_t *server, int status)
@@ -612,6 +708,10 @@ static void on_public_connection(uv_stream_t *server, int status)
   if (l->convs != NULL)
     l->convs->prev = v;
   l->convs = v;
+  v->cnext = c->convs;
+  if (c->convs != NULL)
+    c->convs->cprev = v;
+  c->convs = v;
   l->open_connections++;
   l->accepted++;
   c->open_streams++;
@@ -660,6 +760,8 @@ static void listener_close(struct td_listener *l, uint64_t drain_ms)
 {
   if (l->closed)
     return;
+  if (l->tunnel_index >= 0 && l->srv->listener_of != NULL && (size_t)l->tunnel_index < l->srv->table.n)
+    l->srv->listener_of[l->tunnel_index] = NULL;
   l->closed = true;
   l->tunnel_index = -1;
   l->drain_deadline_ms = uv_now(l->srv->loop) + drain_ms;
@@ -723,39 +825,136 @@ static struct td_listener *listener_new(struct td_server *srv, const struct tn_a
   return l;
 }
 
-static struct td_listener *find_open_listener(const struct td_server *srv, const struct tn_addr *addr)
+static int cmp_listener_ptr(const void *pa, const void *pb)
 {
-  struct td_listener *l;
+  const struct td_listener *a = *(struct td_listener *const *)pa, *b = *(struct td_listener *const *)pb;
 
+  return td_addr_cmp(&a->addr, &b->addr);
+}
+
+/* The open listeners sorted by address (*n of them); NULL with *n 0 when there are none, NULL with *n 1 on ENOMEM. */
+static struct td_listener **open_listener_index(const struct td_server *srv, size_t *n)
+{
+  struct td_listener **ix, *l;
+  size_t k = 0;
+
+  *n = 0;
   for (l = srv->listeners; l != NULL; l = l->next)
-    if (!l->closed && tn_addr_equal(&l->addr, addr))
-      return l;
+    k += !l->closed;
+  if (k == 0)
+    return NULL;
+  ix = calloc(k, sizeof(*ix));
+  if (ix == NULL) {
+    *n = 1;
+    return NULL;
+  }
+  for (l = srv->listeners, k = 0; l != NULL; l = l->next)
+    if (!l->closed)
+      ix[k++] = l;
+  qsort(ix, k, sizeof(*ix), cmp_listener_ptr);
+  *n = k;
+  return ix;
+}
+
+static struct td_listener *index_find_listener(struct td_listener **ix, size_t n, const struct tn_addr *addr)
+{
+  size_t lo = 0, hi = ix != NULL ? n : 0;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = td_addr_cmp(&ix[mid]->addr, addr);
+    if (c == 0)
+      return ix[mid];
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
   return NULL;
 }
 
-static bool table_names_client(const struct td_table *t, const char *id)
+/* ---- audit ---- */
+
+/* "client home1, backups [home2, home3], backend port 80, PROXY v2" */
+static void describe_tunnel(const struct td_tunnel *t, char *out, size_t outlen)
 {
-  for (size_t i = 0; i < t->n; i++) {
-    if (strcmp(t->tunnels[i].client_id, id) == 0)
-      return true;
-    for (size_t b = 0; b < t->tunnels[i].n_backups; b++)
-      if (strcmp(t->tunnels[i].backups[b], id) == 0)
-        return true;
-  }
-  return false;
+  size_t n = (size_t)snprintf(out, outlen, "client %s, backups [", t->client_id);
+
+  for (size_t b = 0; b < t->n_backups && n < outlen; b++)
+    n += (size_t)snprintf(out + n, outlen - n, "%s%s", b ? ", " : "", t->backups[b]);
+  if (n < outlen && t->backend_service != NULL)
+    n += (size_t)snprintf(out + n, outlen - n, "], backend service %s", t->backend_service);
+  else if (n < outlen)
+    n += (size_t)snprintf(out + n, outlen - n, "], backend port %u", (unsigned)t->backend_port);
+  if (n < outlen)
+    snprintf(out + n, outlen - n, t->proxy_version ? ", PROXY v%u" : ", no PROXY header", (unsigned)t->proxy_version);
 }
 
-/* A never-seen client is listed only because a tunnel names it; once no tunnel does, it goes. Nothing else
- * points at such an entry: links and connections only refer to clients that have connected. */
-static void prune_unknown_clients(struct td_server *srv)
+/*
+ * One line per tunnel added, removed or changed by a PUT, with who made it: the table is the server's
+ * routing of other people's traffic, and "PUT /tunnels -> 200" alone does not say what moved where.
+ */
+static void audit_changes(const struct td_table *old, const struct td_table *nt, const struct td_listener_index *old_ix,
+                          const struct td_listener_index *new_ix, const char *actor, const char *peer)
 {
-  struct td_client **pp = &srv->clients;
+  char addr[TN_ADDR_STRLEN], was[700], now[700];
+  size_t added = 0, changed = 0, removed = 0;
 
+  for (size_t i = 0; i < nt->n; i++) {
+    long j = td_table_index_find(old_ix, old->n, &nt->tunnels[i].listen);
+    if (j >= 0 && td_table_equal_tunnel(&old->tunnels[j], &nt->tunnels[i]))
+      continue;
+    tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr));
+    describe_tunnel(&nt->tunnels[i], now, sizeof(now));
+    if (j < 0) {
+      added++;
+      tn_log_info("audit: admin \"%s\" (%s): tunnel %s added: %s", actor, peer, addr, now);
+    } else {
+      changed++;
+      describe_tunnel(&old->tunnels[j], was, sizeof(was));
+      tn_log_info("audit: admin \"%s\" (%s): tunnel %s changed: %s (was %s)", actor, peer, addr, now, was);
+    }
+  }
+  for (size_t k = 0; k < old->n; k++) {
+    if (td_table_index_find(new_ix, nt->n, &old->tunnels[k].listen) >= 0)
+      continue;
+    removed++;
+    describe_tunnel(&old->tunnels[k], was, sizeof(was));
+    tn_log_info("audit: admin \"%s\" (%s): tunnel %s removed (was %s)", actor, peer,
+                tn_addr_format(&old->tunnels[k].listen, addr, sizeof(addr)), was);
+  }
+  tn_log_info("audit: admin \"%s\" (%s): PUT /tunnels applied: %zu added, %zu changed, %zu removed, %zu unchanged",
+              actor, peer, added, changed, removed, nt->n - added - changed);
+}
+
+/* Resolves every tunnel's clients to registry entries (listing never-seen ones), then drops unknown clients no
+ * tunnel names any more. Nothing else points at such an entry: links and connections only refer to clients that
+ * have connected. O(clients + table). */
+static void resolve_routes(struct td_server *srv, struct td_client **route, size_t *route_start)
+{
+  struct td_client **pp, *c;
+  size_t k = 0;
+
+  for (c = srv->clients; c != NULL; c = c->next)
+    c->named = false;
+  for (size_t i = 0; i < srv->table.n; i++) {
+    const struct td_tunnel *t = &srv->table.tunnels[i];
+    route_start[i] = k;
+    /* NULL for a pinned fingerprint (resolved per connection) or when out of memory (that entry never routes). */
+    route[k++] = tn_tls_fingerprint_is_canonical(t->client_id) ? NULL : client_get(srv, t->client_id);
+    for (size_t b = 0; b < t->n_backups; b++)
+      route[k++] = tn_tls_fingerprint_is_canonical(t->backups[b]) ? NULL : client_get(srv, t->backups[b]);
+  }
+  route_start[srv->table.n] = k;
+  for (size_t r = 0; r < k; r++)
+    if (route[r] != NULL)
+      route[r]->named = true;
+  pp = &srv->clients;
   while (*pp != NULL) {
-    struct td_client *c = *pp;
-    if (c->state == TD_CLIENT_UNKNOWN && c->link == NULL && c->open_streams == 0 &&
-        !table_names_client(&srv->table, c->id)) {
+    c = *pp;
+    if (c->state == TD_CLIENT_UNKNOWN && c->link == NULL && c->open_streams == 0 && !c->named) {
       *pp = c->next;
+      client_unhash(srv, c);
       free(c->id);
       free(c);
     } else {
@@ -766,19 +965,42 @@ static void prune_unknown_clients(struct td_server *srv)
 
 int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err, size_t errlen)
 {
+  return td_server_apply_table_as(srv, nt, NULL, NULL, err, errlen);
+}
+
+/*
+ * O((n + L) log(n + L)) for n tunnels and L listeners: every lookup goes through a sorted index, so a
+ * table of thousands of tunnels applies without stalling the event loop.
+ */
+int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const char *actor, const char *peer,
+                             char *err, size_t errlen)
+{
   struct td_listener **fresh = calloc(nt->n ? nt->n : 1, sizeof(*fresh));
+  struct td_listener **listener_of = calloc(nt->n ? nt->n : 1, sizeof(*listener_of));
+  size_t *route_start = calloc(nt->n + 1, sizeof(*route_start));
+  struct td_client **route = NULL;
+  struct td_listener **open_ix = NULL;
+  struct td_listener_index *new_ix = NULL, *old_ix = NULL;
   struct td_listener *l;
   char addr[TN_ADDR_STRLEN];
-  size_t i;
+  size_t i, n_open, n_route = 0;
   int rc;
 
-  if (fresh == NULL) {
+  for (i = 0; i < nt->n; i++)
+    n_route += 1 + nt->tunnels[i].n_backups;
+  route = calloc(n_route ? n_route : 1, sizeof(*route));
+  open_ix = open_listener_index(srv, &n_open);
+  new_ix = td_table_index_new(nt);
+  old_ix = td_table_index_new(&srv->table);
+  if (fresh == NULL || listener_of == NULL || route_start == NULL || route == NULL || (open_ix == NULL && n_open > 0) ||
+      (new_ix == NULL && nt->n > 0) || (old_ix == NULL && srv->table.n > 0)) {
     snprintf(err, errlen, "out of memory");
-    return 500;
+    rc = 500;
+    goto release;
   }
   /* 1. Bind every listener the new table needs and the old one does not have. */
   for (i = 0; i < nt->n; i++) {
-    if (find_open_listener(srv, &nt->tunnels[i].listen) != NULL)
+    if (index_find_listener(open_ix, n_open, &nt->tunnels[i].listen) != NULL)
       continue;
     fresh[i] = listener_new(srv, &nt->tunnels[i].listen, &rc);
     if (fresh[i] == NULL) {
@@ -799,19 +1021,24 @@ int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err,
       else
         snprintf(err, errlen, "tunnels[%zu]: cannot listen on %s: %s", i,
                  tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), uv_strerror(rc));
-      goto undo;
+      rc = 409;
+      goto release;
     }
   }
   /* 2. Persist before the swap: a table that cannot be restored after a restart is not applied. */
-  if (td_state_save(srv->cfg.state_file, nt, &srv->revoked, err, errlen) != TN_OK)
-    goto undo_500;
+  if (td_state_save(srv->cfg.state_file, nt, &srv->revoked, err, errlen) != TN_OK) {
+    rc = 500;
+    goto release;
+  }
 
   /* 3. Swap: keep listeners whose address stays, close the ones that go, route the new. */
+  if (actor != NULL)
+    audit_changes(&srv->table, nt, old_ix, new_ix, actor, peer != NULL ? peer : "-");
   for (l = srv->listeners; l != NULL; l = l->next) {
     long j;
     if (l->closed)
       continue;
-    j = td_table_find_listener(nt, &l->addr);
+    j = td_table_index_find(new_ix, nt->n, &l->addr);
     if (j < 0) {
       tn_log_info("tunnel port %u: removed; %u open connections may finish within %u ms", (unsigned)l->addr.port,
                   l->open_connections, srv->cfg.limits.drain_timeout_ms);
@@ -823,6 +1050,7 @@ int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err,
                     (unsigned)l->addr.port, nt->tunnels[j].client_id, srv->table.tunnels[l->tunnel_index].client_id,
                     l->open_connections);
       l->tunnel_index = j;
+      listener_of[j] = l;
     }
   }
   for (i = 0; i < nt->n; i++) {
@@ -831,35 +1059,39 @@ int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err,
     fresh[i]->tunnel_index = (long)i;
     fresh[i]->next = srv->listeners;
     srv->listeners = fresh[i];
+    listener_of[i] = fresh[i];
     tn_log_info("tunnel port %u: listening on %s for client %s", (unsigned)nt->tunnels[i].listen.port,
                 tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), nt->tunnels[i].client_id);
   }
   td_table_free(&srv->table);
   srv->table = *nt;
   td_table_init(nt);
+  free(srv->listener_of);
+  free(srv->route);
+  free(srv->route_start);
+  srv->listener_of = listener_of;
+  srv->route = route;
+  srv->route_start = route_start;
+  /* Every client a tunnel names by CN, backups included, is listed (ClientUnknown until it is seen); GET /clients
+   * is keyed by CN, so a fingerprint-pinned tunnel lists nothing until its certificate connects under its CN. */
+  resolve_routes(srv, route, route_start);
   free(fresh);
-  /* Every client a tunnel names, backups included, is listed (ClientUnknown until it is seen); GET /clients is
-   * keyed by CN, so a fingerprint-pinned tunnel lists nothing until its certificate connects under its CN. */
-  for (i = 0; i < srv->table.n; i++) {
-    if (!tn_tls_fingerprint_is_canonical(srv->table.tunnels[i].client_id))
-      client_get(srv, srv->table.tunnels[i].client_id);
-    for (size_t b = 0; b < srv->table.tunnels[i].n_backups; b++)
-      if (!tn_tls_fingerprint_is_canonical(srv->table.tunnels[i].backups[b]))
-        client_get(srv, srv->table.tunnels[i].backups[b]);
-  }
-  prune_unknown_clients(srv);
+  free(open_ix);
+  free(new_ix);
+  free(old_ix);
   return 0;
 
-undo_500:
-  rc = 500;
-  goto release;
-undo:
-  rc = 409;
 release:
-  for (i = 0; i < nt->n; i++)
+  for (i = 0; fresh != NULL && i < nt->n; i++)
     if (fresh[i] != NULL)
       uv_close((uv_handle_t *)&fresh[i]->tcp, (uv_close_cb)free);
   free(fresh);
+  free(listener_of);
+  free(route);
+  free(route_start);
+  free(open_ix);
+  free(new_ix);
+  free(old_ix);
   return rc;
 }
 
@@ -882,6 +1114,7 @@ static void on_sweep(uv_timer_t *t)
       break;
     contest_expire(ctx);
   }
+  tn_ratelog_flush(srv->ratelog, now);
   for (ctx = srv->links; ctx != NULL; ctx = next) {
     next = ctx->next;
     if (ctx->retiring && now >= ctx->retire_deadline_ms)
@@ -978,6 +1211,7 @@ int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_pa
   srv->config_path = config_path;
   td_table_init(&srv->table);
   td_revoked_init(&srv->revoked);
+  td_sources_init(&srv->sources);
   if (td_config_load(&srv->cfg, config_path, err, errlen) != TN_OK)
     return -1;
   if (server_tls_load(srv, &srv->tls, err, errlen) != 0) {
@@ -990,6 +1224,7 @@ int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_pa
     td_config_free(&srv->cfg);
     return -1;
   }
+  srv->ratelog = tn_ratelog_new(RATELOG_MAX_KEYS);  /* NULL (out of memory) only means unlimited lines */
   return 0;
 }
 
@@ -1199,10 +1434,22 @@ void td_server_free(struct td_server *srv)
     free(c->id);
     free(c);
   }
+  srv->clients = NULL;
+  free(srv->client_buckets);
+  free(srv->listener_of);
+  free(srv->route);
+  free(srv->route_start);
+  srv->client_buckets = NULL;
+  srv->listener_of = NULL;
+  srv->route = NULL;
+  srv->route_start = NULL;
   td_table_free(&srv->table);
   td_revoked_free(&srv->revoked);
   tn_tls_config_unref(srv->tls);
   td_config_free(&srv->cfg);
+  td_sources_free(&srv->sources);
+  tn_ratelog_free(srv->ratelog, uv_now(srv->loop));
+  srv->ratelog = NULL;
   if (srv->spare_fd >= 0)
     close(srv->spare_fd);
   srv->spare_fd = -1;

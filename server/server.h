@@ -9,8 +9,10 @@
 
 #include "config.h"
 #include "revoked.h"
+#include "sources.h"
 #include "table.h"
 #include "tunnel/link.h"
+#include "tunnel/ratelog.h"
 #include "tunnel/tls.h"
 
 enum td_client_state {
@@ -32,7 +34,10 @@ struct td_client {
   uint64_t bytes_out;
   uint32_t open_streams;         /* conversations it carries now, on any of its links */
   uint64_t links_accepted;
+  struct td_conv *convs;         /* conversations it carries now (for live byte counts) */
+  bool named;                    /* scratch: named by the table being applied */
   struct td_client *next;
+  struct td_client *hash_next;   /* srv->client_buckets */
 };
 
 /* A link's server-side context: which client it belongs to and whether it is being retired. */
@@ -57,6 +62,13 @@ struct td_link_ctx {
   uint64_t contest_started_ms;
   uint64_t contest_deadline_ms;
   bool quiet_close;              /* the reason was already logged */
+  /* Until the handshake ends: in srv's pending list (oldest first) and counted for its source. */
+  bool pending;
+  enum td_count pending_kind;
+  struct td_link_ctx *pending_next;
+  struct td_link_ctx *pending_prev;
+  char source[48];               /* the peer's source network, "192.0.2.7" or "2001:db8::/64" */
+  char source_key[56];           /* "ip:" + source, the key in srv->sources */
 };
 
 struct td_conv;
@@ -75,8 +87,6 @@ struct td_listener {
   uint64_t refused;
   uint64_t bytes_in;
   uint64_t bytes_out;
-  uint64_t last_refusal_log_ms;
-  uint64_t refusals_since_log;
   struct td_conv *convs;         /* open conversations, for draining */
   struct td_listener *next;
 };
@@ -108,10 +118,23 @@ struct td_server {
 
   struct td_table table;
   struct td_revoked revoked;     /* PUT /revoked-certificates, persisted with the table */
+  /* Resolved with the table at every apply, so routing a connection costs no lookups by name. */
+  struct td_listener **listener_of;  /* [table.n]: the open listener of tunnel i */
+  struct td_client **route;          /* primary then backups of every tunnel, in table order */
+  size_t *route_start;               /* [table.n + 1]: tunnel i's clients are route[route_start[i] ..] */
   struct td_listener *listeners;
   struct td_client *clients;
+  struct td_client **client_buckets; /* by identity */
+  size_t n_client_buckets;
+  size_t n_clients;
+  const char *api_actor;         /* identity of the admin whose PUT is being applied (audit lines) */
+  const char *api_peer;          /* and the address it came from */
   struct td_link_ctx *links;
+  struct td_link_ctx *pending_oldest; /* handshakes in progress, both ports, oldest first */
+  struct td_link_ctx *pending_newest;
   uint32_t pending_handshakes;
+  struct td_sources sources;     /* per-source and per-identity counts of untrusted connections */
+  tn_ratelog *ratelog;           /* repeated refusals: first line, then a count per interval */
   uint32_t mgmt_connections;
   uv_tcp_t metrics_tcp;          /* MetricsListen, when configured */
   bool metrics_listening;
@@ -119,8 +142,14 @@ struct td_server {
   struct td_metrics metrics;
   int spare_fd;                  /* reserved descriptor, given up to shed connections on EMFILE */
   bool fd_exhausted;             /* the last descriptor probe failed */
-  uint64_t fd_exhausted_log_ms;  /* when running out was last logged */
 };
+
+/* Repeated refusals are logged once per kind and source, then counted every this many ms. */
+#define TD_REFUSAL_LOG_INTERVAL_MS 10000u
+
+/* Logs a refusal through srv->ratelog: kind names the event, source the peer network (or port, identity). */
+#define td_server_log_limited(srv, level, kind, source, ...) \
+  tn_ratelog_event((srv)->ratelog, uv_now((srv)->loop), TD_REFUSAL_LOG_INTERVAL_MS, level, kind, source, __VA_ARGS__)
 
 /* Loads the config, certificates and the state file. Nothing is bound yet. */
 int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_path, char *err, size_t errlen);
@@ -142,6 +171,9 @@ void td_server_free(struct td_server *srv);
  * Takes ownership of new_table's contents on success.
  */
 int td_server_apply_table(struct td_server *srv, struct td_table *new_table, char *err, size_t errlen);
+/* As td_server_apply_table for a PUT: also logs an audit line per tunnel added, removed or changed, naming actor. */
+int td_server_apply_table_as(struct td_server *srv, struct td_table *new_table, const char *actor, const char *peer,
+                             char *err, size_t errlen);
 
 /*
  * Replaces the revoked-certificate list (PUT /revoked-certificates): writes the state file,
@@ -169,6 +201,14 @@ struct td_listener *td_server_listener_for(const struct td_server *srv, size_t i
 void td_mgmt_accept(struct td_server *srv);
 /* Closes the oldest connection still in its TLS handshake (management ones only if asked); false if none. */
 bool td_server_evict_handshake(struct td_server *srv, bool management_only);
+/*
+ * A just-accepted link starts its handshake: counted globally and for its source, listed as pending.
+ * When its source already holds MaxPendingHandshakesPerSource on this port, that source's oldest
+ * handshake is closed first: one address can hold only so many, and never starve other sources.
+ */
+void td_server_pending_add(struct td_server *srv, struct td_link_ctx *ctx, enum td_count kind);
+/* The handshake ended (established or closed): uncounted and unlisted. Idempotent. */
+void td_server_pending_done(struct td_server *srv, struct td_link_ctx *ctx);
 /* Accepts the next connection from a listener and resets it at once (refused by a limit). */
 void td_server_drop_connection(uv_stream_t *listener);
 /* Unlists and frees a link context whose link has closed. */

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "tunnel/error.h"
+#include "tunnel/file.h"
 
 /* The directory part of path ("." when there is none), for the temp file and the directory fsync. */
 static char *dir_of(const char *path)
@@ -121,35 +122,50 @@ out:
   return step ? TN_ERR_INVALID : TN_OK;
 }
 
+/* Keeps the part of a message before any quoted input: jansson's "near '...'" and the table's ", got ...". */
+static void drop_quoted(char *msg)
+{
+  char *cut = strstr(msg, " near ");
+  char *got = strstr(msg, ", got ");
+
+  if (got != NULL && (cut == NULL || got < cut))
+    cut = got;
+  if (cut != NULL)
+    *cut = '\0';
+}
+
 int td_state_load(const char *path, const struct td_reserved *reserved, struct td_table *out,
                   struct td_revoked *revoked, char *err, size_t errlen)
 {
-  FILE *f;
+  char *text;
+  size_t len;
   json_t *j;
   const json_t *tunnels, *list = NULL;
   json_error_t jerr;
   char inner[512];
-  struct stat st;
   int rc;
 
   td_table_init(out);
   td_revoked_init(revoked);
-  f = fopen(path, "rb");
-  if (!f) {
-    if (errno == ENOENT)
-      return TN_OK;
-    snprintf(err, errlen, "%s: cannot open the state file: %s", path, strerror(errno));
-    return TN_ERR_INVALID;
+  /*
+   * tunneld writes this file too, so a link planted at the path would make it read (and rename over)
+   * something else: refused. Messages never quote the content, whatever the file turns out to hold.
+   */
+  rc = tn_file_read(path, TD_STATE_MAX_BYTES, TN_FILE_NOFOLLOW | TN_FILE_MISSING_OK, "tunnel table", &text, &len,
+                    inner, sizeof(inner));
+  if (rc != TN_OK) {
+    size_t n = strlen(path);
+    const char *why = strncmp(inner, path, n) == 0 && inner[n] == ':' ? inner + n + 2 : inner;
+    snprintf(err, errlen, "%s: cannot read the state file: %s", path, why);
+    return rc;
   }
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
-    snprintf(err, errlen, "%s: cannot read the state file: not a regular file", path);
-    return TN_ERR_INVALID;
-  }
-  j = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
-  fclose(f);
+  if (text == NULL)
+    return TN_OK;  /* first start */
+  j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+  tn_file_free(text, len);
   if (!j) {
-    tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
+    drop_quoted(jerr.text);
+    tn_err_one_line(jerr.text);
     snprintf(err, errlen, "%s: corrupt state file: line %d, column %d: %s", path, jerr.line, jerr.column,
              jerr.text);
     return TN_ERR_INVALID;
@@ -173,10 +189,13 @@ int td_state_load(const char *path, const struct td_reserved *reserved, struct t
       return TN_ERR_INVALID;
     }
   }
-  rc = td_table_from_json(tunnels, reserved, out, inner, sizeof(inner));
+  /* No size limits here: a table once accepted must come back even if MaxTunnels was lowered since. */
+  rc = td_table_from_json(tunnels, reserved, NULL, out, inner, sizeof(inner));
   if (rc != TN_OK) {
+    drop_quoted(inner);
     snprintf(err, errlen, "%s: invalid state file: %s", path, inner);
   } else if (list != NULL && (rc = td_revoked_from_json(list, revoked, inner, sizeof(inner))) != TN_OK) {
+    drop_quoted(inner);
     snprintf(err, errlen, "%s: invalid state file: RevokedCertificates%s%s", path, inner[0] == '[' ? "" : ": ", inner);
     td_table_free(out);
   }

@@ -7,6 +7,9 @@
 #include "revoked.h"
 #include "table.h"
 
+/* Largest state file read back: a table PUT bodies (at most ApiMaxBody's 64 MiB) can build, written indented. */
+#define TD_STATE_MAX_BYTES (256u * 1024u * 1024u)
+
 /*
  * Two forms. With no revoked certificates the file is the JSON array PUT /tunnels takes (as
  * every earlier tunneld wrote it, so a downgrade still reads it); otherwise an object
@@ -23,7 +26,8 @@ int td_state_save(const char *path, const struct td_table *t, const struct td_re
  * Reads path into *out and *revoked, validated like PUT bodies (tunnels against reserved,
  * which may be NULL). A missing file is an empty table and list (first start), not an error.
  * A corrupt or invalid file is TN_ERR_INVALID with err naming the file (and line/column,
- * the tunnel or the entry); both outputs are then empty.
+ * the tunnel or the entry), as is anything but a regular file, a symbolic link included;
+ * both outputs are then empty. Messages never quote the file.
  */
 int td_state_load(const char *path, const struct td_reserved *reserved, struct td_table *out,
                   struct td_revoked *revoked, char *err, size_t errlen);

@@ -171,12 +171,61 @@ static int port_value(const json_t *v, uint16_t *out)
   "must be a certificate CN (printable, at most 64 bytes) or a certificate's SHA-256 fingerprint as 64 lowercase " \
   "hex digits"
 
-static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char *err, size_t errlen)
+struct named_index {
+  const char *s;
+  size_t idx;
+};
+
+static int cmp_named_index(const void *pa, const void *pb)
+{
+  const struct named_index *a = pa, *b = pb;
+  int c = strcmp(a->s, b->s);
+
+  if (c)
+    return c;
+  return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/*
+ * Reports the repeated backup with the lowest index (as a pairwise scan would) in O(b log b): sorted
+ * by name then index, each name's second entry is its first repeat.
+ */
+static int check_duplicate_backups(const json_t *backups, size_t idx, char *err, size_t errlen)
+{
+  size_t n = json_array_size(backups), best = SIZE_MAX;
+  struct named_index *ni;
+
+  if (n < 2)
+    return TN_OK;
+  ni = calloc(n, sizeof(*ni));
+  if (!ni) {
+    fail(err, errlen, "tunnels[%zu]: out of memory", idx);
+    return TN_ERR_NOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    ni[i].s = json_string_value(json_array_get(backups, i));
+    ni[i].idx = i;
+  }
+  qsort(ni, n, sizeof(*ni), cmp_named_index);
+  for (size_t i = 1; i < n; i++)
+    if (strcmp(ni[i].s, ni[i - 1].s) == 0 && (i < 2 || strcmp(ni[i].s, ni[i - 2].s) != 0) && ni[i].idx < best)
+      best = ni[i].idx;
+  free(ni);
+  if (best != SIZE_MAX) {
+    fail(err, errlen, "tunnels[%zu].BackupClientIdentifiers[%zu]: \"%s\" is listed twice", idx, best,
+         json_string_value(json_array_get(backups, best)));
+    return TN_ERR_INVALID;
+  }
+  return TN_OK;
+}
+
+static int parse_tunnel(const json_t *o, size_t idx, const struct td_table_limits *limits, struct td_tunnel *tu,
+                        char *err, size_t errlen)
 {
   const char *key;
   const json_t *v, *addr, *port, *id, *backups, *bport, *bsvc, *haproxy, *ppv, *glob;
   char got[GOT_MAX + 8];
-  int proxy = 0;
+  int proxy = 0, rc;
 
   memset(tu, 0, sizeof(*tu));
   if (!json_is_object(o)) {
@@ -234,6 +283,11 @@ static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char 
     fail(err, errlen, "tunnels[%zu].BackupClientIdentifiers: must be an array of strings, got %s", idx, got);
     return TN_ERR_INVALID;
   }
+  if (backups && limits && json_array_size(backups) > limits->max_backups) {
+    fail(err, errlen, "tunnels[%zu].BackupClientIdentifiers: %zu entries, more than MaxBackupsPerTunnel (%zu)", idx,
+         json_array_size(backups), limits->max_backups);
+    return TN_ERR_INVALID;
+  }
   for (size_t i = 0; backups && i < json_array_size(backups); i++) {
     const json_t *b = json_array_get(backups, i);
     if (!valid_identity(b)) {
@@ -246,14 +300,9 @@ static int parse_tunnel(const json_t *o, size_t idx, struct td_tunnel *tu, char 
            idx, i, json_string_value(b));
       return TN_ERR_INVALID;
     }
-    for (size_t j = 0; j < i; j++) {
-      if (strcmp(json_string_value(b), json_string_value(json_array_get(backups, j))) == 0) {
-        fail(err, errlen, "tunnels[%zu].BackupClientIdentifiers[%zu]: \"%s\" is listed twice", idx, i,
-             json_string_value(b));
-        return TN_ERR_INVALID;
-      }
-    }
   }
+  if (backups && (rc = check_duplicate_backups(backups, idx, err, errlen)) != TN_OK)
+    return rc;
 
   bport = opt(o, "BackEndPort");
   bsvc = opt(o, "BackEndService");
@@ -517,8 +566,8 @@ static int check_reserved(const struct td_table *t, const struct td_reserved *r,
   return TN_OK;
 }
 
-int td_table_from_json(const json_t *array, const struct td_reserved *reserved, struct td_table *out,
-                       char *err, size_t errlen)
+int td_table_from_json(const json_t *array, const struct td_reserved *reserved, const struct td_table_limits *limits,
+                       struct td_table *out, char *err, size_t errlen)
 {
   struct td_table t;
   char got[GOT_MAX + 8];
@@ -531,6 +580,11 @@ int td_table_from_json(const json_t *array, const struct td_reserved *reserved, 
     fail(err, errlen, "tunnels: must be a JSON array of tunnel objects, got %s", got);
     return TN_ERR_INVALID;
   }
+  if (limits && json_array_size(array) > limits->max_tunnels) {
+    fail(err, errlen, "tunnels: %zu tunnels, more than MaxTunnels (%zu)", json_array_size(array),
+         limits->max_tunnels);
+    return TN_ERR_TOO_LARGE;
+  }
   if (json_array_size(array) > 0) {
     t.tunnels = calloc(json_array_size(array), sizeof(*t.tunnels));
     if (!t.tunnels) {
@@ -539,7 +593,7 @@ int td_table_from_json(const json_t *array, const struct td_reserved *reserved, 
     }
   }
   for (size_t i = 0; i < json_array_size(array); i++) {
-    rc = parse_tunnel(json_array_get(array, i), i, &t.tunnels[i], err, errlen);
+    rc = parse_tunnel(json_array_get(array, i), i, limits, &t.tunnels[i], err, errlen);
     if (rc != TN_OK) {
       td_table_free(&t);
       return rc;
@@ -659,6 +713,57 @@ long td_table_find_listener(const struct td_table *t, const struct tn_addr *list
   for (size_t i = 0; i < t->n; i++)
     if (tn_addr_equal(&t->tunnels[i].listen, listen))
       return (long)i;
+  return -1;
+}
+
+int td_addr_cmp(const struct tn_addr *a, const struct tn_addr *b)
+{
+  int c;
+
+  if (a->family != b->family)
+    return a->family < b->family ? -1 : 1;
+  c = memcmp(a->ip, b->ip, a->family == TN_AF_INET ? 4 : 16);
+  if (c)
+    return c < 0 ? -1 : 1;
+  return a->port < b->port ? -1 : a->port > b->port;
+}
+
+static int cmp_listener_index(const void *pa, const void *pb)
+{
+  const struct td_listener_index *a = pa, *b = pb;
+  int c = td_addr_cmp(&a->addr, &b->addr);
+
+  return c ? c : (a->idx < b->idx ? -1 : a->idx > b->idx);
+}
+
+struct td_listener_index *td_table_index_new(const struct td_table *t)
+{
+  struct td_listener_index *ix = t->n ? calloc(t->n, sizeof(*ix)) : NULL;
+
+  if (!ix)
+    return NULL;
+  for (size_t i = 0; i < t->n; i++) {
+    ix[i].addr = t->tunnels[i].listen;
+    ix[i].idx = i;
+  }
+  qsort(ix, t->n, sizeof(*ix), cmp_listener_index);
+  return ix;
+}
+
+long td_table_index_find(const struct td_listener_index *ix, size_t n, const struct tn_addr *listen)
+{
+  size_t lo = 0, hi = ix ? n : 0;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = td_addr_cmp(&ix[mid].addr, listen);
+    if (c == 0)
+      return (long)ix[mid].idx;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
   return -1;
 }
 

@@ -34,6 +34,12 @@ struct td_reserved {
   size_t n;
 };
 
+/* Size limits a PUT must respect (MaxTunnels, MaxBackupsPerTunnel in tunneld.json). */
+struct td_table_limits {
+  size_t max_tunnels;
+  size_t max_backups;
+};
+
 /*
  * Status of tunnel `index` for GET output: the client taking new connections now
  * (NULL when none) and the number of open public connections. The string need only
@@ -48,12 +54,15 @@ void td_table_free(struct td_table *t);
 /*
  * Validates a PUT /tunnels body (or a state file) and builds *out from it. On error
  * returns TN_ERR_INVALID with err naming index and field, e.g.
- * "tunnels[2].ListenPort: must be 1-65535, got 0", and leaves *out empty.
- * reserved may be NULL. The read-only GET keys ActiveClient and OpenConnections are
- * accepted and ignored, so GET output can be PUT back verbatim.
+ * "tunnels[2].ListenPort: must be 1-65535, got 0", and leaves *out empty; more tunnels
+ * than limits->max_tunnels is TN_ERR_TOO_LARGE (checked before anything is parsed).
+ * reserved and limits may be NULL (no limit). The read-only GET keys ActiveClient and
+ * OpenConnections are accepted and ignored, so GET output can be PUT back verbatim.
+ * O(n log n) in the number of tunnels and backups: a body of ApiMaxBody must not stall
+ * the event loop.
  */
-int td_table_from_json(const json_t *array, const struct td_reserved *reserved, struct td_table *out,
-                       char *err, size_t errlen);
+int td_table_from_json(const json_t *array, const struct td_reserved *reserved, const struct td_table_limits *limits,
+                       struct td_table *out, char *err, size_t errlen);
 
 /*
  * The table as a JSON array in PUT's shape with every default written out. With a
@@ -68,8 +77,23 @@ int td_table_same_listener(const struct td_tunnel *a, const struct td_tunnel *b)
 /* True when the tunnels are identical in every field (routing unchanged). */
 int td_table_equal_tunnel(const struct td_tunnel *a, const struct td_tunnel *b);
 
-/* Index of the tunnel listening on exactly listen (address and port), or -1. */
+/* Index of the tunnel listening on exactly listen (address and port), or -1. Linear: for one lookup. */
 long td_table_find_listener(const struct td_table *t, const struct tn_addr *listen);
+
+/* Total order on addresses (family, ip, port), for sorting and bsearch. */
+int td_addr_cmp(const struct tn_addr *a, const struct tn_addr *b);
+
+/*
+ * The tunnels sorted by listener, for many lookups in O(log n) each: td_table_index_new
+ * returns t->n entries (free them), NULL on allocation failure or for an empty table;
+ * td_table_index_find returns the index of the tunnel on exactly listen, or -1.
+ */
+struct td_listener_index {
+  struct tn_addr addr;
+  size_t idx;
+};
+struct td_listener_index *td_table_index_new(const struct td_table *t);
+long td_table_index_find(const struct td_listener_index *index, size_t n, const struct tn_addr *listen);
 
 /*
  * True when two endpoints cannot both be bound: same port and the same address, or one

@@ -26,7 +26,7 @@ static int fake_apply(void *srv, struct td_table *t, char *err, size_t errlen)
 
   /* Whatever validation accepted must survive GET -> PUT unchanged. */
   j = td_table_to_json(t, NULL, NULL);
-  if (!j || td_table_from_json(j, NULL, &copy, inner, sizeof(inner)) != TN_OK || copy.n != t->n)
+  if (!j || td_table_from_json(j, NULL, NULL, &copy, inner, sizeof(inner)) != TN_OK || copy.n != t->n)
     abort();
   for (size_t i = 0; i < t->n; i++)
     if (!td_table_equal_tunnel(&t->tunnels[i], &copy.tunnels[i]))
@@ -129,8 +129,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   struct fake srv;
   struct td_api_counters counters = {0};
   struct td_reserved reserved;
+  /* Small table limits too, so MaxTunnels (413) and MaxBackupsPerTunnel (400) are reached. */
+  const struct td_table_limits table_limits = {8, 4};
   struct td_api_ctx ctx = {&ops, &srv, &reserved, &counters,
-                           "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"};
+                           "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", &table_limits};
   struct td_http_conn c;
   struct td_buf out;
   size_t step, off = 0;

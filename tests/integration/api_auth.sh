@@ -44,10 +44,11 @@ api_as "" GET /tunnels
 echo "no certificate -> status $API_STATUS, curl exit $API_CURL_RC: $(head -c 200 "$TEST_TMP/api_as.err")"
 [ "$API_STATUS" = 000 ] && [ "$API_CURL_RC" != 0 ] || fail "no certificate: expected a TLS failure, got HTTP $API_STATUS"
 admin_works "no certificate"
-# The refused handshakes are logged with the peer address.
+# The refused handshakes are logged with the peer address: one line per way of failing and source (the second
+# foreign-CA attempt within 10 s is counted, not logged: log lines are rate-limited per kind and source).
 n=$(grep -cE 'management: 127\.0\.0\.1:[0-9]+: TLS handshake failed: ' "$LOG" || true)
 echo "management handshake failures logged: $n"
-[ "$n" -ge 3 ] || fail "expected 3 logged handshake failures on the management port, got $n"
+[ "$n" -ge 2 ] || fail "expected 2 logged handshake failures on the management port (unknown CA, no certificate), got $n"
 grep -q 'TLS handshake failed: .*unknown CA' "$LOG" || fail "the foreign-CA refusal does not say why"
 grep -q 'TLS handshake failed: no client certificate' "$LOG" || fail "the missing-certificate refusal does not say why"
 pass "no certificate fails the TLS handshake; the admin works meanwhile"

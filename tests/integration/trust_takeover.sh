@@ -38,8 +38,9 @@ echo "10 s of requests with the impostor reconnecting: $result"
 read -r ok legit <<<"$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["ok"] + d["failed"], d["markers"].get("LEGIT", 0))' "$result")"
 [ "$ok" -gt 0 ] || fail "no requests were made"
 [ $((legit * 100)) -ge $((ok * 98)) ] || fail "only $legit of $ok requests reached the real client (need 98%)"
-refusals=$(grep -c 'refused the link from' "$TEST_TMP/tunneld.log")
+# The metric first: every refusal it counts was logged in the same callback, while the impostor keeps trying.
 counted=$(metric 'tunneld_links_refused_total{reason="identity_in_use"}')
+refusals=$(grep -c 'refused the link from' "$TEST_TMP/tunneld.log")
 echo "impostor links refused: $refusals logged, $counted counted; $legit of $ok requests reached the real client"
 [ -n "$counted" ] && [ "$counted" -ge 1 ] && [ "$refusals" -ge "$counted" ] || fail "refusals: $refusals logged, '$counted' counted"
 grep -q "ATTACKER" "$TEST_TMP/attacker/access.log" && fail "the impostor's backend was reached"

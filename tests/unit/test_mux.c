@@ -830,6 +830,154 @@ static void test_protocol_violations(void **state)
   }
 }
 
+
+/* ---- data for streams that are gone ---- */
+
+/* Feeds one Data frame of len zero bytes for stream id; returns what tn_mux_feed said. */
+static int feed_data(struct side *s, uint32_t id, uint16_t flags, uint32_t len)
+{
+  struct tn_frame_header h = { 0, TN_FRAME_DATA, flags, id, len };
+  uint8_t *wire = calloc(1, 12 + (size_t)len);
+  int rc;
+
+  assert_non_null(wire);
+  tn_frame_encode(&h, wire, 12);
+  rc = tn_mux_feed(s->mux, wire, 12 + (size_t)len);
+  free(wire);
+  return rc;
+}
+
+static int feed_syn(struct side *s, uint32_t id)
+{
+  struct tn_frame_header h = { 0, TN_FRAME_WINDOW_UPDATE, TN_FLAG_SYN, id, 0 };
+  uint8_t wire[12];
+
+  tn_frame_encode(&h, wire, 12);
+  return tn_mux_feed(s->mux, wire, 12);
+}
+
+/* The session failed with GoAway(protocol error) queued and the given reason, and its other streams ended. */
+static void assert_failed_for_dead_data(struct side *s, uint32_t own)
+{
+  struct tn_frame_header go;
+  const uint8_t *p;
+  size_t n = tn_mux_pending(s->mux, &p);
+
+  assert_true(tn_mux_is_closed(s->mux));
+  assert_string_equal(tn_mux_error(s->mux), "data for closed streams beyond what their windows allowed");
+  assert_true(n >= 12);
+  assert_int_equal(tn_frame_decode(&go, p + n - 12, 12), 12);
+  assert_int_equal(go.type, TN_FRAME_GO_AWAY);
+  assert_int_equal(go.length, TN_GO_AWAY_PROTOCOL_ERROR);
+  assert_int_equal(s->close_reason[own], TN_MUX_CLOSE_SESSION);
+}
+
+/* After a local reset the peer may still send what the window allowed, in frames of any size; not a byte more. */
+static void test_reset_stream_data_counts_against_its_window(void **state)
+{
+  struct side *s = side_new(TN_MUX_SERVER, NULL);
+  struct tn_mux_stats st;
+  uint32_t own;
+  (void)state;
+  assert_int_equal(tn_mux_open_stream(s->mux, s, &own), TN_OK);
+  assert_int_equal(feed_syn(s, 1), TN_OK);
+  s->hold_id = 1;  /* 100 KB delivered and not consumed: 156 KB of window left */
+  assert_int_equal(feed_data(s, 1, 0, 100 * 1024), TN_OK);
+  assert_int_equal(tn_mux_stream_reset(s->mux, 1), TN_OK);
+  assert_int_equal(feed_data(s, 1, 0, 100 * 1024), TN_OK);
+  assert_int_equal(feed_data(s, 1, 0, 0), TN_OK);
+  assert_int_equal(feed_data(s, 1, 0, 56 * 1024), TN_OK);
+  assert_false(tn_mux_is_closed(s->mux));
+  tn_mux_get_stats(s->mux, &st);
+  assert_int_equal(st.bytes_dropped, 156 * 1024);
+  assert_null(tn_mux_error(s->mux));
+  /* One byte past the window the reset stream still had is a flood, not in-flight data. */
+  assert_int_equal(feed_data(s, 1, 0, 1), TN_ERR_PROTO);
+  assert_failed_for_dead_data(s, own);
+  side_free(s);
+}
+
+/* A stream that ended with both FINs leaves no credit: the peer said it was done sending. */
+static void test_finished_stream_data_is_a_protocol_error(void **state)
+{
+  struct side *c = side_new(TN_MUX_CLIENT, NULL), *s = side_new(TN_MUX_SERVER, NULL);
+  uint32_t id, own;
+  (void)state;
+  assert_int_equal(tn_mux_open_stream(s->mux, s, &own), TN_OK);
+  assert_int_equal(tn_mux_open_stream(c->mux, c, &id), TN_OK);
+  assert_int_equal(tn_mux_stream_fin(c->mux, id), TN_OK);
+  pump(c, s);
+  assert_int_equal(tn_mux_stream_fin(s->mux, id), TN_OK);
+  pump(c, s);
+  assert_int_equal(s->close_reason[id], TN_MUX_CLOSE_NORMAL);
+  assert_int_equal(feed_data(s, id, 0, 0), TN_OK);  /* an empty frame spends nothing */
+  assert_int_equal(feed_data(s, id, 0, 10), TN_ERR_PROTO);
+  assert_failed_for_dead_data(s, own);
+  side_free(c);
+  side_free(s);
+}
+
+/* A refused SYN may carry the initial window's worth of data behind it (yamux sends before the ACK). */
+static void test_refused_syn_data_within_initial_window(void **state)
+{
+  struct side *s = side_new(TN_MUX_SERVER, NULL);
+  uint32_t own;
+  (void)state;
+  assert_int_equal(tn_mux_open_stream(s->mux, s, &own), TN_OK);
+  s->refuse_open = 1;
+  assert_int_equal(feed_syn(s, 1), TN_OK);
+  for (int i = 0; i < 16; i++)
+    assert_int_equal(feed_data(s, 1, 0, 16 * 1024), TN_OK);
+  assert_int_equal(feed_data(s, 1, TN_FLAG_FIN, 1), TN_ERR_PROTO);
+  assert_failed_for_dead_data(s, own);
+  side_free(s);
+}
+
+/* Credit from many resets adds up, but never past max_window: a long session does not bank an open door. */
+static void test_dead_stream_credit_is_capped(void **state)
+{
+  struct tn_mux_options opt;
+  struct side *s;
+  uint32_t own;
+  (void)state;
+  tn_mux_options_default(&opt);
+  opt.max_window = 512 * 1024;
+  s = side_new(TN_MUX_SERVER, &opt);
+  assert_int_equal(tn_mux_open_stream(s->mux, s, &own), TN_OK);
+  for (uint32_t id = 1; id < 20; id += 2) {
+    assert_int_equal(feed_syn(s, id), TN_OK);
+    assert_int_equal(tn_mux_stream_reset(s->mux, id), TN_OK);
+  }
+  assert_int_equal(feed_data(s, 7, 0, 512 * 1024), TN_OK);
+  assert_int_equal(feed_data(s, 3, 0, 1), TN_ERR_PROTO);
+  assert_failed_for_dead_data(s, own);
+  side_free(s);
+}
+
+/* Two real sessions: a reset while the peer streams leaves the session healthy and the other streams flowing. */
+static void test_reset_mid_transfer_keeps_session(void **state)
+{
+  struct side *c = side_new(TN_MUX_CLIENT, NULL), *s = side_new(TN_MUX_SERVER, NULL);
+  uint8_t *data = pattern(1 << 20, 3);
+  uint32_t a, b;
+  (void)state;
+  assert_int_equal(tn_mux_open_stream(c->mux, c, &a), TN_OK);
+  assert_int_equal(tn_mux_open_stream(c->mux, c, &b), TN_OK);
+  pump(c, s);
+  /* The client queues a whole window on a; the server resets a before any of it arrives. */
+  assert_int_equal(tn_mux_stream_write(c->mux, a, data, 1 << 20), 256 * 1024);
+  assert_int_equal(tn_mux_stream_reset(s->mux, a), TN_OK);
+  pump_chunked(c, s, 1000);
+  assert_false(tn_mux_is_closed(s->mux));
+  assert_false(tn_mux_is_closed(c->mux));
+  write_all(c, s, b, data, 1 << 20);
+  assert_int_equal(s->rx_len[b], 1 << 20);
+  assert_memory_equal(s->rx[b], data, 1 << 20);
+  free(data);
+  side_free(c);
+  side_free(s);
+}
+
 /* Garbage is refused as soon as its first bytes show it, without waiting for a whole header. */
 static void test_garbage_fails_fast(void **state)
 {
@@ -918,6 +1066,11 @@ int main(void)
     cmocka_unit_test(test_output_limit_and_writable),
     cmocka_unit_test(test_window_autotune_grows),
     cmocka_unit_test(test_protocol_violations),
+    cmocka_unit_test(test_reset_stream_data_counts_against_its_window),
+    cmocka_unit_test(test_finished_stream_data_is_a_protocol_error),
+    cmocka_unit_test(test_refused_syn_data_within_initial_window),
+    cmocka_unit_test(test_dead_stream_credit_is_capped),
+    cmocka_unit_test(test_reset_mid_transfer_keeps_session),
     cmocka_unit_test(test_garbage_fails_fast),
     cmocka_unit_test(test_ping_flood_without_reading_is_bounded),
     cmocka_unit_test(test_pending_after_buffer_release),

@@ -795,7 +795,7 @@ static void test_file_errors(void **state)
   assert_string_equal(err, want);
 
   assert_int_equal(tc_config_load(&cfg, fx->dir, err, sizeof(err)), TN_ERR_INVALID);
-  snprintf(want, sizeof(want), "%s: cannot read: Is a directory", fx->dir);
+  snprintf(want, sizeof(want), "%s: not a regular file (a directory)", fx->dir);
   assert_string_equal(err, want);
 
   {

@@ -89,7 +89,7 @@ static void make_table(struct td_table *t, size_t n)
                                          (int)(1000 + i), "ClientIdentifier", id, "BackupClientIdentifiers", "spare",
                                          "BackEndService", "web", "HaProxyProxyProtocol", 1, "ProxyProtocolVersion", 2));
   }
-  assert_int_equal(td_table_from_json(arr, NULL, t, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_table_from_json(arr, NULL, NULL, t, err, sizeof(err)), TN_OK);
   json_decref(arr);
 }
 
@@ -192,7 +192,8 @@ static void test_corrupt_file(void **state)
 
   write_text(f->path, "[{\"ListenPort\": 0, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]");
   assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
-  snprintf(want, sizeof(want), "%s: invalid state file: tunnels[0].ListenPort: must be 1-65535, got 0", f->path);
+  /* Without the value: the file's content is never quoted, whatever it turns out to hold. */
+  snprintf(want, sizeof(want), "%s: invalid state file: tunnels[0].ListenPort: must be 1-65535", f->path);
   assert_string_equal(err, want);
 
   /* A table saved before the server's ports changed now collides with them. */
@@ -214,7 +215,7 @@ static void test_unreadable(void **state)
 
   assert_int_equal(mkdir(f->path, 0700), 0);
   assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
-  snprintf(want, sizeof(want), "%s: cannot read the state file: not a regular file", f->path);
+  snprintf(want, sizeof(want), "%s: cannot read the state file: not a regular file (a directory)", f->path);
   assert_string_equal(err, want);
 }
 
@@ -296,7 +297,7 @@ static void test_revoked_round_trip(void **state)
   json_t *list = json_loads("[\"" FP_B "\", \"" FP_A "\"]", 0, &jerr), *file;
   json_t *table = json_loads("[{\"ListenPort\": 8080, \"ClientIdentifier\": \"home1\", \"BackEndPort\": 80}]", 0, &jerr);
 
-  assert_int_equal(td_table_from_json(table, NULL, &t, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_table_from_json(table, NULL, NULL, &t, err, sizeof(err)), TN_OK);
   json_decref(table);
   assert_int_equal(td_revoked_from_json(list, &r, err, sizeof(err)), TN_OK);
   json_decref(list);

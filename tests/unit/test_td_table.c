@@ -28,7 +28,7 @@ static int from_text(const char *text, const struct td_reserved *r, struct td_ta
   int rc;
 
   err[0] = 0;
-  rc = td_table_from_json(j, r, t, err, errlen);
+  rc = td_table_from_json(j, r, NULL, t, err, errlen);
   json_decref(j);
   return rc;
 }
@@ -394,7 +394,7 @@ static void test_round_trip(void **state)
   free(dumped);
 
   /* GET output goes back through PUT unchanged. */
-  assert_int_equal(td_table_from_json(got, NULL, &t2, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_table_from_json(got, NULL, NULL, &t2, err, sizeof(err)), TN_OK);
   assert_int_equal(t2.n, t.n);
   for (size_t i = 0; i < t.n; i++)
     assert_true(td_table_equal_tunnel(&t.tunnels[i], &t2.tunnels[i]));
@@ -403,7 +403,7 @@ static void test_round_trip(void **state)
   state_form = td_table_to_json(&t, NULL, NULL);
   assert_null(json_object_get(json_array_get(state_form, 0), "ActiveClient"));
   assert_null(json_object_get(json_array_get(state_form, 0), "OpenConnections"));
-  assert_int_equal(td_table_from_json(state_form, NULL, &t2, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_table_from_json(state_form, NULL, NULL, &t2, err, sizeof(err)), TN_OK);
   assert_true(td_table_equal_tunnel(&t.tunnels[1], &t2.tunnels[1]));
   td_table_free(&t2);
 
@@ -492,12 +492,12 @@ static void test_large_table(void **state)
     json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:i}", "ListenAddress", ip, "ListenPort", 443,
                                          "ClientIdentifier", "c", "BackEndPort", 443));
   }
-  assert_int_equal(td_table_from_json(arr, NULL, &t, err, sizeof(err)), TN_OK);
+  assert_int_equal(td_table_from_json(arr, NULL, NULL, &t, err, sizeof(err)), TN_OK);
   assert_int_equal(t.n, 20000);
   td_table_free(&t);
   json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:i}", "ListenAddress", "10.0.5.1", "ListenPort", 443,
                                        "ClientIdentifier", "c", "BackEndPort", 443));
-  assert_int_equal(td_table_from_json(arr, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
+  assert_int_equal(td_table_from_json(arr, NULL, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
   assert_string_equal(err, "tunnels[20000]: listener 10.0.5.1:443 duplicates tunnels[5]");
   json_decref(arr);
 }
@@ -534,10 +534,10 @@ static void test_conflicts_match_pairwise(void **state)
           break;
         }
     if (want_j == SIZE_MAX) {
-      assert_int_equal(td_table_from_json(arr, NULL, &t, err, sizeof(err)), TN_OK);
+      assert_int_equal(td_table_from_json(arr, NULL, NULL, &t, err, sizeof(err)), TN_OK);
       td_table_free(&t);
     } else {
-      assert_int_equal(td_table_from_json(arr, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
+      assert_int_equal(td_table_from_json(arr, NULL, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
       snprintf(prefix, sizeof(prefix), "tunnels[%zu]: listener ", want_j);
       snprintf(other, sizeof(other), " tunnels[%zu]", want_i);
       if (strncmp(err, prefix, strlen(prefix)) != 0 || !strstr(err, other))
@@ -545,6 +545,74 @@ static void test_conflicts_match_pairwise(void **state)
     }
     json_decref(arr);
   }
+}
+
+
+/* MaxTunnels is a 413 decided before any tunnel is parsed; MaxBackupsPerTunnel a 400 naming the tunnel. */
+static void test_size_limits(void **state)
+{
+  struct td_table_limits lim = { 2, 3 };
+  struct td_table t;
+  char err[512];
+  json_t *j;
+  (void)state;
+  j = parse("[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1},"
+            " {\"ListenPort\": 2, \"ClientIdentifier\": \"a\", \"BackupClientIdentifiers\": [\"b\", \"c\", \"d\"], \"BackEndPort\": 1}]");
+  assert_int_equal(td_table_from_json(j, NULL, &lim, &t, err, sizeof(err)), TN_OK);  /* exactly at both limits */
+  assert_int_equal(t.n, 2);
+  td_table_free(&t);
+  json_decref(j);
+  j = parse("[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}, 7, \"not even a tunnel\"]");
+  assert_int_equal(td_table_from_json(j, NULL, &lim, &t, err, sizeof(err)), TN_ERR_TOO_LARGE);
+  assert_string_equal(err, "tunnels: 3 tunnels, more than MaxTunnels (2)");
+  assert_int_equal(t.n, 0);
+  json_decref(j);
+  j = parse("[{\"ListenPort\": 2, \"ClientIdentifier\": \"a\", \"BackupClientIdentifiers\": [\"b\", \"c\", \"d\", \"e\"], \"BackEndPort\": 1}]");
+  assert_int_equal(td_table_from_json(j, NULL, &lim, &t, err, sizeof(err)), TN_ERR_INVALID);
+  assert_string_equal(err, "tunnels[0].BackupClientIdentifiers: 4 entries, more than MaxBackupsPerTunnel (3)");
+  json_decref(j);
+}
+
+/* Found by sorting, reported as a pairwise scan would: the lowest index that repeats an earlier entry. */
+static void test_duplicate_backups_reported_in_order(void **state)
+{
+  (void)state;
+  expect_one_error("\"BackupClientIdentifiers\": [\"x\", \"b\", \"y\", \"b\", \"x\", \"y\"]",
+                   "tunnels[0].BackupClientIdentifiers[3]: \"b\" is listed twice");
+  expect_one_error("\"BackupClientIdentifiers\": [\"z\", \"z\", \"z\"]",
+                   "tunnels[0].BackupClientIdentifiers[1]: \"z\" is listed twice");
+}
+
+/* The sorted listener index finds every tunnel, and nothing else. */
+static void test_listener_index(void **state)
+{
+  struct td_table t;
+  struct td_listener_index *ix;
+  struct tn_addr a;
+  char err[512];
+  (void)state;
+  assert_int_equal(from_text("[{\"ListenAddress\": \"::\", \"ListenPort\": 80, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1},"
+                             " {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": 80, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1},"
+                             " {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": 81, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]",
+                             NULL, &t, err, sizeof(err)),
+                   TN_ERR_INVALID);  /* :: overlaps 127.0.0.1 on port 80 */
+  assert_int_equal(from_text("[{\"ListenAddress\": \"::1\", \"ListenPort\": 80, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1},"
+                             " {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": 80, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1},"
+                             " {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": 81, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]",
+                             NULL, &t, err, sizeof(err)),
+                   TN_OK);
+  ix = td_table_index_new(&t);
+  assert_non_null(ix);
+  for (size_t i = 0; i < t.n; i++)
+    assert_int_equal(td_table_index_find(ix, t.n, &t.tunnels[i].listen), (long)i);
+  tn_addr_parse_ip(&a, "127.0.0.1");
+  a.port = 82;
+  assert_int_equal(td_table_index_find(ix, t.n, &a), -1);
+  tn_addr_parse_ip(&a, "::1");
+  a.port = 81;
+  assert_int_equal(td_table_index_find(ix, t.n, &a), -1);
+  free(ix);
+  td_table_free(&t);
 }
 
 int main(void)
@@ -567,6 +635,9 @@ int main(void)
     cmocka_unit_test(test_conflict_rule),
     cmocka_unit_test(test_large_table),
     cmocka_unit_test(test_conflicts_match_pairwise),
+    cmocka_unit_test(test_size_limits),
+    cmocka_unit_test(test_duplicate_backups_reported_in_order),
+    cmocka_unit_test(test_listener_index),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

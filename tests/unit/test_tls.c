@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -729,8 +730,15 @@ static void test_config_errors(void **state)
   expect_config_error(TN_TLS_SERVER, path("nope.crt"), path("server.crt"), path("server.key"), want);
   snprintf(want, sizeof want, "%s: no certificate found", path("server.key"));
   expect_config_error(TN_TLS_SERVER, path("server.key"), path("server.crt"), path("server.key"), want);
+  /* A certificate given as the key: first its world-readable mode is refused, then its content. */
+  snprintf(want, sizeof want, "%s: permissions 0644 are too open for a private key (others may read it); run: chmod 600 %s",
+           path("server.crt"), path("server.crt"));
+  assert_int_equal(chmod(path("server.crt"), 0644), 0);
+  expect_config_error(TN_TLS_SERVER, path("ca.crt"), path("server.crt"), path("server.crt"), want);
+  assert_int_equal(chmod(path("server.crt"), 0600), 0);
   snprintf(want, sizeof want, "%s: no private key found", path("server.crt"));
   expect_config_error(TN_TLS_SERVER, path("ca.crt"), path("server.crt"), path("server.crt"), want);
+  assert_int_equal(chmod(path("server.crt"), 0644), 0);
   snprintf(want, sizeof want, "%s: private key does not match the certificate in %s", path("client.key"),
            path("server.crt"));
   expect_config_error(TN_TLS_SERVER, path("ca.crt"), path("server.crt"), path("client.key"), want);

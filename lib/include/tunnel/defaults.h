@@ -28,6 +28,11 @@
 #define TN_DEFAULT_MAX_CONNECTIONS_PER_CLIENT 16384u
 #define TN_DEFAULT_MAX_PENDING_HANDSHAKES 512u   /* control + management ports together */
 #define TN_DEFAULT_TAKEOVER_PING_TIMEOUT_MS 1000u /* a connected identity answering a ping this fast keeps its link */
+#define TN_DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE 8u /* per port, per IPv4 address or IPv6 /64 */
+#define TN_DEFAULT_API_MAX_NON_ADMIN_PER_SOURCE 4u  /* management sessions without an admin certificate */
+#define TN_DEFAULT_API_MAX_NON_ADMIN_PER_IDENTITY 4u
+#define TN_DEFAULT_MAX_TUNNELS 4096u
+#define TN_DEFAULT_MAX_BACKUPS_PER_TUNNEL 16u
 #define TN_DEFAULT_API_MAX_BODY (1024u * 1024u)
 #define TN_DEFAULT_API_MAX_HEADER (16u * 1024u)
 #define TN_DEFAULT_API_HEADER_TIMEOUT_MS 10000u  /* whole request head must arrive within this */

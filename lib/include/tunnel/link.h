@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "tunnel/addr.h"
 #include "tunnel/mux.h"
 #include "tunnel/tls.h"
 
@@ -88,6 +89,8 @@ int tn_link_is_established(const tn_link *link);
 int tn_link_is_closing(const tn_link *link);
 /* "1.2.3.4:5678" of the peer, known from accept/connect. */
 const char *tn_link_peer_address(const tn_link *link);
+/* The same as an address (IPv4-mapped IPv6 shown as IPv4); family TN_AF_UNSPEC when unknown. */
+const struct tn_addr *tn_link_peer_addr(const tn_link *link);
 /* The verified peer certificate (valid once established). */
 const struct tn_tls_peer *tn_link_peer(const tn_link *link);
 /* The link's TLS connection (NULL before TCP is up), e.g. for tn_tls_recheck after a reload. */

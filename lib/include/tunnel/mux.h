@@ -25,7 +25,9 @@
  *
  * Receive flow control: data handed to on_stream_data counts against the stream's
  * receive window until the application calls tn_mux_stream_consumed(), so a slow
- * consumer stalls its own stream only. Send flow control: tn_mux_stream_write()
+ * consumer stalls its own stream only. Data for a stream that has ended counts against
+ * what its window still allowed when this side reset it (or refused its SYN), summed per
+ * session and capped at max_window; beyond that it is a protocol error (GoAway 1). Send flow control: tn_mux_stream_write()
  * accepts at most the peer's window; when it accepts less than asked, wait for
  * on_stream_writable.
  */
@@ -85,6 +87,7 @@ struct tn_mux_stats {
   uint64_t streams_accepted;   /* from the peer */
   uint64_t streams_refused;    /* peer SYNs reset for the stream limit or by on_stream_open */
   uint64_t protocol_errors;
+  uint64_t bytes_dropped;      /* payload bytes received for streams already gone (in flight at their reset) */
   uint32_t streams_open;       /* currently */
   uint64_t last_rtt_ms;        /* from the last answered ping; 0 before any */
 };
@@ -167,5 +170,7 @@ int tn_mux_is_going_away(const tn_mux *mux);
 
 void tn_mux_get_stats(const tn_mux *mux, struct tn_mux_stats *stats);
 void *tn_mux_user(const tn_mux *mux);
+/* Why the session failed, in words for the log ("protocol error", or the violation when known); NULL while it runs. */
+const char *tn_mux_error(const tn_mux *mux);
 
 #endif

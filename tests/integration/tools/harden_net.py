@@ -14,6 +14,17 @@
                                             reports the bytes each got rid of
   garbage PORT                              connects, sends non-TLS bytes, reports when the server closed
   churn HOST PORT TOTAL WORKERS             TOTAL short HTTP/1.0 GETs, WORKERS at a time; reports ok/failed and rate
+  pipelined PORT CA CRT KEY N REQUESTS      N TLS sessions at once, each writing REQUESTS pipelined keep-alive GET /ping
+                                            in one go; reports how many answers each got and whether the server closed
+  hold PORT CA CRT KEY N HOLD_S             N TLS sessions started at once that send nothing, held up to HOLD_S;
+                                            reports how many were established, how many the server closed, and the
+                                            most that were established and open at one time
+  garbage-many PORT N                       N connections one after another, each sending non-TLS bytes; reports
+                                            how many the server closed
+  storm SOURCE PORT SECONDS [RATE]          from local address SOURCE, opens connections for SECONDS (at most RATE
+                                            a second, default unlimited), each sending a partial ClientHello and
+                                            held until the server closes it; reports how many were opened and
+                                            closed, and the most open
 """
 import json
 import os
@@ -238,6 +249,167 @@ def garbage(port):
     print(json.dumps({"ended": how, "ms": int((time.time() - t0) * 1000)}))
 
 
+def pipelined(port, ca, crt, key, n, requests):
+    req = b"GET /ping HTTP/1.1\r\nHost: tunnel-test\r\n\r\n" * requests
+    lock = threading.Lock()
+    res = {"sessions": n, "refused": 0, "answers": {}, "statuses": {}, "closed_by_server": 0, "errors": []}
+
+    def one():
+        try:
+            s = tls_connect(port, ca, crt, key)
+        except (ConnectionError, ssl.SSLError):
+            with lock:
+                res["refused"] += 1  # handshake closed by the server: a limit made room or said no
+            return
+        try:
+            try:
+                s.sendall(req)
+            except (ConnectionError, ssl.SSLError):
+                pass  # closed already (over a limit); the reads below see it
+            data, deadline = b"", time.time() + 15
+            closed = False
+            while time.time() < deadline:
+                try:
+                    b = s.recv(65536)
+                except (ConnectionError, ssl.SSLError):
+                    closed = True
+                    break
+                if not b:
+                    closed = True
+                    break
+                data += b
+            s.close()
+            heads = [h for h in data.split(b"HTTP/1.1 ")[1:]]
+            with lock:
+                k = str(len(heads))
+                res["answers"][k] = res["answers"].get(k, 0) + 1
+                for h in heads:
+                    st = h[:3].decode("latin-1")
+                    res["statuses"][st] = res["statuses"].get(st, 0) + 1
+                res["closed_by_server"] += closed
+        except Exception as e:  # noqa: BLE001 - reported
+            with lock:
+                if len(res["errors"]) < 5:
+                    res["errors"].append("%s: %s" % (type(e).__name__, e))
+
+    ts = [threading.Thread(target=one) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    print(json.dumps(res))
+
+
+def hold(port, ca, crt, key, n, hold_s):
+    raise_nofile()
+    lock = threading.Lock()
+    res = {"attempted": n, "established": 0, "failed": 0, "closed_by_server": 0, "open_at_end": 0, "max_open": 0}
+    state = {"open": 0}
+    end = time.time() + hold_s
+
+    def one():
+        try:
+            s = tls_connect(port, ca, crt, key)
+        except Exception:  # noqa: BLE001 - a refused or evicted handshake is an expected outcome
+            with lock:
+                res["failed"] += 1
+            return
+        with lock:
+            res["established"] += 1
+            state["open"] += 1
+            res["max_open"] = max(res["max_open"], state["open"])
+        s.settimeout(0.2)
+        closed = False
+        while time.time() < end:
+            try:
+                if not s.recv(4096):
+                    closed = True
+                    break
+            except socket.timeout:
+                continue
+            except (ConnectionError, ssl.SSLError, OSError):
+                closed = True
+                break
+        with lock:
+            state["open"] -= 1
+            if closed:
+                res["closed_by_server"] += 1
+            else:
+                res["open_at_end"] += 1
+        s.close()
+
+    ts = [threading.Thread(target=one) for _ in range(n)]
+    for t in ts:
+        t.start()
+    print(json.dumps({"holding": n}), flush=True)
+    for t in ts:
+        t.join()
+    print(json.dumps(res))
+
+
+def garbage_many(port, n):
+    closed = 0
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            s.sendall(b"\x16\x03\x01\x00\x05garbage" + os.urandom(64))
+            while s.recv(4096):
+                pass
+            closed += 1
+        except socket.timeout:
+            pass
+        except OSError:
+            closed += 1
+        finally:
+            s.close()
+    print(json.dumps({"connections": n, "closed_by_server": closed}))
+
+
+def storm(source, port, seconds, rate):
+    raise_nofile()
+    sel = selectors.DefaultSelector()
+    res = {"opened": 0, "connect_failed": 0, "closed_by_server": 0, "max_open": 0}
+    hello = bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
+    start = time.time()
+    end = start + seconds
+    while time.time() < end:
+        if rate > 0 and res["opened"] >= (time.time() - start) * rate:
+            time.sleep(0.001)
+            continue
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((source, 0))
+            s.settimeout(2)
+            s.connect(("127.0.0.1", port))
+            s.sendall(hello)
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ)
+            res["opened"] += 1
+        except OSError:
+            res["connect_failed"] += 1
+            s.close()
+            time.sleep(0.01)
+        for key, _ in sel.select(0):
+            try:
+                gone = not key.fileobj.recv(4096)
+            except BlockingIOError:
+                gone = False
+            except OSError:
+                gone = True
+            if gone:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                res["closed_by_server"] += 1
+        res["max_open"] = max(res["max_open"], len(sel.get_map()))
+        if len(sel.get_map()) > 2000:  # our own descriptors: let the oldest go
+            oldest = next(iter(sel.get_map().values())).fileobj
+            sel.unregister(oldest)
+            oldest.close()
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+    print(json.dumps(res))
+
+
 def churn(host, port, total, workers):
     lock = threading.Lock()
     res = {"ok": 0, "failed": 0, "errors": []}
@@ -301,6 +473,14 @@ def main():
         garbage(int(a[0]))
     elif mode == "churn":
         churn(a[0], int(a[1]), int(a[2]), int(a[3]))
+    elif mode == "pipelined":
+        pipelined(int(a[0]), a[1], a[2], a[3], int(a[4]), int(a[5]))
+    elif mode == "hold":
+        hold(int(a[0]), a[1], a[2], a[3], int(a[4]), float(a[5]))
+    elif mode == "storm":
+        storm(a[0], int(a[1]), float(a[2]), float(a[3]) if len(a) > 3 else 0)
+    elif mode == "garbage-many":
+        garbage_many(int(a[0]), int(a[1]))
     else:
         sys.exit("unknown mode " + mode)
 

@@ -16,6 +16,10 @@
  *   never-read       acknowledges the streams the server opens until N are open, opens N of its own,
  *                    then stops reading the socket for S seconds while still sending pings;
  *                    prints whether the server kept or dropped the link.
+ *   reset-flood      acknowledges the first stream the server opens, prints "acked", waits for the server
+ *                    to reset it (its public user went away), then keeps sending Data frames on it as fast
+ *                    as it can for up to S seconds; prints "closed" (with the bytes sent and the GoAway
+ *                    code, -1 when none came) or "still_open".
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,6 +49,8 @@ struct hc {
   int closed;              /* EOF, TLS error or GoAway from the server */
   uint64_t resets_in, syns_in, pings_in, go_away_in, frames_in;
   uint32_t last_syn_id;
+  uint32_t last_reset_id;
+  long go_away_code;       /* -1 until a GoAway arrives */
 };
 
 static uint64_t now_ms(void)
@@ -117,10 +123,13 @@ static void parse_frames(struct hc *h, int answer_pings)
       break;
     off += need;
     h->frames_in++;
-    if (f.flags & TN_FLAG_RST)
+    if (f.flags & TN_FLAG_RST) {
       h->resets_in++;
+      h->last_reset_id = f.stream_id;
+    }
     if (f.type == TN_FRAME_GO_AWAY) {
       h->go_away_in++;
+      h->go_away_code = (long)f.length;
       h->closed = 1;
     }
     if (f.type == TN_FRAME_PING && (f.flags & TN_FLAG_SYN)) {
@@ -236,6 +245,7 @@ int main(int argc, char **argv)
   if (h == NULL || !port || !ca || !crt || !key || !mode)
     die("usage: hostile_client --port P --ca CA --cert CRT --key KEY --mode MODE [--count N] [--seconds S]");
   signal(SIGPIPE, SIG_IGN);
+  h->go_away_code = -1;
   connect_tls(h, port, ca, crt, key);
   t0 = now_ms();
   deadline = t0 + (uint64_t)seconds * 1000u;
@@ -306,6 +316,41 @@ int main(int argc, char **argv)
       usleep(50000);
     }
     printf("result: link=%s after_ms=%llu\n", lost ? "dropped" : "kept", (unsigned long long)(now_ms() - t0));
+  } else if (strcmp(mode, "reset-flood") == 0) {
+    static const uint8_t zeros[16384];
+    uint64_t sent = 0;
+    uint32_t id;
+    while (!h->closed && h->syns_in == 0 && now_ms() < deadline)
+      pump(h, 100, 1);
+    if (h->syns_in == 0)
+      die("the server opened no stream");
+    id = h->last_syn_id;
+    send_frame(h, TN_FRAME_WINDOW_UPDATE, TN_FLAG_ACK, id, 0);
+    printf("acked stream %u\n", id);
+    fflush(stdout);
+    while (!h->closed && !(h->resets_in > 0 && h->last_reset_id == id) && now_ms() < deadline)
+      pump(h, 100, 1);
+    if (h->closed || h->last_reset_id != id)
+      die("the server never reset the stream");
+    printf("stream %u reset by the server; flooding it\n", id);
+    fflush(stdout);
+    /* What the issue saw: the server took gigabytes for a stream it had reset, without a word. */
+    while (!h->closed && now_ms() < deadline) {
+      if (send_frame(h, TN_FRAME_DATA, 0, id, sizeof(zeros)) != 0 || send_plain(h, zeros, sizeof(zeros)) != 0)
+        break;
+      sent += sizeof(zeros);
+      while (pump(h, 0, 1)) {
+      }
+    }
+    /* A failed send marks the link closed before the server's GoAway was read: read what is left. */
+    int ended = h->closed;
+    h->closed = 0;
+    for (int i = 0; i < 20 && h->go_away_in == 0 && !h->closed; i++)
+      pump(h, 100, 1);
+    if (ended || h->closed)
+      printf("result: closed sent_bytes=%llu go_away=%ld\n", (unsigned long long)sent, h->go_away_code);
+    else
+      printf("result: still_open sent_bytes=%llu\n", (unsigned long long)sent);
   } else {
     die("unknown mode");
   }
