@@ -130,27 +130,37 @@ static void count(const struct td_api_ctx *ctx, int status)
     ctx->counters->put_failed++;
 }
 
-static void put_tunnels(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp)
+/* The request's JSON body, or NULL after answering 415 (not JSON) or 400 (does not parse). */
+static json_t *json_body(const struct td_http_request *req, struct td_api_response *resp)
 {
   json_error_t jerr;
   json_t *body;
-  struct td_table t;
   char err[512];
-  int rc;
 
   if (!is_json_type(req->content_type)) {
     snprintf(err, sizeof(err), "Content-Type must be application/json, got %s%.100s%s", req->content_type ? "\"" : "",
              req->content_type ? req->content_type : "none", req->content_type ? "\"" : "");
     td_api_error(resp, 415, err);
-    return;
+    return NULL;
   }
   body = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
   if (!body) {
     tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
     snprintf(err, sizeof(err), "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
     td_api_error(resp, 400, err);
-    return;
   }
+  return body;
+}
+
+static void put_tunnels(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp)
+{
+  json_t *body;
+  struct td_table t;
+  char err[512];
+  int rc;
+
+  if ((body = json_body(req, resp)) == NULL)
+    return;
   err[0] = 0;
   rc = td_table_from_json(body, ctx->reserved, ctx->limits, &t, err, sizeof(err));
   json_decref(body);
@@ -175,25 +185,13 @@ static void get_revoked(const struct td_api_ctx *ctx, struct td_api_response *re
 
 static void put_revoked(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp)
 {
-  json_error_t jerr;
   json_t *body;
   struct td_revoked r;
   char err[512], inner[400];
   int rc;
 
-  if (!is_json_type(req->content_type)) {
-    snprintf(err, sizeof(err), "Content-Type must be application/json, got %s%.100s%s", req->content_type ? "\"" : "",
-             req->content_type ? req->content_type : "none", req->content_type ? "\"" : "");
-    td_api_error(resp, 415, err);
+  if ((body = json_body(req, resp)) == NULL)
     return;
-  }
-  body = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-  if (!body) {
-    tn_err_one_line(jerr.text);
-    snprintf(err, sizeof(err), "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
-    td_api_error(resp, 400, err);
-    return;
-  }
   inner[0] = 0;
   rc = td_revoked_from_json(body, &r, inner, sizeof(inner));
   json_decref(body);

@@ -176,7 +176,9 @@ int td_state_load(const char *path, const struct td_reserved *reserved, struct t
     json_t *v;
     json_object_foreach(j, key, v) {
       if (strcmp(key, "Tunnels") != 0 && strcmp(key, "RevokedCertificates") != 0) {
-        snprintf(err, errlen, "%s: invalid state file: unknown key \"%.64s\"", path, key);
+        /* Not the key itself: nothing from the file is ever quoted back. */
+        snprintf(err, errlen, "%s: invalid state file: an unknown key at the top level (only \"Tunnels\" and "
+                 "\"RevokedCertificates\" belong there)", path);
         json_decref(j);
         return TN_ERR_INVALID;
       }

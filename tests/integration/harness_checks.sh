@@ -35,4 +35,10 @@ inner_tmp=$(cat "$TEST_TMP/tmpdir")
 [ -f "$inner_tmp/x.log" ] || fail "a failed run lost its logs"
 [ ! -e "$inner_tmp/payload.bin" ] || fail "a failed run kept its 2 MB payload"
 rm -rf "$inner_tmp"
-pass "checked daemons: bad exit and sanitizer report fail the test, a clean exit does not; background jobs stopped; payloads of a failed run dropped, logs kept"
+# The pid spawn returns is the program itself (so signalling it stops it), python3 included.
+spawn sleeper python3 -c 'import time; time.sleep(300)'
+wait_until 10 grep -q python "/proc/$SPAWNED_PID/cmdline" || fail "spawned pid $SPAWNED_PID is not python3 itself"
+kill -TERM "$SPAWNED_PID"
+wait_until 10 eval '! kill -0 '"$SPAWNED_PID"' 2>/dev/null' || fail "SIGTERM to a spawned python3 did not stop it"
+
+pass "spawned pids are the programs; checked daemons: bad exit and sanitizer report fail the test, a clean exit does not; background jobs stopped; payloads of a failed run dropped, logs kept"

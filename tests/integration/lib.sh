@@ -4,15 +4,17 @@
 
 set -euo pipefail
 
-# The distribution's python3, a Debian package like every other test tool: a version manager's shim first in PATH
-# costs a few extra processes per call, and the tests call python3 hundreds of times on a busy 2-core machine.
-if [ -x /usr/bin/python3 ]; then
-  python3() { /usr/bin/python3 "$@"; }
-  export -f python3
-fi
-
 TEST_NAME=$(basename "${0%.sh}")
 TEST_TMP=$(mktemp -d "/tmp/tunnel-${TEST_NAME}.XXXXXX")
+
+# The distribution's python3, a Debian package like every other test tool: a version manager's shim first in PATH
+# costs a few extra processes per call, and the tests call python3 hundreds of times on a busy 2-core machine.
+# A link in PATH, not a shell function: a spawned python3 must be the process whose pid the test holds and signals.
+if [ -x /usr/bin/python3 ]; then
+  mkdir -p "$TEST_TMP/bin"
+  ln -s /usr/bin/python3 "$TEST_TMP/bin/python3"
+  PATH="$TEST_TMP/bin:$PATH"
+fi
 TEST_PIDS=()
 # Daemons whose end is part of the test: "PID NAME" lines; at exit each must have left no sanitizer report and,
 # if still running, must exit 0 on SIGTERM (shutdown paths are where leaks and use-after-free hide).

@@ -332,13 +332,14 @@ static void test_revoked_invalid(void **state)
   write_text(f->path, "{\"Tunnels\": [], \"RevokedCertificates\": [\"" FP_A "\", \"AB:CD\"]}");
   assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
   snprintf(want, sizeof(want), "%s: invalid state file: RevokedCertificates[1]: must be 64 lowercase hex digits (a "
-           "SHA-256 fingerprint as tunneld pki show prints it), got \"AB:CD\"", f->path);
+           "SHA-256 fingerprint as tunneld pki show prints it)", f->path);  /* the file's content is never quoted */
   assert_string_equal(err, want);
   assert_int_equal(g_rev.n, 0);
 
   write_text(f->path, "{\"Tunnels\": [], \"RevokedCertificates\": {}}");
   assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
-  assert_non_null(strstr(err, "RevokedCertificates: must be a JSON array of SHA-256 fingerprints, got {}"));
+  assert_non_null(strstr(err, "RevokedCertificates: must be a JSON array of SHA-256 fingerprints"));
+  assert_null(strstr(err, "got"));
 
   write_text(f->path, "{\"RevokedCertificates\": []}");
   assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
@@ -346,7 +347,8 @@ static void test_revoked_invalid(void **state)
 
   write_text(f->path, "{\"Tunnels\": [], \"Extra\": 1}");
   assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
-  assert_non_null(strstr(err, "unknown key \"Extra\""));
+  assert_non_null(strstr(err, "an unknown key at the top level"));
+  assert_null(strstr(err, "Extra"));
 }
 
 /* The list as PUT takes it: exact form, no duplicates, and the entry named in the message. */
