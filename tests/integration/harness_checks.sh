@@ -41,4 +41,29 @@ wait_until 10 grep -q python "/proc/$SPAWNED_PID/cmdline" || fail "spawned pid $
 kill -TERM "$SPAWNED_PID"
 wait_until 10 eval '! kill -0 '"$SPAWNED_PID"' 2>/dev/null' || fail "SIGTERM to a spawned python3 did not stop it"
 
-pass "spawned pids are the programs; checked daemons: bad exit and sanitizer report fail the test, a clean exit does not; background jobs stopped; payloads of a failed run dropped, logs kept"
+# Load classes (docs/TESTING.md): heavy tests take both cpu slots, timing tests one, and the test command and
+# stress.sh schedule with the two-slot spec, so a timing test never runs beside a heavy one.
+src=${TUNNEL_SOURCE_DIR:?}
+classes=$(ctest --test-dir "${TUNNEL_BUILD_DIR:?}" --show-only=json-v1 2>/dev/null | python3 -c '
+import json, sys
+spec = json.load(open(sys.argv[1]))
+slots = sum(r["slots"] for r in spec["local"][0]["cpu"])
+heavy = timing = 0
+for t in json.load(sys.stdin)["tests"]:
+    props = {p["name"]: p["value"] for p in t.get("properties", [])}
+    labels = props.get("LABELS", [])
+    need = sum(r["slots"] for g in props.get("RESOURCE_GROUPS", []) for r in g["requirements"])
+    if "heavy" in labels:
+        heavy += 1
+        assert need == slots, t["name"] + " is heavy but does not take every slot"
+    elif "timing" in labels:
+        timing += 1
+        assert 0 < need < slots, t["name"] + " measures time but would not be kept from heavy tests"
+print(heavy, timing, slots)' "$src/tests/resources.json") || fail "load classes: $classes"
+read -r n_heavy n_timing n_slots <<<"$classes"
+[ "$n_heavy" -ge 4 ] && [ "$n_timing" -ge 8 ] && [ "$n_slots" = 2 ] || fail "load classes: $classes"
+for f in tests/run.sh tests/stress.sh; do
+  grep -q -- '--resource-spec-file "$here/tests/resources.json"' "$src/$f" || fail "$f does not schedule with tests/resources.json"
+done
+
+pass "load classes ($n_heavy heavy, $n_timing timing, $n_slots slots); spawned pids are the programs; checked daemons: bad exit and sanitizer report fail the test, a clean exit does not; background jobs stopped; payloads of a failed run dropped, logs kept"
