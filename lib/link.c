@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "splice.h"
 #include "tunnel/addr.h"
@@ -312,15 +313,34 @@ static bool link_tick(tn_link *l)
   return !l->closing;
 }
 
+/*
+ * True when the kernel holds bytes from the peer that no poll has delivered yet. The check phase normally follows a
+ * poll that read them, but not always: a process stopped and resumed (SIGSTOP/SIGCONT, a frozen VM) gets EINTR
+ * from epoll_wait, and libuv then goes on to the check phase with nothing read.
+ */
+static bool link_input_waiting(const tn_link *l)
+{
+  uv_os_fd_t fd;
+  int n = 0;
+
+  return uv_fileno((const uv_handle_t *)&l->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
 static void on_flush_check(uv_check_t *h)
 {
   tn_link *l = h->data;
 
   uv_check_stop(&l->flush);
   if (l->tick_due && !l->closing && l->mux != NULL) {
-    l->tick_due = false;
-    if (!link_tick(l))
-      return;
+    uint64_t now = uv_now(l->tcp.loop);
+    /* A link about to be called dead with input waiting is judged again after the next poll has read it. */
+    bool defer = l->opt.mux.dead_peer_timeout_ms > 0 &&
+                 tn_mux_silent_ms(l->mux, now) >= l->opt.mux.dead_peer_timeout_ms && link_input_waiting(l);
+    if (!defer) {
+      l->tick_due = false;
+      if (!link_tick(l))
+        return;
+    }
   }
   if (!l->closing)
     link_flush(l);

@@ -954,6 +954,13 @@ void tn_mux_set_time(tn_mux *m, uint64_t now_ms)
     m->now_ms = now_ms;
 }
 
+uint64_t tn_mux_silent_ms(const tn_mux *m, uint64_t now_ms)
+{
+  uint64_t now = now_ms > m->now_ms ? now_ms : m->now_ms;
+
+  return now - m->last_rx_ms;
+}
+
 int tn_mux_tick(tn_mux *m, uint64_t now_ms)
 {
   uint64_t silent;
@@ -961,7 +968,7 @@ int tn_mux_tick(tn_mux *m, uint64_t now_ms)
   if (m->closed)
     return TN_ERR_SESSION_CLOSED;
   tn_mux_set_time(m, now_ms);
-  silent = m->now_ms - m->last_rx_ms;
+  silent = tn_mux_silent_ms(m, m->now_ms);
   if (m->opt.dead_peer_timeout_ms > 0 && silent >= m->opt.dead_peer_timeout_ms) {
     m->closed = true;
     close_all_streams(m);

@@ -128,6 +128,9 @@ int tn_mux_tick(tn_mux *mux, uint64_t now_ms);
  */
 void tn_mux_set_time(tn_mux *mux, uint64_t now_ms);
 
+/* Milliseconds since the peer last sent anything, as of now_ms (what tn_mux_tick compares with the timeout). */
+uint64_t tn_mux_silent_ms(const tn_mux *mux, uint64_t now_ms);
+
 /* Opens a stream (SYN). Returns TN_OK with *id set, or TN_ERR_STREAM_LIMIT, TN_ERR_GOING_AWAY, TN_ERR_SESSION_CLOSED. */
 int tn_mux_open_stream(tn_mux *mux, void *stream_user, uint32_t *id);
 
