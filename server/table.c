@@ -75,17 +75,25 @@ void td_table_free(struct td_table *t)
   td_table_init(t);
 }
 
-/* A non-empty JSON string of at most max bytes, no embedded NUL, every byte accepted by char_ok. */
-static int valid_text(const json_t *v, size_t max, int (*char_ok)(unsigned char c))
+/* The text of a non-empty JSON string of at most max bytes with no embedded NUL, its length in *n; else NULL. */
+static const char *json_text(const json_t *v, size_t max, size_t *n)
 {
   const char *s;
-  size_t n;
 
   if (!json_is_string(v))
-    return 0;
+    return NULL;
   s = json_string_value(v);
-  n = json_string_length(v);
-  if (n == 0 || n > max || strlen(s) != n)
+  *n = json_string_length(v);
+  return *n > 0 && *n <= max && strlen(s) == *n ? s : NULL;
+}
+
+/* Such a string with every byte accepted by char_ok. */
+static int valid_text(const json_t *v, size_t max, int (*char_ok)(unsigned char c))
+{
+  size_t n;
+  const char *s = json_text(v, max, &n);
+
+  if (s == NULL)
     return 0;
   for (size_t i = 0; i < n; i++)
     if (!char_ok((unsigned char)s[i]))
@@ -131,14 +139,10 @@ static int service_char(unsigned char c)
 
 static int valid_identity(const json_t *v)
 {
-  const char *s;
   size_t n;
+  const char *s = json_text(v, ID_MAX, &n);
 
-  if (!json_is_string(v))
-    return 0;
-  s = json_string_value(v);
-  n = json_string_length(v);
-  return n > 0 && n <= ID_MAX && strlen(s) == n && valid_identity_text(s, n) && !fingerprint_other_form(s);
+  return s != NULL && valid_identity_text(s, n) && !fingerprint_other_form(s);
 }
 
 static int valid_service(const json_t *v)

@@ -433,3 +433,16 @@ metric() {
   [ "$API_STATUS" = 200 ] || fail "GET /metrics returned $API_STATUS"
   awk -v k="$1" '$1 == k { print $2 }' <<<"$API_BODY"
 }
+
+# start_good_and_bad_tunnels: home1 connected and serving marker "good" on $GOOD_PORT; $BAD_PORT routes to home2,
+# which a hostile tool will play. For tests where one client attacks and another must keep working.
+start_good_and_bad_tunnels() {
+  BACKEND_PORT=$(free_port); GOOD_PORT=$(free_port); BAD_PORT=$(free_port)
+  start_marker_nginx nginx "$BACKEND_PORT" good
+  start_tunnelc home1 "[$BACKEND_PORT]"
+  wait_client_connected home1
+  put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $GOOD_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT},
+                {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $BAD_PORT, \"ClientIdentifier\": \"home2\", \"BackEndPort\": $BACKEND_PORT}]"
+  wait_port "$GOOD_PORT"
+  [ "$(http_get_marker 127.0.0.1 "$GOOD_PORT")" = good ] || fail "no traffic through the good client"
+}

@@ -11,14 +11,7 @@ DEAD_PEER_MS=2000
 
 make_pki
 start_tunneld
-BACKEND_PORT=$(free_port); GOOD_PORT=$(free_port); BAD_PORT=$(free_port)
-start_marker_nginx nginx "$BACKEND_PORT" good
-start_tunnelc home1 "[$BACKEND_PORT]"
-wait_client_connected home1
-put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $GOOD_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT},
-              {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $BAD_PORT, \"ClientIdentifier\": \"home2\", \"BackEndPort\": $BACKEND_PORT}]"
-wait_port "$GOOD_PORT"
-[ "$(http_get_marker 127.0.0.1 "$GOOD_PORT")" = good ] || fail "no traffic through the good client"
+start_good_and_bad_tunnels
 hostile() { "$HOSTILE" --port "$CONTROL_PORT" --ca "$PKI/ca.crt" --cert "$PKI/$1.crt" --key "$PKI/$1.key" --mode "$2" "${@:3}"; }
 good_load() { run_http_load 127.0.0.1 "$GOOD_PORT" 4 "$1"; }
 check_good() {

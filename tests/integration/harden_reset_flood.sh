@@ -8,14 +8,7 @@ source "$(dirname "$0")/fixture.sh"
 HOSTILE="$TUNNEL_TOOLS/hostile_client"
 make_pki
 start_tunneld
-BACKEND_PORT=$(free_port); GOOD_PORT=$(free_port); BAD_PORT=$(free_port)
-start_marker_nginx nginx "$BACKEND_PORT" good
-start_tunnelc home1 "[$BACKEND_PORT]"
-wait_client_connected home1
-put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $GOOD_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT},
-              {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $BAD_PORT, \"ClientIdentifier\": \"home2\", \"BackEndPort\": $BACKEND_PORT}]"
-wait_port "$GOOD_PORT"
-[ "$(http_get_marker 127.0.0.1 "$GOOD_PORT")" = good ] || fail "no traffic through the good client"
+start_good_and_bad_tunnels
 
 spawn flood "$HOSTILE" --port "$CONTROL_PORT" --ca "$PKI/ca.crt" --cert "$PKI/home2.crt" --key "$PKI/home2.key" \
   --mode reset-flood --seconds 20
