@@ -22,6 +22,15 @@ status=$(inner bad_exit "spawn_checked d $daemon 3; wait_log \"\$TEST_TMP/d.log\
 [ "$status" != 0 ] || fail "a daemon that exits 3 on SIGTERM did not fail the test"
 grep -q "d exited with status 3 at the end of the test" "$TEST_TMP/bad_exit.out" || fail "no message for the bad exit"
 
+# One that exits at once on SIGTERM (as tunneld does when nothing is open) is judged too, even while the harness is
+# still waiting for a slower daemon started before it.
+slow='python3 -c "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1), sys.exit(0))); print(\"started\", flush=True); time.sleep(300)"'
+quick='python3 -c "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(4)); print(\"started\", flush=True); time.sleep(300)"'
+status=$(inner quick_exit "spawn_checked s $slow; spawn_checked d $quick
+wait_log \"\$TEST_TMP/s.log\" started; wait_log \"\$TEST_TMP/d.log\" started; pass looks fine")
+[ "$status" != 0 ] || fail "a daemon that exits 4 at once on SIGTERM did not fail the test: $(cat "$TEST_TMP/quick_exit.out")"
+grep -q "d exited with status 4 at the end of the test" "$TEST_TMP/quick_exit.out" || fail "no message for the quick bad exit"
+
 status=$(inner sanitizer "spawn_checked d bash -c 'echo \"==1==ERROR: AddressSanitizer: heap-use-after-free\"; exit 0'
 wait_until 10 grep -q AddressSanitizer \"\$TEST_TMP/d.log\"; pass looks fine")
 [ "$status" != 0 ] || fail "a sanitizer report in a checked daemon's log did not fail the test"

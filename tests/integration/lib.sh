@@ -23,18 +23,23 @@ TEST_CHECKED=()
 # Sends SIGTERM to every registered process, gives checked daemons time to drain, then kills what is left.
 # A checked daemon still draining after 10 s gets a second SIGTERM (documented: it ends the drain, still exit 0).
 test_stop_all() {
-  local pid status entry name deadline
+  local pid status entry name deadline running=()
+  # Which checked daemons are still running is decided before anything is signalled: one that exits at once on
+  # the SIGTERM below is reaped by bash and would look "gone already" afterwards, its exit status unjudged.
+  for entry in "${TEST_CHECKED[@]:-}"; do
+    [ -n "$entry" ] || continue
+    kill -0 "${entry%% *}" 2>/dev/null && running+=("$entry")
+  done
   for pid in "${TEST_PIDS[@]:-}"; do
     [ -n "$pid" ] || continue
     kill -CONT "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
   done
-  for entry in "${TEST_CHECKED[@]:-}"; do
+  # Not running before the signals: the test stopped it and judged its exit itself (a crash it did not notice still
+  # leaves its sanitizer report for test_scan_logs; one that was never reaped is a zombie, which kill -0 finds).
+  for entry in "${running[@]:-}"; do
     [ -n "$entry" ] || continue
     pid=${entry%% *} name=${entry#* }
-    # Gone already: the test stopped it and judged its exit itself (a crash it did not notice still leaves its
-    # sanitizer report for test_scan_logs; one that was never reaped is a zombie, which kill -0 still finds).
-    kill -0 "$pid" 2>/dev/null || continue
     deadline=$(( $(date +%s) + 10 ))
     while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.1; done
     kill -TERM "$pid" 2>/dev/null || true
