@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backends.h"
+#include "tunnel/control.h"
 #include "tunnel/notify.h"
 #include "tunnel/error.h"
 #include "tunnel/log.h"
@@ -231,6 +232,54 @@ static struct tn_pipe *link_on_stream_open(tn_link *l, uint32_t id)
 
 /* ---- the link ---- */
 
+/*
+ * Tells tunneld which backends this client serves, so it can show a tunnel that would be refused here
+ * (docs/PROTOCOL.md 8a). Sent when the link comes up and after each reload.
+ */
+static void announce_allow_list(struct tc_client *c, tn_link *l)
+{
+  const struct tc_config *cfg = &c->cfg;
+  const char **names;
+  uint8_t *buf;
+  size_t n;
+  int rc;
+
+  if (cfg->n_allowed_ports > TN_CTL_MAX_PORTS || cfg->n_services > TN_CTL_MAX_NAMES) {
+    tn_log_warn("client %s: %zu allowed ports and %zu services are more than tunneld can be told (at most %u and %u); "
+                "it shows this client's allow-list as unknown", c->identity, cfg->n_allowed_ports, cfg->n_services,
+                TN_CTL_MAX_PORTS, TN_CTL_MAX_NAMES);
+    return;
+  }
+  names = calloc(cfg->n_services ? cfg->n_services : 1, sizeof(*names));
+  buf = malloc(TN_CTL_MAX_LEN);
+  if (names == NULL || buf == NULL) {
+    free(names);
+    free(buf);
+    return;
+  }
+  for (size_t i = 0; i < cfg->n_services; i++)
+    names[i] = cfg->services[i].name;
+  n = tn_ctl_allow_encode(cfg->allowed_ports, cfg->n_allowed_ports, names, cfg->n_services, buf, TN_CTL_MAX_LEN);
+  rc = n > 0 ? tn_link_send_message(l, buf, n) : TN_ERR_INVALID;
+  if (rc != TN_OK)
+    tn_log_warn("client %s: could not announce the allow-list to tunneld: %s", c->identity, tn_strerror(rc));
+  else
+    tn_log_debug("client %s: announced %zu allowed ports and %zu services", c->identity, cfg->n_allowed_ports,
+                 cfg->n_services);
+  free(names);
+  free(buf);
+}
+
+static void link_on_message_done(tn_link *l, int accepted)
+{
+  struct tc_client *c = tn_link_data(l);
+
+  /* A tunneld older than the allow-list message refuses its stream; everything else works as before. */
+  if (!accepted && !tn_link_is_closing(l) && c->link == l)
+    tn_log_info("client %s: tunneld did not take the allow-list announcement (an older version); it cannot show "
+                "tunnels this client would refuse", c->identity);
+}
+
 static void link_on_established(tn_link *l, const struct tn_tls_peer *peer)
 {
   struct tc_client *c = tn_link_data(l);
@@ -255,6 +304,7 @@ static void link_on_established(tn_link *l, const struct tn_tls_peer *peer)
     c->ready_notified = true;
     tn_notify_ready("connected");
   }
+  announce_allow_list(c, l);
 }
 
 static void link_on_go_away(tn_link *l, uint32_t code)
@@ -315,6 +365,7 @@ static const struct tn_link_callbacks client_link_callbacks = {
   .on_stream_open = link_on_stream_open,
   .on_go_away = link_on_go_away,
   .on_drained = link_on_drained,
+  .on_message_done = link_on_message_done,
   .on_closed = link_on_closed,
 };
 
@@ -499,6 +550,8 @@ void tc_client_reload(struct tc_client *c, const char *cfg_path)
   }
   tn_log_info("client %s: configuration reloaded (%zu services, %zu allowed ports)%s", c->identity,
               c->cfg.n_services, c->cfg.n_allowed_ports, reconnect ? "; reconnecting" : "");
+  if (!reconnect && c->state == TC_CLIENT_UP && c->link != NULL)
+    announce_allow_list(c, c->link);
   if (!reconnect || c->state == TC_CLIENT_STOPPING || c->state == TC_CLIENT_STOPPED)
     return;
   /*

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "allow.h"
 #include "metrics.h"
 #include "state.h"
 #include "tunnel/error.h"
@@ -181,6 +182,7 @@ void td_server_forget_link(struct td_link_ctx *ctx)
     srv->links = ctx->next;
   if (ctx->next != NULL)
     ctx->next->prev = ctx->prev;
+  td_allow_free(ctx->allow);
   free(ctx);
 }
 
@@ -218,6 +220,7 @@ static void control_admit(struct td_link_ctx *ctx, struct td_client *c)
   snprintf(c->remote, sizeof(c->remote), "%s", tn_link_peer_address(link));
   memcpy(c->sha256, peer->sha256_hex, sizeof(c->sha256));
   tn_log_info("client %s: connected from %s (certificate sha256 %s)", c->id, c->remote, c->sha256);
+  td_allow_link_admitted(srv, c, &ctx->allow);
 }
 
 static void contest_start(struct td_link_ctx *ctx, struct td_client *c);
@@ -408,6 +411,7 @@ static const struct tn_link_callbacks control_callbacks = {
   .on_pong = control_on_pong,
   .on_go_away = control_on_go_away,
   .on_drained = control_on_drained,
+  .on_message = td_allow_on_message,
   .on_closed = control_on_closed,
 };
 
@@ -956,6 +960,7 @@ static void resolve_routes(struct td_server *srv, struct td_client **route, size
       *pp = c->next;
       client_unhash(srv, c);
       free(c->id);
+      td_allow_free(c->allow);
       free(c);
     } else {
       pp = &c->next;
@@ -1075,6 +1080,7 @@ int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const c
   /* Every client a tunnel names by CN, backups included, is listed (ClientUnknown until it is seen); GET /clients
    * is keyed by CN, so a fingerprint-pinned tunnel lists nothing until its certificate connects under its CN. */
   resolve_routes(srv, route, route_start);
+  td_allow_log_table(srv);
   free(fresh);
   free(open_ix);
   free(new_ix);
@@ -1432,6 +1438,7 @@ void td_server_free(struct td_server *srv)
   for (c = srv->clients; c != NULL; c = next) {
     next = c->next;
     free(c->id);
+    td_allow_free(c->allow);
     free(c);
   }
   srv->clients = NULL;

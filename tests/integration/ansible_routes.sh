@@ -168,7 +168,19 @@ play forbidden tunnel_routes "$(routes_vars "$wanted" | sed "s#$PKI/admin\.#$PKI
 grep -q 'not allowed on the management port' "$TEST_TMP/forbidden.out" ||
   fail "the 403 run does not show the API's message: $(grep -A3 'fatal' "$TEST_TMP/forbidden.out" | head)"
 
-pass "roles render valid configs idempotently; tunnel_routes: changed then changed=0, check mode reports without PUT, API errors shown"
+# A tunnel home1 does not allow (its AllowedBackEndPorts lists only $BACKEND_PORT): applied, and the run prints the problem.
+refused="[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $OTHER_PORT}]"
+play problems tunnel_routes "$(routes_vars "$refused")"; play_ok problems
+[ "$PLAY_CHANGED" = 1 ] || fail "a table with a refused backend: changed=$PLAY_CHANGED, want 1"
+grep -qF "tunnel 127.0.0.1:$PUBLIC_PORT: client home1 does not allow BackEndPort $OTHER_PORT" "$TEST_TMP/problems.out" ||
+  fail "the run does not print the tunnel's problem: $(grep -A4 'Problems' "$TEST_TMP/problems.out" | head)"
+grep -F "does not allow" "$TEST_TMP/problems.out" | head -1 | sed 's/^ */ansible showed: /'
+play problems2 tunnel_routes "$(routes_vars "$wanted")"; play_ok problems2
+grep -q "does not allow" "$TEST_TMP/problems2.out" && fail "problems printed for a table without any"
+body=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html")
+[ "$body" = "hello via ansible" ] || fail "tunnel broken after putting the original table back: got '$body'"
+
+pass "roles render valid configs idempotently; tunnel_routes: changed then changed=0, check mode reports without PUT, API errors shown, Problems printed"
 
 # ---- tunnel_routes: revoked certificates (a lost machine) ----
 FP2=$(fingerprint "$PKI/home2.crt")

@@ -3,7 +3,7 @@
 import ipaddress
 import json
 
-READ_ONLY = ("ActiveClient", "OpenConnections")
+READ_ONLY = ("ActiveClient", "OpenConnections", "Problems")
 INTEGER_KEYS = ("ListenPort", "BackEndPort", "ProxyProtocolVersion")
 
 
@@ -57,9 +57,20 @@ def tunnel_routes_same(wanted, current):
     return key(wanted) == key(current)
 
 
+def tunnel_routes_problems(tunnels):
+    """Every "Problems" line of a GET /tunnels (or PUT) answer, prefixed with its tunnel's address and port."""
+    out = []
+    for t in tunnels if isinstance(tunnels, list) else []:
+        if isinstance(t, dict):
+            where = "%s:%s" % (t.get("ListenAddress"), t.get("ListenPort"))
+            out.extend("tunnel %s: %s" % (where, p) for p in t.get("Problems") or [])
+    return out
+
+
 class FilterModule(object):
     def filters(self):
         return {
             "tunnel_routes_normalize": tunnel_routes_normalize,
             "tunnel_routes_same": tunnel_routes_same,
+            "tunnel_routes_problems": tunnel_routes_problems,
         }
