@@ -25,6 +25,7 @@ struct tc_conv {
 
 static void client_connect_next(struct tc_client *c);
 static void client_schedule_retry(struct tc_client *c, const char *reason);
+static void client_resolve(struct tc_client *c);
 
 /* ---- configuration ---- */
 
@@ -126,8 +127,12 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
                 r->reason);
   v->pipe = NULL;
   conv_free_if_done(v);
-  if (c->state == TC_CLIENT_STOPPING && c->open_streams == 0 && c->link != NULL)
-    tn_link_close(c->link, "stopped");
+  if (c->state == TC_CLIENT_STOPPING && c->open_streams == 0) {
+    if (c->old_link != NULL)
+      tn_link_close(c->old_link, "stopped");
+    if (c->link != NULL)
+      tn_link_close(c->link, "stopped");
+  }
 }
 
 static void conv_dial(struct tc_conv *v, const struct sockaddr *addr, const struct sockaddr *fallback)
@@ -270,12 +275,40 @@ static void announce_allow_list(struct tc_client *c, tn_link *l)
   free(buf);
 }
 
-static void link_on_message_done(tn_link *l, int accepted)
+static void reconnect_now(struct tc_client *c, const char *why);
+
+/* The rotation message was answered: with FIN, the new link may come up beside this one; with RST, reconnect. */
+static void rotation_answered(struct tc_client *c, tn_link *l, int accepted)
+{
+  if (!accepted) {
+    tn_log_info("client %s: tunneld did not take the rotation announcement (an older version); reconnecting with the "
+                "new certificate", c->identity);
+    reconnect_now(c, "configuration changed");
+    return;
+  }
+  tn_log_info("client %s: tunneld took the rotation announcement; connecting with the new certificate while the link "
+              "from %s keeps serving", c->identity, tn_link_peer_address(l));
+  c->old_link = l;
+  c->link = NULL;
+  tc_backoff_reset(&c->backoff);
+  client_resolve(c);
+}
+
+static void link_on_message_done(tn_link *l, const uint8_t *msg, size_t len, int accepted)
 {
   struct tc_client *c = tn_link_data(l);
+  uint8_t version = 0, type = 0;
+  uint32_t total = 0;
 
+  /* A link that is closing reports every message as not taken; its close is handled by link_on_closed. */
+  if (tn_link_is_closing(l) || c->link != l || c->state != TC_CLIENT_UP)
+    return;
+  if (tn_ctl_peek(msg, len, &version, &type, &total) == TN_OK && type == TN_CTL_ROTATE) {
+    rotation_answered(c, l, accepted);
+    return;
+  }
   /* A tunneld older than the allow-list message refuses its stream; everything else works as before. */
-  if (!accepted && !tn_link_is_closing(l) && c->link == l)
+  if (!accepted)
     tn_log_info("client %s: tunneld did not take the allow-list announcement (an older version); it cannot show "
                 "tunnels this client would refuse", c->identity);
 }
@@ -311,6 +344,12 @@ static void link_on_go_away(tn_link *l, uint32_t code)
 {
   struct tc_client *c = tn_link_data(l);
 
+  if (l == c->old_link) {
+    tn_log_info("client %s: tunneld moved new connections to the new link; the old link from %s drains (GoAway code "
+                "%u) and closes once its streams have ended", c->identity, tn_link_peer_address(l), code);
+    tn_link_go_away(l);
+    return;
+  }
   tn_log_info("client %s: server %s is going away (code %u); reconnecting once its open streams have ended",
               c->identity, tn_link_peer_address(l), code);
   /* GoAway only stops new streams: the server lets open ones drain (SIGTERM, replaced link), so they are
@@ -339,10 +378,19 @@ static void link_on_closed(tn_link *l, const char *reason)
   struct tc_client *c = tn_link_data(l);
   bool was_up = c->state == TC_CLIENT_UP;
 
+  if (l == c->old_link) {
+    c->old_link = NULL;
+    tn_log_info("client %s: old link from %s closed after the certificate rotation: %s", c->identity,
+                tn_link_peer_address(l), reason);
+    if (c->state == TC_CLIENT_STOPPING && c->link == NULL)
+      client_finish_stop(c);
+    return;
+  }
   c->link = NULL;
   if (c->state == TC_CLIENT_STOPPING || c->state == TC_CLIENT_STOPPED) {
     tn_log_info("client %s: link closed: %s", c->identity, reason);
-    client_finish_stop(c);
+    if (c->old_link == NULL)
+      client_finish_stop(c);
     return;
   }
   if (was_up) {
@@ -388,7 +436,7 @@ static void on_server_resolved(uv_getaddrinfo_t *req, int status, struct addrinf
 
   if (c->state != TC_CLIENT_RESOLVING) {
     uv_freeaddrinfo(res);
-    if (c->state == TC_CLIENT_STOPPING)
+    if (c->state == TC_CLIENT_STOPPING && c->old_link == NULL)
       client_finish_stop(c);
     return;
   }
@@ -474,9 +522,12 @@ static void on_drain_timeout(uv_timer_t *t)
 {
   struct tc_client *c = t->data;
 
-  if (c->link != NULL) {
+  if (c->link != NULL || c->old_link != NULL) {
     tn_log_warn("client %s: drain timeout: resetting %zu open streams", c->identity, c->open_streams);
-    tn_link_close(c->link, "drain timeout");
+    if (c->old_link != NULL)
+      tn_link_close(c->old_link, "drain timeout");
+    if (c->link != NULL)
+      tn_link_close(c->link, "drain timeout");
   } else {
     client_finish_stop(c);
   }
@@ -499,6 +550,11 @@ void tc_client_stop(struct tc_client *c)
               c->cfg.limits.drain_timeout_ms);
   tn_notify_stopping();
   uv_timer_stop(&c->retry_timer);
+  if (c->old_link != NULL) {
+    /* Mid-rotation: the old link still carries streams; it drains like the current one. */
+    uv_timer_start(&c->drain_timer, on_drain_timeout, c->cfg.limits.drain_timeout_ms, 0);
+    tn_link_go_away(c->old_link);
+  }
   if (c->state == TC_CLIENT_RESOLVING) {
     c->state = TC_CLIENT_STOPPING;  /* the lookup's callback finishes the stop */
     uv_cancel((uv_req_t *)&c->resolve_req);
@@ -506,7 +562,8 @@ void tc_client_stop(struct tc_client *c)
   }
   c->state = TC_CLIENT_STOPPING;
   if (c->link == NULL) {
-    client_finish_stop(c);
+    if (c->old_link == NULL)
+      client_finish_stop(c);
     return;
   }
   if (!tn_link_is_established(c->link) || c->open_streams == 0) {
@@ -517,12 +574,46 @@ void tc_client_stop(struct tc_client *c)
   uv_timer_start(&c->drain_timer, on_drain_timeout, c->cfg.limits.drain_timeout_ms, 0);
 }
 
+/* Closes the link (GoAway first, so tunneld lets go of it at once) and connects again without the backoff. */
+static void reconnect_now(struct tc_client *c, const char *why)
+{
+  if (c->link != NULL)
+    tn_link_close(c->link, why);
+  if (c->state == TC_CLIENT_WAITING) {
+    uv_timer_stop(&c->retry_timer);
+    tc_backoff_reset(&c->backoff);
+    client_resolve(c);
+  }
+}
+
+/*
+ * A new certificate for a link that is up: the link announces it (docs/PROTOCOL.md 8a) and, once tunneld has
+ * taken that, the new link connects beside it; tunneld then moves new connections to the new link and sends the
+ * old one GoAway, and its streams finish there. Returns false when it cannot start (then reconnect).
+ */
+static bool rotation_start(struct tc_client *c)
+{
+  uint8_t sha[32], msg[TN_CTL_ROTATE_LEN];
+
+  if (c->state != TC_CLIENT_UP || c->link == NULL || c->old_link != NULL || !tn_link_is_established(c->link) ||
+      tn_mux_is_going_away(tn_link_mux(c->link)))
+    return false;
+  for (int i = 0; i < 32; i++) {
+    unsigned v;
+    if (sscanf(c->cert_sha256 + 2 * i, "%2x", &v) != 1)
+      return false;
+    sha[i] = (uint8_t)v;
+  }
+  tn_ctl_rotate_encode(sha, msg, sizeof(msg));
+  return tn_link_send_message(c->link, msg, sizeof(msg)) == TN_OK;
+}
+
 void tc_client_reload(struct tc_client *c, const char *cfg_path)
 {
   struct tc_config cfg;
   tn_tls_config *tls = NULL;
   char identity[TN_TLS_CN_MAX], sha256[65], err[512];
-  bool reconnect;
+  bool reconnect, server_changed, cert_changed, untrusted = false;
 
   if (tc_config_load(&cfg, cfg_path, err, sizeof(err)) != 0) {
     tn_log_error("client %s: reload refused, keeping the running configuration: %s", c->identity, err);
@@ -533,9 +624,10 @@ void tc_client_reload(struct tc_client *c, const char *cfg_path)
     tc_config_free(&cfg);
     return;
   }
-  reconnect = strcmp(cfg.server_host, c->cfg.server_host) != 0 || cfg.server_port != c->cfg.server_port ||
-              strcmp(tc_config_server_name(&cfg), tc_config_server_name(&c->cfg)) != 0 ||
-              strcmp(sha256, c->cert_sha256) != 0;
+  server_changed = strcmp(cfg.server_host, c->cfg.server_host) != 0 || cfg.server_port != c->cfg.server_port ||
+                   strcmp(tc_config_server_name(&cfg), tc_config_server_name(&c->cfg)) != 0;
+  cert_changed = strcmp(sha256, c->cert_sha256) != 0;
+  reconnect = server_changed || cert_changed;
   tc_config_free(&c->cfg);
   c->cfg = cfg;
   tn_tls_config_unref(c->tls);
@@ -543,28 +635,21 @@ void tc_client_reload(struct tc_client *c, const char *cfg_path)
   memcpy(c->identity, identity, sizeof(identity));
   memcpy(c->cert_sha256, sha256, sizeof(sha256));
   /* A new CA or CRL may no longer trust the server this link reached. */
-  if (!reconnect && c->link != NULL && tn_link_is_established(c->link) &&
+  if (!server_changed && c->link != NULL && tn_link_is_established(c->link) &&
       tn_tls_recheck(tn_link_tls(c->link), c->tls, err, sizeof(err)) == TN_ERR_INVALID) {
     tn_log_warn("client %s: the connected server is no longer trusted: %s", c->identity, err);
-    reconnect = true;
+    reconnect = untrusted = true;
   }
   tn_log_info("client %s: configuration reloaded (%zu services, %zu allowed ports)%s", c->identity,
-              c->cfg.n_services, c->cfg.n_allowed_ports, reconnect ? "; reconnecting" : "");
+              c->cfg.n_services, c->cfg.n_allowed_ports,
+              !reconnect ? "" : server_changed || untrusted ? "; reconnecting" : "; new certificate");
   if (!reconnect && c->state == TC_CLIENT_UP && c->link != NULL)
     announce_allow_list(c, c->link);
   if (!reconnect || c->state == TC_CLIENT_STOPPING || c->state == TC_CLIENT_STOPPED)
     return;
-  /*
-   * Closing sends GoAway first, so tunneld lets go of this link at once and a new certificate for the same
-   * identity is not taken for a second machine; the new link then starts without waiting for the backoff.
-   */
-  if (c->link != NULL)
-    tn_link_close(c->link, "configuration changed");
-  if (c->state == TC_CLIENT_WAITING) {
-    uv_timer_stop(&c->retry_timer);
-    tc_backoff_reset(&c->backoff);
-    client_resolve(c);
-  }
+  if (!server_changed && !untrusted && rotation_start(c))
+    return;  /* rotation_answered goes on */
+  reconnect_now(c, "configuration changed");
 }
 
 void tc_client_free(struct tc_client *c)

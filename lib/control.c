@@ -48,6 +48,14 @@ static int ctl_name_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t 
   return alen < blen ? -1 : alen > blen ? 1 : 0;
 }
 
+static void ctl_head(uint8_t *out, uint8_t type, uint32_t total)
+{
+  out[0] = TN_CTL_VERSION;
+  out[1] = type;
+  ctl_put_be16(out + 2, 0);
+  ctl_put_be32(out + 4, total);
+}
+
 int tn_ctl_peek(const uint8_t *in, size_t len, uint8_t *version, uint8_t *type, uint32_t *total)
 {
   uint32_t t;
@@ -97,10 +105,7 @@ size_t tn_ctl_allow_encode(const uint16_t *ports, size_t n_ports, const char *co
   }
   if (pos > TN_CTL_MAX_LEN)
     return 0;
-  out[0] = TN_CTL_VERSION;
-  out[1] = TN_CTL_ALLOW;
-  ctl_put_be16(out + 2, 0);
-  ctl_put_be32(out + 4, (uint32_t)pos);
+  ctl_head(out, TN_CTL_ALLOW, (uint32_t)pos);
   return pos;
 }
 
@@ -167,6 +172,36 @@ int tn_ctl_allow_decode(struct tn_ctl_allow *out, const uint8_t *in, size_t len)
   if (version != TN_CTL_VERSION || type != TN_CTL_ALLOW)
     return TN_ERR_UNSUPPORTED;
   return ctl_allow_body(out, in, len, total);
+}
+
+size_t tn_ctl_rotate_encode(const uint8_t sha256[32], uint8_t *out, size_t out_len)
+{
+  if (out_len < TN_CTL_ROTATE_LEN)
+    return 0;
+  ctl_head(out, TN_CTL_ROTATE, TN_CTL_ROTATE_LEN);
+  memcpy(out + TN_CTL_HEAD_LEN, sha256, 32);
+  return TN_CTL_ROTATE_LEN;
+}
+
+int tn_ctl_rotate_decode(uint8_t sha256[32], const uint8_t *in, size_t len)
+{
+  uint8_t version = 0, type = 0;
+  uint32_t total = 0;
+  int rc;
+
+  if (len > 0 && in[0] == 0)
+    return TN_ERR_INVALID;
+  rc = tn_ctl_peek(in, len, &version, &type, &total);
+  if (rc != TN_OK)
+    return rc;
+  if (version != TN_CTL_VERSION || type != TN_CTL_ROTATE)
+    return TN_ERR_UNSUPPORTED;
+  if (total != TN_CTL_ROTATE_LEN)
+    return TN_ERR_INVALID;
+  if (len < TN_CTL_ROTATE_LEN)
+    return TN_ERR_NEED_MORE;
+  memcpy(sha256, in + TN_CTL_HEAD_LEN, 32);
+  return TN_CTL_ROTATE_LEN;
 }
 
 int tn_ctl_allow_has_port(const struct tn_ctl_allow *a, uint16_t port)

@@ -18,6 +18,8 @@
 
 /* Plaintext is read out of TLS in pieces this big (one full record). */
 #define LINK_PLAINTEXT_CHUNK 16384u
+/* Control messages being received at once per link; more are refused (RST), so a peer cannot pin much memory. */
+#define LINK_MAX_INCOMING_MESSAGES 4u
 /* Bound the work per socket read callback so one busy link cannot starve the loop. */
 #define LINK_READ_BUFFER (64u * 1024u)
 
@@ -42,6 +44,7 @@ struct tn_link {
   bool closing;
   bool draining;          /* after tn_link_go_away: close once the streams have ended */
   bool tick_due;          /* the keepalive timer fired; the mux ticks in the check phase */
+  unsigned incoming_msgs; /* control messages being received (LINK_MAX_INCOMING_MESSAGES) */
   int connect_error;      /* a connect that failed at once, reported from the timer */
   int handles_open;
   char peer_address[TN_ADDR_STRLEN];
@@ -99,8 +102,10 @@ static int msg_accept(tn_link *l, uint32_t id, void **stream_user)
 {
   struct link_msg *msg;
 
-  if (l->cb->on_message == NULL || (msg = calloc(1, sizeof(*msg))) == NULL)
+  if (l->cb->on_message == NULL || l->incoming_msgs >= LINK_MAX_INCOMING_MESSAGES ||
+      (msg = calloc(1, sizeof(*msg))) == NULL)
     return -1;
+  l->incoming_msgs++;
   msg->link = l;
   msg->id = id;
   *stream_user = msg;
@@ -247,7 +252,9 @@ static void mux_on_stream_close(tn_mux *m, uint32_t id, int reason, void *stream
   if (stream_user != NULL && link_id_is_msg(id)) {
     struct link_msg *msg = stream_user;
     if (msg->sending && l->cb->on_message_done != NULL)
-      l->cb->on_message_done(l, reason == TN_MUX_CLOSE_NORMAL);
+      l->cb->on_message_done(l, msg->buf, msg->len, reason == TN_MUX_CLOSE_NORMAL);
+    if (!msg->sending)
+      l->incoming_msgs--;
     msg_free(msg);
   } else if (stream_user != NULL) {
     tn_pipe__on_stream_close(stream_user, reason);

@@ -170,7 +170,7 @@ void td_allow_link_admitted(struct td_server *srv, struct td_client *c, struct t
   }
 }
 
-static void allow_protocol_error(tn_link *link, const char *what)
+void td_control_protocol_error(tn_link *link, const char *what)
 {
   struct td_link_ctx *ctx = tn_link_data(link);
 
@@ -191,7 +191,7 @@ void td_allow_on_message(tn_link *link, const uint8_t *msg, size_t len)
   int rc = tn_ctl_peek(msg, len, &version, &type, &total);
 
   if (rc != TN_OK || total != len) {
-    allow_protocol_error(link, rc == TN_OK ? "its length disagrees with the stream" : "bad head");
+    td_control_protocol_error(link, rc == TN_OK ? "its length disagrees with the stream" : "bad head");
     return;
   }
   if (version != TN_CTL_VERSION || type != TN_CTL_ALLOW) {
@@ -205,7 +205,7 @@ void td_allow_on_message(tn_link *link, const uint8_t *msg, size_t len)
   rc = tn_ctl_allow_decode(m, msg, len);
   if (rc != (int)len) {
     free(m);
-    allow_protocol_error(link, "allow-list does not follow the rules");
+    td_control_protocol_error(link, "allow-list does not follow the rules");
     return;
   }
   a = allow_from(m);

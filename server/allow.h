@@ -27,6 +27,9 @@ void td_allow_on_message(tn_link *link, const uint8_t *msg, size_t len);
 /* The link became its client's current one: the list it announced (if any yet) is the client's now. */
 void td_allow_link_admitted(struct td_server *srv, struct td_client *c, struct td_allow **link_allow);
 
+/* Logs and ends a link whose control message breaks the protocol: GoAway(1), then close. what says how. */
+void td_control_protocol_error(tn_link *link, const char *what);
+
 /* GET /tunnels "Problems" of tunnel index: a new array of strings, or NULL when there are none (or none known). */
 json_t *td_allow_problems(const struct td_server *srv, size_t index);
 

@@ -56,6 +56,7 @@ struct td_link_ctx {
   tn_link *link;
   struct td_mgmt_conn *mgmt;     /* management connections only */
   struct td_allow *allow;        /* announced before the link became its client's current one */
+  char rotate_to[65];            /* "": none; else the certificate (sha256 hex) this current link vouched for */
   /*
    * A link whose certificate differs from the one its identity is connected with waits here
    * while the current link is pinged: an answer refuses it, silence until the deadline lets it

@@ -20,6 +20,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   size_t n;
   int r, p;
 
+  {
+    uint8_t sha[32];
+    int q = tn_ctl_rotate_decode(sha, data, size);
+    if (q != TN_CTL_ROTATE_LEN && q != TN_ERR_NEED_MORE && q != TN_ERR_INVALID && q != TN_ERR_UNSUPPORTED)
+      abort();
+    if (q == TN_CTL_ROTATE_LEN && (size < TN_CTL_ROTATE_LEN || tn_ctl_rotate_encode(sha, fuzz_out, sizeof(fuzz_out)) != TN_CTL_ROTATE_LEN ||
+                                   memcmp(fuzz_out, data, TN_CTL_ROTATE_LEN) != 0))
+      abort();
+  }
   p = tn_ctl_peek(data, size, &version, &type, &total);
   if (p != TN_OK && p != TN_ERR_NEED_MORE && p != TN_ERR_INVALID)
     abort();

@@ -191,6 +191,27 @@ static void test_largest_fits_initial_window(void **state)
   free(a);
 }
 
+static void test_rotate(void **state)
+{
+  uint8_t sha[32], got[32], out[TN_CTL_ROTATE_LEN + 1];
+
+  (void)state;
+  for (int i = 0; i < 32; i++)
+    sha[i] = (uint8_t)(0xa0 + i);
+  assert_int_equal(tn_ctl_rotate_encode(sha, out, TN_CTL_ROTATE_LEN - 1), 0);
+  assert_int_equal(tn_ctl_rotate_encode(sha, out, sizeof(out)), TN_CTL_ROTATE_LEN);
+  assert_memory_equal(out, "\x01\x02\x00\x00\x00\x00\x00\x28", 8);
+  assert_int_equal(tn_ctl_rotate_decode(got, out, TN_CTL_ROTATE_LEN), TN_CTL_ROTATE_LEN);
+  assert_memory_equal(got, sha, 32);
+  for (size_t cut = 0; cut < TN_CTL_ROTATE_LEN; cut++)
+    assert_int_equal(tn_ctl_rotate_decode(got, out, cut), TN_ERR_NEED_MORE);
+  out[7] = 0x29;  /* a spare byte: not a rotation message */
+  assert_int_equal(tn_ctl_rotate_decode(got, out, TN_CTL_ROTATE_LEN), TN_ERR_INVALID);
+  out[7] = 0x28;
+  out[1] = TN_CTL_ALLOW;
+  assert_int_equal(tn_ctl_rotate_decode(got, out, TN_CTL_ROTATE_LEN), TN_ERR_UNSUPPORTED);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -202,6 +223,7 @@ int main(void)
     cmocka_unit_test(test_garbage_fails_early),
     cmocka_unit_test(test_names_sorted_by_bytes),
     cmocka_unit_test(test_largest_fits_initial_window),
+    cmocka_unit_test(test_rotate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

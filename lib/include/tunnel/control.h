@@ -18,8 +18,12 @@
 #define TN_CTL_MAX_LEN (256u * 1024u)
 
 enum tn_ctl_type {
-  TN_CTL_ALLOW = 1  /* the BackEndPorts and service names the client serves */
+  TN_CTL_ALLOW = 1,  /* the BackEndPorts and service names the client serves */
+  TN_CTL_ROTATE = 2  /* the certificate the client's next link will present (rotation) */
 };
+
+/* A rotation message: head, then the SHA-256 of the next certificate (DER). */
+#define TN_CTL_ROTATE_LEN (TN_CTL_HEAD_LEN + 32u)
 
 #define TN_CTL_MAX_PORTS 8192u
 #define TN_CTL_MAX_NAMES 512u
@@ -54,6 +58,12 @@ size_t tn_ctl_allow_encode(const uint16_t *ports, size_t n_ports, const char *co
  * from tn_ctl_peek), or TN_ERR_INVALID. Judges each byte as soon as it has arrived.
  */
 int tn_ctl_allow_decode(struct tn_ctl_allow *out, const uint8_t *in, size_t len);
+
+/* Writes a rotation message for the certificate with this SHA-256; returns TN_CTL_ROTATE_LEN, or 0 when out_len is short. */
+size_t tn_ctl_rotate_encode(const uint8_t sha256[32], uint8_t *out, size_t out_len);
+
+/* Decodes a rotation message: TN_CTL_ROTATE_LEN, TN_ERR_NEED_MORE, TN_ERR_UNSUPPORTED or TN_ERR_INVALID, as above. */
+int tn_ctl_rotate_decode(uint8_t sha256[32], const uint8_t *in, size_t len);
 
 /* True when the list has port (binary search). */
 int tn_ctl_allow_has_port(const struct tn_ctl_allow *a, uint16_t port);

@@ -55,8 +55,8 @@ struct tn_link_callbacks {
    * predate control messages do.
    */
   void (*on_message)(tn_link *link, const uint8_t *msg, size_t len);
-  /* A message from tn_link_send_message ended: accepted (the peer answered FIN) or not (RST, link lost). Optional. */
-  void (*on_message_done)(tn_link *link, int accepted);
+  /* A message from tn_link_send_message (msg, len) ended: accepted (the peer answered FIN) or not (RST, link lost). Optional. */
+  void (*on_message_done)(tn_link *link, const uint8_t *msg, size_t len, int accepted);
   /* The link is over (reason in words, for the log). Last call; the link is gone after it. */
   void (*on_closed)(tn_link *link, const char *reason);
 };
