@@ -41,6 +41,7 @@ struct tn_link {
   bool closing;
   bool draining;          /* after tn_link_go_away: close once the streams have ended */
   bool tick_due;          /* the keepalive timer fired; the mux ticks in the check phase */
+  bool hello_answered;    /* the handshake produced a reply to the peer's input: its hello was whole and acceptable */
   int connect_error;      /* a connect that failed at once, reported from the timer */
   int handles_open;
   char peer_address[TN_ADDR_STRLEN];
@@ -456,6 +457,9 @@ static void link_on_ciphertext(tn_link *l, const uint8_t *in, size_t len)
     len -= fed;
     if (!l->established) {
       int rc = tn_tls_handshake(l->tls);
+      const uint8_t *reply;
+      if (rc == TN_ERR_NEED_MORE && tn_tls_pending(l->tls, &reply) > 0)
+        l->hello_answered = true;
       if (rc == TN_ERR_NEED_MORE) {
         if (fed == 0) {
           link_fail(l, "TLS handshake failed", "input buffer stuck");
@@ -712,6 +716,11 @@ int tn_link_is_established(const tn_link *l)
 int tn_link_is_closing(const tn_link *l)
 {
   return l->closing;
+}
+
+bool tn_link_hello_answered(const tn_link *l)
+{
+  return l->hello_answered || l->established;
 }
 
 const char *tn_link_peer_address(const tn_link *l)

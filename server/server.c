@@ -520,23 +520,45 @@ bool td_server_evict_handshake(struct td_server *srv, bool management_only)
   return true;
 }
 
+/*
+ * Which handshake a source over its limit loses. Oldest first, as a stalled handshake is the one worth the least,
+ * but never one younger than a grace: libuv accepts a whole backlog in one go, and a genuine client (an admin
+ * behind the same address as a flood) must live long enough for its ClientHello to be read. Silent handshakes go
+ * before answered ones (a whole, acceptable hello was read: an attacker paid for it, a real peer is one round trip
+ * from done). With nothing old enough to shed, the newcomer itself is refused.
+ */
+#define PENDING_SILENT_GRACE_MS 250
+#define PENDING_ANSWERED_GRACE_MS 2000
+
+static struct td_link_ctx *source_victim(struct td_server *srv, const struct td_link_ctx *newcomer)
+{
+  uint64_t now = uv_now(srv->loop);
+  struct td_link_ctx *c, *answered = NULL;
+
+  for (c = srv->pending_oldest; c != NULL && c != newcomer; c = c->pending_next) {
+    if (c->pending_kind != newcomer->pending_kind || strcmp(c->source_key, newcomer->source_key) != 0 ||
+        tn_link_is_closing(c->link))
+      continue;
+    if (!tn_link_hello_answered(c->link)) {
+      if (now - c->pending_since >= PENDING_SILENT_GRACE_MS)
+        return c;
+    } else if (answered == NULL && now - c->pending_since >= PENDING_ANSWERED_GRACE_MS) {
+      answered = c;
+    }
+  }
+  return answered != NULL ? answered : (struct td_link_ctx *)newcomer;
+}
+
 void td_server_pending_add(struct td_server *srv, struct td_link_ctx *ctx, enum td_count kind)
 {
-  struct td_link_ctx *old;
+  bool over;
 
   td_source_name(tn_link_peer_addr(ctx->link), ctx->source, sizeof(ctx->source));
   snprintf(ctx->source_key, sizeof(ctx->source_key), "ip:%s", ctx->source);
-  if (td_sources_get(&srv->sources, ctx->source_key, kind) >= srv->cfg.limits.max_pending_per_source) {
-    for (old = srv->pending_oldest; old != NULL; old = old->pending_next)
-      if (old->pending_kind == kind && strcmp(old->source_key, ctx->source_key) == 0)
-        break;
-    if (old != NULL) {
-      srv->metrics.handshakes_refused_limit++;
-      tn_link_close(old->link, "TLS handshake evicted: MaxPendingHandshakesPerSource reached for its source");
-    }
-  }
+  over = td_sources_get(&srv->sources, ctx->source_key, kind) >= srv->cfg.limits.max_pending_per_source;
   ctx->pending = true;
   ctx->pending_kind = kind;
+  ctx->pending_since = uv_now(srv->loop);
   ctx->pending_next = NULL;
   ctx->pending_prev = srv->pending_newest;
   if (srv->pending_newest != NULL)
@@ -547,6 +569,12 @@ void td_server_pending_add(struct td_server *srv, struct td_link_ctx *ctx, enum 
   srv->pending_handshakes++;
   /* Out of memory only makes the per-source bound looser, never refuses the connection. */
   (void)td_sources_add(&srv->sources, ctx->source_key, kind, 1);
+  if (over) {
+    struct td_link_ctx *victim = source_victim(srv, ctx);
+    srv->metrics.handshakes_refused_limit++;
+    tn_link_close(victim->link, victim == ctx ? "TLS handshake refused: MaxPendingHandshakesPerSource reached for its source"
+                                              : "TLS handshake evicted: MaxPendingHandshakesPerSource reached for its source");
+  }
 }
 
 void td_server_pending_done(struct td_server *srv, struct td_link_ctx *ctx)

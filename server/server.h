@@ -65,6 +65,7 @@ struct td_link_ctx {
   /* Until the handshake ends: in srv's pending list (oldest first) and counted for its source. */
   bool pending;
   enum td_count pending_kind;
+  uint64_t pending_since;        /* loop time of the accept, for the per-source eviction grace */
   struct td_link_ctx *pending_next;
   struct td_link_ctx *pending_prev;
   char source[48];               /* the peer's source network, "192.0.2.7" or "2001:db8::/64" */
@@ -203,8 +204,8 @@ void td_mgmt_accept(struct td_server *srv);
 bool td_server_evict_handshake(struct td_server *srv, bool management_only);
 /*
  * A just-accepted link starts its handshake: counted globally and for its source, listed as pending.
- * When its source already holds MaxPendingHandshakesPerSource on this port, that source's oldest
- * handshake is closed first: one address can hold only so many, and never starve other sources.
+ * Past MaxPendingHandshakesPerSource on this port, one of that source's handshakes is closed (see
+ * server.c for which): one address can hold only so many, and never starve other sources.
  */
 void td_server_pending_add(struct td_server *srv, struct td_link_ctx *ctx, enum td_count kind);
 /* The handshake ended (established or closed): uncounted and unlisted. Idempotent. */
