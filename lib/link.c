@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "splice.h"
 #include "tunnel/addr.h"
@@ -15,6 +16,9 @@
 #include "tunnel/error.h"
 #include "tunnel/log.h"
 
+/* A TLS record: type, version, 16-bit length; a ClientHello comes in a handshake record. */
+#define TLS_RECORD_HEADER 5
+#define TLS_HANDSHAKE_RECORD 0x16
 /* Plaintext is read out of TLS in pieces this big (one full record). */
 #define LINK_PLAINTEXT_CHUNK 16384u
 /* Bound the work per socket read callback so one busy link cannot starve the loop. */
@@ -721,6 +725,19 @@ int tn_link_is_closing(const tn_link *l)
 bool tn_link_hello_answered(const tn_link *l)
 {
   return l->hello_answered || l->established;
+}
+
+bool tn_link_hello_waiting(const tn_link *l)
+{
+  uint8_t head[TLS_RECORD_HEADER];
+  uv_os_fd_t fd;
+  int avail = 0;
+
+  if (l->closing || uv_fileno((const uv_handle_t *)&l->tcp, &fd) != 0 ||
+      recv(fd, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT) != (ssize_t)sizeof(head) || head[0] != TLS_HANDSHAKE_RECORD ||
+      ioctl(fd, FIONREAD, &avail) != 0)
+    return false;
+  return (size_t)avail >= sizeof(head) + ((size_t)head[3] << 8 | head[4]);
 }
 
 const char *tn_link_peer_address(const tn_link *l)

@@ -128,6 +128,8 @@ struct td_server {
   struct td_client **client_buckets; /* by identity */
   size_t n_client_buckets;
   size_t n_clients;
+  struct td_put *put;            /* the PUT /tunnels being applied (put.c), NULL when none */
+  struct td_mgmt_conn *put_waiting; /* management connections whose change waits for it, oldest first */
   const char *api_actor;         /* identity of the admin whose PUT is being applied (audit lines) */
   const char *api_peer;          /* and the address it came from */
   struct td_link_ctx *links;
@@ -175,6 +177,21 @@ int td_server_apply_table(struct td_server *srv, struct td_table *new_table, cha
 /* As td_server_apply_table for a PUT: also logs an audit line per tunnel added, removed or changed, naming actor. */
 int td_server_apply_table_as(struct td_server *srv, struct td_table *new_table, const char *actor, const char *peer,
                              char *err, size_t errlen);
+
+/*
+ * The steps of td_server_apply_table, for an apply spread over several loop iterations (apply.c). begin takes
+ * *new_table's contents (0) or leaves it untouched (500, err set); bind binds the new listeners until deadline_ns
+ * (uv_hrtime; 0: no deadline), *done once all are, 409 with err set when one cannot be; the caller persists
+ * td_apply_table() and commits, or frees (closing what was bound: nothing changed). Nothing else may change
+ * the table or the listeners between begin and commit.
+ */
+struct td_apply;
+int td_apply_begin(struct td_server *srv, struct td_table *new_table, struct td_apply **out, char *err, size_t errlen);
+int td_apply_bind(struct td_server *srv, struct td_apply *a, uint64_t deadline_ns, bool *done, char *err, size_t errlen);
+const struct td_table *td_apply_table(const struct td_apply *a);
+/* The swap; audit lines name actor (NULL: none, as for a restored table). */
+void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *actor, const char *peer);
+void td_apply_free(struct td_apply *a);
 
 /*
  * Replaces the revoked-certificate list (PUT /revoked-certificates): writes the state file,
