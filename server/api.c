@@ -198,13 +198,18 @@ bool td_api_put_tunnels_precheck(const struct td_api_ctx *ctx, const struct td_h
 }
 
 void td_api_put_tunnels_answer(const struct td_api_ctx *ctx, enum td_put_result result, const char *err,
-                               struct td_api_response *resp)
+                               const char *table_json, struct td_api_response *resp)
 {
   static const int status[] = { [TD_PUT_APPLIED] = 200, [TD_PUT_INVALID] = 400, [TD_PUT_TOO_LARGE] = 413,
                                 [TD_PUT_CONFLICT] = 409, [TD_PUT_FAILED] = 500, [TD_PUT_STOPPING] = 503 };
 
   resp->extra_headers[0] = 0;
-  if (result == TD_PUT_APPLIED)
+  td_buf_reset(&resp->body);
+  if (result == TD_PUT_APPLIED && table_json != NULL && td_buf_append_str(&resp->body, table_json) == TN_OK &&
+      td_buf_append(&resp->body, "\n", 1) == TN_OK) {
+    resp->status = 200;
+    resp->content_type = JSON_TYPE;
+  } else if (result == TD_PUT_APPLIED)
     get_tunnels(ctx, resp);
   else
     td_api_error(resp, status[result], err != NULL && err[0] ? err : "the tunnel table could not be applied");

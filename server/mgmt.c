@@ -186,7 +186,7 @@ static int keep_alive_after(const struct td_mgmt_conn *m, const struct td_http_r
 
 static void mgmt_process(struct td_mgmt_conn *m, enum td_http_result r);
 
-static void put_done(void *arg, enum td_put_result result, const char *err)
+static void put_done(void *arg, enum td_put_result result, const char *err, const char *table_json)
 {
   struct td_mgmt_conn *m = arg;
   struct td_server *srv = m->ctx->srv;
@@ -197,7 +197,7 @@ static void put_done(void *arg, enum td_put_result result, const char *err)
   m->put = NULL;
   call_begin(m, &c);
   td_api_response_init(&resp, TD_API_MAX_RESPONSE);
-  td_api_put_tunnels_answer(&c.api, result, err, &resp);
+  td_api_put_tunnels_answer(&c.api, result, err, table_json, &resp);
   call_end(srv, &c);
   log_answer(m, req, &resp);
   mgmt_send(m, &resp, keep_alive_after(m, req));
@@ -245,7 +245,7 @@ static void start_put(struct td_mgmt_conn *m, const struct td_http_request *req,
   m->put = td_put_start(m->ctx->srv, req->body, req->body_len, &c->reserved, &c->limits, m->identity,
                         tn_link_peer_address(m->ctx->link), put_done, m);
   if (m->put == NULL)
-    td_api_put_tunnels_answer(&c->api, TD_PUT_FAILED, "out of memory", resp);
+    td_api_put_tunnels_answer(&c->api, TD_PUT_FAILED, "out of memory", NULL, resp);
 }
 
 static void mgmt_answer(struct td_mgmt_conn *m, const struct td_http_request *req)

@@ -28,6 +28,10 @@ struct td_put {
   struct td_apply *apply;
   enum td_put_result result;
   char err[512];
+  char **active;               /* [table.n] snapshot for the answer: each tunnel's active client, strdup'd */
+  uint64_t *open;              /* and its open connections */
+  size_t n_status;
+  char *answer;                /* the table in force as JSON, built on a worker */
   td_put_done_fn done;
   void *arg;
 };
@@ -41,6 +45,11 @@ static void put_free(uv_handle_t *h)
 {
   struct td_put *p = h->data;
 
+  for (size_t i = 0; i < p->n_status; i++)
+    free(p->active[i]);
+  free(p->active);
+  free(p->open);
+  free(p->answer);
   td_table_free(&p->parsed);
   free(p->body);
   free(p);
@@ -57,7 +66,7 @@ static void finish(struct td_put *p, enum td_put_result result)
   if (result == TD_PUT_APPLIED)
     p->err[0] = 0;
   if (p->done != NULL)
-    p->done(p->arg, result, p->err);
+    p->done(p->arg, result, p->err, result == TD_PUT_APPLIED ? p->answer : NULL);
   uv_close((uv_handle_t *)&p->idle, put_free);
 }
 
@@ -92,7 +101,50 @@ static void save_work(uv_work_t *w)
     p->result = TD_PUT_FAILED;
 }
 
+/* The answer, as GET /tunnels would give it, from the status snapshot: the table itself cannot change until this
+ * PUT has ended, as every change waits for it. */
+static void snapshot_status(void *ctx, size_t index, const char **active, uint64_t *open)
+{
+  const struct td_put *p = ctx;
+
+  *active = index < p->n_status ? p->active[index] : NULL;
+  *open = index < p->n_status ? p->open[index] : 0;
+}
+
+static void answer_work(uv_work_t *w)
+{
+  struct td_put *p = w->data;
+  json_t *j = td_table_to_json(&p->srv->table, snapshot_status, p);
+
+  p->answer = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+  json_decref(j);
+}
+
 /* ---- on the loop ---- */
+
+static void answered(uv_work_t *w, int status)
+{
+  (void)status;  /* without an answer the API builds one */
+  finish(w->data, TD_PUT_APPLIED);
+}
+
+/* The per-tunnel status the answer shows, taken now; NULL-filled (no answer built) when out of memory. */
+static void take_snapshot(struct td_put *p)
+{
+  const struct td_table *t = &p->srv->table;
+
+  p->active = calloc(t->n ? t->n : 1, sizeof(*p->active));
+  p->open = calloc(t->n ? t->n : 1, sizeof(*p->open));
+  if (p->active == NULL || p->open == NULL)
+    return;
+  p->n_status = t->n;
+  for (size_t i = 0; i < t->n; i++) {
+    const struct td_client *c = td_server_active_client(p->srv, i);
+    const struct td_listener *l = td_server_listener_for(p->srv, i);
+    p->active[i] = c != NULL ? strdup(c->id) : NULL;
+    p->open[i] = l != NULL ? l->open_connections : 0;
+  }
+}
 
 static void saved(uv_work_t *w, int status)
 {
@@ -107,7 +159,11 @@ static void saved(uv_work_t *w, int status)
     return;
   }
   td_apply_commit(p->srv, p->apply, p->actor, p->peer);
-  finish(p, TD_PUT_APPLIED);
+  td_apply_free(p->apply);
+  p->apply = NULL;
+  take_snapshot(p);
+  if (p->n_status != p->srv->table.n || uv_queue_work(p->srv->loop, &p->work, answer_work, answered) != 0)
+    finish(p, TD_PUT_APPLIED);
 }
 
 static void bind_slice(uv_idle_t *h)

@@ -20,8 +20,12 @@ enum td_put_result {
   TD_PUT_STOPPING   /* the server began to stop before the table was in force */
 };
 
-/* Called on the loop once the PUT has ended; err is "" when applied. The job is gone after it returns. */
-typedef void (*td_put_done_fn)(void *arg, enum td_put_result result, const char *err);
+/*
+ * Called on the loop once the PUT has ended; err is "" when applied, and table_json then holds the table in force
+ * as GET /tunnels shows it, built on a worker thread (NULL if that ran out of memory). The job is gone after it
+ * returns.
+ */
+typedef void (*td_put_done_fn)(void *arg, enum td_put_result result, const char *err, const char *table_json);
 
 struct td_put;
 
