@@ -385,6 +385,40 @@ int tn_sni_http(const uint8_t *in, size_t len, char *name)
   return hosts == 0 ? TN_OK : parse_host(value, value_len, name);
 }
 
+/* ---- globs ---- */
+
+int tn_sni_glob_valid(const char *glob)
+{
+  char name[TN_SNI_NAME_MAX + 1];
+
+  if (strcmp(glob, "*") == 0)
+    return TN_OK;
+  if (glob[0] == '*' && glob[1] == '.')
+    glob += 2;
+  return copy_name((const uint8_t *)glob, strlen(glob), name);
+}
+
+static int equal_nocase(const char *a, const char *b)
+{
+  for (; *a && *b; a++, b++)
+    if ((*a >= 'A' && *a <= 'Z' ? *a - 'A' + 'a' : *a) != (*b >= 'A' && *b <= 'Z' ? *b - 'A' + 'a' : *b))
+      return 0;
+  return *a == *b;
+}
+
+enum tn_sni_match tn_sni_glob_match(const char *glob, const char *name)
+{
+  const char *dot;
+
+  if (strcmp(glob, "*") == 0)
+    return TN_SNI_MATCH_ANY;
+  if (glob[0] == '*' && glob[1] == '.') {
+    dot = strchr(name, '.');
+    return dot != NULL && dot != name && equal_nocase(dot + 1, glob + 2) ? TN_SNI_MATCH_WILDCARD : TN_SNI_NO_MATCH;
+  }
+  return name[0] != 0 && equal_nocase(glob, name) ? TN_SNI_MATCH_EXACT : TN_SNI_NO_MATCH;
+}
+
 int tn_sni_peek(const uint8_t *in, size_t len, enum tn_sni_kind *kind, char *name)
 {
   int rc;

@@ -313,6 +313,31 @@ static void test_peek(void **state)
   assert_int_equal(tn_sni_peek((const uint8_t *)"\x00\x01", 2, &kind, name), TN_ERR_INVALID);
 }
 
+static void test_globs(void **state)
+{
+  (void)state;
+  assert_int_equal(tn_sni_glob_valid("*"), TN_OK);
+  assert_int_equal(tn_sni_glob_valid("*.example.net"), TN_OK);
+  assert_int_equal(tn_sni_glob_valid("Blog.Example.net"), TN_OK);
+  assert_int_equal(tn_sni_glob_valid("xn--caf-dma.example"), TN_OK);
+  assert_int_equal(tn_sni_glob_valid(""), TN_ERR_INVALID);
+  assert_int_equal(tn_sni_glob_valid("*example.net"), TN_ERR_INVALID);
+  assert_int_equal(tn_sni_glob_valid("a.*.net"), TN_ERR_INVALID);
+  assert_int_equal(tn_sni_glob_valid("*.*.net"), TN_ERR_INVALID);
+  assert_int_equal(tn_sni_glob_valid("*."), TN_ERR_INVALID);
+  assert_int_equal(tn_sni_glob_valid("caf\xc3\xa9.example"), TN_ERR_INVALID);
+  assert_int_equal(tn_sni_glob_match("*", "anything"), TN_SNI_MATCH_ANY);
+  assert_int_equal(tn_sni_glob_match("*", ""), TN_SNI_MATCH_ANY);
+  assert_int_equal(tn_sni_glob_match("*.example.net", "a.example.net"), TN_SNI_MATCH_WILDCARD);
+  assert_int_equal(tn_sni_glob_match("*.Example.NET", "a.example.net"), TN_SNI_MATCH_WILDCARD);
+  assert_int_equal(tn_sni_glob_match("*.example.net", "example.net"), TN_SNI_NO_MATCH);
+  assert_int_equal(tn_sni_glob_match("*.example.net", "a.b.example.net"), TN_SNI_NO_MATCH);
+  assert_int_equal(tn_sni_glob_match("*.example.net", ""), TN_SNI_NO_MATCH);
+  assert_int_equal(tn_sni_glob_match("Blog.Example.net", "blog.example.net"), TN_SNI_MATCH_EXACT);
+  assert_int_equal(tn_sni_glob_match("blog.example.net", "blog.example.ne"), TN_SNI_NO_MATCH);
+  assert_int_equal(tn_sni_glob_match("blog.example.net", ""), TN_SNI_NO_MATCH);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -320,6 +345,7 @@ int main(void)
     cmocka_unit_test(test_no_sni),             cmocka_unit_test(test_huge_extension_list),
     cmocka_unit_test(test_invalid_hellos),     cmocka_unit_test(test_http_host),
     cmocka_unit_test(test_http_invalid),       cmocka_unit_test(test_peek),
+    cmocka_unit_test(test_globs),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,4 +46,20 @@ int tn_sni_http(const uint8_t *in, size_t len, char *name);
  */
 int tn_sni_peek(const uint8_t *in, size_t len, enum tn_sni_kind *kind, char *name);
 
+/*
+ * Hostname globs (ListenHostnameGlob): "*" alone, an exact name, or "*." and a name (one leftmost label of any
+ * name: "*.example.net" matches "a.example.net", not "example.net" nor "a.b.example.net"). Names compare case-
+ * insensitively and are A-labels (IDNs in punycode). tn_sni_glob_valid is TN_OK or TN_ERR_INVALID.
+ * tn_sni_glob_match ranks how specifically glob matches name (as tn_sni_* return it, lower case):
+ * TN_SNI_NO_MATCH, TN_SNI_MATCH_ANY for "*", TN_SNI_MATCH_WILDCARD, TN_SNI_MATCH_EXACT; the highest wins.
+ */
+enum tn_sni_match {
+  TN_SNI_NO_MATCH = 0,
+  TN_SNI_MATCH_ANY = 1,
+  TN_SNI_MATCH_WILDCARD = 2,
+  TN_SNI_MATCH_EXACT = 3
+};
+int tn_sni_glob_valid(const char *glob);
+enum tn_sni_match tn_sni_glob_match(const char *glob, const char *name);
+
 #endif
