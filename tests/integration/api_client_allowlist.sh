@@ -27,6 +27,9 @@ put_tunnels "[
  {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $P_PORT, \"ClientIdentifier\": \"home1\", \"BackupClientIdentifiers\": [\"home2\"], \"BackEndPort\": $OTHER},
  {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $P_SVC, \"ClientIdentifier\": \"home1\", \"BackEndService\": \"web\"},
  {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $P_OK, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $ALLOWED}]"
+# The PUT's answer is the table as GET shows it, Problems included.
+[ "$(jget "[t.get('Problems') for t in d]")" = "[[\"client home1 does not allow BackEndPort $OTHER\"],[\"client home1 does not allow BackEndService web\"],null]" ] ||
+  fail "PUT answer: $(jget "[t.get('Problems') for t in d]")"
 api GET /tunnels
 [ "$API_STATUS" = 200 ] || fail "GET /tunnels: $API_STATUS"
 [ "$(jget "d[0].get('Problems')")" = "[\"client home1 does not allow BackEndPort $OTHER\"]" ] ||
