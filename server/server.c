@@ -1502,7 +1502,6 @@ void td_server_close_listeners(struct td_server *srv)
 void td_server_stop(struct td_server *srv)
 {
   struct td_link_ctx *ctx, *next;
-  struct td_listener *l;
 
   if (srv->stopping) {
     stop_now(srv);
