@@ -123,8 +123,8 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
     tn_log_debug("client %s: stream %u to %s closed (%llu bytes in, %llu out)", c->identity, v->id, v->target,
                  (unsigned long long)r->bytes_to_socket, (unsigned long long)r->bytes_to_stream);
   else
-    tn_log_info("client %s: stream %u to %s ended: %s", c->identity, v->id, v->target[0] ? v->target : "-",
-                r->reason);
+    tn_log(r->backend_failed ? TN_LOG_WARN : TN_LOG_INFO, "client %s: stream %u to %s ended: %s", c->identity, v->id,
+           v->target[0] ? v->target : "-", r->reason);
   v->pipe = NULL;
   conv_free_if_done(v);
   if (c->state == TC_CLIENT_STOPPING && c->open_streams == 0) {

@@ -67,10 +67,19 @@ def tunnel_routes_problems(tunnels):
     return out
 
 
+def tunnel_routes_text(tunnels):
+    """A normalised table as text for a diff: one tunnel per line, keys sorted, tunnels in listener order."""
+    if not isinstance(tunnels, list):
+        return json.dumps(tunnels, sort_keys=True) + "\n"
+    lines = sorted(json.dumps(t, sort_keys=True) for t in tunnels)
+    return "".join(line + "\n" for line in lines)
+
+
 class FilterModule(object):
     def filters(self):
         return {
             "tunnel_routes_normalize": tunnel_routes_normalize,
             "tunnel_routes_same": tunnel_routes_same,
             "tunnel_routes_problems": tunnel_routes_problems,
+            "tunnel_routes_text": tunnel_routes_text,
         }
