@@ -64,6 +64,12 @@ EOF
   log "root ready"
 }
 
+# Never delete through a live mount (a run killed before its trap ran): that would reach the host's /dev or /tmp.
+if [ -d "$root" ] && findmnt -rno TARGET | grep -q "^$root/"; then
+  echo "distro: $root still has mounts (an earlier run was killed); unmount them first:" \
+    "findmnt -rno TARGET | grep '^$root/' | sort -r | xargs -r umount -l" >&2
+  exit 1
+fi
 if [ "$fresh" = 1 ]; then rm -rf "$root"; fi
 if [ -x "$root/bin/bash" ] && [ -f "$root/etc/apt/sources.list" ]; then
   log "reusing $root"
@@ -92,6 +98,9 @@ mkdir -p "$root/proc"
 mount -t proc proc "$root/proc"; mounts+=("$root/proc")
 bind /sys /sys rbind
 bind /dev /dev rbind
+# The host's /tmp: tests inside and outside claim free ports under /tmp/tunnel-test-ports (the network
+# namespace is shared), and the mixed test's files are at the same path for both builds.
+bind /tmp /tmp
 cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 
 # The tree as git sees it (tracked and untracked, not ignored), over the last
