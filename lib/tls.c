@@ -106,6 +106,9 @@ struct tn_tls {
   int peer_closed;
   int sent_close;
   int name_is_ip;
+  int got_data;   /* application data has arrived: the peer accepted the handshake */
+  int sent_any;   /* bytes went out */
+  int answered;   /* bytes went out before the current handshake step (a server answered a ClientHello) */
   size_t ip_len;
   unsigned char ip[16];
   size_t expansion; /* ciphertext overhead per record, known once the suite is chosen */
@@ -495,6 +498,7 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
     len = room;
   memcpy(t->out + t->out_tail, buf, len);
   t->out_tail += len;
+  t->sent_any = 1;
   return (int)len;
 }
 
@@ -771,8 +775,14 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
     return;
   case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
     unsigned code = t->ssl.MBEDTLS_PRIVATE(in_msg) != NULL ? t->ssl.MBEDTLS_PRIVATE(in_msg)[1] : 255;
+    /*
+     * A TLS 1.3 client finishes its handshake before the server has judged the client's
+     * certificate; the server's refusal then arrives as the first thing read.
+     */
+    int refusal = in_handshake || (t->cfg->role == TN_TLS_CLIENT && !t->got_data &&
+                                   strcmp(mbedtls_ssl_get_version(&t->ssl), "TLSv1.3") == 0);
     snprintf(t->err, sizeof t->err, "peer %s: %s (alert %u)",
-             in_handshake ? "rejected the handshake" : "sent a fatal alert", alert_text(code), code);
+             refusal ? "rejected the handshake" : "sent a fatal alert", alert_text(code), code);
     return;
   }
   case MBEDTLS_ERR_SSL_CONN_EOF:
@@ -780,10 +790,33 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
     snprintf(t->err, sizeof t->err, in_handshake ? "peer closed during handshake"
                                                  : "peer closed the connection without close_notify (truncated)");
     return;
+#if MBEDTLS_VERSION_NUMBER < 0x03000000
   case MBEDTLS_ERR_SSL_INVALID_RECORD:
     snprintf(t->err, sizeof t->err, "malformed record");
     return;
-  case MBEDTLS_ERR_SSL_INVALID_MAC:
+#endif
+  case MBEDTLS_ERR_SSL_INVALID_MAC: {
+    /*
+     * A TLS 1.3 client that refuses the server's certificate sends its alert before it has
+     * keys, in the clear, where the server expects a protected record: show it as the alert.
+     */
+    const unsigned char *h = t->ssl.MBEDTLS_PRIVATE(in_hdr);
+    if (in_handshake && h != NULL && h[0] == MBEDTLS_SSL_MSG_ALERT && h[3] == 0 && h[4] == 2 && h[5] == 2) {
+      snprintf(t->err, sizeof t->err, "peer rejected the handshake: %s (alert %u)", alert_text(h[6]), h[6]);
+      return;
+    }
+    /*
+     * The other way round: an mbedTLS 3.6 server refuses a TLS 1.3 client's certificate
+     * with an alert under its handshake keys, after this client has moved on to the
+     * application keys, so the alert cannot be read. Nothing else arrives that early.
+     */
+    if (!in_handshake && t->cfg->role == TN_TLS_CLIENT && !t->got_data &&
+        strcmp(mbedtls_ssl_get_version(&t->ssl), "TLSv1.3") == 0) {
+      snprintf(t->err, sizeof t->err, "peer rejected the handshake (TLS 1.3: its alert is unreadable here; the "
+                                      "server's log says why)");
+      return;
+    }
+  }
     snprintf(t->err, sizeof t->err, "malformed record: authentication failed (bad MAC)");
     return;
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
@@ -813,6 +846,13 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
   case MBEDTLS_ERR_SSL_DECODE_ERROR:
     if (!in_handshake)
       break;
+    /* fall through */
+  case MBEDTLS_ERR_SSL_INVALID_RECORD:
+    /* 3.x calls a server's first bytes that are not TLS an invalid record. */
+    if (ret == MBEDTLS_ERR_SSL_INVALID_RECORD && (!in_handshake || t->cfg->role != TN_TLS_SERVER || t->answered)) {
+      snprintf(t->err, sizeof t->err, "malformed record");
+      return;
+    }
 #endif
     snprintf(t->err, sizeof t->err, "malformed record: not a TLS ClientHello");
     return;
@@ -885,6 +925,14 @@ int tn_tls_new(tn_tls **out, tn_tls_config *cfg, const char *server_name)
       free(t);
       return TN_ERR_ARG;
     }
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+    /* 3.6 refuses to verify a server without a name unless told that the name check is done elsewhere (here). */
+    if (t->name_is_ip && mbedtls_ssl_set_hostname(&t->ssl, NULL) != 0) {
+      mbedtls_ssl_free(&t->ssl);
+      free(t);
+      return TN_ERR_ARG;
+    }
+#endif
   }
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
   mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
@@ -934,6 +982,7 @@ int tn_tls_handshake(tn_tls *t)
     return TN_OK;
   if (t->state == TLS_FAILED)
     return TN_ERR_TLS;
+  t->answered = t->sent_any;
   int ret = mbedtls_ssl_handshake(&t->ssl);
   if (ret == 0) {
     int exp = mbedtls_ssl_get_record_expansion(&t->ssl);
@@ -971,8 +1020,10 @@ long tn_tls_read(tn_tls *t, uint8_t *out, size_t cap)
   while (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
     ret = mbedtls_ssl_read(&t->ssl, out, cap);
 #endif
-  if (ret > 0)
+  if (ret > 0) {
+    t->got_data = 1;
     return ret;
+  }
   if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
     t->peer_closed = 1;
     return 0;
