@@ -280,8 +280,8 @@ int main(int argc, char **argv)
   }
   struct tn_tls_peer id;
   tn_tls_peer_identity(p.t, &id);
-  printf("handshake ok: peer cn=%s sha256=%s sans=%s suite=%s\n", id.cn, id.sha256_hex, id.sans,
-         tn_tls_ciphersuite(p.t));
+  printf("handshake ok: peer cn=%s sha256=%s sans=%s suite=%s version=%s\n", id.cn, id.sha256_hex, id.sans,
+         tn_tls_ciphersuite(p.t), tn_tls_version(p.t));
   fflush(stdout);
   if (drain(&p) < 0)
     goto failed;
