@@ -4,19 +4,22 @@
 # host's. Usage: tests/distro/run.sh debian13 [--fresh] [--no-suite]
 #   --fresh     rebuild the cached root from scratch (a new system, nothing installed)
 #   --no-suite  skip the full suite inside the root (build, then the mixed test only)
+#   --run CMD   only run CMD in the tree inside the root (for debugging one test there)
 # Needs root (debootstrap, mount, chroot).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 release=${1:-}
 shift || true
-fresh=0 suite=1
-for a in "$@"; do
-  case $a in
+fresh=0 suite=1 run_cmd=
+while [ $# -gt 0 ]; do
+  case $1 in
     --fresh) fresh=1 ;;
     --no-suite) suite=0 ;;
-    *) echo "distro: unknown option $a" >&2; exit 2 ;;
+    --run) run_cmd=${2:?--run needs a command}; shift ;;
+    *) echo "distro: unknown option $1" >&2; exit 2 ;;
   esac
+  shift
 done
 case $release in
   debian13) suite_name=trixie ;;
@@ -112,12 +115,16 @@ find "$root$dest" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
   if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done | tar --null -T - -cf -) | tar -C "$root$dest" -xf -
 
 in_root() {
-  chroot "$root" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 \
+  chroot "$root" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 ${CTEST_PARALLEL_LEVEL:+CTEST_PARALLEL_LEVEL=$CTEST_PARALLEL_LEVEL} \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     TUNNEL_FUZZ_SECONDS="${TUNNEL_FUZZ_SECONDS:-20}" bash -c "$1"
 }
 
 status=0
+if [ -n "$run_cmd" ]; then
+  in_root "cd $dest && $run_cmd" || status=$?
+  exit "$status"
+fi
 if [ "$suite" = 1 ]; then
   log "bash tests/run.sh inside the root"
   s0=$(date +%s)
