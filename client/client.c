@@ -321,12 +321,12 @@ static void link_on_established(tn_link *l, const struct tn_tls_peer *peer)
   c->state = TC_CLIENT_UP;
   tc_backoff_link_up(&c->backoff, now);
   if (c->attempts_since_up > 0 && c->down_since_ms > 0)
-    tn_log_info("client %s: connected to %s (server certificate CN %s) after %llu ms down, %u attempts",
-                c->identity, tn_link_peer_address(l), peer->cn, (unsigned long long)(now - c->down_since_ms),
-                c->attempts_since_up);
+    tn_log_info("client %s: connected to %s (server certificate CN %s) over %s after %llu ms down, %u attempts",
+                c->identity, tn_link_peer_address(l), peer->cn, tn_tls_version(tn_link_tls(l)),
+                (unsigned long long)(now - c->down_since_ms), c->attempts_since_up);
   else
-    tn_log_info("client %s: connected to %s (server certificate CN %s)", c->identity, tn_link_peer_address(l),
-                peer->cn);
+    tn_log_info("client %s: connected to %s (server certificate CN %s) over %s", c->identity, tn_link_peer_address(l),
+                peer->cn, tn_tls_version(tn_link_tls(l)));
   c->attempts_since_up = 0;
   c->last_failure[0] = '\0';
   if (c->addrs != NULL) {

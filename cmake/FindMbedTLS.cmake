@@ -1,4 +1,4 @@
-# FindMbedTLS: locate mbedTLS 2.x (Debian ships no pkg-config or CMake config for it).
+# FindMbedTLS: locate mbedTLS 2.28 or 3.x (Debian 12 ships no pkg-config or CMake config for 2.28).
 # Provides MbedTLS::mbedtls, MbedTLS::mbedx509, MbedTLS::mbedcrypto and MbedTLS_VERSION.
 
 find_path(MbedTLS_INCLUDE_DIR mbedtls/ssl.h)
@@ -6,11 +6,16 @@ find_library(MbedTLS_TLS_LIBRARY NAMES mbedtls)
 find_library(MbedTLS_X509_LIBRARY NAMES mbedx509)
 find_library(MbedTLS_CRYPTO_LIBRARY NAMES mbedcrypto)
 
-if(MbedTLS_INCLUDE_DIR AND EXISTS "${MbedTLS_INCLUDE_DIR}/mbedtls/version.h")
-  file(STRINGS "${MbedTLS_INCLUDE_DIR}/mbedtls/version.h" _mbedtls_version_line
-       REGEX "^#define[ \t]+MBEDTLS_VERSION_STRING[ \t]+\"[0-9.]+\"")
-  string(REGEX REPLACE ".*\"([0-9.]+)\".*" "\\1" MbedTLS_VERSION "${_mbedtls_version_line}")
-endif()
+# 3.x keeps the version in build_info.h (version.h only includes it); 2.x in version.h.
+foreach(_mbedtls_header build_info.h version.h)
+  if(MbedTLS_INCLUDE_DIR AND NOT MbedTLS_VERSION AND EXISTS "${MbedTLS_INCLUDE_DIR}/mbedtls/${_mbedtls_header}")
+    file(STRINGS "${MbedTLS_INCLUDE_DIR}/mbedtls/${_mbedtls_header}" _mbedtls_version_line
+         REGEX "^#define[ \t]+MBEDTLS_VERSION_STRING[ \t]+\"[0-9.]+\"")
+    if(_mbedtls_version_line)
+      string(REGEX REPLACE ".*\"([0-9.]+)\".*" "\\1" MbedTLS_VERSION "${_mbedtls_version_line}")
+    endif()
+  endif()
+endforeach()
 
 include(FindPackageHandleStandardArgs)
 find_package_handle_standard_args(MbedTLS

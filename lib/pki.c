@@ -22,7 +22,16 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/rsa.h>
+#include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+#include <psa/crypto.h>
+#endif
+
+/* mbedTLS 3.x marks the certificate flags read here (CA, usages) private and has no accessor; 2.28 has no marking. */
+#ifndef MBEDTLS_PRIVATE
+#define MBEDTLS_PRIVATE(member) member
+#endif
 
 #include "tunnel/error.h"
 #include "tunnel/file.h"
@@ -63,6 +72,11 @@ static int rng_init(struct pki_rng *r)
   static const unsigned char pers[] = "tunnel pki";
   mbedtls_entropy_init(&r->entropy);
   mbedtls_ctr_drbg_init(&r->drbg);
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+  /* 3.x's key and signature code may run on PSA crypto, which must be up first. */
+  if (psa_crypto_init() != PSA_SUCCESS)
+    return -1;
+#endif
   return mbedtls_ctr_drbg_seed(&r->drbg, mbedtls_entropy_func, &r->entropy, pers, sizeof pers - 1);
 }
 
@@ -223,9 +237,11 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
                       char *err, size_t err_len)
 {
   mbedtls_x509write_cert crt;
-  mbedtls_mpi serial;
   mbedtls_x509write_crt_init(&crt);
+#if MBEDTLS_VERSION_NUMBER < 0x03040000
+  mbedtls_mpi serial;
   mbedtls_mpi_init(&serial);
+#endif
   unsigned char *pem = malloc(PKI_PEM_MAX);
   unsigned char *key_pem = malloc(PKI_PEM_MAX);
   unsigned char san_buf[4096];
@@ -251,8 +267,10 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
   }
   /* Positive and full length: the top bit clear, the next one set. */
   sb[0] = (unsigned char)((sb[0] & 0x7f) | 0x40);
+#if MBEDTLS_VERSION_NUMBER < 0x03040000
   if (mbedtls_mpi_read_binary(&serial, sb, sizeof sb) != 0)
     goto internal;
+#endif
 
   mbedtls_x509write_crt_set_version(&crt, MBEDTLS_X509_CRT_VERSION_3);
   mbedtls_x509write_crt_set_md_alg(&crt, MBEDTLS_MD_SHA256);
@@ -267,8 +285,15 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
     tn_errf(err, err_len, "invalid issuer name \"%s\"", issuer_name);
     goto out;
   }
-  if (mbedtls_x509write_crt_set_serial(&crt, &serial) != 0 ||
-      mbedtls_x509write_crt_set_validity(&crt, nb, na) != 0)
+#if MBEDTLS_VERSION_NUMBER >= 0x03040000
+  /* 3.4 takes the serial's bytes as they go in the certificate (the MPI form is deprecated). */
+  if (mbedtls_x509write_crt_set_serial_raw(&crt, sb, sizeof sb) != 0)
+    goto internal;
+#else
+  if (mbedtls_x509write_crt_set_serial(&crt, &serial) != 0)
+    goto internal;
+#endif
+  if (mbedtls_x509write_crt_set_validity(&crt, nb, na) != 0)
     goto internal;
 
   int is_ca = req->usage == TN_PKI_USAGE_CA;
@@ -335,7 +360,9 @@ out:
     free(key_pem);
   }
   free(pem);
+#if MBEDTLS_VERSION_NUMBER < 0x03040000
   mbedtls_mpi_free(&serial);
+#endif
   mbedtls_x509write_crt_free(&crt);
   return rc;
 }
@@ -419,16 +446,26 @@ int tn_pki_issue(const char *ca_cert_path, const char *ca_key_path, const char *
             ret == MBEDTLS_ERR_PK_FILE_IO_ERROR ? "cannot read the CA certificate" : "no valid CA certificate found");
     goto out;
   }
-  if (!ca.ca_istrue) {
+  if (!ca.MBEDTLS_PRIVATE(ca_istrue)) {
     tn_errf(err, err_len, "%s: not a CA certificate (basicConstraints CA:false)", ca_cert_path);
     goto out;
   }
-  if ((ret = mbedtls_pk_parse_keyfile(&ca_key, ca_key_path, NULL)) != 0) {
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+  ret = mbedtls_pk_parse_keyfile(&ca_key, ca_key_path, NULL, mbedtls_ctr_drbg_random, &r.drbg);
+#else
+  ret = mbedtls_pk_parse_keyfile(&ca_key, ca_key_path, NULL);
+#endif
+  if (ret != 0) {
     tn_errf(err, err_len, "%s: %s", ca_key_path,
             ret == MBEDTLS_ERR_PK_FILE_IO_ERROR ? "cannot read the CA key" : "no unencrypted private key found");
     goto out;
   }
-  if (mbedtls_pk_check_pair(&ca.pk, &ca_key) != 0) {
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+  ret = mbedtls_pk_check_pair(&ca.pk, &ca_key, mbedtls_ctr_drbg_random, &r.drbg);
+#else
+  ret = mbedtls_pk_check_pair(&ca.pk, &ca_key);
+#endif
+  if (ret != 0) {
     tn_errf(err, err_len, "%s: CA key does not match the certificate in %s", ca_key_path, ca_cert_path);
     goto out;
   }
@@ -500,9 +537,9 @@ static void describe_one(struct pki_out *o, const mbedtls_x509_crt *crt)
                                                                       : "";
   out_add(o, "not before:  %s\n", from);
   out_add(o, "not after:   %s%s\n", to, state);
-  out_add(o, "CA:          %s\n", crt->ca_istrue ? "yes" : "no");
+  out_add(o, "CA:          %s\n", crt->MBEDTLS_PRIVATE(ca_istrue) ? "yes" : "no");
   out_add(o, "key:         %s %zu bits\n", mbedtls_pk_get_name(&crt->pk), mbedtls_pk_get_bitlen(&crt->pk));
-  if (crt->ext_types & MBEDTLS_X509_EXT_KEY_USAGE) {
+  if (crt->MBEDTLS_PRIVATE(ext_types) & MBEDTLS_X509_EXT_KEY_USAGE) {
     out_add(o, "key usage:  ");
     static const struct { unsigned bit; const char *name; } kus[] = {
       { MBEDTLS_X509_KU_DIGITAL_SIGNATURE, "digitalSignature" },
@@ -514,12 +551,12 @@ static void describe_one(struct pki_out *o, const mbedtls_x509_crt *crt)
       { MBEDTLS_X509_KU_CRL_SIGN, "cRLSign" },
     };
     for (size_t i = 0; i < sizeof kus / sizeof kus[0]; i++)
-      if (crt->key_usage & kus[i].bit)
+      if (crt->MBEDTLS_PRIVATE(key_usage) & kus[i].bit)
         out_add(o, " %s", kus[i].name);
     out_add(o, "\n");
   }
   out_add(o, "EKU:        ");
-  if (!(crt->ext_types & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE)) {
+  if (!(crt->MBEDTLS_PRIVATE(ext_types) & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE)) {
     out_add(o, " (none: any use)");
   } else {
     for (const mbedtls_x509_sequence *cur = &crt->ext_key_usage; cur != NULL; cur = cur->next) {

@@ -1,4 +1,4 @@
-/* tls.c: mbedTLS 2.28 driven over memory buffers, with tunnel's fixed TLS policy and plain-words errors. */
+/* tls.c: mbedTLS (2.28 or 3.x) driven over memory buffers, with tunnel's fixed TLS policy and plain-words errors. */
 #include "tunnel/tls.h"
 
 #include <arpa/inet.h>
@@ -18,8 +18,25 @@
 #include <mbedtls/platform_util.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/version.h>
 #include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_crt.h>
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+#include <psa/crypto.h>
+#endif
+
+/*
+ * mbedTLS 3.x marks fields it may change as MBEDTLS_PRIVATE; the few read here have no
+ * accessor (CA flag, CRL signature parameters, the alert byte). 2.28 has no such marking.
+ */
+#ifndef MBEDTLS_PRIVATE
+#define MBEDTLS_PRIVATE(member) member
+#endif
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+#define tls_sha256 mbedtls_sha256
+#else
+#define tls_sha256 mbedtls_sha256_ret
+#endif
 
 #include "tunnel/error.h"
 #include "tunnel/file.h"
@@ -31,6 +48,11 @@
 
 /* CHACHA20-POLY1305 first: it is fast everywhere, AES-GCM only where AES-NI helps. */
 static const int tls_ciphersuites[] = {
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+  MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+  MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+  MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+#endif
   MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
   MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
   MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -40,12 +62,22 @@ static const int tls_ciphersuites[] = {
   0
 };
 
+#if MBEDTLS_VERSION_NUMBER >= 0x03010000
+/* 3.1 names key exchange groups by their IANA numbers (TLS 1.3 calls curves groups). */
+static const uint16_t tls_groups[] = {
+  MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
+  MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+  MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1,
+  MBEDTLS_SSL_IANA_TLS_GROUP_NONE
+};
+#else
 static const mbedtls_ecp_group_id tls_curves[] = {
   MBEDTLS_ECP_DP_CURVE25519,
   MBEDTLS_ECP_DP_SECP256R1,
   MBEDTLS_ECP_DP_SECP384R1,
   MBEDTLS_ECP_DP_NONE
 };
+#endif
 
 struct tn_tls_config {
   unsigned refs;
@@ -74,6 +106,9 @@ struct tn_tls {
   int peer_closed;
   int sent_close;
   int name_is_ip;
+  int got_data;   /* application data has arrived: the peer accepted the handshake */
+  int sent_any;   /* bytes went out */
+  int answered;   /* bytes went out before the current handshake step (a server answered a ClientHello) */
   size_t ip_len;
   unsigned char ip[16];
   size_t expansion; /* ciphertext overhead per record, known once the suite is chosen */
@@ -149,14 +184,20 @@ static int load_certs(mbedtls_x509_crt *chain, const char *path, char *err, size
   return TN_OK;
 }
 
-static int load_key(mbedtls_pk_context *key, const char *path, char *err, size_t err_len)
+static int load_key(mbedtls_pk_context *key, const char *path, mbedtls_ctr_drbg_context *drbg, char *err,
+                    size_t err_len)
 {
   unsigned char *buf;
   size_t len;
   int rc = read_file(path, TN_FILE_PRIVATE, &buf, &len, err, err_len);
   if (rc != TN_OK)
     return rc;
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+  int ret = mbedtls_pk_parse_key(key, buf, is_pem(buf, len) ? len + 1 : len, NULL, 0, mbedtls_ctr_drbg_random, drbg);
+#else
+  (void)drbg;
   int ret = mbedtls_pk_parse_key(key, buf, is_pem(buf, len) ? len + 1 : len, NULL, 0);
+#endif
   tn_file_free((char *)buf, len);
   if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || ret == MBEDTLS_ERR_PK_PASSWORD_MISMATCH) {
     tn_errf(err, err_len, "%s: key is protected by a passphrase; tunnel needs an unencrypted key (protect the file with mode 0600)", path);
@@ -221,6 +262,14 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
 
   static const unsigned char pers[] = "tunnel tls";
   int rc;
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+  /* TLS 1.3 and 3.x's key handling run on PSA crypto, which must be up before any handshake. */
+  if (psa_crypto_init() != PSA_SUCCESS) {
+    tn_errf(err, err_len, "TLS configuration: cannot initialise PSA crypto");
+    rc = TN_ERR_INTERNAL;
+    goto fail;
+  }
+#endif
   int ret = mbedtls_ctr_drbg_seed(&cfg->drbg, mbedtls_entropy_func, &cfg->entropy, pers, sizeof pers - 1);
   if (ret != 0) {
     tn_errf(err, err_len, "TLS configuration: cannot seed the random generator");
@@ -236,9 +285,14 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
     goto fail;
   if ((rc = load_certs(&cfg->own, cert_file, err, err_len)) != TN_OK)
     goto fail;
-  if ((rc = load_key(&cfg->key, key_file, err, err_len)) != TN_OK)
+  if ((rc = load_key(&cfg->key, key_file, &cfg->drbg, err, err_len)) != TN_OK)
     goto fail;
-  if (mbedtls_pk_check_pair(&cfg->own.pk, &cfg->key) != 0) {
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+  ret = mbedtls_pk_check_pair(&cfg->own.pk, &cfg->key, mbedtls_ctr_drbg_random, &cfg->drbg);
+#else
+  ret = mbedtls_pk_check_pair(&cfg->own.pk, &cfg->key);
+#endif
+  if (ret != 0) {
     tn_errf(err, err_len, "%s: private key does not match the certificate in %s", key_file, cert_file);
     rc = TN_ERR_INVALID;
     goto fail;
@@ -262,10 +316,27 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
     rc = TN_ERR_INTERNAL;
     goto fail;
   }
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000
+  mbedtls_ssl_conf_min_tls_version(&cfg->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+  mbedtls_ssl_conf_max_tls_version(&cfg->conf, MBEDTLS_SSL_VERSION_TLS1_3);
+#else
+  mbedtls_ssl_conf_max_tls_version(&cfg->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#endif
+#else
   mbedtls_ssl_conf_min_version(&cfg->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
   mbedtls_ssl_conf_max_version(&cfg->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
   mbedtls_ssl_conf_ciphersuites(&cfg->conf, tls_ciphersuites);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+  /* (EC)DHE only: without pre-shared keys or tickets there is nothing to resume from. */
+  mbedtls_ssl_conf_tls13_key_exchange_modes(&cfg->conf, MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL);
+#endif
+#if MBEDTLS_VERSION_NUMBER >= 0x03010000
+  mbedtls_ssl_conf_groups(&cfg->conf, tls_groups);
+#else
   mbedtls_ssl_conf_curves(&cfg->conf, tls_curves);
+#endif
   mbedtls_ssl_conf_authmode(&cfg->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
   mbedtls_ssl_conf_renegotiation(&cfg->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
   mbedtls_ssl_conf_legacy_renegotiation(&cfg->conf, MBEDTLS_SSL_LEGACY_NO_RENEGOTIATION);
@@ -330,7 +401,7 @@ static void crl_issuer_text(const mbedtls_x509_crl *crl, char *out, size_t cap)
 /* True when a certificate of the CA file issued crl and its signature verifies with that key. */
 static int crl_signed_by_ca(const tn_tls_config *cfg, const mbedtls_x509_crl *crl)
 {
-  const mbedtls_md_info_t *md = mbedtls_md_info_from_type(crl->sig_md);
+  const mbedtls_md_info_t *md = mbedtls_md_info_from_type(crl->MBEDTLS_PRIVATE(sig_md));
   unsigned char hash[MBEDTLS_MD_MAX_SIZE];
 
   if (md == NULL || mbedtls_md(md, crl->tbs.p, crl->tbs.len, hash) != 0)
@@ -340,8 +411,9 @@ static int crl_signed_by_ca(const tn_tls_config *cfg, const mbedtls_x509_crl *cr
         memcmp(ca->subject_raw.p, crl->issuer_raw.p, crl->issuer_raw.len) != 0)
       continue;
     /* mbedtls_pk_verify_ext's context argument is not const in 2.28; it is only read. */
-    if (mbedtls_pk_verify_ext(crl->sig_pk, crl->sig_opts, (mbedtls_pk_context *)&ca->pk, crl->sig_md, hash,
-                              mbedtls_md_get_size(md), crl->sig.p, crl->sig.len) == 0)
+    if (mbedtls_pk_verify_ext(crl->MBEDTLS_PRIVATE(sig_pk), crl->MBEDTLS_PRIVATE(sig_opts),
+                              (mbedtls_pk_context *)&ca->pk, crl->MBEDTLS_PRIVATE(sig_md), hash,
+                              mbedtls_md_get_size(md), crl->MBEDTLS_PRIVATE(sig).p, crl->MBEDTLS_PRIVATE(sig).len) == 0)
       return 1;
   }
   return 0;
@@ -426,6 +498,7 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
     len = room;
   memcpy(t->out + t->out_tail, buf, len);
   t->out_tail += len;
+  t->sent_any = 1;
   return (int)len;
 }
 
@@ -531,7 +604,7 @@ static int verify_leaf(struct verify_ctx *v, mbedtls_x509_crt *crt, int depth, u
     *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
   if (v->name_is_ip && !crt_has_ip(crt, v->ip, v->ip_len))
     *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
-  if (crt->ca_istrue) {
+  if (crt->MBEDTLS_PRIVATE(ca_istrue)) {
     *flags |= MBEDTLS_X509_BADCERT_OTHER;
     verify_why(v, MBEDTLS_X509_BADCERT_OTHER, "it is a CA certificate (basicConstraints CA:TRUE), never a %s", who);
   }
@@ -582,7 +655,7 @@ static const char *alert_text(unsigned code)
   case 49: return "access denied (name mismatch or not allowed)";
   case 50: return "decode error";
   case 51: return "decrypt error";
-  case 70: return "protocol version (TLS 1.2 required)";
+  case 70: return "protocol version (TLS 1.2 or later required)";
   case 71: return "insufficient security";
   case 80: return "internal error";
   case 90: return "user canceled";
@@ -688,8 +761,12 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
     snprintf(t->err, sizeof t->err, "no client certificate");
     return;
   case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED:
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+  case MBEDTLS_ERR_SSL_BAD_CERTIFICATE:
+#else
   case MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE:
   case MBEDTLS_ERR_SSL_PEER_VERIFY_FAILED:
+#endif
     if (flags != 0) {
       describe_flags(t->err, sizeof t->err, t->cfg->role, flags, t->name_is_ip, t->name, t->why, t->why_flags, t->leaf);
       return;
@@ -697,9 +774,15 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
     snprintf(t->err, sizeof t->err, "%s certificate rejected: malformed certificate message", who);
     return;
   case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
-    unsigned code = t->ssl.in_msg != NULL ? t->ssl.in_msg[1] : 255;
+    unsigned code = t->ssl.MBEDTLS_PRIVATE(in_msg) != NULL ? t->ssl.MBEDTLS_PRIVATE(in_msg)[1] : 255;
+    /*
+     * A TLS 1.3 client finishes its handshake before the server has judged the client's
+     * certificate; the server's refusal then arrives as the first thing read.
+     */
+    int refusal = in_handshake || (t->cfg->role == TN_TLS_CLIENT && !t->got_data &&
+                                   strcmp(mbedtls_ssl_get_version(&t->ssl), "TLSv1.3") == 0);
     snprintf(t->err, sizeof t->err, "peer %s: %s (alert %u)",
-             in_handshake ? "rejected the handshake" : "sent a fatal alert", alert_text(code), code);
+             refusal ? "rejected the handshake" : "sent a fatal alert", alert_text(code), code);
     return;
   }
   case MBEDTLS_ERR_SSL_CONN_EOF:
@@ -707,17 +790,48 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
     snprintf(t->err, sizeof t->err, in_handshake ? "peer closed during handshake"
                                                  : "peer closed the connection without close_notify (truncated)");
     return;
+#if MBEDTLS_VERSION_NUMBER < 0x03000000
   case MBEDTLS_ERR_SSL_INVALID_RECORD:
     snprintf(t->err, sizeof t->err, "malformed record");
     return;
-  case MBEDTLS_ERR_SSL_INVALID_MAC:
+#endif
+  case MBEDTLS_ERR_SSL_INVALID_MAC: {
+    /*
+     * A TLS 1.3 client that refuses the server's certificate sends its alert before it has
+     * keys, in the clear, where the server expects a protected record: show it as the alert.
+     */
+    const unsigned char *h = t->ssl.MBEDTLS_PRIVATE(in_hdr);
+    if (in_handshake && h != NULL && h[0] == MBEDTLS_SSL_MSG_ALERT && h[3] == 0 && h[4] == 2 && h[5] == 2) {
+      snprintf(t->err, sizeof t->err, "peer rejected the handshake: %s (alert %u)", alert_text(h[6]), h[6]);
+      return;
+    }
+    /*
+     * The other way round: an mbedTLS 3.6 server refuses a TLS 1.3 client's certificate
+     * with an alert under its handshake keys, after this client has moved on to the
+     * application keys, so the alert cannot be read. Nothing else arrives that early.
+     */
+    if (!in_handshake && t->cfg->role == TN_TLS_CLIENT && !t->got_data &&
+        strcmp(mbedtls_ssl_get_version(&t->ssl), "TLSv1.3") == 0) {
+      snprintf(t->err, sizeof t->err, "peer rejected the handshake (TLS 1.3: its alert is unreadable here; the "
+                                      "server's log says why)");
+      return;
+    }
+  }
     snprintf(t->err, sizeof t->err, "malformed record: authentication failed (bad MAC)");
     return;
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+  case MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION:
+#else
   case MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION:
-    snprintf(t->err, sizeof t->err, "protocol version not supported (TLS 1.2 only)");
+#endif
+    snprintf(t->err, sizeof t->err, "protocol version not supported (TLS 1.2 or later required)");
     return;
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+  case MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE: /* 3.0 folded the no-suite codes into it */
+#else
   case MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN:
   case MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE:
+#endif
     /* mbedTLS will not offer a suite with a certificate whose usage forbids it. */
     if (!t->cfg->own_usage_ok) {
       snprintf(t->err, sizeof t->err, "own certificate is not for %s use (extended key usage); no usable certificate",
@@ -726,7 +840,20 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
     }
     snprintf(t->err, sizeof t->err, "no shared cipher suite (ECDHE with CHACHA20-POLY1305 or AES-GCM required)");
     return;
+#if MBEDTLS_VERSION_NUMBER < 0x03000000
   case MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO:
+#else
+  case MBEDTLS_ERR_SSL_DECODE_ERROR:
+    if (!in_handshake)
+      break;
+    /* fall through */
+  case MBEDTLS_ERR_SSL_INVALID_RECORD:
+    /* 3.x calls a server's first bytes that are not TLS an invalid record. */
+    if (ret == MBEDTLS_ERR_SSL_INVALID_RECORD && (!in_handshake || t->cfg->role != TN_TLS_SERVER || t->answered)) {
+      snprintf(t->err, sizeof t->err, "malformed record");
+      return;
+    }
+#endif
     snprintf(t->err, sizeof t->err, "malformed record: not a TLS ClientHello");
     return;
   case MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE:
@@ -798,6 +925,14 @@ int tn_tls_new(tn_tls **out, tn_tls_config *cfg, const char *server_name)
       free(t);
       return TN_ERR_ARG;
     }
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+    /* 3.6 refuses to verify a server without a name unless told that the name check is done elsewhere (here). */
+    if (t->name_is_ip && mbedtls_ssl_set_hostname(&t->ssl, NULL) != 0) {
+      mbedtls_ssl_free(&t->ssl);
+      free(t);
+      return TN_ERR_ARG;
+    }
+#endif
   }
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
   mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
@@ -847,6 +982,7 @@ int tn_tls_handshake(tn_tls *t)
     return TN_OK;
   if (t->state == TLS_FAILED)
     return TN_ERR_TLS;
+  t->answered = t->sent_any;
   int ret = mbedtls_ssl_handshake(&t->ssl);
   if (ret == 0) {
     int exp = mbedtls_ssl_get_record_expansion(&t->ssl);
@@ -879,8 +1015,15 @@ long tn_tls_read(tn_tls *t, uint8_t *out, size_t cap)
   if (cap == 0)
     return TN_ERR_NEED_MORE;
   int ret = mbedtls_ssl_read(&t->ssl, out, cap);
-  if (ret > 0)
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_SESSION_TICKETS)
+  /* A TLS 1.3 server may send session tickets after the handshake; they carry no data and resume nothing here. */
+  while (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
+    ret = mbedtls_ssl_read(&t->ssl, out, cap);
+#endif
+  if (ret > 0) {
+    t->got_data = 1;
     return ret;
+  }
   if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
     t->peer_closed = 1;
     return 0;
@@ -992,6 +1135,23 @@ const char *tn_tls_ciphersuite(const tn_tls *t)
   if (t == NULL || t->state != TLS_OPEN)
     return "";
   const char *s = mbedtls_ssl_get_ciphersuite(&t->ssl);
+  return s != NULL ? s : "";
+}
+
+int tn_tls_has_tls13(void)
+{
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+const char *tn_tls_version(const tn_tls *t)
+{
+  if (t == NULL || t->state != TLS_OPEN)
+    return "";
+  const char *s = mbedtls_ssl_get_version(&t->ssl);
   return s != NULL ? s : "";
 }
 
@@ -1147,7 +1307,7 @@ static void identity_from_crt(const mbedtls_x509_crt *crt, struct tn_tls_peer *p
     }
   }
   unsigned char digest[32];
-  mbedtls_sha256_ret(crt->raw.p, crt->raw.len, digest, 0);
+  tls_sha256(crt->raw.p, crt->raw.len, digest, 0);
   static const char hex[] = "0123456789abcdef";
   for (size_t i = 0; i < 32; i++) {
     peer->sha256_hex[2 * i] = hex[digest[i] >> 4];
@@ -1258,7 +1418,8 @@ int tn_tls_recheck(const tn_tls *t, const tn_tls_config *cfg, char *why, size_t 
   /* mbedTLS 2.28 takes the trust anchors and CRLs as non-const; it only reads them. */
   int ret = mbedtls_x509_crt_verify_with_profile(&leaf, (mbedtls_x509_crt *)&cfg->ca,
                                                  cfg->has_crl ? (mbedtls_x509_crl *)&cfg->crl : NULL,
-                                                 cfg->conf.cert_profile, name, &flags, verify_cb_recheck, &v);
+                                                 cfg->conf.MBEDTLS_PRIVATE(cert_profile), name, &flags,
+                                                 verify_cb_recheck, &v);
   mbedtls_x509_crt_free(&leaf);
   if (ret == 0 && flags == 0)
     return TN_OK;

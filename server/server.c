@@ -220,7 +220,8 @@ static void control_admit(struct td_link_ctx *ctx, struct td_client *c)
   c->links_accepted++;
   snprintf(c->remote, sizeof(c->remote), "%s", tn_link_peer_address(link));
   memcpy(c->sha256, peer->sha256_hex, sizeof(c->sha256));
-  tn_log_info("client %s: connected from %s (certificate sha256 %s)", c->id, c->remote, c->sha256);
+  tn_log_info("client %s: connected from %s (certificate sha256 %s) over %s", c->id, c->remote, c->sha256,
+              tn_tls_version(tn_link_tls(link)));
   td_allow_link_admitted(srv, c, &ctx->allow);
 }
 

@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
-# Installs the Debian bookworm packages that building, testing and the demo need,
-# skipping the ones already present. Needs root when anything is missing.
+# Installs the packages that building, testing and the demo need on Debian 12
+# (bookworm), Debian 13 (trixie) or Ubuntu 24.04 (noble), skipping the ones
+# already present. Needs root when anything is missing.
 set -euo pipefail
+
+# The release decides the names that differ: the libFuzzer runtime goes with the
+# release's default clang, Debian 13 folded nginx-light into nginx, and ships llhttp
+# as a library (libllhttp-dev) where Debian 12 has only node-llhttp's C sources.
+os_id=debian os_version=12
+if [ -r /etc/os-release ]; then
+  os_id=$(. /etc/os-release && echo "${ID:-debian}")
+  os_version=$(. /etc/os-release && echo "${VERSION_ID:-12}")
+fi
+case "$os_id:$os_version" in
+  debian:12) clang_version=14 nginx=nginx-light llhttp=node-llhttp ;;
+  debian:13) clang_version=19 nginx=nginx llhttp=libllhttp-dev ;;
+  ubuntu:24.04) clang_version=18 nginx=nginx llhttp=node-llhttp ;;
+  *)
+    echo "install-deps: $os_id $os_version is not a supported release (Debian 12 or 13, Ubuntu 24.04);" \
+      "trying Debian 13's package names" >&2
+    clang_version=19 nginx=nginx llhttp=libllhttp-dev ;;
+esac
 
 packages=(
   build-essential cmake pkg-config
-  libmbedtls-dev libuv1-dev libjansson-dev libcmocka-dev node-llhttp
-  clang libfuzzer-14-dev libclang-rt-14-dev
+  libmbedtls-dev libuv1-dev libjansson-dev libcmocka-dev "$llhttp"
+  clang "libfuzzer-$clang_version-dev" "libclang-rt-$clang_version-dev"
   golang-go golang-github-hashicorp-yamux-dev
-  curl openssl nginx-light haproxy procps iproute2 python3
+  curl openssl "$nginx" haproxy procps iproute2 python3
   systemd dpkg-dev file man-db groff-base ansible-core strace
 )
 

@@ -12,7 +12,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 fuzz_seconds=${TUNNEL_FUZZ_SECONDS:-20}
 
 echo "== build (gcc, ASan+UBSan)"
-cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DTUNNEL_SANITIZE=ON >/dev/null
+cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DTUNNEL_SANITIZE=ON -DTUNNEL_WERROR=ON >/dev/null
 cmake --build build/asan -j "$jobs"
 
 echo "== unit and integration tests"
@@ -22,7 +22,7 @@ ctest --test-dir build/asan --output-on-failure -j "$jobs" --resource-spec-file 
 
 if command -v clang >/dev/null 2>&1; then
   echo "== fuzz targets (clang libFuzzer, ${fuzz_seconds}s each)"
-  CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DTUNNEL_FUZZ=ON -DTUNNEL_TESTS=OFF \
+  CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DTUNNEL_FUZZ=ON -DTUNNEL_TESTS=OFF -DTUNNEL_WERROR=ON \
     -DTUNNEL_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
   cmake --build build/fuzz -j "$jobs"
   ctest --test-dir build/fuzz --output-on-failure -j "$jobs" -L fuzz

@@ -38,9 +38,33 @@ field Description | grep -q 'tunneld' || fail "Description does not describe tun
 [ "$(field Section)" = net ] || fail "Section: $(field Section)"
 depends=$(field Depends)
 echo "Depends: $depends"
-for lib in libmbedtls14 libmbedx509-1 libmbedcrypto7 libuv1 libjansson4 libc6 adduser; do
+grep -qE "(^|, )adduser( |,|$)" <<<"$depends" || fail "Depends lacks adduser: $depends"
+# Every shared library the programs load, by the name of the package that owns it on this release
+# (libmbedtls14 on Debian 12, libmbedtls21 on Debian 13, ...): never another release's names.
+# The path dpkg registered may be the /lib or the /usr/lib spelling (merged /usr), of the link or of its target.
+so_owner() {
+  local p o
+  for p in "$1" "$(readlink -f "$1")"; do
+    for p in "$p" "${p#/usr}" "/usr${p#/usr}"; do
+      o=$(dpkg -S "$p" 2>/dev/null) && { echo "${o%%:*}"; return; }
+    done
+  done
+}
+scratch_bin="$TEST_TMP/deps"
+dpkg-deb -x "$deb" "$scratch_bin"
+owners=()
+for so in $(objdump -p "$scratch_bin/usr/bin/tunneld" "$scratch_bin/usr/bin/tunnelc" | awk '/NEEDED/ {print $2}' | sort -u); do
+  path=$(ldconfig -p | awk -v so="$so" '$1 == so { print $NF; exit }')
+  [ -n "$path" ] || fail "$so: not found by ldconfig"
+  owner=$(so_owner "$path")
+  [ -n "$owner" ] || fail "$so ($path): no package owns it"
+  owners+=("$owner")
+done
+for lib in $(printf '%s\n' "${owners[@]}" | sort -u); do
   grep -qE "(^|, )$lib( |,|$)" <<<"$depends" || fail "Depends lacks $lib: $depends"
 done
+grep -qE "(^|, )libmbedtls[0-9]+( |,|$)" <<<"$depends" || fail "Depends names no libmbedtls package: $depends"
+echo "shared libraries' packages: $(printf '%s ' "${owners[@]}" | tr ' ' '\n' | sort -u | tr '\n' ' ')"
 for script in postinst prerm postrm; do
   grep -qE "^ +[0-9]+ bytes, +[0-9]+ lines +\* +$script " <<<"$info" ||
     fail "control archive lacks an executable $script"

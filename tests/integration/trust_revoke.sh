@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # trust_revoke: a lost machine's certificate is locked out without a restart, two ways.
 #  1. PUT /revoked-certificates with a connected client's fingerprint: its link closes at once, its reconnects are
-#     refused at the handshake ("revoked" in the log, alert 44 at the client), GET /clients shows it disconnected.
+#     refused at the handshake ("revoked" in the log, alert 44 at a TLS 1.2 client), GET /clients shows it disconnected.
 #     A live management connection of a revoked admin certificate is closed the same way and the certificate is
 #     refused afterwards. Malformed lists are 400s and a list naming the requester's own certificate is a 409; both
 #     change nothing. The list survives a restart of tunneld (state file) and an empty list lets the client back.
@@ -72,7 +72,12 @@ echo "revoked through the API: home1's link closed (by tunnelc's log) $took ms a
 [ "$took" -le "$CLOSE_BOUND_MS" ] || fail "closing took $took ms"
 [ "$(client_state home2)" = ClientConnected ] || fail "home2 was disturbed"
 wait_log "$TEST_TMP/tunneld.log" "control: .*: TLS handshake failed: client certificate rejected: certificate revoked \(listed in /revoked-certificates\); CN \"home1\", sha256 $FP1"
-wait_log "$TEST_TMP/tunnelc-home1.log" 'certificate revoked \(alert 44\)'
+if grep -q 'client home1: connected to .* over TLSv1.3' "$TEST_TMP/tunnelc-home1.log"; then
+  # An mbedTLS 3.6 server's TLS 1.3 alert comes under keys the client has left: the refusal shows, its reason not.
+  wait_log "$TEST_TMP/tunnelc-home1.log" 'peer rejected the handshake \(TLS 1.3'
+else
+  wait_log "$TEST_TMP/tunnelc-home1.log" 'certificate revoked \(alert 44\)'
+fi
 [ "$(metric tunneld_revoked_certificates)" = 1 ] || fail "tunneld_revoked_certificates is not 1"
 [ "$(metric tunneld_links_revoked_total)" -ge 1 ] || fail "tunneld_links_revoked_total did not count the closed link"
 pass "PUT /revoked-certificates closed home1's link in $took ms; its reconnects are refused as revoked"

@@ -1,4 +1,4 @@
-/* tunnel/tls.h: sans-I/O mutually authenticated TLS 1.2 (mbedTLS over memory buffers) for the tunnel link and the management port. */
+/* tunnel/tls.h: sans-I/O mutually authenticated TLS 1.2/1.3 (mbedTLS over memory buffers) for the tunnel link and the management port. */
 #ifndef TUNNEL_TLS_H
 #define TUNNEL_TLS_H
 
@@ -36,13 +36,15 @@
  * Threading: a config and its contexts belong to one thread (the event loop). The config
  * refcount is not atomic.
  *
- * Policy (not configurable on purpose): TLS 1.2 only; ECDHE-ECDSA / ECDHE-RSA with
- * CHACHA20-POLY1305 first, then AES-128-GCM and AES-256-GCM; no renegotiation, no
- * compression, no session tickets or resumption. Both sides verify the peer's chain
+ * Policy (not configurable on purpose): TLS 1.2 at least; TLS 1.3 too when built on
+ * mbedTLS 3.x with it (both ends must have it; it also encrypts the certificates on the
+ * wire). TLS 1.2 suites: ECDHE-ECDSA / ECDHE-RSA with CHACHA20-POLY1305 first, then
+ * AES-128-GCM and AES-256-GCM; TLS 1.3 suites: the same three AEADs with (EC)DHE. No
+ * renegotiation, no compression, no session tickets or resumption. Both sides verify the peer's chain
  * against the configured CA bundle. The server requires a client certificate whose
  * extended key usage (when present) allows clientAuth; the client requires serverAuth and
  * checks the server's name: a DNS name against dNSName SANs (or the CN without SANs), an
- * IPv4/IPv6 literal against iPAddress SANs (mbedTLS 2.28 cannot, tn_tls does it itself).
+ * IPv4/IPv6 literal against iPAddress SANs (tn_tls does it itself: mbedTLS 2.28 cannot).
  *
  * Trust (both roles): the peer's leaf must chain to a certificate of the CA file through
  * certificates of the CA file only; intermediates the peer sends add no trust. The leaf
@@ -202,6 +204,12 @@ int tn_tls_recheck(const tn_tls *t, const tn_tls_config *cfg, char *why, size_t 
 
 /* Name of the negotiated ciphersuite (for logs), or "" before the handshake. */
 const char *tn_tls_ciphersuite(const tn_tls *t);
+
+/* 1 when this build can negotiate TLS 1.3 (mbedTLS 3.x built with it), else 0 (TLS 1.2 only). */
+int tn_tls_has_tls13(void);
+
+/* The negotiated protocol version ("TLSv1.2", "TLSv1.3") for logs, or "" before the handshake. */
+const char *tn_tls_version(const tn_tls *t);
 
 /* Fills peer from a DER certificate (no verification); for tools that show certificates. TN_OK or TN_ERR_INVALID. */
 int tn_tls_identity_from_der(const uint8_t *der, size_t len, struct tn_tls_peer *peer);

@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <mbedtls/sha256.h>
+#include <mbedtls/md.h>
 
 #include "tunnel/error.h"
 #include "tunnel/frame.h"
@@ -79,7 +79,7 @@ struct stream {
   uint8_t chunk[CHUNK_MAX];
   size_t chunk_len, chunk_off;
   uint64_t tx_bytes;
-  mbedtls_sha256_context tx_sha;
+  mbedtls_md_context_t tx_sha;
   int pumping, pump_again;
 
   /* receiving */
@@ -88,7 +88,7 @@ struct stream {
   struct gen rx_gen;
   uint64_t rx_bytes;
   int64_t mismatch_at;
-  mbedtls_sha256_context rx_sha;
+  mbedtls_md_context_t rx_sha;
 
   /* echo queue (acceptor of 'E'): received bytes not yet accepted by tn_mux_stream_write */
   uint8_t *q;
@@ -253,17 +253,21 @@ static struct stream *stream_new(struct peer *p, int opener, int op)
   s->opener = opener;
   s->op = op;
   s->mismatch_at = -1;
-  mbedtls_sha256_init(&s->tx_sha);
-  mbedtls_sha256_init(&s->rx_sha);
-  mbedtls_sha256_starts_ret(&s->tx_sha, 0);
-  mbedtls_sha256_starts_ret(&s->rx_sha, 0);
+  /* The md layer: the same calls on mbedTLS 2.28 and 3.x (the sha256 ones were renamed). */
+  const mbedtls_md_info_t *sha256 = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+  mbedtls_md_init(&s->tx_sha);
+  mbedtls_md_init(&s->rx_sha);
+  if (mbedtls_md_setup(&s->tx_sha, sha256, 0) != 0 || mbedtls_md_setup(&s->rx_sha, sha256, 0) != 0)
+    abort();
+  mbedtls_md_starts(&s->tx_sha);
+  mbedtls_md_starts(&s->rx_sha);
   return s;
 }
 
 static void stream_free(struct stream *s)
 {
-  mbedtls_sha256_free(&s->tx_sha);
-  mbedtls_sha256_free(&s->rx_sha);
+  mbedtls_md_free(&s->tx_sha);
+  mbedtls_md_free(&s->rx_sha);
   free(s->q);
   free(s);
 }
@@ -277,7 +281,7 @@ static int is_own_parity(const struct peer *p, uint32_t id)
 static void check_rx(struct stream *s, const uint8_t *data, size_t len)
 {
   static uint8_t want[CHUNK_MAX];
-  mbedtls_sha256_update_ret(&s->rx_sha, data, len);
+  mbedtls_md_update(&s->rx_sha, data, len);
   while (len > 0) {
     size_t n = len < sizeof(want) ? len : sizeof(want);
     gen_fill(&s->rx_gen, want, n);
@@ -305,7 +309,7 @@ static void next_chunk(struct stream *s)
   if (n > left)
     n = (size_t)left;
   gen_fill(&s->tx_gen, s->chunk, n);
-  mbedtls_sha256_update_ret(&s->tx_sha, s->chunk, n);
+  mbedtls_md_update(&s->tx_sha, s->chunk, n);
   s->chunk_len = n;
   s->chunk_off = 0;
   s->tx_bytes += n;
@@ -665,8 +669,8 @@ static int judge(struct stream *s)
     return 0;
   }
   if (s->opener && s->op == OP_ECHO) {
-    mbedtls_sha256_finish_ret(&s->tx_sha, want);
-    mbedtls_sha256_finish_ret(&s->rx_sha, got);
+    mbedtls_md_finish(&s->tx_sha, want);
+    mbedtls_md_finish(&s->rx_sha, got);
     if (memcmp(want, got, sizeof(want)) != 0) {
       failf(p, "stream %" PRIu32 " (%s): SHA-256 of the echo differs from what was sent", s->id, stream_desc(s));
       return 0;
