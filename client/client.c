@@ -211,6 +211,7 @@ static const struct tn_pipe_callbacks conv_callbacks = { .on_open_header = conv_
 static struct tn_pipe *link_on_stream_open(tn_link *l, uint32_t id)
 {
   struct tc_client *c = tn_link_data(l);
+  struct tn_pipe_options pipe_opt;
   struct tc_conv *v;
 
   if (c->state == TC_CLIENT_STOPPING)
@@ -220,7 +221,9 @@ static struct tn_pipe *link_on_stream_open(tn_link *l, uint32_t id)
     return NULL;
   v->client = c;
   v->id = id;
-  v->pipe = tn_pipe_new_incoming(l, id, &conv_callbacks, v);
+  pipe_opt.high_water = c->cfg.limits.pipe_high_water;
+  pipe_opt.low_water = c->cfg.limits.pipe_low_water;
+  v->pipe = tn_pipe_new_incoming(l, id, &pipe_opt, &conv_callbacks, v);
   if (v->pipe == NULL) {
     free(v);
     return NULL;

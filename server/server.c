@@ -660,6 +660,7 @@ static void on_public_connection(uv_stream_t *server, int status)
   struct td_client *c;
   struct td_conv *v;
   struct tn_open hdr;
+  struct tn_pipe_options pipe_opt;
   tn_pipe *p;
 
   if (status < 0) {
@@ -697,7 +698,9 @@ static void on_public_connection(uv_stream_t *server, int status)
     td_server_drop_connection(server);
     return;
   }
-  if (tn_pipe_accept(&p, server, &conv_callbacks, v) != 0) {
+  pipe_opt.high_water = srv->cfg.limits.pipe_high_water;
+  pipe_opt.low_water = srv->cfg.limits.pipe_low_water;
+  if (tn_pipe_accept(&p, server, &pipe_opt, &conv_callbacks, v) != 0) {
     free(v);
     return;
   }
