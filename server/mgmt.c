@@ -378,7 +378,7 @@ void td_mgmt_accept(struct td_server *srv)
   tn_link_options_default(&opt);
   opt.tls = srv->tls;
   opt.raw = 1;
-  opt.handshake_timeout_ms = srv->cfg.limits.handshake_timeout_ms;
+  opt.handshake_timeout_ms = srv->cfg.limits.common.handshake_timeout_ms;
   opt.max_raw_output = TD_API_MAX_RESPONSE + 4096;
   if (tn_link_accept(&ctx->link, (uv_stream_t *)&srv->management, &opt, &mgmt_callbacks, ctx) != 0) {
     td_http_conn_free(&m->http);

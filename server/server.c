@@ -367,7 +367,7 @@ static void control_on_go_away(tn_link *link, uint32_t code)
     contest_link_gone(ctx->srv, link);
   }
   if (!ctx->retiring)
-    retire_link(ctx, ctx->srv->cfg.limits.drain_timeout_ms);
+    retire_link(ctx, ctx->srv->cfg.limits.common.drain_timeout_ms);
 }
 
 static void control_on_closed(tn_link *link, const char *reason)
@@ -413,18 +413,9 @@ static const struct tn_link_callbacks control_callbacks = {
 
 static void link_options(const struct td_server *srv, struct tn_link_options *opt)
 {
-  const struct td_limits *lim = &srv->cfg.limits;
-
   tn_link_options_default(opt);
   opt->tls = srv->tls;
-  opt->handshake_timeout_ms = lim->handshake_timeout_ms;
-  opt->mux.keepalive_interval_ms = lim->keepalive_interval_ms;
-  opt->mux.dead_peer_timeout_ms = lim->dead_peer_timeout_ms;
-  opt->mux.open_timeout_ms = lim->stream_open_timeout_ms;
-  opt->mux.max_streams = lim->max_streams_per_link;
-  opt->mux.max_window = lim->max_window;
-  opt->mux.max_frame_payload = lim->max_frame_payload;
-  opt->mux.max_output_buffer = lim->link_output_buffer;
+  tn_limits_link_options(&srv->cfg.limits.common, opt);
 }
 
 /* Accepts and drops a connection we will not serve, so the kernel's queue does not fill. */
@@ -698,8 +689,7 @@ static void on_public_connection(uv_stream_t *server, int status)
     td_server_drop_connection(server);
     return;
   }
-  pipe_opt.high_water = srv->cfg.limits.pipe_high_water;
-  pipe_opt.low_water = srv->cfg.limits.pipe_low_water;
+  tn_limits_pipe_options(&srv->cfg.limits.common, &pipe_opt);
   if (tn_pipe_accept(&p, server, &pipe_opt, &conv_callbacks, v) != 0) {
     free(v);
     return;
@@ -1044,8 +1034,8 @@ int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const c
     j = td_table_index_find(new_ix, nt->n, &l->addr);
     if (j < 0) {
       tn_log_info("tunnel port %u: removed; %u open connections may finish within %u ms", (unsigned)l->addr.port,
-                  l->open_connections, srv->cfg.limits.drain_timeout_ms);
-      listener_close(l, srv->cfg.limits.drain_timeout_ms);
+                  l->open_connections, srv->cfg.limits.common.drain_timeout_ms);
+      listener_close(l, srv->cfg.limits.common.drain_timeout_ms);
     } else {
       /* A kept listener whose routing changes gets a line, so a move shows in the log. */
       if (l->tunnel_index >= 0 && strcmp(srv->table.tunnels[l->tunnel_index].client_id, nt->tunnels[j].client_id) != 0)
@@ -1412,18 +1402,18 @@ void td_server_stop(struct td_server *srv)
   }
   srv->stopping = true;
   tn_notify_stopping();
-  tn_log_info("server: stopping; open connections may finish within %u ms", srv->cfg.limits.drain_timeout_ms);
+  tn_log_info("server: stopping; open connections may finish within %u ms", srv->cfg.limits.common.drain_timeout_ms);
   close_if_open((uv_handle_t *)&srv->control);
   close_if_open((uv_handle_t *)&srv->management);
   td_metrics_close(srv);
   for (l = srv->listeners; l != NULL; l = l->next)
-    listener_close(l, srv->cfg.limits.drain_timeout_ms);
+    listener_close(l, srv->cfg.limits.common.drain_timeout_ms);
   for (ctx = srv->links; ctx != NULL; ctx = next) {
     next = ctx->next;
     if (ctx->management || ctx->client == NULL)
       tn_link_close(ctx->link, "server shutting down");
     else if (!ctx->retiring)
-      retire_link(ctx, srv->cfg.limits.drain_timeout_ms);
+      retire_link(ctx, srv->cfg.limits.common.drain_timeout_ms);
   }
   on_sweep(&srv->sweep);
 }
