@@ -109,20 +109,14 @@ static void describe(char *out, size_t outlen, const json_t *v)
 __attribute__((format(printf, 3, 4)))
 static int fail(struct loader *ld, const char *field, const char *fmt, ...)
 {
+  char where[FIELD_LEN + 4096];
   va_list ap;
-  int n;
 
-  if (ld->err == NULL || ld->errlen == 0)
-    return TN_ERR_INVALID;
   if (field != NULL)
-    n = snprintf(ld->err, ld->errlen, "%s: %s: ", ld->path, field);
-  else
-    n = snprintf(ld->err, ld->errlen, "%s: ", ld->path);
-  if (n >= 0 && (size_t)n < ld->errlen) {
-    va_start(ap, fmt);
-    vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
-    va_end(ap);
-  }
+    snprintf(where, sizeof(where), "%s: %s", ld->path, field);
+  va_start(ap, fmt);
+  tn_verrf(ld->err, ld->errlen, field != NULL ? where : ld->path, fmt, ap);
+  va_end(ap);
   return TN_ERR_INVALID;
 }
 

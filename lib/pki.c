@@ -458,18 +458,7 @@ struct pki_out {
   size_t at;
 };
 
-static void out_add(struct pki_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out_add(struct pki_out *o, const char *fmt, ...)
-{
-  if (o->at + 1 >= o->cap)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(o->buf + o->at, o->cap - o->at, fmt, ap);
-  va_end(ap);
-  if (n > 0)
-    o->at = o->at + (size_t)n >= o->cap ? o->cap - 1 : o->at + (size_t)n;
-}
+#define out_add(o, ...) ((o)->at = tn_errf_append((o)->buf, (o)->cap, (o)->at, __VA_ARGS__))
 
 static void x509_time_rfc3339(const mbedtls_x509_time *t, char out[32])
 {

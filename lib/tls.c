@@ -483,7 +483,7 @@ static void verify_why(struct verify_ctx *v, uint32_t flags, const char *fmt, ..
     return;
   *v->why_flags = flags;
   va_start(ap, fmt);
-  vsnprintf(v->why, v->why_len, fmt, ap);
+  tn_verrf(v->why, v->why_len, NULL, fmt, ap);
   va_end(ap);
 }
 
@@ -593,19 +593,7 @@ static const char *alert_text(unsigned code)
   }
 }
 
-static size_t append(char *buf, size_t cap, size_t at, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static size_t append(char *buf, size_t cap, size_t at, const char *fmt, ...)
-{
-  if (at >= cap)
-    return at;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf + at, cap - at, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return at;
-  return at + (size_t)n >= cap ? cap - 1 : at + (size_t)n;
-}
+#define append tn_errf_append
 
 /*
  * Verification flags in words: "client certificate rejected: <reasons>; CN "x", sha256 ...".

@@ -59,15 +59,9 @@ static void fail(char *err, size_t errlen, const char *path, const char *fmt, ..
 static void fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
 {
   va_list ap;
-  int n;
 
-  if (!err || errlen == 0)
-    return;
-  n = snprintf(err, errlen, "%s: ", path);
-  if (n < 0 || (size_t)n >= errlen)
-    return;
   va_start(ap, fmt);
-  vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+  tn_verrf(err, errlen, path, fmt, ap);
   va_end(ap);
 }
 

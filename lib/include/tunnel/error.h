@@ -37,9 +37,17 @@ enum tn_error {
 /* A short English description of an error code; never NULL. */
 const char *tn_strerror(int err);
 
+#include <stdarg.h>
 #include <stddef.h>
-/* Formats a caller-supplied error message buffer; err may be NULL or err_len 0 (then nothing is written). */
+/*
+ * The one error-buffer formatter. Formats into a caller-supplied buffer; err may be NULL or err_len 0
+ * (then nothing is written). With prefix not NULL the message reads "PREFIX: message" (a file name).
+ */
 void tn_errf(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void tn_verrf(char *err, size_t err_len, const char *prefix, const char *fmt, va_list ap)
+  __attribute__((format(printf, 4, 0)));
+/* Appends to the text at buf[at] (cap bytes in all), truncating; returns the new end, at most cap - 1. */
+size_t tn_errf_append(char *buf, size_t cap, size_t at, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Replaces control bytes in s with '?', in place: quoted input in an error message must not split its line. */
 void tn_err_one_line(char *s);
