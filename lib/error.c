@@ -25,6 +25,8 @@ const char *tn_strerror(int err)
   case TN_ERR_SESSION_CLOSED: return "session closed";
   case TN_ERR_TLS_FATAL: return "TLS connection failed";
   case TN_ERR_INTERNAL: return "internal error";
+  case TN_ERR_CONFLICT: return "conflicts with the state in force";
+  case TN_ERR_IO: return "file could not be written";
   default: return "unknown error";
   }
 }

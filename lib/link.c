@@ -440,6 +440,11 @@ static bool link_read_plaintext(tn_link *l)
       link_fail(l, "protocol error from peer", why != NULL && strcmp(why, tn_strerror(rc)) != 0 ? why : NULL);
       return false;
     }
+    if (TN_IS_FATAL(rc)) {
+      link_flush(l);  /* after a fatal code the session may still hand out what it queued (its GoAway) */
+      tn_link_close(l, tn_strerror(rc));
+      return false;
+    }
     if (rc != TN_OK) {
       tn_link_close(l, tn_strerror(rc));
       return false;
@@ -550,7 +555,8 @@ static void record_peer_address(tn_link *l)
 }
 
 /* TCP is up: start TLS and reading. */
-static int link_start_tls(tn_link *l)
+/* Returns 0, or a libuv code (a TLS context that cannot be made is UV_ENOMEM) with *why saying what failed. */
+static int link_start_tls(tn_link *l, const char **why)
 {
   int rc;
 
@@ -558,15 +564,19 @@ static int link_start_tls(tn_link *l)
   record_peer_address(l);
   uv_tcp_nodelay(&l->tcp, 1);
   rc = tn_tls_new(&l->tls, l->opt.tls, l->server_name);
-  if (rc != TN_OK)
-    return rc;
+  if (rc != TN_OK) {
+    *why = tn_strerror(rc);
+    return UV_ENOMEM;
+  }
   if (tn_tls_config_role(l->opt.tls) == TN_TLS_CLIENT)
     tn_tls_handshake(l->tls);  /* queues the ClientHello */
   rc = uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read);
-  if (rc != 0)
+  if (rc != 0) {
+    *why = uv_strerror(rc);
     return rc;
+  }
   link_flush(l);
-  return TN_OK;
+  return 0;
 }
 
 int tn_link_accept(tn_link **out, uv_stream_t *listener, const struct tn_link_options *opt,
@@ -577,11 +587,12 @@ int tn_link_accept(tn_link **out, uv_stream_t *listener, const struct tn_link_op
 
   *out = NULL;
   if (l == NULL)
-    return TN_ERR_NOMEM;
+    return UV_ENOMEM;
   rc = uv_accept(listener, (uv_stream_t *)&l->tcp);
   if (rc == 0) {
+    const char *why;
     uv_timer_start(&l->timer, on_handshake_timeout, opt->handshake_timeout_ms, 0);
-    rc = link_start_tls(l);
+    rc = link_start_tls(l, &why);
   }
   if (rc != 0) {
     /* Not reported through on_closed: the caller never had the link. */
@@ -599,7 +610,7 @@ int tn_link_accept(tn_link **out, uv_stream_t *listener, const struct tn_link_op
 static void on_connect(uv_connect_t *req, int status)
 {
   tn_link *l = req->data;
-  int rc;
+  const char *why;
 
   if (l->closing)
     return;
@@ -607,9 +618,8 @@ static void on_connect(uv_connect_t *req, int status)
     link_fail(l, "connect failed", uv_strerror(status));
     return;
   }
-  rc = link_start_tls(l);
-  if (rc != 0)
-    link_fail(l, "TLS setup failed", rc < 0 && rc > -100 ? tn_strerror(rc) : uv_strerror(rc));
+  if (link_start_tls(l, &why) != 0)
+    link_fail(l, "TLS setup failed", why);
 }
 
 int tn_link_connect(tn_link **out, uv_loop_t *loop, const struct sockaddr *addr, const struct tn_link_options *opt,
@@ -620,7 +630,7 @@ int tn_link_connect(tn_link **out, uv_loop_t *loop, const struct sockaddr *addr,
 
   *out = NULL;
   if (l == NULL)
-    return TN_ERR_NOMEM;
+    return UV_ENOMEM;
   l->connect_req.data = l;
   uv_timer_start(&l->timer, on_handshake_timeout, opt->handshake_timeout_ms, 0);
   rc = uv_tcp_connect(&l->connect_req, &l->tcp, addr, on_connect);

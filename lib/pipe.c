@@ -550,7 +550,7 @@ int tn_pipe_accept(tn_pipe **out, uv_stream_t *listener, const struct tn_pipe_op
 
   *out = NULL;
   if (p == NULL)
-    return TN_ERR_NOMEM;
+    return UV_ENOMEM;
   rc = uv_accept(listener, (uv_stream_t *)&p->tcp);
   if (rc != 0) {
     pipe_discard(p);
@@ -713,7 +713,7 @@ int tn_pipe_connect(tn_pipe *p, const struct sockaddr *addr, const struct sockad
   int rc;
 
   if (p->done)
-    return TN_ERR_STREAM_CLOSED;
+    return UV_ECANCELED;
   if (fallback != NULL) {
     memcpy(&p->fallback, fallback,
            fallback->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));

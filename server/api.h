@@ -16,7 +16,7 @@ struct td_api_ops {
   /*
    * Applies new_table atomically (bind new listeners, swap, persist). Returns 0 on
    * success, having taken the contents of *new_table and left it empty (td_table_init).
-   * Otherwise returns an HTTP status (409 when a port cannot be bound) with err set,
+   * Otherwise returns a TN_ERR_* code (TN_ERR_CONFLICT when a port cannot be bound) with err set,
    * nothing changed and *new_table untouched. The caller frees *new_table either way.
    */
   int (*apply_table)(void *srv, struct td_table *new_table, char *err, size_t errlen);
@@ -31,7 +31,8 @@ struct td_api_ops {
   const struct td_revoked *(*revoked)(void *srv);
   /*
    * Replaces the list as apply_table replaces the table: 0 having taken *r's contents, or an
-   * HTTP status with err set and nothing changed. requester_sha256 is the certificate asking.
+   * TN_ERR_* code with err set and nothing changed (TN_ERR_CONFLICT: the list revokes requester_sha256,
+   * the certificate asking).
    */
   int (*apply_revoked)(void *srv, struct td_revoked *r, const char *requester_sha256, char *err, size_t errlen);
 };

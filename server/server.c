@@ -988,7 +988,7 @@ int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const c
   if (fresh == NULL || listener_of == NULL || route_start == NULL || route == NULL || (open_ix == NULL && n_open > 0) ||
       (new_ix == NULL && nt->n > 0) || (old_ix == NULL && srv->table.n > 0)) {
     snprintf(err, errlen, "out of memory");
-    rc = 500;
+    rc = TN_ERR_NOMEM;
     goto release;
   }
   /* 1. Bind every listener the new table needs and the old one does not have. */
@@ -1014,13 +1014,13 @@ int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const c
       else
         snprintf(err, errlen, "tunnels[%zu]: cannot listen on %s: %s", i,
                  tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), uv_strerror(rc));
-      rc = 409;
+      rc = TN_ERR_CONFLICT;
       goto release;
     }
   }
   /* 2. Persist before the swap: a table that cannot be restored after a restart is not applied. */
-  if (td_state_save(srv->cfg.state_file, nt, &srv->revoked, err, errlen) != TN_OK) {
-    rc = 500;
+  if ((rc = td_state_save(srv->cfg.state_file, nt, &srv->revoked, err, errlen)) != TN_OK) {
+    rc = rc == TN_ERR_NOMEM ? rc : TN_ERR_IO;
     goto release;
   }
 
@@ -1072,7 +1072,7 @@ int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const c
   free(open_ix);
   free(new_ix);
   free(old_ix);
-  return 0;
+  return TN_OK;
 
 release:
   for (i = 0; fresh != NULL && i < nt->n; i++)
@@ -1343,10 +1343,10 @@ int td_server_apply_revoked(struct td_server *srv, struct td_revoked *r, const c
   if (requester_sha256 != NULL && td_revoked_contains(r, requester_sha256)) {
     snprintf(err, errlen, "the list revokes the certificate making this request (sha256 %s); revoke it from "
              "another admin certificate or through CrlFile", requester_sha256);
-    return 409;
+    return TN_ERR_CONFLICT;
   }
   if (td_state_save(srv->cfg.state_file, &srv->table, r, err, errlen) != TN_OK)
-    return 500;
+    return TN_ERR_IO;
   for (size_t i = 0; i < r->n; i++)
     added += !td_revoked_contains(&srv->revoked, r->fp[i]);
   td_revoked_free(&srv->revoked);

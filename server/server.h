@@ -166,8 +166,8 @@ void td_server_free(struct td_server *srv);
 
 /*
  * Replaces the tunnel table atomically: binds every new listener and writes the state
- * file first; on any failure nothing changes. Returns 0, or an HTTP status (409 for a
- * port that cannot be bound, 500 for a state file that cannot be written) with err set.
+ * file first; on any failure nothing changes. Returns TN_OK, or with err set TN_ERR_CONFLICT
+ * (a port that cannot be bound), TN_ERR_IO (the state file cannot be written) or TN_ERR_NOMEM.
  * Takes ownership of new_table's contents on success.
  */
 int td_server_apply_table(struct td_server *srv, struct td_table *new_table, char *err, size_t errlen);

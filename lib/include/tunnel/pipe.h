@@ -60,12 +60,12 @@ struct tn_pipe_callbacks {
   void (*on_close)(tn_pipe *pipe, const struct tn_pipe_result *result);
 };
 
-/* tunneld: accepts a public connection from listener (not yet on any link). opt NULL: the defaults. */
+/* tunneld: accepts a public connection from listener (not yet on any link). opt NULL: the defaults. 0 or a libuv code. */
 int tn_pipe_accept(tn_pipe **out, uv_stream_t *listener, const struct tn_pipe_options *opt,
                    const struct tn_pipe_callbacks *cb, void *data);
 /* The accepted socket's peer and local addresses. */
 int tn_pipe_addresses(const tn_pipe *pipe, struct tn_addr *peer, struct tn_addr *local);
-/* tunneld: opens a stream on link, writes hdr first, then splices. On error the pipe is closed (on_close). */
+/* tunneld: opens a stream on link, writes hdr first, then splices. On error (a TN_ERR_* code) the pipe is closed (on_close). */
 int tn_pipe_start(tn_pipe *pipe, tn_link *link, const struct tn_open *hdr);
 
 /* tunnelc: a pipe for the stream the peer opened (return it from on_stream_open). */
@@ -75,6 +75,7 @@ tn_pipe *tn_pipe_new_incoming(tn_link *link, uint32_t id, const struct tn_pipe_o
  * tunnelc: dials the backend; writes the PROXY header the open header asked for, then splices.
  * When addr refuses the connection and fallback is not NULL, fallback is tried once (e.g.
  * [::1] after 127.0.0.1); a timeout is not retried. timeout_ms covers both attempts.
+ * Returns 0 or a libuv code (UV_ECANCELED: the conversation had already ended).
  */
 int tn_pipe_connect(tn_pipe *pipe, const struct sockaddr *addr, const struct sockaddr *fallback, uint64_t timeout_ms);
 
