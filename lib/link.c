@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "splice.h"
 #include "tunnel/addr.h"
@@ -15,6 +16,9 @@
 #include "tunnel/error.h"
 #include "tunnel/log.h"
 
+/* A TLS record: type, version, 16-bit length; a ClientHello comes in a handshake record. */
+#define TLS_RECORD_HEADER 5
+#define TLS_HANDSHAKE_RECORD 0x16
 /* Plaintext is read out of TLS in pieces this big (one full record). */
 #define LINK_PLAINTEXT_CHUNK 16384u
 /* Bound the work per socket read callback so one busy link cannot starve the loop. */
@@ -41,6 +45,7 @@ struct tn_link {
   bool closing;
   bool draining;          /* after tn_link_go_away: close once the streams have ended */
   bool tick_due;          /* the keepalive timer fired; the mux ticks in the check phase */
+  bool hello_answered;    /* the handshake produced a reply to the peer's input: its hello was whole and acceptable */
   int connect_error;      /* a connect that failed at once, reported from the timer */
   int handles_open;
   char peer_address[TN_ADDR_STRLEN];
@@ -461,6 +466,9 @@ static void link_on_ciphertext(tn_link *l, const uint8_t *in, size_t len)
     len -= fed;
     if (!l->established) {
       int rc = tn_tls_handshake(l->tls);
+      const uint8_t *reply;
+      if (rc == TN_ERR_NEED_MORE && tn_tls_pending(l->tls, &reply) > 0)
+        l->hello_answered = true;
       if (rc == TN_ERR_NEED_MORE) {
         if (fed == 0) {
           link_fail(l, "TLS handshake failed", "input buffer stuck");
@@ -722,6 +730,24 @@ int tn_link_is_established(const tn_link *l)
 int tn_link_is_closing(const tn_link *l)
 {
   return l->closing;
+}
+
+bool tn_link_hello_answered(const tn_link *l)
+{
+  return l->hello_answered || l->established;
+}
+
+bool tn_link_hello_waiting(const tn_link *l)
+{
+  uint8_t head[TLS_RECORD_HEADER];
+  uv_os_fd_t fd;
+  int avail = 0;
+
+  if (l->closing || uv_fileno((const uv_handle_t *)&l->tcp, &fd) != 0 ||
+      recv(fd, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT) != (ssize_t)sizeof(head) || head[0] != TLS_HANDSHAKE_RECORD ||
+      ioctl(fd, FIONREAD, &avail) != 0)
+    return false;
+  return (size_t)avail >= sizeof(head) + ((size_t)head[3] << 8 | head[4]);
 }
 
 const char *tn_link_peer_address(const tn_link *l)

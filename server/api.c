@@ -188,6 +188,44 @@ static void put_tunnels(const struct td_api_ctx *ctx, const struct td_http_reque
   get_tunnels(ctx, resp);
 }
 
+bool td_api_is_put_tunnels(const struct td_http_request *req)
+{
+  return req->method != NULL && req->path != NULL && strcmp(req->method, "PUT") == 0 && strcmp(req->path, "/tunnels") == 0;
+}
+
+bool td_api_put_tunnels_precheck(const struct td_api_ctx *ctx, const struct td_http_request *req,
+                                 struct td_api_response *resp)
+{
+  char err[160];
+
+  if (is_json_type(req->content_type))
+    return true;
+  snprintf(err, sizeof(err), "Content-Type must be application/json, got %s%.100s%s", req->content_type ? "\"" : "",
+           req->content_type ? req->content_type : "none", req->content_type ? "\"" : "");
+  td_api_error(resp, 415, err);
+  count(ctx, resp->status);
+  return false;
+}
+
+void td_api_put_tunnels_answer(const struct td_api_ctx *ctx, enum td_put_result result, const char *err,
+                               const char *table_json, struct td_api_response *resp)
+{
+  static const int status[] = { [TD_PUT_APPLIED] = 200, [TD_PUT_INVALID] = 400, [TD_PUT_TOO_LARGE] = 413,
+                                [TD_PUT_CONFLICT] = 409, [TD_PUT_FAILED] = 500, [TD_PUT_STOPPING] = 503 };
+
+  resp->extra_headers[0] = 0;
+  td_buf_reset(&resp->body);
+  if (result == TD_PUT_APPLIED && table_json != NULL && td_buf_append_str(&resp->body, table_json) == TN_OK &&
+      td_buf_append(&resp->body, "\n", 1) == TN_OK) {
+    resp->status = 200;
+    resp->content_type = JSON_TYPE;
+  } else if (result == TD_PUT_APPLIED)
+    get_tunnels(ctx, resp);
+  else
+    td_api_error(resp, status[result], err != NULL && err[0] ? err : "the tunnel table could not be applied");
+  count(ctx, resp->status);
+}
+
 static void get_revoked(const struct td_api_ctx *ctx, struct td_api_response *resp)
 {
   reply_json(resp, td_revoked_to_json(ctx->ops->revoked(ctx->srv)));

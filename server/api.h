@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "http.h"
+#include "put.h"
 #include "revoked.h"
 #include "table.h"
 
@@ -69,6 +70,17 @@ void td_api_response_free(struct td_api_response *r);
 
 /* Routes one request (the caller has already checked the client is an admin) and fills resp. */
 void td_api_handle(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp);
+
+/*
+ * PUT /tunnels as the server runs it (put.c), outside td_api_handle: is_put_tunnels tells the route, precheck
+ * answers 415 for a body that is not JSON (false), answer maps how the apply ended to the response (200 with the
+ * table in force, table_json when the server built it already, or the error) and counts it.
+ */
+bool td_api_is_put_tunnels(const struct td_http_request *req);
+bool td_api_put_tunnels_precheck(const struct td_api_ctx *ctx, const struct td_http_request *req,
+                                 struct td_api_response *resp);
+void td_api_put_tunnels_answer(const struct td_api_ctx *ctx, enum td_put_result result, const char *err,
+                               const char *table_json, struct td_api_response *resp);
 
 /* resp becomes status with body {"error": message} (application/json). */
 void td_api_error(struct td_api_response *resp, int status, const char *message);

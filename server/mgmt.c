@@ -8,6 +8,7 @@
 #include "api.h"
 #include "http.h"
 #include "metrics.h"
+#include "put.h"
 #include "server.h"
 #include "tunnel/error.h"
 #include "tunnel/log.h"
@@ -20,6 +21,9 @@ struct td_mgmt_conn {
   bool timing_head;              /* the header deadline is running for the current request */
   bool nonadmin_counted;         /* counted in srv->sources for its source and identity */
   bool finished;                 /* the last response is queued: later bytes are not requests */
+  struct td_put *put;            /* its PUT /tunnels being applied: the answer comes when it ends */
+  bool waiting;                  /* its change waits for another's PUT (in srv->put_waiting) */
+  struct td_mgmt_conn *wait_next;
   char identity[TN_TLS_CN_MAX];
 };
 
@@ -120,6 +124,7 @@ static void mgmt_send(struct td_mgmt_conn *m, const struct td_api_response *resp
     m->finished = true;
   if (td_api_response_write(resp, keep_alive, &out) != TN_OK ||
       tn_link_send(m->ctx->link, out.data, out.len) != TN_OK) {
+    m->finished = true;  /* before the close, which frees m->ctx: callers test this first */
     tn_link_close(m->ctx->link, "response too large to send");
   } else if (!keep_alive) {
     tn_link_close_when_flushed(m->ctx->link, "request done");
@@ -129,20 +134,131 @@ static void mgmt_send(struct td_mgmt_conn *m, const struct td_api_response *resp
 
 static void mgmt_arm_timer(struct td_mgmt_conn *m);
 
+/* What one API call needs from the server; the counters are written back by call_end. */
+struct mgmt_call {
+  struct td_reserved reserved;
+  struct td_api_counters counters;
+  struct td_table_limits limits;
+  struct td_api_ctx api;
+};
+
+static void call_begin(struct td_mgmt_conn *m, struct mgmt_call *c)
+{
+  struct td_server *srv = m->ctx->srv;
+
+  td_config_reserved(&srv->cfg, &c->reserved);
+  c->counters = (struct td_api_counters){ srv->metrics.put_ok, srv->metrics.put_invalid, srv->metrics.put_conflict,
+                                          srv->metrics.put_failed };
+  c->limits = (struct td_table_limits){ srv->cfg.limits.max_tunnels, srv->cfg.limits.max_backups_per_tunnel };
+  c->api = (struct td_api_ctx){ .ops = &server_ops, .srv = srv, .reserved = &c->reserved, .counters = &c->counters,
+                                .requester_sha256 = tn_link_peer(m->ctx->link)->sha256_hex, .limits = &c->limits };
+}
+
+static void call_end(struct td_server *srv, const struct mgmt_call *c)
+{
+  srv->metrics.put_ok = c->counters.put_ok;
+  srv->metrics.put_invalid = c->counters.put_invalid;
+  srv->metrics.put_conflict = c->counters.put_conflict;
+  srv->metrics.put_failed = c->counters.put_failed;
+}
+
+static void log_answer(const struct td_mgmt_conn *m, const struct td_http_request *req,
+                       const struct td_api_response *resp)
+{
+  const char *peer = tn_link_peer_address(m->ctx->link);
+
+  if (resp->status >= 400)  /* the error body says why; an operator reading the log needs that too */
+    tn_log_info("management: %s (%s): %s %s -> %d %.*s", peer, m->identity, req->method, req->path, resp->status,
+                (int)(resp->body.len > 0 && resp->body.data[resp->body.len - 1] == '\n' ? resp->body.len - 1
+                                                                                      : resp->body.len),
+                (const char *)resp->body.data);
+  else if (strcmp(req->method, "GET") != 0)
+    tn_log_info("management: %s (%s): %s %s -> %d", peer, m->identity, req->method, req->path, resp->status);
+  else
+    tn_log_debug("management: %s (%s): %s %s -> %d", peer, m->identity, req->method, req->path, resp->status);
+}
+
+/* A non-admin gets one answer, then the connection closes: it holds a slot an admin may need. */
+static int keep_alive_after(const struct td_mgmt_conn *m, const struct td_http_request *req)
+{
+  return req->keep_alive && !m->ctx->srv->stopping && m->admin;
+}
+
+static void mgmt_process(struct td_mgmt_conn *m, enum td_http_result r);
+
+static void put_done(void *arg, enum td_put_result result, const char *err, const char *table_json)
+{
+  struct td_mgmt_conn *m = arg;
+  struct td_server *srv = m->ctx->srv;
+  const struct td_http_request *req = td_http_conn_request(&m->http);
+  struct td_api_response resp;
+  struct mgmt_call c;
+
+  m->put = NULL;
+  call_begin(m, &c);
+  td_api_response_init(&resp, TD_API_MAX_RESPONSE);
+  td_api_put_tunnels_answer(&c.api, result, err, table_json, &resp);
+  call_end(srv, &c);
+  log_answer(m, req, &resp);
+  mgmt_send(m, &resp, keep_alive_after(m, req));
+  td_api_response_free(&resp);
+  /* Changes that waited go first, in order; this connection's next request queues behind them if it is one. */
+  while (srv->put_waiting != NULL && !td_put_busy(srv)) {
+    struct td_mgmt_conn *w = srv->put_waiting;
+    srv->put_waiting = w->wait_next;
+    w->waiting = false;
+    w->wait_next = NULL;
+    mgmt_process(w, TD_HTTP_REQUEST);
+  }
+  if (!m->finished && !m->waiting && !tn_link_is_closing(m->ctx->link))
+    mgmt_process(m, td_http_conn_next(&m->http));
+}
+
+/* Another change is being applied: this one is answered after it, in arrival order. */
+static void wait_turn(struct td_mgmt_conn *m)
+{
+  struct td_mgmt_conn **pp = &m->ctx->srv->put_waiting;
+
+  while (*pp != NULL)
+    pp = &(*pp)->wait_next;
+  *pp = m;
+  m->waiting = true;
+}
+
+static void unwait(struct td_mgmt_conn *m)
+{
+  struct td_mgmt_conn **pp = &m->ctx->srv->put_waiting;
+
+  while (*pp != NULL && *pp != m)
+    pp = &(*pp)->wait_next;
+  if (*pp == m)
+    *pp = m->wait_next;
+  m->waiting = false;
+}
+
+/* PUT /tunnels from an admin: started now, answered by put_done. */
+static void start_put(struct td_mgmt_conn *m, const struct td_http_request *req, struct mgmt_call *c,
+                      struct td_api_response *resp)
+{
+  if (!td_api_put_tunnels_precheck(&c->api, req, resp))
+    return;
+  m->put = td_put_start(m->ctx->srv, req->body, req->body_len, &c->reserved, &c->limits, m->identity,
+                        tn_link_peer_address(m->ctx->link), put_done, m);
+  if (m->put == NULL)
+    td_api_put_tunnels_answer(&c->api, TD_PUT_FAILED, "out of memory", NULL, resp);
+}
+
 static void mgmt_answer(struct td_mgmt_conn *m, const struct td_http_request *req)
 {
   struct td_server *srv = m->ctx->srv;
-  struct td_reserved reserved;
-  struct td_api_counters counters = { srv->metrics.put_ok, srv->metrics.put_invalid, srv->metrics.put_conflict,
-                                      srv->metrics.put_failed };
-  struct td_table_limits limits = { srv->cfg.limits.max_tunnels, srv->cfg.limits.max_backups_per_tunnel };
-  struct td_api_ctx api = { .ops = &server_ops, .srv = srv, .reserved = &reserved, .counters = &counters,
-                            .requester_sha256 = tn_link_peer(m->ctx->link)->sha256_hex, .limits = &limits };
+  struct mgmt_call c;
   struct td_api_response resp;
-  /* A non-admin gets one answer, then the connection closes: it holds a slot an admin may need. */
-  int keep_alive = req->keep_alive && !srv->stopping && m->admin;
 
-  td_config_reserved(&srv->cfg, &reserved);
+  if (m->admin && strcmp(req->method, "PUT") == 0 && td_put_busy(srv)) {
+    wait_turn(m);
+    return;
+  }
+  call_begin(m, &c);
   td_api_response_init(&resp, TD_API_MAX_RESPONSE);
   if (!m->admin) {
     srv->metrics.mgmt_forbidden++;
@@ -150,42 +266,40 @@ static void mgmt_answer(struct td_mgmt_conn *m, const struct td_http_request *re
                           "management: %s: %s %.64s refused: certificate CN \"%s\" is not in AdminIdentities",
                           tn_link_peer_address(m->ctx->link), req->method, req->path, m->identity);
     td_api_forbidden(&resp, m->identity);
+  } else if (td_api_is_put_tunnels(req)) {
+    start_put(m, req, &c, &resp);
+    call_end(srv, &c);
+    if (m->put != NULL) {
+      td_api_response_free(&resp);
+      return;
+    }
+    log_answer(m, req, &resp);
   } else {
-    srv->api_actor = m->identity;  /* for the audit lines of a PUT */
+    srv->api_actor = m->identity;
     srv->api_peer = tn_link_peer_address(m->ctx->link);
-    td_api_handle(&api, req, &resp);
+    td_api_handle(&c.api, req, &resp);
     srv->api_actor = NULL;
     srv->api_peer = NULL;
-    srv->metrics.put_ok = counters.put_ok;
-    srv->metrics.put_invalid = counters.put_invalid;
-    srv->metrics.put_conflict = counters.put_conflict;
-    srv->metrics.put_failed = counters.put_failed;
-    if (resp.status >= 400)  /* the error body says why; an operator reading the log needs that too */
-      tn_log_info("management: %s (%s): %s %s -> %d %.*s", tn_link_peer_address(m->ctx->link), m->identity,
-                  req->method, req->path, resp.status,
-                  (int)(resp.body.len > 0 && resp.body.data[resp.body.len - 1] == '\n' ? resp.body.len - 1 : resp.body.len),
-                  (const char *)resp.body.data);
-    else if (strcmp(req->method, "GET") != 0)
-      tn_log_info("management: %s (%s): %s %s -> %d", tn_link_peer_address(m->ctx->link), m->identity,
-                  req->method, req->path, resp.status);
-    else
-      tn_log_debug("management: %s (%s): %s %s -> %d", tn_link_peer_address(m->ctx->link), m->identity,
-                   req->method, req->path, resp.status);
+    call_end(srv, &c);
+    log_answer(m, req, &resp);
   }
-  mgmt_send(m, &resp, keep_alive);
+  mgmt_send(m, &resp, keep_alive_after(m, req));
   td_api_response_free(&resp);
 }
 
 static void mgmt_process(struct td_mgmt_conn *m, enum td_http_result r)
 {
   for (;;) {
-    if (tn_link_is_closing(m->ctx->link))
+    /* A request still being answered: bytes behind it are kept by the parser until then, with no deadline. */
+    if (tn_link_is_closing(m->ctx->link) || m->put != NULL || m->waiting)
       return;
     if (r == TD_HTTP_REQUEST) {
       const struct td_http_request *req = td_http_conn_request(&m->http);
       m->timing_head = false;
+      /* No header or idle deadline while a request is being answered: a PUT may take a while. */
+      uv_timer_stop(&m->timer);
       mgmt_answer(m, req);
-      if (m->finished || tn_link_is_closing(m->ctx->link))
+      if (m->finished || m->put != NULL || m->waiting || tn_link_is_closing(m->ctx->link))
         return;
       r = td_http_conn_next(&m->http);  /* a pipelined request may already be complete */
       continue;
@@ -317,6 +431,10 @@ static void mgmt_on_closed(tn_link *link, const char *reason)
     td_sources_add(&srv->sources, idkey, TD_COUNT_MGMT_NONADMIN, -1);
   }
   srv->mgmt_connections--;
+  if (m->put != NULL)
+    td_put_detach(m->put);  /* the change completes; nobody is left to tell */
+  if (m->waiting)
+    unwait(m);
   td_http_conn_free(&m->http);
   uv_close((uv_handle_t *)&m->timer, mgmt_on_timer_closed);
   td_server_forget_link(ctx);

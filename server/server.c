@@ -511,23 +511,42 @@ bool td_server_evict_handshake(struct td_server *srv, bool management_only)
   return true;
 }
 
+/*
+ * Which handshake a source over its limit loses, the newcomer included: the oldest silent one (no whole ClientHello
+ * read, none waiting in the kernel: it has cost its peer nothing), else the oldest still unfinished
+ * PENDING_ANSWERED_GRACE_MS after it was accepted (a real one is one round trip from done), else the newcomer.
+ * libuv accepts a whole backlog in one go, before any of it is read: looking into the kernel is what tells a
+ * genuine client queued there (an admin behind the same address as a flood) from the stalled ones around it.
+ */
+#define PENDING_ANSWERED_GRACE_MS 2000
+
+static struct td_link_ctx *source_victim(struct td_server *srv, struct td_link_ctx *newcomer)
+{
+  uint64_t now = uv_now(srv->loop);
+  struct td_link_ctx *c, *answered = NULL;
+
+  for (c = srv->pending_oldest; c != NULL; c = c->pending_next) {
+    if (c->pending_kind != newcomer->pending_kind || strcmp(c->source_key, newcomer->source_key) != 0 ||
+        tn_link_is_closing(c->link))
+      continue;
+    if (!tn_link_hello_answered(c->link) && !tn_link_hello_waiting(c->link))
+      return c;
+    if (answered == NULL && c != newcomer && now - c->pending_since >= PENDING_ANSWERED_GRACE_MS)
+      answered = c;
+  }
+  return answered != NULL ? answered : newcomer;
+}
+
 void td_server_pending_add(struct td_server *srv, struct td_link_ctx *ctx, enum td_count kind)
 {
-  struct td_link_ctx *old;
+  bool over;
 
   td_source_name(tn_link_peer_addr(ctx->link), ctx->source, sizeof(ctx->source));
   snprintf(ctx->source_key, sizeof(ctx->source_key), "ip:%s", ctx->source);
-  if (td_sources_get(&srv->sources, ctx->source_key, kind) >= srv->cfg.limits.max_pending_per_source) {
-    for (old = srv->pending_oldest; old != NULL; old = old->pending_next)
-      if (old->pending_kind == kind && strcmp(old->source_key, ctx->source_key) == 0)
-        break;
-    if (old != NULL) {
-      srv->metrics.handshakes_refused_limit++;
-      tn_link_close(old->link, "TLS handshake evicted: MaxPendingHandshakesPerSource reached for its source");
-    }
-  }
+  over = td_sources_get(&srv->sources, ctx->source_key, kind) >= srv->cfg.limits.max_pending_per_source;
   ctx->pending = true;
   ctx->pending_kind = kind;
+  ctx->pending_since = uv_now(srv->loop);
   ctx->pending_next = NULL;
   ctx->pending_prev = srv->pending_newest;
   if (srv->pending_newest != NULL)
@@ -538,6 +557,12 @@ void td_server_pending_add(struct td_server *srv, struct td_link_ctx *ctx, enum 
   srv->pending_handshakes++;
   /* Out of memory only makes the per-source bound looser, never refuses the connection. */
   (void)td_sources_add(&srv->sources, ctx->source_key, kind, 1);
+  if (over) {
+    struct td_link_ctx *victim = source_victim(srv, ctx);
+    srv->metrics.handshakes_refused_limit++;
+    tn_link_close(victim->link, victim == ctx ? "TLS handshake refused: MaxPendingHandshakesPerSource reached for its source"
+                                              : "TLS handshake evicted: MaxPendingHandshakesPerSource reached for its source");
+  }
 }
 
 void td_server_pending_done(struct td_server *srv, struct td_link_ctx *ctx)
@@ -962,76 +987,136 @@ int td_server_apply_table(struct td_server *srv, struct td_table *nt, char *err,
 }
 
 /*
- * O((n + L) log(n + L)) for n tunnels and L listeners: every lookup goes through a sorted index, so a
- * table of thousands of tunnels applies without stalling the event loop.
+ * A table change in steps: td_apply_begin sizes it, td_apply_bind binds new listeners (in slices when a
+ * deadline is given), the state file is written, td_apply_commit swaps. Every lookup goes through a sorted
+ * index: O((n + L) log(n + L)) for n tunnels and L listeners.
  */
-int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const char *actor, const char *peer,
-                             char *err, size_t errlen)
+struct td_apply {
+  struct td_table nt;                /* the table being applied, owned */
+  struct td_listener **fresh;        /* [nt.n]: listeners bound for it, NULL where one is kept */
+  struct td_listener **listener_of;  /* [nt.n]: becomes srv->listener_of */
+  size_t *route_start;               /* becomes srv->route_start */
+  struct td_client **route;          /* becomes srv->route */
+  struct td_listener **open_ix;      /* the listeners open at the start, sorted */
+  size_t n_open;
+  struct td_listener_index *new_ix, *old_ix;
+  size_t next_bind;                  /* tunnels [0, next_bind) are bound or kept */
+};
+
+void td_apply_free(struct td_apply *a)
 {
-  struct td_listener **fresh = calloc(nt->n ? nt->n : 1, sizeof(*fresh));
-  struct td_listener **listener_of = calloc(nt->n ? nt->n : 1, sizeof(*listener_of));
-  size_t *route_start = calloc(nt->n + 1, sizeof(*route_start));
-  struct td_client **route = NULL;
-  struct td_listener **open_ix = NULL;
-  struct td_listener_index *new_ix = NULL, *old_ix = NULL;
-  struct td_listener *l;
-  char addr[TN_ADDR_STRLEN];
-  size_t i, n_open, n_route = 0;
+  if (a == NULL)
+    return;
+  for (size_t i = 0; a->fresh != NULL && i < a->nt.n; i++)
+    if (a->fresh[i] != NULL)
+      uv_close((uv_handle_t *)&a->fresh[i]->tcp, (uv_close_cb)free);
+  free(a->fresh);
+  free(a->listener_of);
+  free(a->route);
+  free(a->route_start);
+  free(a->open_ix);
+  free(a->new_ix);
+  free(a->old_ix);
+  td_table_free(&a->nt);
+  free(a);
+}
+
+int td_apply_begin(struct td_server *srv, struct td_table *nt, struct td_apply **out, char *err, size_t errlen)
+{
+  struct td_apply *a = calloc(1, sizeof(*a));
+  size_t n_route = 0;
+
+  *out = NULL;
+  if (a == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return TN_ERR_NOMEM;
+  }
+  a->nt = *nt;
+  td_table_init(nt);
+  for (size_t i = 0; i < a->nt.n; i++)
+    n_route += 1 + a->nt.tunnels[i].n_backups;
+  a->fresh = calloc(a->nt.n ? a->nt.n : 1, sizeof(*a->fresh));
+  a->listener_of = calloc(a->nt.n ? a->nt.n : 1, sizeof(*a->listener_of));
+  a->route_start = calloc(a->nt.n + 1, sizeof(*a->route_start));
+  a->route = calloc(n_route ? n_route : 1, sizeof(*a->route));
+  a->open_ix = open_listener_index(srv, &a->n_open);
+  a->new_ix = td_table_index_new(&a->nt);
+  a->old_ix = td_table_index_new(&srv->table);
+  if (a->fresh == NULL || a->listener_of == NULL || a->route_start == NULL || a->route == NULL ||
+      (a->open_ix == NULL && a->n_open > 0) || (a->new_ix == NULL && a->nt.n > 0) ||
+      (a->old_ix == NULL && srv->table.n > 0)) {
+    *nt = a->nt;  /* untouched for the caller, as on every failure */
+    td_table_init(&a->nt);
+    td_apply_free(a);
+    snprintf(err, errlen, "out of memory");
+    return TN_ERR_NOMEM;
+  }
+  *out = a;
+  return 0;
+}
+
+/* The message of the conflict for tunnel i, whose address could not be bound (rc). */
+static void bind_error(struct td_server *srv, const struct td_tunnel *t, size_t i, int rc, char *err, size_t errlen)
+{
+  const struct td_listener *own = NULL, *l;
+  char addr[TN_ADDR_STRLEN], own_addr[TN_ADDR_STRLEN];
+
+  for (l = srv->listeners; l != NULL && rc == UV_EADDRINUSE; l = l->next)
+    if (!l->closed && td_table_endpoints_conflict(&l->addr, &t->listen)) {
+      own = l;
+      break;
+    }
+  /* "address in use" by tunneld itself needs another remedy than a foreign process would. */
+  if (own != NULL)
+    snprintf(err, errlen,
+             "tunnels[%zu]: cannot listen on %s: tunneld's current listener %s holds that port until the new "
+             "table is in force; remove that tunnel with one PUT, then add this one with another",
+             i, tn_addr_format(&t->listen, addr, sizeof(addr)), tn_addr_format(&own->addr, own_addr, sizeof(own_addr)));
+  else
+    snprintf(err, errlen, "tunnels[%zu]: cannot listen on %s: %s", i, tn_addr_format(&t->listen, addr, sizeof(addr)),
+             uv_strerror(rc));
+}
+
+int td_apply_bind(struct td_server *srv, struct td_apply *a, uint64_t deadline_ns, bool *done, char *err, size_t errlen)
+{
   int rc;
 
-  for (i = 0; i < nt->n; i++)
-    n_route += 1 + nt->tunnels[i].n_backups;
-  route = calloc(n_route ? n_route : 1, sizeof(*route));
-  open_ix = open_listener_index(srv, &n_open);
-  new_ix = td_table_index_new(nt);
-  old_ix = td_table_index_new(&srv->table);
-  if (fresh == NULL || listener_of == NULL || route_start == NULL || route == NULL || (open_ix == NULL && n_open > 0) ||
-      (new_ix == NULL && nt->n > 0) || (old_ix == NULL && srv->table.n > 0)) {
-    snprintf(err, errlen, "out of memory");
-    rc = TN_ERR_NOMEM;
-    goto release;
-  }
-  /* 1. Bind every listener the new table needs and the old one does not have. */
-  for (i = 0; i < nt->n; i++) {
-    if (index_find_listener(open_ix, n_open, &nt->tunnels[i].listen) != NULL)
+  *done = false;
+  for (; a->next_bind < a->nt.n; a->next_bind++) {
+    size_t i = a->next_bind;
+    if (deadline_ns != 0 && (i & 63) == 0 && i > 0 && uv_hrtime() >= deadline_ns)
+      return 0;
+    if (index_find_listener(a->open_ix, a->n_open, &a->nt.tunnels[i].listen) != NULL)
       continue;
-    fresh[i] = listener_new(srv, &nt->tunnels[i].listen, &rc);
-    if (fresh[i] == NULL) {
-      const struct td_listener *own = NULL;
-      char own_addr[TN_ADDR_STRLEN];
-      for (l = srv->listeners; l != NULL && rc == UV_EADDRINUSE; l = l->next)
-        if (!l->closed && td_table_endpoints_conflict(&l->addr, &nt->tunnels[i].listen)) {
-          own = l;
-          break;
-        }
-      /* "address in use" by tunneld itself needs another remedy than a foreign process would. */
-      if (own != NULL)
-        snprintf(err, errlen,
-                 "tunnels[%zu]: cannot listen on %s: tunneld's current listener %s holds that port until the new "
-                 "table is in force; remove that tunnel with one PUT, then add this one with another",
-                 i, tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)),
-                 tn_addr_format(&own->addr, own_addr, sizeof(own_addr)));
-      else
-        snprintf(err, errlen, "tunnels[%zu]: cannot listen on %s: %s", i,
-                 tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), uv_strerror(rc));
-      rc = TN_ERR_CONFLICT;
-      goto release;
+    a->fresh[i] = listener_new(srv, &a->nt.tunnels[i].listen, &rc);
+    if (a->fresh[i] == NULL) {
+      bind_error(srv, &a->nt.tunnels[i], i, rc, err, errlen);
+      return TN_ERR_CONFLICT;
     }
   }
-  /* 2. Persist before the swap: a table that cannot be restored after a restart is not applied. */
-  if ((rc = td_state_save(srv->cfg.state_file, nt, &srv->revoked, err, errlen)) != TN_OK) {
-    rc = rc == TN_ERR_NOMEM ? rc : TN_ERR_IO;
-    goto release;
-  }
+  *done = true;
+  return 0;
+}
 
-  /* 3. Swap: keep listeners whose address stays, close the ones that go, route the new. */
+const struct td_table *td_apply_table(const struct td_apply *a)
+{
+  return &a->nt;
+}
+
+void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *actor, const char *peer)
+{
+  struct td_table *nt = &a->nt;
+  struct td_listener *l;
+  char addr[TN_ADDR_STRLEN];
+
   if (actor != NULL)
-    audit_changes(&srv->table, nt, old_ix, new_ix, actor, peer != NULL ? peer : "-");
+    audit_changes(&srv->table, nt, a->old_ix, a->new_ix, actor, peer != NULL ? peer : "-");
+  /* Keep listeners whose address stays, close the ones that go, route the new. */
   for (l = srv->listeners; l != NULL; l = l->next) {
     long j;
     if (l->closed)
       continue;
-    j = td_table_index_find(new_ix, nt->n, &l->addr);
+    j = td_table_index_find(a->new_ix, nt->n, &l->addr);
     if (j < 0) {
       tn_log_info("tunnel port %u: removed; %u open connections may finish within %u ms", (unsigned)l->addr.port,
                   l->open_connections, srv->cfg.limits.common.drain_timeout_ms);
@@ -1043,16 +1128,17 @@ int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const c
                     (unsigned)l->addr.port, nt->tunnels[j].client_id, srv->table.tunnels[l->tunnel_index].client_id,
                     l->open_connections);
       l->tunnel_index = j;
-      listener_of[j] = l;
+      a->listener_of[j] = l;
     }
   }
-  for (i = 0; i < nt->n; i++) {
-    if (fresh[i] == NULL)
+  for (size_t i = 0; i < nt->n; i++) {
+    if (a->fresh[i] == NULL)
       continue;
-    fresh[i]->tunnel_index = (long)i;
-    fresh[i]->next = srv->listeners;
-    srv->listeners = fresh[i];
-    listener_of[i] = fresh[i];
+    a->fresh[i]->tunnel_index = (long)i;
+    a->fresh[i]->next = srv->listeners;
+    srv->listeners = a->fresh[i];
+    a->listener_of[i] = a->fresh[i];
+    a->fresh[i] = NULL;
     tn_log_info("tunnel port %u: listening on %s for client %s", (unsigned)nt->tunnels[i].listen.port,
                 tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), nt->tunnels[i].client_id);
   }
@@ -1062,29 +1148,37 @@ int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const c
   free(srv->listener_of);
   free(srv->route);
   free(srv->route_start);
-  srv->listener_of = listener_of;
-  srv->route = route;
-  srv->route_start = route_start;
+  srv->listener_of = a->listener_of;
+  srv->route = a->route;
+  srv->route_start = a->route_start;
+  a->listener_of = NULL;
+  a->route = NULL;
+  a->route_start = NULL;
   /* Every client a tunnel names by CN, backups included, is listed (ClientUnknown until it is seen); GET /clients
    * is keyed by CN, so a fingerprint-pinned tunnel lists nothing until its certificate connects under its CN. */
-  resolve_routes(srv, route, route_start);
-  free(fresh);
-  free(open_ix);
-  free(new_ix);
-  free(old_ix);
-  return TN_OK;
+  resolve_routes(srv, srv->route, srv->route_start);
+}
 
-release:
-  for (i = 0; fresh != NULL && i < nt->n; i++)
-    if (fresh[i] != NULL)
-      uv_close((uv_handle_t *)&fresh[i]->tcp, (uv_close_cb)free);
-  free(fresh);
-  free(listener_of);
-  free(route);
-  free(route_start);
-  free(open_ix);
-  free(new_ix);
-  free(old_ix);
+int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const char *actor, const char *peer,
+                             char *err, size_t errlen)
+{
+  struct td_apply *a;
+  bool done;
+  int rc = td_apply_begin(srv, nt, &a, err, errlen);
+
+  if (rc != 0)
+    return rc;
+  rc = td_apply_bind(srv, a, 0, &done, err, errlen);
+  /* Persist before the swap: a table that cannot be restored after a restart is not applied. */
+  if (rc == 0 && td_state_save(srv->cfg.state_file, &a->nt, &srv->revoked, err, errlen) != TN_OK)
+    rc = TN_ERR_IO;
+  if (rc == 0)
+    td_apply_commit(srv, a, actor, peer);
+  else {
+    *nt = a->nt;  /* nothing changed: the caller keeps its table */
+    td_table_init(&a->nt);
+  }
+  td_apply_free(a);
   return rc;
 }
 
@@ -1133,7 +1227,7 @@ static void on_sweep(uv_timer_t *t)
     bool busy = srv->links != NULL;
     for (l = srv->listeners; l != NULL && !busy; l = l->next)
       busy = l->open_connections > 0;
-    if (!busy && srv->mgmt_connections == 0) {
+    if (!busy && srv->mgmt_connections == 0 && srv->put == NULL) {
       uv_timer_stop(&srv->sweep);
       if (srv->on_stopped != NULL)
         srv->on_stopped(srv);

@@ -65,6 +65,7 @@ struct td_link_ctx {
   /* Until the handshake ends: in srv's pending list (oldest first) and counted for its source. */
   bool pending;
   enum td_count pending_kind;
+  uint64_t pending_since;        /* loop time of the accept, for the per-source eviction grace */
   struct td_link_ctx *pending_next;
   struct td_link_ctx *pending_prev;
   char source[48];               /* the peer's source network, "192.0.2.7" or "2001:db8::/64" */
@@ -127,6 +128,8 @@ struct td_server {
   struct td_client **client_buckets; /* by identity */
   size_t n_client_buckets;
   size_t n_clients;
+  struct td_put *put;            /* the PUT /tunnels being applied (put.c), NULL when none */
+  struct td_mgmt_conn *put_waiting; /* management connections whose change waits for it, oldest first */
   const char *api_actor;         /* identity of the admin whose PUT is being applied (audit lines) */
   const char *api_peer;          /* and the address it came from */
   struct td_link_ctx *links;
@@ -176,11 +179,26 @@ int td_server_apply_table_as(struct td_server *srv, struct td_table *new_table, 
                              char *err, size_t errlen);
 
 /*
+ * The steps of td_server_apply_table, for an apply spread over several loop iterations (apply.c). begin takes
+ * *new_table's contents (0) or leaves it untouched (TN_ERR_NOMEM, err set); bind binds the new listeners until deadline_ns
+ * (uv_hrtime; 0: no deadline), *done once all are, TN_ERR_CONFLICT with err set when one cannot be; the caller persists
+ * td_apply_table() and commits, or frees (closing what was bound: nothing changed). Nothing else may change
+ * the table or the listeners between begin and commit.
+ */
+struct td_apply;
+int td_apply_begin(struct td_server *srv, struct td_table *new_table, struct td_apply **out, char *err, size_t errlen);
+int td_apply_bind(struct td_server *srv, struct td_apply *a, uint64_t deadline_ns, bool *done, char *err, size_t errlen);
+const struct td_table *td_apply_table(const struct td_apply *a);
+/* The swap; audit lines name actor (NULL: none, as for a restored table). */
+void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *actor, const char *peer);
+void td_apply_free(struct td_apply *a);
+
+/*
  * Replaces the revoked-certificate list (PUT /revoked-certificates): writes the state file,
  * swaps, then closes every control and management link presenting a listed certificate.
  * requester_sha256 (may be NULL) is the certificate making the request: a list naming it is
- * refused (409), so an admin cannot cut off the connection it is using. Returns 0, or an HTTP
- * status with err set and nothing changed. Takes ownership of *r's contents on success.
+ * refused (TN_ERR_CONFLICT), so an admin cannot cut off the connection it is using. Returns 0, or
+ * TN_ERR_CONFLICT / TN_ERR_IO with err set and nothing changed. Takes ownership of *r's contents on success.
  */
 int td_server_apply_revoked(struct td_server *srv, struct td_revoked *r, const char *requester_sha256, char *err,
                             size_t errlen);
@@ -203,8 +221,8 @@ void td_mgmt_accept(struct td_server *srv);
 bool td_server_evict_handshake(struct td_server *srv, bool management_only);
 /*
  * A just-accepted link starts its handshake: counted globally and for its source, listed as pending.
- * When its source already holds MaxPendingHandshakesPerSource on this port, that source's oldest
- * handshake is closed first: one address can hold only so many, and never starve other sources.
+ * Past MaxPendingHandshakesPerSource on this port, one of that source's handshakes is closed (see
+ * server.c for which): one address can hold only so many, and never starve other sources.
  */
 void td_server_pending_add(struct td_server *srv, struct td_link_ctx *ctx, enum td_count kind);
 /* The handshake ended (established or closed): uncounted and unlisted. Idempotent. */

@@ -2,6 +2,7 @@
 #ifndef TUNNEL_LINK_H
 #define TUNNEL_LINK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -87,6 +88,13 @@ size_t tn_link_queued(const tn_link *link);
 tn_mux *tn_link_mux(const tn_link *link);
 int tn_link_is_established(const tn_link *link);
 int tn_link_is_closing(const tn_link *link);
+/*
+ * True once the TLS handshake answered the peer (its hello was complete and acceptable) or finished. A link that
+ * has only been connected, or sent a partial hello, has cost its peer nothing: the first to shed under a flood.
+ */
+bool tn_link_hello_answered(const tn_link *link);
+/* True when a whole first TLS record from the peer waits in the kernel, not read yet (a peek, no bytes taken). */
+bool tn_link_hello_waiting(const tn_link *link);
 /* "1.2.3.4:5678" of the peer, known from accept/connect. */
 const char *tn_link_peer_address(const tn_link *link);
 /* The same as an address (IPv4-mapped IPv6 shown as IPv4); family TN_AF_UNSPEC when unknown. */
