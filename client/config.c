@@ -13,6 +13,7 @@
 #include "tunnel/defaults.h"
 #include "tunnel/error.h"
 #include "tunnel/file.h"
+#include "tunnel/open.h"
 
 #define PATH_MAX_LEN 4095       /* longest certificate or key path accepted */
 #define IDENTIFIER_MAX 255      /* longest ClientIdentifier accepted */
@@ -203,12 +204,6 @@ static bool is_dns_name(const char *s)
 static bool is_host(const char *s)
 {
   return is_ip_literal(s) || is_dns_name(s);
-}
-
-static bool is_service_char(char c)
-{
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-         c == '-';
 }
 
 /* Parses decimal "1".."65535" with no sign, spaces or leading zeros beyond a single digit. */
@@ -458,7 +453,7 @@ static int key_services(struct loader *ld, const json_t *v)
     if (len > TC_CONFIG_SERVICE_MAX)
       return fail(ld, field, "a service name must be at most %d bytes long, got %zu", TC_CONFIG_SERVICE_MAX, len);
     for (size_t i = 0; i < len; i++)
-      if (!is_service_char(name[i]))
+      if (!tn_open_service_char((unsigned char)name[i]))
         return fail(ld, field, "a service name may contain only letters, digits, '.', '_' and '-'");
     if (!json_is_string(val))
       return fail_type(ld, field, "a string \"host:port\"", val);

@@ -21,6 +21,11 @@
 #define TLS_HANDSHAKE_RECORD 0x16
 /* Plaintext is read out of TLS in pieces this big (one full record). */
 #define LINK_PLAINTEXT_CHUNK 16384u
+/* Raw (management) links: plaintext queued before tn_link_send refuses, unless the owner sets its own. */
+#define LINK_MAX_RAW_OUTPUT (4u * 1024u * 1024u)
+/* The mux tick: a quarter of the keepalive interval, but no busier than 20/s and no lazier than 1/s. */
+#define LINK_TICK_MIN_MS 50u
+#define LINK_TICK_MAX_MS 1000u
 /* Bound the work per socket read callback so one busy link cannot starve the loop. */
 #define LINK_READ_BUFFER (64u * 1024u)
 
@@ -69,7 +74,7 @@ void tn_link_options_default(struct tn_link_options *opt)
   memset(opt, 0, sizeof(*opt));
   tn_mux_options_default(&opt->mux);
   opt->handshake_timeout_ms = TN_DEFAULT_HANDSHAKE_TIMEOUT_MS;
-  opt->max_raw_output = 4u * 1024u * 1024u;
+  opt->max_raw_output = LINK_MAX_RAW_OUTPUT;
 }
 
 /* ---- stream routing: the mux reports, the pipe that owns the stream acts ---- */
@@ -403,10 +408,10 @@ static int link_start_mux(tn_link *l)
   l->established = true;
   /* Tick often enough to notice silence within a fraction of the keepalive interval. */
   tick = l->opt.mux.keepalive_interval_ms / 4;
-  if (tick < 50)
-    tick = 50;
-  if (tick > 1000)
-    tick = 1000;
+  if (tick < LINK_TICK_MIN_MS)
+    tick = LINK_TICK_MIN_MS;
+  if (tick > LINK_TICK_MAX_MS)
+    tick = LINK_TICK_MAX_MS;
   uv_timer_stop(&l->timer);
   uv_timer_start(&l->timer, on_tick, tick, tick);
   return TN_OK;

@@ -57,6 +57,8 @@ struct td_api_ctx {
 
 /* Largest response body built by default (GET /tunnels of a very large table, /metrics). */
 #define TD_API_MAX_RESPONSE (32u * 1024u * 1024u)
+/* A whole answer on the wire: the body plus its status line and headers (which fit in 4 KiB). */
+#define TD_API_MAX_WIRE (TD_API_MAX_RESPONSE + 4096u)
 
 struct td_api_response {
   int status;

@@ -31,6 +31,8 @@ struct td_conv {
 };
 
 #define SWEEP_INTERVAL_MS 250u
+/* Public ports: a burst of users connecting at once waits in the kernel rather than being refused. */
+#define TD_PUBLIC_BACKLOG 1024
 #define FD_EXHAUSTED_LOG_INTERVAL_MS 60000u
 #define RATELOG_MAX_KEYS 256u
 #define TD_REFUSAL_WHY_MAX 320
@@ -418,6 +420,18 @@ static void link_options(const struct td_server *srv, struct tn_link_options *op
   tn_limits_link_options(&srv->cfg.limits.common, opt);
 }
 
+/* Close callback of a handle that was malloc'd on its own. */
+static void on_lone_handle_closed(uv_handle_t *h)
+{
+  free(h);
+}
+
+/* Close callback of a listener that was never listed (its handle's data is the listener). */
+static void on_unlisted_listener_closed(uv_handle_t *h)
+{
+  free(h->data);
+}
+
 /* Accepts and drops a connection we will not serve, so the kernel's queue does not fill. */
 void td_server_drop_connection(uv_stream_t *server)
 {
@@ -427,9 +441,9 @@ void td_server_drop_connection(uv_stream_t *server)
     return;
   uv_tcp_init(server->loop, t);
   if (uv_accept(server, (uv_stream_t *)t) == 0)
-    uv_tcp_close_reset(t, (uv_close_cb)free);
+    uv_tcp_close_reset(t, on_lone_handle_closed);
   else
-    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+    uv_close((uv_handle_t *)t, on_lone_handle_closed);
 }
 
 /* ---- running out of descriptors ---- */
@@ -816,7 +830,7 @@ static int bind_listen(uv_loop_t *loop, uv_tcp_t *tcp, const struct tn_addr *add
   if (rc == 0)
     rc = uv_tcp_bind(tcp, (const struct sockaddr *)&ss, 0);
   if (rc == 0)
-    rc = uv_listen((uv_stream_t *)tcp, 1024, cb);
+    rc = uv_listen((uv_stream_t *)tcp, TD_PUBLIC_BACKLOG, cb);
   (void)loop;
   return rc;
 }
@@ -837,7 +851,7 @@ static struct td_listener *listener_new(struct td_server *srv, const struct tn_a
   *rc = bind_listen(srv->loop, &l->tcp, addr, on_public_connection);
   if (*rc != 0) {
     /* Never listed: close and free without the drain machinery. */
-    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
+    uv_close((uv_handle_t *)&l->tcp, on_unlisted_listener_closed);
     return NULL;
   }
   return l;
@@ -1009,7 +1023,7 @@ void td_apply_free(struct td_apply *a)
     return;
   for (size_t i = 0; a->fresh != NULL && i < a->nt.n; i++)
     if (a->fresh[i] != NULL)
-      uv_close((uv_handle_t *)&a->fresh[i]->tcp, (uv_close_cb)free);
+      uv_close((uv_handle_t *)&a->fresh[i]->tcp, on_unlisted_listener_closed);
   free(a->fresh);
   free(a->listener_of);
   free(a->route);
