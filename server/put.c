@@ -150,7 +150,7 @@ static void saved(uv_work_t *w, int status)
 {
   struct td_put *p = w->data;
 
-  if (status != 0 || p->srv->stopping) {
+  if (status != 0) {
     finish(p, TD_PUT_STOPPING);
     return;
   }
@@ -159,6 +159,13 @@ static void saved(uv_work_t *w, int status)
     return;
   }
   td_apply_commit(p->srv, p->apply, p->actor, p->peer);
+  if (p->srv->stopping) {
+    /* The state file holds the new table, so a restart restores it: it is the one in force, and the drain
+     * that began while it was written closes its listeners as it closed the others. */
+    td_server_close_listeners(p->srv);
+    finish(p, TD_PUT_APPLIED);
+    return;
+  }
   td_apply_free(p->apply);
   p->apply = NULL;
   take_snapshot(p);

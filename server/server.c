@@ -1499,10 +1499,16 @@ static void stop_now(struct td_server *srv)
   on_sweep(&srv->sweep);
 }
 
+void td_server_close_listeners(struct td_server *srv)
+{
+  for (struct td_listener *l = srv->listeners; l != NULL; l = l->next)
+    if (!l->closed)
+      listener_close(l, srv->cfg.limits.common.drain_timeout_ms);
+}
+
 void td_server_stop(struct td_server *srv)
 {
   struct td_link_ctx *ctx, *next;
-  struct td_listener *l;
 
   if (srv->stopping) {
     stop_now(srv);
@@ -1514,8 +1520,7 @@ void td_server_stop(struct td_server *srv)
   close_if_open((uv_handle_t *)&srv->control);
   close_if_open((uv_handle_t *)&srv->management);
   td_metrics_close(srv);
-  for (l = srv->listeners; l != NULL; l = l->next)
-    listener_close(l, srv->cfg.limits.common.drain_timeout_ms);
+  td_server_close_listeners(srv);
   for (ctx = srv->links; ctx != NULL; ctx = next) {
     next = ctx->next;
     if (ctx->management || ctx->client == NULL)

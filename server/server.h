@@ -165,6 +165,8 @@ int td_server_start(struct td_server *srv, char *err, size_t errlen);
 void td_server_reload(struct td_server *srv);
 /* SIGTERM: stop accepting, GoAway to clients, drain, then on_stopped. */
 void td_server_stop(struct td_server *srv);
+/* Every public listener stops accepting; its open connections may finish within DrainTimeoutMs. */
+void td_server_close_listeners(struct td_server *srv);
 void td_server_free(struct td_server *srv);
 
 /*
