@@ -725,7 +725,7 @@ static void test_limits_other(void **state)
   expect_error(fx, "\"Limits\": {\"DeadPeerTimeoutMs\": 4000}",
                "\"Limits.DeadPeerTimeoutMs\": must be greater than KeepaliveIntervalMs (5000), got 4000");
   expect_error(fx, "\"Limits\": {\"PipeLowWater\": 262144}",
-               "\"Limits.PipeLowWater\": must be less than PipeHighWater (262144), got 262144");
+               "\"Limits.PipeLowWater\": must be less than PipeHighWater (4096), got 262144");
 }
 
 static void test_unknown_keys(void **state)

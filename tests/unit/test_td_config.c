@@ -434,7 +434,7 @@ static void test_limits(void **state)
   expect_error(f, "\"Limits\": {\"KeepaliveIntervalMs\": 20000}",
                "\"Limits.DeadPeerTimeoutMs\": must be greater than KeepaliveIntervalMs (20000), got 15000");
   expect_error(f, "\"Limits\": {\"PipeLowWater\": 262144}",
-               "\"Limits.PipeLowWater\": must be less than PipeHighWater (262144), got 262144");
+               "\"Limits.PipeLowWater\": must be less than PipeHighWater (4096), got 262144");
   expect_error(f, "\"Limits\": {\"ApiMaxBody\": -5}", "\"Limits.ApiMaxBody\": must be an integer 1024-67108864, got -5");
 }
 
