@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backends.h"
+#include "tunnel/control.h"
 #include "tunnel/notify.h"
 #include "tunnel/error.h"
 #include "tunnel/log.h"
@@ -24,6 +25,7 @@ struct tc_conv {
 
 static void client_connect_next(struct tc_client *c);
 static void client_schedule_retry(struct tc_client *c, const char *reason);
+static void client_resolve(struct tc_client *c);
 
 /* ---- configuration ---- */
 
@@ -112,12 +114,16 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
     tn_log_debug("client %s: stream %u to %s closed (%llu bytes in, %llu out)", c->identity, v->id, v->target,
                  (unsigned long long)r->bytes_to_socket, (unsigned long long)r->bytes_to_stream);
   else
-    tn_log_info("client %s: stream %u to %s ended: %s", c->identity, v->id, v->target[0] ? v->target : "-",
-                r->reason);
+    tn_log(r->backend_failed ? TN_LOG_WARN : TN_LOG_INFO, "client %s: stream %u to %s ended: %s", c->identity, v->id,
+           v->target[0] ? v->target : "-", r->reason);
   v->pipe = NULL;
   conv_free_if_done(v);
-  if (c->state == TC_CLIENT_STOPPING && c->open_streams == 0 && c->link != NULL)
-    tn_link_close(c->link, "stopped");
+  if (c->state == TC_CLIENT_STOPPING && c->open_streams == 0) {
+    if (c->old_link != NULL)
+      tn_link_close(c->old_link, "stopped");
+    if (c->link != NULL)
+      tn_link_close(c->link, "stopped");
+  }
 }
 
 static void conv_dial(struct tc_conv *v, const struct sockaddr *addr, const struct sockaddr *fallback)
@@ -224,6 +230,82 @@ static struct tn_pipe *link_on_stream_open(tn_link *l, uint32_t id)
 
 /* ---- the link ---- */
 
+/*
+ * Tells tunneld which backends this client serves, so it can show a tunnel that would be refused here
+ * (docs/PROTOCOL.md 8a). Sent when the link comes up and after each reload.
+ */
+static void announce_allow_list(struct tc_client *c, tn_link *l)
+{
+  const struct tc_config *cfg = &c->cfg;
+  const char **names;
+  uint8_t *buf;
+  size_t n;
+  int rc;
+
+  if (cfg->n_allowed_ports > TN_CTL_MAX_PORTS || cfg->n_services > TN_CTL_MAX_NAMES) {
+    tn_log_warn("client %s: %zu allowed ports and %zu services are more than tunneld can be told (at most %u and %u); "
+                "it shows this client's allow-list as unknown", c->identity, cfg->n_allowed_ports, cfg->n_services,
+                TN_CTL_MAX_PORTS, TN_CTL_MAX_NAMES);
+    return;
+  }
+  names = calloc(cfg->n_services ? cfg->n_services : 1, sizeof(*names));
+  buf = malloc(TN_CTL_MAX_LEN);
+  if (names == NULL || buf == NULL) {
+    free(names);
+    free(buf);
+    return;
+  }
+  for (size_t i = 0; i < cfg->n_services; i++)
+    names[i] = cfg->services[i].name;
+  n = tn_ctl_allow_encode(cfg->allowed_ports, cfg->n_allowed_ports, names, cfg->n_services, buf, TN_CTL_MAX_LEN);
+  rc = n > 0 ? tn_link_send_message(l, buf, n) : TN_ERR_INVALID;
+  if (rc != TN_OK)
+    tn_log_warn("client %s: could not announce the allow-list to tunneld: %s", c->identity, tn_strerror(rc));
+  else
+    tn_log_debug("client %s: announced %zu allowed ports and %zu services", c->identity, cfg->n_allowed_ports,
+                 cfg->n_services);
+  free(names);
+  free(buf);
+}
+
+static void reconnect_now(struct tc_client *c, const char *why);
+
+/* The rotation message was answered: with FIN, the new link may come up beside this one; with RST, reconnect. */
+static void rotation_answered(struct tc_client *c, tn_link *l, int accepted)
+{
+  if (!accepted) {
+    tn_log_info("client %s: tunneld did not take the rotation announcement (an older version); reconnecting with the "
+                "new certificate", c->identity);
+    reconnect_now(c, "configuration changed");
+    return;
+  }
+  tn_log_info("client %s: tunneld took the rotation announcement; connecting with the new certificate while the link "
+              "from %s keeps serving", c->identity, tn_link_peer_address(l));
+  c->old_link = l;
+  c->link = NULL;
+  tc_backoff_reset(&c->backoff);
+  client_resolve(c);
+}
+
+static void link_on_message_done(tn_link *l, const uint8_t *msg, size_t len, int accepted)
+{
+  struct tc_client *c = tn_link_data(l);
+  uint8_t version = 0, type = 0;
+  uint32_t total = 0;
+
+  /* A link that is closing reports every message as not taken; its close is handled by link_on_closed. */
+  if (tn_link_is_closing(l) || c->link != l || c->state != TC_CLIENT_UP)
+    return;
+  if (tn_ctl_peek(msg, len, &version, &type, &total) == TN_OK && type == TN_CTL_ROTATE) {
+    rotation_answered(c, l, accepted);
+    return;
+  }
+  /* A tunneld older than the allow-list message refuses its stream; everything else works as before. */
+  if (!accepted)
+    tn_log_info("client %s: tunneld did not take the allow-list announcement (an older version); it cannot show "
+                "tunnels this client would refuse", c->identity);
+}
+
 static void link_on_established(tn_link *l, const struct tn_tls_peer *peer)
 {
   struct tc_client *c = tn_link_data(l);
@@ -248,12 +330,19 @@ static void link_on_established(tn_link *l, const struct tn_tls_peer *peer)
     c->ready_notified = true;
     tn_notify_ready("connected");
   }
+  announce_allow_list(c, l);
 }
 
 static void link_on_go_away(tn_link *l, uint32_t code)
 {
   struct tc_client *c = tn_link_data(l);
 
+  if (l == c->old_link) {
+    tn_log_info("client %s: tunneld moved new connections to the new link; the old link from %s drains (GoAway code "
+                "%u) and closes once its streams have ended", c->identity, tn_link_peer_address(l), code);
+    tn_link_go_away(l);
+    return;
+  }
   tn_log_info("client %s: server %s is going away (code %u); reconnecting once its open streams have ended",
               c->identity, tn_link_peer_address(l), code);
   /* GoAway only stops new streams: the server lets open ones drain (SIGTERM, replaced link), so they are
@@ -282,10 +371,19 @@ static void link_on_closed(tn_link *l, const char *reason)
   struct tc_client *c = tn_link_data(l);
   bool was_up = c->state == TC_CLIENT_UP;
 
+  if (l == c->old_link) {
+    c->old_link = NULL;
+    tn_log_info("client %s: old link from %s closed after the certificate rotation: %s", c->identity,
+                tn_link_peer_address(l), reason);
+    if (c->state == TC_CLIENT_STOPPING && c->link == NULL)
+      client_finish_stop(c);
+    return;
+  }
   c->link = NULL;
   if (c->state == TC_CLIENT_STOPPING || c->state == TC_CLIENT_STOPPED) {
     tn_log_info("client %s: link closed: %s", c->identity, reason);
-    client_finish_stop(c);
+    if (c->old_link == NULL)
+      client_finish_stop(c);
     return;
   }
   if (was_up) {
@@ -308,6 +406,7 @@ static const struct tn_link_callbacks client_link_callbacks = {
   .on_stream_open = link_on_stream_open,
   .on_go_away = link_on_go_away,
   .on_drained = link_on_drained,
+  .on_message_done = link_on_message_done,
   .on_closed = link_on_closed,
 };
 
@@ -330,7 +429,7 @@ static void on_server_resolved(uv_getaddrinfo_t *req, int status, struct addrinf
 
   if (c->state != TC_CLIENT_RESOLVING) {
     uv_freeaddrinfo(res);
-    if (c->state == TC_CLIENT_STOPPING)
+    if (c->state == TC_CLIENT_STOPPING && c->old_link == NULL)
       client_finish_stop(c);
     return;
   }
@@ -416,9 +515,12 @@ static void on_drain_timeout(uv_timer_t *t)
 {
   struct tc_client *c = t->data;
 
-  if (c->link != NULL) {
+  if (c->link != NULL || c->old_link != NULL) {
     tn_log_warn("client %s: drain timeout: resetting %zu open streams", c->identity, c->open_streams);
-    tn_link_close(c->link, "drain timeout");
+    if (c->old_link != NULL)
+      tn_link_close(c->old_link, "drain timeout");
+    if (c->link != NULL)
+      tn_link_close(c->link, "drain timeout");
   } else {
     client_finish_stop(c);
   }
@@ -441,6 +543,11 @@ void tc_client_stop(struct tc_client *c)
               c->cfg.limits.common.drain_timeout_ms);
   tn_notify_stopping();
   uv_timer_stop(&c->retry_timer);
+  if (c->old_link != NULL) {
+    /* Mid-rotation: the old link still carries streams; it drains like the current one. */
+    uv_timer_start(&c->drain_timer, on_drain_timeout, c->cfg.limits.common.drain_timeout_ms, 0);
+    tn_link_go_away(c->old_link);
+  }
   if (c->state == TC_CLIENT_RESOLVING) {
     c->state = TC_CLIENT_STOPPING;  /* the lookup's callback finishes the stop */
     uv_cancel((uv_req_t *)&c->resolve_req);
@@ -448,7 +555,8 @@ void tc_client_stop(struct tc_client *c)
   }
   c->state = TC_CLIENT_STOPPING;
   if (c->link == NULL) {
-    client_finish_stop(c);
+    if (c->old_link == NULL)
+      client_finish_stop(c);
     return;
   }
   if (!tn_link_is_established(c->link) || c->open_streams == 0) {
@@ -459,12 +567,46 @@ void tc_client_stop(struct tc_client *c)
   uv_timer_start(&c->drain_timer, on_drain_timeout, c->cfg.limits.common.drain_timeout_ms, 0);
 }
 
+/* Closes the link (GoAway first, so tunneld lets go of it at once) and connects again without the backoff. */
+static void reconnect_now(struct tc_client *c, const char *why)
+{
+  if (c->link != NULL)
+    tn_link_close(c->link, why);
+  if (c->state == TC_CLIENT_WAITING) {
+    uv_timer_stop(&c->retry_timer);
+    tc_backoff_reset(&c->backoff);
+    client_resolve(c);
+  }
+}
+
+/*
+ * A new certificate for a link that is up: the link announces it (docs/PROTOCOL.md 8a) and, once tunneld has
+ * taken that, the new link connects beside it; tunneld then moves new connections to the new link and sends the
+ * old one GoAway, and its streams finish there. Returns false when it cannot start (then reconnect).
+ */
+static bool rotation_start(struct tc_client *c)
+{
+  uint8_t sha[32], msg[TN_CTL_ROTATE_LEN];
+
+  if (c->state != TC_CLIENT_UP || c->link == NULL || c->old_link != NULL || !tn_link_is_established(c->link) ||
+      tn_mux_is_going_away(tn_link_mux(c->link)))
+    return false;
+  for (int i = 0; i < 32; i++) {
+    unsigned v;
+    if (sscanf(c->cert_sha256 + 2 * i, "%2x", &v) != 1)
+      return false;
+    sha[i] = (uint8_t)v;
+  }
+  tn_ctl_rotate_encode(sha, msg, sizeof(msg));
+  return tn_link_send_message(c->link, msg, sizeof(msg)) == TN_OK;
+}
+
 void tc_client_reload(struct tc_client *c, const char *cfg_path)
 {
   struct tc_config cfg;
   tn_tls_config *tls = NULL;
   char identity[TN_TLS_CN_MAX], sha256[65], err[512];
-  bool reconnect;
+  bool reconnect, server_changed, cert_changed, untrusted = false;
 
   if (tc_config_load(&cfg, cfg_path, err, sizeof(err)) != 0) {
     tn_log_error("client %s: reload refused, keeping the running configuration: %s", c->identity, err);
@@ -475,9 +617,10 @@ void tc_client_reload(struct tc_client *c, const char *cfg_path)
     tc_config_free(&cfg);
     return;
   }
-  reconnect = strcmp(cfg.server_host, c->cfg.server_host) != 0 || cfg.server_port != c->cfg.server_port ||
-              strcmp(tc_config_server_name(&cfg), tc_config_server_name(&c->cfg)) != 0 ||
-              strcmp(sha256, c->cert_sha256) != 0;
+  server_changed = strcmp(cfg.server_host, c->cfg.server_host) != 0 || cfg.server_port != c->cfg.server_port ||
+                   strcmp(tc_config_server_name(&cfg), tc_config_server_name(&c->cfg)) != 0;
+  cert_changed = strcmp(sha256, c->cert_sha256) != 0;
+  reconnect = server_changed || cert_changed;
   tc_config_free(&c->cfg);
   c->cfg = cfg;
   tn_tls_config_unref(c->tls);
@@ -485,26 +628,21 @@ void tc_client_reload(struct tc_client *c, const char *cfg_path)
   memcpy(c->identity, identity, sizeof(identity));
   memcpy(c->cert_sha256, sha256, sizeof(sha256));
   /* A new CA or CRL may no longer trust the server this link reached. */
-  if (!reconnect && c->link != NULL && tn_link_is_established(c->link) &&
+  if (!server_changed && c->link != NULL && tn_link_is_established(c->link) &&
       tn_tls_recheck(tn_link_tls(c->link), c->tls, err, sizeof(err)) == TN_ERR_INVALID) {
     tn_log_warn("client %s: the connected server is no longer trusted: %s", c->identity, err);
-    reconnect = true;
+    reconnect = untrusted = true;
   }
   tn_log_info("client %s: configuration reloaded (%zu services, %zu allowed ports)%s", c->identity,
-              c->cfg.n_services, c->cfg.n_allowed_ports, reconnect ? "; reconnecting" : "");
+              c->cfg.n_services, c->cfg.n_allowed_ports,
+              !reconnect ? "" : server_changed || untrusted ? "; reconnecting" : "; new certificate");
+  if (!reconnect && c->state == TC_CLIENT_UP && c->link != NULL)
+    announce_allow_list(c, c->link);
   if (!reconnect || c->state == TC_CLIENT_STOPPING || c->state == TC_CLIENT_STOPPED)
     return;
-  /*
-   * Closing sends GoAway first, so tunneld lets go of this link at once and a new certificate for the same
-   * identity is not taken for a second machine; the new link then starts without waiting for the backoff.
-   */
-  if (c->link != NULL)
-    tn_link_close(c->link, "configuration changed");
-  if (c->state == TC_CLIENT_WAITING) {
-    uv_timer_stop(&c->retry_timer);
-    tc_backoff_reset(&c->backoff);
-    client_resolve(c);
-  }
+  if (!server_changed && !untrusted && rotation_start(c))
+    return;  /* rotation_answered goes on */
+  reconnect_now(c, "configuration changed");
 }
 
 void tc_client_free(struct tc_client *c)

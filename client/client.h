@@ -29,6 +29,7 @@ struct tc_client {
 
   enum tc_client_state state;
   tn_link *link;                  /* the attempt or the established link */
+  tn_link *old_link;              /* certificate rotation: the previous link, serving until tunneld moves off it */
   uv_timer_t retry_timer;
   uv_timer_t drain_timer;
   uv_getaddrinfo_t resolve_req;

@@ -2,9 +2,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "client.h"
+#include "tunnel/certcheck.h"
 #include "tunnel/defaults.h"
 #include "tunnel/log.h"
 #include "tunnel/loop.h"
@@ -20,14 +22,16 @@ struct program {
 static void usage(FILE *out)
 {
   fprintf(out,
-          "usage: tunnelc [--config FILE] [--check-config]\n"
+          "usage: tunnelc [--config FILE] [--check-config [--service-user USER]]\n"
           "       tunnelc --version | --help\n"
           "\n"
           "Keeps one mutually authenticated TLS connection to tunneld and splices each\n"
           "connection it carries to a local service allowed by the configuration.\n"
           "\n"
           "  --config FILE    configuration (default " TN_DEFAULT_CLIENT_CONFIG ")\n"
-          "  --check-config   load and validate the configuration and certificates, then exit 0 or 1\n"
+          "  --check-config   load and validate the configuration and certificates, then exit 0 or 1;\n"
+          "                   also flags certificates outside their dates and, run as root, files the\n"
+          "                   service user (--service-user, default " TN_CERTCHECK_DEFAULT_USER ") cannot read\n"
           "\n"
           "Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads configuration and certificates.\n"
           "Documentation: docs/CONFIG.md, docs/OPERATIONS.md.\n");
@@ -61,6 +65,7 @@ int main(int argc, char **argv)
   struct program p;
   char err[1024];
   int check_only = 0;
+  const char *service_user = NULL;
 
   memset(&p, 0, sizeof(p));
   p.config_path = TN_DEFAULT_CLIENT_CONFIG;
@@ -77,6 +82,8 @@ int main(int argc, char **argv)
       check_only = 1;
     } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
       p.config_path = argv[++i];
+    } else if (strcmp(argv[i], "--service-user") == 0 && i + 1 < argc) {
+      service_user = argv[++i];
     } else {
       fprintf(stderr, "tunnelc: unknown argument \"%s\"\n", argv[i]);
       usage(stderr);
@@ -93,12 +100,30 @@ int main(int argc, char **argv)
     return 1;
   }
   if (check_only) {
-    printf("tunnelc: %s: configuration OK (client identity %s, server %s:%u)\n", p.config_path,
-           p.client.identity, p.client.cfg.server_host, (unsigned)p.client.cfg.server_port);
+    const struct tc_config *cfg = &p.client.cfg;
+    const struct tn_certcheck_file files[] = {
+      { cfg->path, "--config", TN_CERTCHECK_FILE },
+      { cfg->cert_file, "ClientTlsCertificateFile", TN_CERTCHECK_OWN_CERT },
+      { cfg->key_file, "ClientTlsKeyFile", TN_CERTCHECK_FILE },
+      { cfg->ca_file, "CaCertificateFile", TN_CERTCHECK_CA },
+      { cfg->crl_file, "CrlFile", TN_CERTCHECK_FILE },
+    };
+    struct tn_certcheck cc;
+    int rc = 0;
+
+    tn_certcheck_init(&cc, stdout, "tunnelc", (int64_t)time(NULL));
+    tn_certcheck_files(&cc, files, sizeof(files) / sizeof(files[0]), service_user);
+    if (cc.errors > 0) {
+      printf("tunnelc: %s: %u problem(s) found\n", p.config_path, cc.errors);
+      rc = 1;
+    } else {
+      printf("tunnelc: %s: configuration OK (client identity %s, server %s:%u)\n", p.config_path,
+             p.client.identity, cfg->server_host, (unsigned)cfg->server_port);
+    }
     tn_loop_close_all(&p.loop);
     tc_client_free(&p.client);
     uv_loop_close(&p.loop);
-    return 0;
+    return rc;
   }
   if (p.client.cfg.debug_log)
     tn_log_set_level(TN_LOG_DEBUG);

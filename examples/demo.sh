@@ -4,7 +4,7 @@
 #     bash examples/demo.sh
 #
 # What it does, step by step (each step is printed as it runs):
-#   1. installs missing Debian packages (tests/install-deps.sh) and builds tunneld and tunnelc (Release, build/demo)
+#   1. installs missing Debian packages (tests/install-deps.sh) and builds tunneld and tunnelc (Release, build/release, as the README quick start does)
 #   2. makes a PKI with `tunneld pki`: a CA, the server's certificate, clients home1 and home2, an admin
 #   3. starts tunneld (the "VPS"), two nginx web servers and two tunnelc clients (the "home machines")
 #   4. PUT /tunnels with curl and the admin certificate: one public port, primary home1, backup home2, PROXY v2 on
@@ -20,7 +20,7 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD=$REPO/build/demo
+BUILD=$REPO/build/release
 DEMO=$(mktemp -d /tmp/tunnel-demo.XXXXXX)
 PIDS=()
 

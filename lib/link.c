@@ -12,6 +12,7 @@
 
 #include "splice.h"
 #include "tunnel/addr.h"
+#include "tunnel/control.h"
 #include "tunnel/defaults.h"
 #include "tunnel/error.h"
 #include "tunnel/log.h"
@@ -26,6 +27,8 @@
 /* The mux tick: a quarter of the keepalive interval, but no busier than 20/s and no lazier than 1/s. */
 #define LINK_TICK_MIN_MS 50u
 #define LINK_TICK_MAX_MS 1000u
+/* Control messages being received at once per link; more are refused (RST), so a peer cannot pin much memory. */
+#define LINK_MAX_INCOMING_MESSAGES 4u
 /* Bound the work per socket read callback so one busy link cannot starve the loop. */
 #define LINK_READ_BUFFER (64u * 1024u)
 
@@ -51,6 +54,7 @@ struct tn_link {
   bool draining;          /* after tn_link_go_away: close once the streams have ended */
   bool tick_due;          /* the keepalive timer fired; the mux ticks in the check phase */
   bool hello_answered;    /* the handshake produced a reply to the peer's input: its hello was whole and acceptable */
+  unsigned incoming_msgs; /* control messages being received (LINK_MAX_INCOMING_MESSAGES) */
   int connect_error;      /* a connect that failed at once, reported from the timer */
   int handles_open;
   char peer_address[TN_ADDR_STRLEN];
@@ -67,6 +71,25 @@ struct tn_link {
 
 static void link_flush(tn_link *l);
 
+/*
+ * A control message on a client-opened (odd) stream: being received whole (server) or sent (client).
+ * Public connections use the server's even ids only, so the parity tells the two kinds of stream apart.
+ */
+struct link_msg {
+  tn_link *link;
+  uint32_t id;
+  bool sending;
+  uint8_t *buf;
+  size_t len;
+  size_t cap;
+  size_t sent;
+};
+
+static bool link_id_is_msg(uint32_t id)
+{
+  return (id & 1u) != 0;
+}
+
 static const struct tn_link_callbacks no_callbacks;
 
 void tn_link_options_default(struct tn_link_options *opt)
@@ -79,13 +102,117 @@ void tn_link_options_default(struct tn_link_options *opt)
 
 /* ---- stream routing: the mux reports, the pipe that owns the stream acts ---- */
 
+static void msg_free(struct link_msg *msg)
+{
+  free(msg->buf);
+  free(msg);
+}
+
+static int msg_accept(tn_link *l, uint32_t id, void **stream_user)
+{
+  struct link_msg *msg;
+
+  if (l->cb->on_message == NULL || l->incoming_msgs >= LINK_MAX_INCOMING_MESSAGES ||
+      (msg = calloc(1, sizeof(*msg))) == NULL)
+    return -1;
+  l->incoming_msgs++;
+  msg->link = l;
+  msg->id = id;
+  *stream_user = msg;
+  return 0;
+}
+
+static void msg_on_data(tn_mux *m, struct link_msg *msg, const uint8_t *data, size_t len)
+{
+  tn_link *l = msg->link;
+
+  if (msg->sending)
+    return;
+  if (msg->len + len > TN_CTL_MAX_LEN) {
+    tn_link_close(l, "protocol error from peer: control message longer than 262144 bytes");
+    return;
+  }
+  if (msg->len + len > msg->cap) {
+    size_t cap = msg->cap ? msg->cap : 1024;
+    uint8_t *nb;
+    while (cap < msg->len + len)
+      cap *= 2;
+    if (cap > TN_CTL_MAX_LEN)
+      cap = TN_CTL_MAX_LEN;
+    if ((nb = realloc(msg->buf, cap)) == NULL) {
+      tn_mux_stream_reset(m, msg->id);
+      return;
+    }
+    msg->buf = nb;
+    msg->cap = cap;
+  }
+  memcpy(msg->buf + msg->len, data, len);
+  msg->len += len;
+  tn_mux_stream_consumed(m, msg->id, len);
+}
+
+static void msg_on_fin(tn_mux *m, struct link_msg *msg)
+{
+  tn_link *l = msg->link;
+  uint32_t id = msg->id;
+
+  if (msg->sending)
+    return;
+  /* The callback may close the link, which frees msg through on_stream_close. */
+  l->cb->on_message(l, msg->buf, msg->len);
+  if (!l->closing && tn_mux_stream_user(m, id) == msg)
+    tn_mux_stream_fin(m, id);
+  tn_link_want_flush(l);
+}
+
+static void msg_push(tn_mux *m, struct link_msg *msg)
+{
+  long w = tn_mux_stream_write(m, msg->id, msg->buf + msg->sent, msg->len - msg->sent);
+
+  if (w < 0)
+    return;
+  msg->sent += (size_t)w;
+  if (msg->sent == msg->len)
+    tn_mux_stream_fin(m, msg->id);
+  tn_link_want_flush(msg->link);
+}
+
+int tn_link_send_message(tn_link *l, const uint8_t *data, size_t len)
+{
+  struct link_msg *msg;
+  int rc;
+
+  if (len > TN_CTL_MAX_LEN)
+    return TN_ERR_TOO_LARGE;
+  if (l->closing || !l->established || l->mux == NULL)
+    return TN_ERR_SESSION_CLOSED;
+  if ((msg = calloc(1, sizeof(*msg))) == NULL || (msg->buf = malloc(len ? len : 1)) == NULL) {
+    free(msg);
+    return TN_ERR_NOMEM;
+  }
+  msg->link = l;
+  msg->sending = true;
+  memcpy(msg->buf, data, len);
+  msg->len = msg->cap = len;
+  if ((rc = tn_mux_open_stream(l->mux, msg, &msg->id)) != TN_OK) {
+    msg_free(msg);
+    return rc;
+  }
+  msg_push(l->mux, msg);
+  return TN_OK;
+}
+
 static int mux_on_stream_open(tn_mux *m, uint32_t id, void **stream_user, void *session_user)
 {
   tn_link *l = session_user;
   tn_pipe *p;
 
   (void)m;
-  if (l->closing || l->draining || l->cb->on_stream_open == NULL)
+  if (l->closing || l->draining)
+    return -1;
+  if (link_id_is_msg(id))
+    return msg_accept(l, id, stream_user);
+  if (l->cb->on_stream_open == NULL)
     return -1;
   p = l->cb->on_stream_open(l, id);
   if (p == NULL)
@@ -96,26 +223,35 @@ static int mux_on_stream_open(tn_mux *m, uint32_t id, void **stream_user, void *
 
 static void mux_on_stream_data(tn_mux *m, uint32_t id, const uint8_t *data, size_t len, void *stream_user)
 {
-  (void)m;
-  (void)id;
-  if (stream_user != NULL)
+  if (stream_user == NULL)
+    return;
+  if (link_id_is_msg(id))
+    msg_on_data(m, stream_user, data, len);
+  else
     tn_pipe__on_data(stream_user, data, len);
 }
 
 static void mux_on_stream_fin(tn_mux *m, uint32_t id, void *stream_user)
 {
-  (void)m;
-  (void)id;
-  if (stream_user != NULL)
+  if (stream_user == NULL)
+    return;
+  if (link_id_is_msg(id))
+    msg_on_fin(m, stream_user);
+  else
     tn_pipe__on_fin(stream_user);
 }
 
 static void mux_on_stream_writable(tn_mux *m, uint32_t id, void *stream_user)
 {
-  (void)m;
-  (void)id;
-  if (stream_user != NULL)
+  if (stream_user == NULL)
+    return;
+  if (link_id_is_msg(id)) {
+    struct link_msg *msg = stream_user;
+    if (msg->sending && msg->sent < msg->len)
+      msg_push(m, msg);
+  } else {
     tn_pipe__on_writable(stream_user);
+  }
 }
 
 static void mux_on_stream_close(tn_mux *m, uint32_t id, int reason, void *stream_user)
@@ -123,9 +259,16 @@ static void mux_on_stream_close(tn_mux *m, uint32_t id, int reason, void *stream
   tn_link *l = tn_mux_user(m);
   struct tn_mux_stats st;
 
-  (void)id;
-  if (stream_user != NULL)
+  if (stream_user != NULL && link_id_is_msg(id)) {
+    struct link_msg *msg = stream_user;
+    if (msg->sending && l->cb->on_message_done != NULL)
+      l->cb->on_message_done(l, msg->buf, msg->len, reason == TN_MUX_CLOSE_NORMAL);
+    if (!msg->sending)
+      l->incoming_msgs--;
+    msg_free(msg);
+  } else if (stream_user != NULL) {
     tn_pipe__on_stream_close(stream_user, reason);
+  }
   tn_mux_get_stats(m, &st);
   if (l->draining && st.streams_open == 0 && !l->closing && l->cb->on_drained != NULL)
     l->cb->on_drained(l);

@@ -51,6 +51,7 @@ struct tn_pipe {
   bool stream_closed;
   bool done;                 /* on_close was called; only teardown remains */
   bool redialing;            /* the socket is closing to be re-created for the fallback address */
+  bool dial_failed;          /* ended because the backend could not be reached */
   bool has_fallback;
   struct sockaddr_storage fallback;
 
@@ -116,6 +117,7 @@ static void pipe_finish(tn_pipe *p, const char *reason, bool normal)
     uv_read_stop((uv_stream_t *)&p->tcp);
   r.reason = reason;
   r.normal = normal;
+  r.backend_failed = p->dial_failed;
   r.bytes_to_stream = p->bytes_to_stream;
   r.bytes_to_socket = p->bytes_to_socket;
   if (p->cb->on_close != NULL)
@@ -126,6 +128,13 @@ static void pipe_finish(tn_pipe *p, const char *reason, bool normal)
   else if (normal || !p->socket_up || p->shutdown_started || uv_tcp_close_reset(&p->tcp, on_handle_closed) != 0)
     uv_close((uv_handle_t *)&p->tcp, on_handle_closed);
   uv_close((uv_handle_t *)&p->timer, on_handle_closed);
+}
+
+/* The backend is down or unreachable: the one end the operator of the client must act on. */
+static void pipe_dial_fail(tn_pipe *p, const char *reason)
+{
+  p->dial_failed = true;
+  pipe_finish(p, reason, false);
 }
 
 void tn_pipe_abort(tn_pipe *p, const char *reason)
@@ -634,7 +643,7 @@ static void on_dial_timeout(uv_timer_t *t)
 {
   tn_pipe *p = t->data;
 
-  pipe_finish(p, "backend connect timed out", false);
+  pipe_dial_fail(p, "backend connect timed out");
 }
 
 static void on_backend_connected(uv_connect_t *req, int status)
@@ -655,7 +664,7 @@ static void on_backend_connected(uv_connect_t *req, int status)
   }
   uv_timer_stop(&p->timer);
   if (status < 0) {
-    pipe_finish(p, status == UV_ECONNREFUSED ? "backend refused the connection" : "backend connect failed", false);
+    pipe_dial_fail(p, status == UV_ECONNREFUSED ? "backend refused the connection" : "backend connect failed");
     return;
   }
   uv_tcp_nodelay(&p->tcp, 1);
@@ -705,7 +714,7 @@ static void on_redial_closed(uv_handle_t *h)
   p->tcp.data = p;
   p->connect_req.data = p;
   if (uv_tcp_connect(&p->connect_req, &p->tcp, (const struct sockaddr *)&p->fallback, on_backend_connected) != 0)
-    pipe_finish(p, "backend connect failed", false);
+    pipe_dial_fail(p, "backend connect failed");
 }
 
 int tn_pipe_connect(tn_pipe *p, const struct sockaddr *addr, const struct sockaddr *fallback, uint64_t timeout_ms)
@@ -722,7 +731,7 @@ int tn_pipe_connect(tn_pipe *p, const struct sockaddr *addr, const struct sockad
   p->connect_req.data = p;
   rc = uv_tcp_connect(&p->connect_req, &p->tcp, addr, on_backend_connected);
   if (rc != 0) {
-    pipe_finish(p, "backend connect failed", false);
+    pipe_dial_fail(p, "backend connect failed");
     return rc;
   }
   if (timeout_ms > 0)

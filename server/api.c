@@ -94,8 +94,19 @@ static void get_tunnels(const struct td_api_ctx *ctx, struct td_api_response *re
   struct td_table empty;
   struct status_ctx s = {ctx};
 
+  json_t *arr;
+
   td_table_init(&empty);
-  reply_json(resp, td_table_to_json(t ? t : &empty, status_thunk, &s));
+  arr = td_table_to_json(t ? t : &empty, status_thunk, &s);
+  /* Only where there is one, so GET output without problems stays exactly as it always was. */
+  for (size_t i = 0; arr != NULL && t != NULL && ctx->ops->tunnel_problems != NULL && i < json_array_size(arr); i++) {
+    json_t *problems = ctx->ops->tunnel_problems(ctx->srv, i);
+    if (problems != NULL && json_object_set_new(json_array_get(arr, i), "Problems", problems) != 0) {
+      json_decref(arr);
+      arr = NULL;
+    }
+  }
+  reply_json(resp, arr);
 }
 
 /* application/json, any case, parameters (charset=...) allowed. */

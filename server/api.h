@@ -36,6 +36,8 @@ struct td_api_ops {
    * the certificate asking).
    */
   int (*apply_revoked)(void *srv, struct td_revoked *r, const char *requester_sha256, char *err, size_t errlen);
+  /* GET /tunnels "Problems" of current_table()->tunnels[index]: a new array reference, or NULL for none. May be NULL. */
+  json_t *(*tunnel_problems)(void *srv, size_t index);
 };
 
 /* PUT /tunnels outcomes, for /metrics. */

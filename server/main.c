@@ -3,10 +3,12 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "pki.h"
 #include "server.h"
+#include "tunnel/certcheck.h"
 #include "tunnel/defaults.h"
 #include "tunnel/log.h"
 #include "tunnel/loop.h"
@@ -21,7 +23,7 @@ struct program {
 static void usage(FILE *out)
 {
   fprintf(out,
-          "usage: tunneld [--config FILE] [--check-config]\n"
+          "usage: tunneld [--config FILE] [--check-config [--service-user USER]]\n"
           "       tunneld pki init|issue|show ...   (tunneld pki --help)\n"
           "       tunneld --version | --help\n"
           "\n"
@@ -29,7 +31,9 @@ static void usage(FILE *out)
           "API to admin certificates, and carries each public port's connections to a client.\n"
           "\n"
           "  --config FILE    configuration (default " TN_DEFAULT_SERVER_CONFIG ")\n"
-          "  --check-config   load and validate configuration, certificates and state file, then exit 0 or 1\n"
+          "  --check-config   load and validate configuration, certificates and state file, then exit 0 or 1;\n"
+          "                   also flags certificates outside their dates and, run as root, files the\n"
+          "                   service user (--service-user, default " TN_CERTCHECK_DEFAULT_USER ") cannot read\n"
           "\n"
           "Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads certificates and CA.\n"
           "Documentation: docs/CONFIG.md, docs/API.md, docs/OPERATIONS.md.\n");
@@ -63,6 +67,7 @@ int main(int argc, char **argv)
   const char *config_path = TN_DEFAULT_SERVER_CONFIG;
   char err[1024];
   int check_only = 0;
+  const char *service_user = NULL;
 
   if (argc >= 2 && strcmp(argv[1], "pki") == 0)
     return td_pki_main(argc - 1, argv + 1);
@@ -80,6 +85,8 @@ int main(int argc, char **argv)
       check_only = 1;
     } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
       config_path = argv[++i];
+    } else if (strcmp(argv[i], "--service-user") == 0 && i + 1 < argc) {
+      service_user = argv[++i];
     } else {
       fprintf(stderr, "tunneld: unknown argument \"%s\"\n", argv[i]);
       usage(stderr);
@@ -96,11 +103,29 @@ int main(int argc, char **argv)
     return 1;
   }
   if (check_only) {
-    printf("tunneld: %s: configuration OK (%zu tunnels in %s)\n", config_path, p.server.table.n,
-           p.server.cfg.state_file);
+    const struct td_config *cfg = &p.server.cfg;
+    const struct tn_certcheck_file files[] = {
+      { config_path, "--config", TN_CERTCHECK_FILE },
+      { cfg->cert_file, "ServerTlsCertificateFile", TN_CERTCHECK_OWN_CERT },
+      { cfg->key_file, "ServerTlsKeyFile", TN_CERTCHECK_FILE },
+      { cfg->ca_file, "CaCertificateFile", TN_CERTCHECK_CA },
+      { cfg->crl_file, "CrlFile", TN_CERTCHECK_FILE },
+    };
+    struct tn_certcheck cc;
+    int rc = 0;
+
+    tn_certcheck_init(&cc, stdout, "tunneld", (int64_t)time(NULL));
+    tn_certcheck_files(&cc, files, sizeof(files) / sizeof(files[0]), service_user);
+    if (cc.errors > 0) {
+      printf("tunneld: %s: %u problem(s) found\n", config_path, cc.errors);
+      rc = 1;
+    } else {
+      printf("tunneld: %s: configuration OK (%zu tunnels in %s)\n", config_path, p.server.table.n,
+             cfg->state_file);
+    }
     td_server_free(&p.server);
     uv_loop_close(&p.loop);
-    return 0;
+    return rc;
   }
   if (p.server.cfg.debug_log)
     tn_log_set_level(TN_LOG_DEBUG);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "allow.h"
 #include "api.h"
 #include "http.h"
 #include "metrics.h"
@@ -82,6 +83,10 @@ static json_t *ops_clients(void *s)
                   state_name(c->last_state), "RemoteAddress", c->state == TD_CLIENT_UNKNOWN ? NULL : c->remote,
                   "ConnectedSince", c->state == TD_CLIENT_UNKNOWN ? NULL : since, "OpenStreams",
                   (json_int_t)c->open_streams, "BytesIn", (json_int_t)in, "BytesOut", (json_int_t)out, "CertificateSha256", c->sha256[0] ? c->sha256 : NULL);
+    if (o != NULL && td_allow_client_json(c, o) != 0) {
+      json_decref(o);
+      o = NULL;
+    }
     if (o == NULL || json_object_set_new(all, c->id, o) != 0) {
       json_decref(all);
       return NULL;
@@ -105,8 +110,13 @@ static int ops_apply_revoked(void *s, struct td_revoked *r, const char *requeste
   return td_server_apply_revoked(s, r, requester_sha256, err, errlen);
 }
 
+static json_t *ops_problems(void *s, size_t index)
+{
+  return td_allow_problems(s, index);
+}
+
 static const struct td_api_ops server_ops = { ops_apply, ops_table, ops_status, ops_clients, ops_metrics,
-                                              ops_revoked, ops_apply_revoked };
+                                              ops_revoked, ops_apply_revoked, ops_problems };
 
 /* ---- connections ---- */
 

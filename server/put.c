@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "allow.h"
 #include "server.h"
 #include "state.h"
 #include "tunnel/error.h"
@@ -30,6 +31,7 @@ struct td_put {
   char err[512];
   char **active;               /* [table.n] snapshot for the answer: each tunnel's active client, strdup'd */
   uint64_t *open;              /* and its open connections */
+  json_t **problems;           /* and its "Problems" (NULL: none), handed whole to the answer's worker */
   size_t n_status;
   char *answer;                /* the table in force as JSON, built on a worker */
   td_put_done_fn done;
@@ -45,9 +47,12 @@ static void put_free(uv_handle_t *h)
 {
   struct td_put *p = h->data;
 
-  for (size_t i = 0; i < p->n_status; i++)
+  for (size_t i = 0; i < p->n_status; i++) {
     free(p->active[i]);
+    json_decref(p->problems[i]);
+  }
   free(p->active);
+  free(p->problems);
   free(p->open);
   free(p->answer);
   td_table_free(&p->parsed);
@@ -116,6 +121,14 @@ static void answer_work(uv_work_t *w)
   struct td_put *p = w->data;
   json_t *j = td_table_to_json(&p->srv->table, snapshot_status, p);
 
+  /* Only where there is one, as GET /tunnels shows them; each array was made on the loop and is this worker's alone. */
+  for (size_t i = 0; j != NULL && i < p->n_status && i < json_array_size(j); i++) {
+    if (p->problems[i] != NULL && json_object_set_new(json_array_get(j, i), "Problems", p->problems[i]) != 0) {
+      json_decref(j);
+      j = NULL;
+    }
+    p->problems[i] = NULL;
+  }
   p->answer = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
   json_decref(j);
 }
@@ -135,7 +148,8 @@ static void take_snapshot(struct td_put *p)
 
   p->active = calloc(t->n ? t->n : 1, sizeof(*p->active));
   p->open = calloc(t->n ? t->n : 1, sizeof(*p->open));
-  if (p->active == NULL || p->open == NULL)
+  p->problems = calloc(t->n ? t->n : 1, sizeof(*p->problems));
+  if (p->active == NULL || p->open == NULL || p->problems == NULL)
     return;
   p->n_status = t->n;
   for (size_t i = 0; i < t->n; i++) {
@@ -143,6 +157,7 @@ static void take_snapshot(struct td_put *p)
     const struct td_listener *l = td_server_listener_for(p->srv, i);
     p->active[i] = c != NULL ? strdup(c->id) : NULL;
     p->open[i] = l != NULL ? l->open_connections : 0;
+    p->problems[i] = td_allow_problems(p->srv, i);
   }
 }
 

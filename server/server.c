@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "allow.h"
 #include "metrics.h"
 #include "state.h"
+#include "tunnel/control.h"
 #include "tunnel/error.h"
 #include "tunnel/log.h"
 #include "tunnel/notify.h"
@@ -183,6 +185,7 @@ void td_server_forget_link(struct td_link_ctx *ctx)
     srv->links = ctx->next;
   if (ctx->next != NULL)
     ctx->next->prev = ctx->prev;
+  td_allow_free(ctx->allow);
   free(ctx);
 }
 
@@ -220,19 +223,69 @@ static void control_admit(struct td_link_ctx *ctx, struct td_client *c)
   snprintf(c->remote, sizeof(c->remote), "%s", tn_link_peer_address(link));
   memcpy(c->sha256, peer->sha256_hex, sizeof(c->sha256));
   tn_log_info("client %s: connected from %s (certificate sha256 %s)", c->id, c->remote, c->sha256);
+  td_allow_link_admitted(srv, c, &ctx->allow);
 }
 
 static void contest_start(struct td_link_ctx *ctx, struct td_client *c);
+
+/* The identity's current link announced this very certificate as its successor (a rotation by its own client). */
+static bool rotation_vouched(const struct td_client *c, const struct td_link_ctx *ctx)
+{
+  const struct td_link_ctx *cur = tn_link_data(c->link);
+
+  return cur->rotate_to[0] != '\0' && strcmp(cur->rotate_to, tn_link_peer(ctx->link)->sha256_hex) == 0;
+}
 
 /* Decides a waiting link's fate against its identity's current link as it is now. */
 static void contest_decide(struct td_link_ctx *ctx, struct td_client *c)
 {
   ctx->contest_client = NULL;
   ctx->contest_link = NULL;
-  if (c->link == NULL || strcmp(c->sha256, tn_link_peer(ctx->link)->sha256_hex) == 0)
+  if (c->link == NULL || strcmp(c->sha256, tn_link_peer(ctx->link)->sha256_hex) == 0) {
     control_admit(ctx, c);  /* free, or the same certificate back (a network change) */
-  else
+  } else if (rotation_vouched(c, ctx)) {
+    tn_log_info("client %s: certificate rotation: the link from %s (sha256 %s) takes over from the link from %s "
+                "(sha256 %s), which announced it", c->id, tn_link_peer_address(ctx->link),
+                tn_link_peer(ctx->link)->sha256_hex, c->remote, c->sha256);
+    control_admit(ctx, c);
+  } else {
     contest_start(ctx, c);
+  }
+}
+
+/*
+ * A rotation message on a client's current link: the link vouches for the certificate its client's next link
+ * will present, so that link replaces this one at once instead of being refused while this one answers pings.
+ */
+static void control_rotate(tn_link *link, const uint8_t *msg, size_t len)
+{
+  struct td_link_ctx *ctx = tn_link_data(link);
+  uint8_t sha[32];
+
+  if (tn_ctl_rotate_decode(sha, msg, len) != (int)len) {
+    td_control_protocol_error(link, "rotation message does not follow the rules");
+    return;
+  }
+  if (ctx->client == NULL || ctx->client->link != link) {
+    tn_log_debug("control: %s: ignored a rotation message from a link that is not its client's current one",
+                 tn_link_peer_address(link));
+    return;
+  }
+  for (int i = 0; i < 32; i++)
+    snprintf(ctx->rotate_to + 2 * i, 3, "%02x", sha[i]);
+  tn_log_info("client %s: the link from %s announces a certificate rotation: a link with certificate sha256 %s "
+              "takes over from it", ctx->client->id, tn_link_peer_address(link), ctx->rotate_to);
+}
+
+static void control_on_message(tn_link *link, const uint8_t *msg, size_t len)
+{
+  uint8_t version = 0, type = 0;
+  uint32_t total = 0;
+
+  if (tn_ctl_peek(msg, len, &version, &type, &total) == TN_OK && version == TN_CTL_VERSION && type == TN_CTL_ROTATE)
+    control_rotate(link, msg, len);
+  else
+    td_allow_on_message(link, msg, len);  /* the allow-list, and every other case: unknown types, garbage */
 }
 
 static void contest_start(struct td_link_ctx *ctx, struct td_client *c)
@@ -410,6 +463,7 @@ static const struct tn_link_callbacks control_callbacks = {
   .on_pong = control_on_pong,
   .on_go_away = control_on_go_away,
   .on_drained = control_on_drained,
+  .on_message = control_on_message,
   .on_closed = control_on_closed,
 };
 
@@ -988,6 +1042,7 @@ static void resolve_routes(struct td_server *srv, struct td_client **route, size
       *pp = c->next;
       client_unhash(srv, c);
       free(c->id);
+      td_allow_free(c->allow);
       free(c);
     } else {
       pp = &c->next;
@@ -1171,6 +1226,7 @@ void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *acto
   /* Every client a tunnel names by CN, backups included, is listed (ClientUnknown until it is seen); GET /clients
    * is keyed by CN, so a fingerprint-pinned tunnel lists nothing until its certificate connects under its CN. */
   resolve_routes(srv, srv->route, srv->route_start);
+  td_allow_log_table(srv);
 }
 
 int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const char *actor, const char *peer,
@@ -1538,6 +1594,7 @@ void td_server_free(struct td_server *srv)
   for (c = srv->clients; c != NULL; c = next) {
     next = c->next;
     free(c->id);
+    td_allow_free(c->allow);
     free(c);
   }
   srv->clients = NULL;

@@ -21,6 +21,8 @@ enum td_client_state {
   TD_CLIENT_DISCONNECTED
 };
 
+struct td_allow;
+
 /* One client identity (certificate CN) and the link that carries its new connections. */
 struct td_client {
   char *id;
@@ -36,6 +38,7 @@ struct td_client {
   uint64_t links_accepted;
   struct td_conv *convs;         /* conversations it carries now (for live byte counts) */
   bool named;                    /* scratch: named by the table being applied */
+  struct td_allow *allow;        /* what its latest link announced it serves; NULL: unknown */
   struct td_client *next;
   struct td_client *hash_next;   /* srv->client_buckets */
 };
@@ -52,6 +55,8 @@ struct td_link_ctx {
   struct td_link_ctx *prev;
   tn_link *link;
   struct td_mgmt_conn *mgmt;     /* management connections only */
+  struct td_allow *allow;        /* announced before the link became its client's current one */
+  char rotate_to[65];            /* "": none; else the certificate (sha256 hex) this current link vouched for */
   /*
    * A link whose certificate differs from the one its identity is connected with waits here
    * while the current link is pinged: an answer refuses it, silence until the deadline lets it

@@ -21,7 +21,7 @@
 static const char *const known_keys[] = {
   "ListenAddress", "ListenPort", "ClientIdentifier", "BackupClientIdentifiers", "BackEndPort",
   "BackEndService", "HaProxyProxyProtocol", "ProxyProtocolVersion", "ListenHostnameGlob",
-  "ActiveClient", "OpenConnections", /* read-only GET keys, ignored so GET output can be PUT */
+  "ActiveClient", "OpenConnections", "Problems", /* read-only GET keys, ignored so GET output can be PUT */
 };
 
 static void fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -1,4 +1,5 @@
-/* fuzz_proxy.c: the PROXY decoder never crashes, and what it accepts re-encodes to the same meaning. */
+/* fuzz_proxy.c: the PROXY decoder never crashes, and what it accepts re-encodes to the same meaning: the production
+ * encoder (tn_proxy_encode, what tunnelc writes to backends) is fuzzed through every header the decoder accepts. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -3,8 +3,8 @@
 #  - tunnel_server and tunnel_client render configurations that tunneld/tunnelc accept (and report changed=0
 #    on a second run); tunneld and tunnelc are then started from exactly those files;
 #  - tunnel_routes: the first run reports changed and the tunnel carries HTTP to a python backend; a second run
-#    with the same (short-form) list reports changed=0; check mode with a different list reports changed and
-#    leaves the table alone; an invalid tunnel fails the run with the API's own error message, table intact.
+#    with the same (short-form) list reports changed=0; check mode with a different list reports changed, shows
+#    the table as a diff with --diff, and leaves the table alone; site.yml has one tag per role; an invalid tunnel fails the run with the API's own error message, table intact.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fixture.sh"
 
@@ -144,9 +144,14 @@ echo "first run $first_ms ms (changed=1), same table again: changed=0"
 
 # Check mode with another table: changed reported, nothing replaced.
 other="[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $OTHER_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT}]"
-play check tunnel_routes "$(routes_vars "$other")" --check; play_ok check
+play check tunnel_routes "$(routes_vars "$other")" --check --diff; play_ok check
 [ "$PLAY_CHANGED" = 1 ] || fail "check mode with a different table: changed=$PLAY_CHANGED, want 1"
-grep -q "$OTHER_PORT" "$TEST_TMP/check.out" || fail "check mode output does not show the wanted table"
+# --diff shows a real diff of the table: the tunnel GET /tunnels has now removed, the wanted one added.
+grep -qE "^-\{.*\"ListenPort\": $PUBLIC_PORT[,}]" "$TEST_TMP/check.out" ||
+  fail "check --diff does not show the current tunnel as removed: $(grep -A12 'Tunnel table change' "$TEST_TMP/check.out")"
+grep -qE "^\+\{.*\"ListenPort\": $OTHER_PORT[,}]" "$TEST_TMP/check.out" ||
+  fail "check --diff does not show the wanted tunnel as added: $(grep -A12 'Tunnel table change' "$TEST_TMP/check.out")"
+grep -E "^[-+]\{" "$TEST_TMP/check.out" | sed 's/^/check --diff: /'
 [ "$(table_now)" = "$table_after_first" ] || fail "check mode changed the table: $API_BODY"
 port_open "$OTHER_PORT" && fail "check mode bound port $OTHER_PORT"
 
@@ -168,7 +173,33 @@ play forbidden tunnel_routes "$(routes_vars "$wanted" | sed "s#$PKI/admin\.#$PKI
 grep -q 'not allowed on the management port' "$TEST_TMP/forbidden.out" ||
   fail "the 403 run does not show the API's message: $(grep -A3 'fatal' "$TEST_TMP/forbidden.out" | head)"
 
-pass "roles render valid configs idempotently; tunnel_routes: changed then changed=0, check mode reports without PUT, API errors shown"
+# A tunnel home1 does not allow (its AllowedBackEndPorts lists only $BACKEND_PORT): applied, and the run prints the problem.
+refused="[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $OTHER_PORT}]"
+play problems tunnel_routes "$(routes_vars "$refused")"; play_ok problems
+[ "$PLAY_CHANGED" = 1 ] || fail "a table with a refused backend: changed=$PLAY_CHANGED, want 1"
+grep -qF "tunnel 127.0.0.1:$PUBLIC_PORT: client home1 does not allow BackEndPort $OTHER_PORT" "$TEST_TMP/problems.out" ||
+  fail "the run does not print the tunnel's problem: $(grep -A4 'Problems' "$TEST_TMP/problems.out" | head)"
+grep -F "does not allow" "$TEST_TMP/problems.out" | head -1 | sed 's/^ */ansible showed: /'
+play problems2 tunnel_routes "$(routes_vars "$wanted")"; play_ok problems2
+grep -q "does not allow" "$TEST_TMP/problems2.out" && fail "problems printed for a table without any"
+body=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html")
+[ "$body" = "hello via ansible" ] || fail "tunnel broken after putting the original table back: got '$body'"
+
+# Tags, one per role in examples/ansible/site.yml: --tags tunnel_routes lists the table's tasks and nothing of
+# the other roles.
+ansible-playbook -i "$src/examples/ansible/inventory.ini" "$src/examples/ansible/site.yml" --list-tasks \
+  --tags tunnel_routes >"$TEST_TMP/tags.out" 2>&1 || fail "site.yml --list-tasks failed: $(tail -5 "$TEST_TMP/tags.out")"
+grep -q "Read the tunnel table" "$TEST_TMP/tags.out" || fail "--tags tunnel_routes leaves out the table: $(cat "$TEST_TMP/tags.out")"
+grep -q "Revoked certificates" "$TEST_TMP/tags.out" || fail "--tags tunnel_routes leaves out the revoked list"
+! grep -qE "tunnel_server :|tunnel_client :" "$TEST_TMP/tags.out" || fail "--tags tunnel_routes runs other roles: $(cat "$TEST_TMP/tags.out")"
+for tag in tunnel_server tunnel_client; do
+  ansible-playbook -i "$src/examples/ansible/inventory.ini" "$src/examples/ansible/site.yml" --list-tasks --tags "$tag" \
+    >"$TEST_TMP/tags-$tag.out" 2>&1 || fail "site.yml --list-tasks --tags $tag failed"
+  grep -q "$tag :" "$TEST_TMP/tags-$tag.out" && ! grep -q "tunnel_routes :" "$TEST_TMP/tags-$tag.out" ||
+    fail "--tags $tag does not select exactly its role: $(cat "$TEST_TMP/tags-$tag.out")"
+done
+
+pass "roles render valid configs idempotently; tunnel_routes: changed then changed=0, check mode reports without PUT, API errors shown, Problems printed, one tag per role"
 
 # ---- tunnel_routes: revoked certificates (a lost machine) ----
 FP2=$(fingerprint "$PKI/home2.crt")

@@ -41,8 +41,16 @@ t1=$(now_ms)
 echo "32 MiB through the tunnel (ASan build) in $((t1 - t0)) ms"
 
 # Keep-alive: several requests on one public connection.
-out=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html" "http://127.0.0.1:$PUBLIC_PORT/index.html")
-[ "$out" = "hello through the tunnel"$'\n'"hello through the tunnel" ] || fail "keep-alive requests: got '$out'"
+# curl reports how many connections each transfer opened (the second must reuse the first's), and tunneld must
+# have carried exactly one new public connection for both.
+accepted() { grep -cE "tunnel port $PUBLIC_PORT: 127\.0\.0\.1:[0-9]+ -> client home1" "$TEST_TMP/tunneld.log" || true; }
+before=$(accepted)
+connects=$(curl -sS --max-time 10 -w '%{num_connects} ' -o "$TEST_TMP/ka1" -o "$TEST_TMP/ka2" \
+             "http://127.0.0.1:$PUBLIC_PORT/index.html" "http://127.0.0.1:$PUBLIC_PORT/index.html")
+for f in ka1 ka2; do [ "$(cat "$TEST_TMP/$f")" = "hello through the tunnel" ] || fail "keep-alive request $f: got '$(cat "$TEST_TMP/$f")'"; done
+[ "$connects" = "1 0 " ] || fail "keep-alive: curl opened '$connects' connections for its two requests (want '1 0 ')"
+wait_until 10 bash -c "[ \$(grep -cE 'tunnel port $PUBLIC_PORT: 127\.0\.0\.1:[0-9]+ -> client home1' '$TEST_TMP/tunneld.log') -ge $((before + 1)) ]" || fail "tunneld logged no public connection"
+[ "$(accepted)" = $((before + 1)) ] || fail "keep-alive: tunneld carried $(( $(accepted) - before )) connections for two requests on one"
 
 api GET /tunnels
 grep -q '"ActiveClient":"home1"' <<<"$API_BODY" || fail "GET /tunnels lacks ActiveClient home1: $API_BODY"

@@ -20,7 +20,7 @@ CLIENT_LIMITS='{"KeepaliveIntervalMs": 500, "DeadPeerTimeoutMs": 2000, "DrainTim
 start_tunnelc home1 "[$BACKEND_PORT]" '{}' "$CLIENT_LIMITS"
 wait_client_connected home1
 T1="{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT}"
-T2="{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $EXTRA_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT, \"ProxyProtocol\": \"v2\"}"
+T2="{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $EXTRA_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT, \"HaProxyProxyProtocol\": true, \"ProxyProtocolVersion\": 2}"
 put_tunnels "[$T1]"
 wait_port "$PUBLIC_PORT"
 
@@ -34,26 +34,34 @@ for round in 1 2 3; do
   done
   out=$($NET churn 127.0.0.1 "$PUBLIC_PORT" 1500 8)
   [ "$(json_get "$out" 'd["failed"]')" = 0 ] || fail "small requests failed in round $round: $out"
-  api PUT /tunnels "[$T1, $T2]"; [ "$API_STATUS" = 200 ] || api PUT /tunnels "[$T1]"
-  [ "$API_STATUS" = 200 ] || fail "PUT in round $round: $API_STATUS $API_BODY"
-  api GET /tunnels; api GET /clients; api GET /metrics
+  # a tunnel added (its port opens) and removed again (its port closes)
+  put_tunnels "[$T1, $T2]"
+  wait_port "$EXTRA_PORT"
+  api GET /tunnels; [ "$(json_get "$API_BODY" 'len(d)')" = 2 ] || fail "round $round: the added tunnel is not in the table: $API_BODY"
+  api GET /clients; api GET /metrics
   put_tunnels "[$T1]"
+  ! port_open "$EXTRA_PORT" || fail "round $round: the removed tunnel's port $EXTRA_PORT still accepts connections"
   api PUT /tunnels '[{"ListenPort": "bad"}]'   # invalid bodies free what they parsed too
   [ "$API_STATUS" = 400 ] || fail "invalid PUT answered $API_STATUS"
   wait "${BULK_PIDS[@]}"
   for i in 1 2; do [ "$(cat "$TEST_TMP/bulk.$round.$i")" = "$want" ] || fail "bulk download $round.$i corrupted"; done
-  # reconnect: kill the link under tunnelc while a download runs
+  # reconnect: kill the link under tunnelc while a download runs; tunneld must see a new link
+  links=$(grep -c 'client home1: connected from' "$TEST_TMP/tunneld.log")
   (curl -sS --max-time 30 -o /dev/null "http://127.0.0.1:$PUBLIC_PORT/bulk.bin" 2>/dev/null || true) &
   CURL_PID=$!; TEST_PIDS+=("$!")
   ss -K dst 127.0.0.1 dport = ":$CONTROL_PORT" >/dev/null 2>&1 || stop_tunnelc home1 KILL
   wait "$CURL_PID" || true
   kill -0 "$TUNNELC_PID_home1" 2>/dev/null || start_tunnelc home1 "[$BACKEND_PORT]" '{}' "$CLIENT_LIMITS"
+  wait_until 20 bash -c "[ \$(grep -c 'client home1: connected from' '$TEST_TMP/tunneld.log') -gt $links ]" ||
+    fail "round $round: no new link after the old one was killed"
   wait_client_connected home1
   wait_until 15 bash -c "[ \"\$(curl -sS --max-time 5 http://127.0.0.1:$PUBLIC_PORT/index.html)\" = small ]" ||
     fail "no traffic after reconnect $round"
 done
 echo "mixed run: 3 rounds (2 x 16 MiB + 1500 small requests + PUTs + a link killed mid-download each) in $(( $(now_ms) - t0 )) ms"
-grep -c 'client home1: connected from' "$TEST_TMP/tunneld.log" | sed 's/^/client links accepted: /'
+links=$(grep -c 'client home1: connected from' "$TEST_TMP/tunneld.log")
+echo "client links accepted: $links"
+[ "$links" -ge 4 ] || fail "expected the first link and 3 reconnects, tunneld accepted $links links"
 
 stop_tunnelc home1
 stop_tunneld

@@ -9,6 +9,10 @@ start_tunneld
 api GET /metrics
 [ "$API_STATUS" = 200 ] || fail "GET /metrics on the management port: $API_STATUS"
 grep -q '^tunneld_clients_connected 0$' <<<"$API_BODY" || fail "management /metrics lacks tunneld_clients_connected"
+listeners() { ss -Hltnp | grep -F "pid=$1," | awk '{ print $4 }' | sort; }
+got=$(listeners "$TUNNELD_PID" | tr '\n' ' ')
+want=$(printf '127.0.0.1:%s\n' "$CONTROL_PORT" "$MGMT_PORT" | sort | tr '\n' ' ')
+[ "$got" = "$want" ] || fail "without MetricsListen tunneld listens on '$got', expected only control and management '$want'"
 stop_tunneld
 [ "$TUNNELD_STATUS" = 0 ] || fail "tunneld exited $TUNNELD_STATUS on SIGTERM"
 
@@ -22,6 +26,7 @@ json.dump(cfg, open(path, "w"))
 PY
 spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json"
 wait_port "$METRICS_PORT"
+listeners "$SPAWNED_PID" | grep -qx "127.0.0.1:$METRICS_PORT" || fail "the listener check does not see the metrics port"
 body=$(curl -sS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics")
 grep -q '^# TYPE tunneld_streams_open gauge$' <<<"$body" || fail "plain /metrics lacks TYPE lines: $body"
 grep -q '^tunneld_api_put_requests_total' <<<"$body" || fail "plain /metrics lacks the API counters"

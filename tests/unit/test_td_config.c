@@ -292,6 +292,11 @@ static void test_required(void **state)
   snprintf(want, sizeof(want),
            "%s: \"AdminIdentities\": is required (the certificate names allowed on the management port)", f->path);
   assert_string_equal(err, want);
+  /* jansson quotes the input, a newline included: the message stays one line. */
+  write_text(f, "{\"a\":\"\\\n  \"9\\n\"}");
+  assert_int_equal(td_config_load(&cfg, f->path, err, sizeof(err)), TN_ERR_INVALID);
+  snprintf(want, sizeof(want), "%s:2:0: invalid JSON: invalid escape near '\"\\?'", f->path);
+  assert_string_equal(err, want);
 }
 
 /* An admin may be named by CN or pinned by certificate fingerprint, in openssl's form or ours. */

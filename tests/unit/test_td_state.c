@@ -190,6 +190,12 @@ static void test_corrupt_file(void **state)
   assert_memory_equal(err, want, strlen(want));
   assert_int_equal(t.n, 0);
 
+  /* jansson quotes the input, a newline included: the message stays one line and quotes nothing. */
+  write_text(f->path, "[{\"a\":\"\\\n  \"9\\n\"}]");
+  assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
+  snprintf(want, sizeof(want), "%s: corrupt state file: line 2, column 0: invalid escape", f->path);
+  assert_string_equal(err, want);
+
   write_text(f->path, "[{\"ListenPort\": 0, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]");
   assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
   /* Without the value: the file's content is never quoted, whatever it turns out to hold. */

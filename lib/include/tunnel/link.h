@@ -49,6 +49,15 @@ struct tn_link_callbacks {
   void (*on_pong)(tn_link *link, uint64_t rtt_ms);
   /* Raw mode: decrypted bytes from the peer. */
   void (*on_data)(tn_link *link, const uint8_t *data, size_t len);
+  /*
+   * A control message arrived: the whole of a client-opened (odd) stream, at most TN_CTL_MAX_LEN bytes
+   * (tunnel/control.h); the stream is answered with FIN after the call. The callback may close the link
+   * (a malformed message is a protocol error). NULL: such streams are refused with RST, as peers that
+   * predate control messages do.
+   */
+  void (*on_message)(tn_link *link, const uint8_t *msg, size_t len);
+  /* A message from tn_link_send_message (msg, len) ended: accepted (the peer answered FIN) or not (RST, link lost). Optional. */
+  void (*on_message_done)(tn_link *link, const uint8_t *msg, size_t len, int accepted);
   /* The link is over (reason in words, for the log). Last call; the link is gone after it. */
   void (*on_closed)(tn_link *link, const char *reason);
 };
@@ -74,6 +83,13 @@ void tn_link_go_away(tn_link *link);
  * an unanswered one. Returns TN_OK, or TN_ERR_SESSION_CLOSED when there is no live session.
  */
 int tn_link_ping(tn_link *link);
+
+/*
+ * Sends one control message on a new client-opened stream, then FIN (client role, established link).
+ * The bytes are copied. Returns TN_OK, TN_ERR_TOO_LARGE past TN_CTL_MAX_LEN, or the mux's refusal
+ * (TN_ERR_GOING_AWAY, TN_ERR_STREAM_LIMIT, TN_ERR_SESSION_CLOSED); on_message_done follows TN_OK.
+ */
+int tn_link_send_message(tn_link *link, const uint8_t *msg, size_t len);
 
 /* Asks for output to be flushed at the end of this loop iteration (pipes call it after writing). */
 void tn_link_want_flush(tn_link *link);

@@ -49,6 +49,7 @@ void tn_pipe_options_default(struct tn_pipe_options *opt);
 struct tn_pipe_result {
   const char *reason;       /* "closed", "reset by peer", "backend refused", ... */
   int normal;               /* both directions finished cleanly */
+  int backend_failed;       /* tunnelc: the backend could not be dialled (refused, timed out, unreachable) */
   uint64_t bytes_to_stream; /* payload read from the socket */
   uint64_t bytes_to_socket; /* payload written to the socket */
 };

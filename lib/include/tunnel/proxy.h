@@ -44,6 +44,10 @@ size_t tn_proxy_v2_encode(const struct tn_proxy_info *info, uint8_t *out, size_t
 size_t tn_proxy_encode(int version, const struct tn_proxy_info *info, uint8_t *out, size_t out_len);
 
 /*
+ * tunnel only writes PROXY headers; the decoder is the strict reading of the spec that the
+ * encoder's output is held to (test_proxy and fuzz_proxy decode what tn_proxy_encode writes,
+ * for every header the decoder accepts).
+ *
  * Strictly decodes a v1 or v2 header at the start of in. Returns the header length
  * (bytes to skip), TN_ERR_NEED_MORE for a valid prefix, or TN_ERR_INVALID. v2 TLVs are
  * skipped (the returned length covers them, and they must exactly fill the declared length);

@@ -20,6 +20,9 @@
  *                    to reset it (its public user went away), then keeps sending Data frames on it as fast
  *                    as it can for up to S seconds; prints "closed" (with the bytes sent and the GoAway
  *                    code, -1 when none came) or "still_open".
+ *   control-message  opens stream 1 and sends the bytes of --message HEX on it with FIN (a control message,
+ *                    docs/PROTOCOL.md 8a), then reads for up to S seconds; prints "answered_fin" (the server
+ *                    took it and kept the link), "reset" or "closed go_away=N".
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -50,6 +53,7 @@ struct hc {
   uint64_t resets_in, syns_in, pings_in, go_away_in, frames_in;
   uint32_t last_syn_id;
   uint32_t last_reset_id;
+  uint32_t last_fin_id;
   long go_away_code;       /* -1 until a GoAway arrives */
 };
 
@@ -127,6 +131,8 @@ static void parse_frames(struct hc *h, int answer_pings)
       h->resets_in++;
       h->last_reset_id = f.stream_id;
     }
+    if ((f.flags & TN_FLAG_FIN) && f.type != TN_FRAME_PING)
+      h->last_fin_id = f.stream_id;
     if (f.type == TN_FRAME_GO_AWAY) {
       h->go_away_in++;
       h->go_away_code = (long)f.length;
@@ -221,12 +227,13 @@ static void connect_tls(struct hc *h, int port, const char *ca, const char *crt,
 
 int main(int argc, char **argv)
 {
-  const char *ca = NULL, *crt = NULL, *key = NULL, *mode = NULL;
+  const char *ca = NULL, *crt = NULL, *key = NULL, *mode = NULL, *message = "";
   int port = 0, count = 1000, seconds = 10, c;
   struct hc *h = calloc(1, sizeof(*h));
   static const struct option opts[] = {
     { "port", 1, 0, 'p' }, { "ca", 1, 0, 'a' }, { "cert", 1, 0, 'c' }, { "key", 1, 0, 'k' },
-    { "mode", 1, 0, 'm' }, { "count", 1, 0, 'n' }, { "seconds", 1, 0, 's' }, { 0, 0, 0, 0 }
+    { "mode", 1, 0, 'm' }, { "count", 1, 0, 'n' }, { "seconds", 1, 0, 's' }, { "message", 1, 0, 'x' },
+    { 0, 0, 0, 0 }
   };
   uint64_t t0, deadline;
 
@@ -239,6 +246,7 @@ int main(int argc, char **argv)
     case 'm': mode = optarg; break;
     case 'n': count = atoi(optarg); break;
     case 's': seconds = atoi(optarg); break;
+    case 'x': message = optarg; break;
     default: die("bad option");
     }
   }
@@ -351,6 +359,31 @@ int main(int argc, char **argv)
       printf("result: closed sent_bytes=%llu go_away=%ld\n", (unsigned long long)sent, h->go_away_code);
     else
       printf("result: still_open sent_bytes=%llu\n", (unsigned long long)sent);
+  } else if (strcmp(mode, "control-message") == 0) {
+    static uint8_t msg[4096];
+    size_t n = 0;
+    for (const char *x = message; x[0] && x[1] && n < sizeof(msg); x += 2) {
+      unsigned v;
+      if (sscanf(x, "%2x", &v) != 1)
+        die("--message: bad hex");
+      msg[n++] = (uint8_t)v;
+    }
+    send_frame(h, TN_FRAME_WINDOW_UPDATE, TN_FLAG_SYN, 1, 0);
+    send_frame(h, TN_FRAME_DATA, TN_FLAG_FIN, 1, (uint32_t)n);
+    send_plain(h, msg, n);
+    while (!h->closed && h->last_fin_id != 1 && h->last_reset_id != 1 && now_ms() < deadline)
+      pump(h, 100, 1);
+    /* A server that ends the link may still be flushing its GoAway: read on briefly. */
+    for (int i = 0; i < 10 && !h->closed && h->last_fin_id == 1; i++)
+      pump(h, 100, 1);
+    if (h->closed)
+      printf("result: closed go_away=%ld\n", h->go_away_code);
+    else if (h->last_fin_id == 1)
+      printf("result: answered_fin\n");
+    else if (h->last_reset_id == 1)
+      printf("result: reset\n");
+    else
+      printf("result: no_answer\n");
   } else {
     die("unknown mode");
   }

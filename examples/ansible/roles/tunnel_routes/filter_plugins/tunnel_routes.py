@@ -3,7 +3,7 @@
 import ipaddress
 import json
 
-READ_ONLY = ("ActiveClient", "OpenConnections")
+READ_ONLY = ("ActiveClient", "OpenConnections", "Problems")
 INTEGER_KEYS = ("ListenPort", "BackEndPort", "ProxyProtocolVersion")
 
 
@@ -57,9 +57,29 @@ def tunnel_routes_same(wanted, current):
     return key(wanted) == key(current)
 
 
+def tunnel_routes_problems(tunnels):
+    """Every "Problems" line of a GET /tunnels (or PUT) answer, prefixed with its tunnel's address and port."""
+    out = []
+    for t in tunnels if isinstance(tunnels, list) else []:
+        if isinstance(t, dict):
+            where = "%s:%s" % (t.get("ListenAddress"), t.get("ListenPort"))
+            out.extend("tunnel %s: %s" % (where, p) for p in t.get("Problems") or [])
+    return out
+
+
+def tunnel_routes_text(tunnels):
+    """A normalised table as text for a diff: one tunnel per line, keys sorted, tunnels in listener order."""
+    if not isinstance(tunnels, list):
+        return json.dumps(tunnels, sort_keys=True) + "\n"
+    lines = sorted(json.dumps(t, sort_keys=True) for t in tunnels)
+    return "".join(line + "\n" for line in lines)
+
+
 class FilterModule(object):
     def filters(self):
         return {
             "tunnel_routes_normalize": tunnel_routes_normalize,
             "tunnel_routes_same": tunnel_routes_same,
+            "tunnel_routes_problems": tunnel_routes_problems,
+            "tunnel_routes_text": tunnel_routes_text,
         }
