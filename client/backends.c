@@ -45,11 +45,9 @@ static int refuse(struct tc_backends_target *target, char *reason, size_t reason
   va_list ap;
 
   memset(target, 0, sizeof(*target));
-  if (reason != NULL && reason_len > 0) {
-    va_start(ap, fmt);
-    vsnprintf(reason, reason_len, fmt, ap);
-    va_end(ap);
-  }
+  va_start(ap, fmt);
+  tn_verrf(reason, reason_len, NULL, fmt, ap);
+  va_end(ap);
   return TN_ERR_INVALID;
 }
 

@@ -90,19 +90,10 @@ int tc_client_init(struct tc_client *c, uv_loop_t *loop, const char *cfg_path, c
 
 static void link_options(const struct tc_client *c, struct tn_link_options *opt)
 {
-  const struct tc_config_limits *lim = &c->cfg.limits;
-
   tn_link_options_default(opt);
   opt->tls = c->tls;
   opt->server_name = tc_config_server_name(&c->cfg);
-  opt->handshake_timeout_ms = lim->handshake_timeout_ms;
-  opt->mux.keepalive_interval_ms = lim->keepalive_interval_ms;
-  opt->mux.dead_peer_timeout_ms = lim->dead_peer_timeout_ms;
-  opt->mux.open_timeout_ms = lim->stream_open_timeout_ms;
-  opt->mux.max_streams = lim->max_streams_per_link;
-  opt->mux.max_window = lim->max_window;
-  opt->mux.max_frame_payload = lim->max_frame_payload;
-  opt->mux.max_output_buffer = lim->link_output_buffer;
+  tn_limits_link_options(&c->cfg.limits.common, opt);
 }
 
 /* ---- conversations ---- */
@@ -217,6 +208,7 @@ static const struct tn_pipe_callbacks conv_callbacks = { .on_open_header = conv_
 static struct tn_pipe *link_on_stream_open(tn_link *l, uint32_t id)
 {
   struct tc_client *c = tn_link_data(l);
+  struct tn_pipe_options pipe_opt;
   struct tc_conv *v;
 
   if (c->state == TC_CLIENT_STOPPING)
@@ -226,7 +218,8 @@ static struct tn_pipe *link_on_stream_open(tn_link *l, uint32_t id)
     return NULL;
   v->client = c;
   v->id = id;
-  v->pipe = tn_pipe_new_incoming(l, id, &conv_callbacks, v);
+  tn_limits_pipe_options(&c->cfg.limits.common, &pipe_opt);
+  v->pipe = tn_pipe_new_incoming(l, id, &pipe_opt, &conv_callbacks, v);
   if (v->pipe == NULL) {
     free(v);
     return NULL;
@@ -547,12 +540,12 @@ void tc_client_stop(struct tc_client *c)
     return;
   }
   tn_log_info("client %s: stopping; %zu open streams may finish within %u ms", c->identity, c->open_streams,
-              c->cfg.limits.drain_timeout_ms);
+              c->cfg.limits.common.drain_timeout_ms);
   tn_notify_stopping();
   uv_timer_stop(&c->retry_timer);
   if (c->old_link != NULL) {
     /* Mid-rotation: the old link still carries streams; it drains like the current one. */
-    uv_timer_start(&c->drain_timer, on_drain_timeout, c->cfg.limits.drain_timeout_ms, 0);
+    uv_timer_start(&c->drain_timer, on_drain_timeout, c->cfg.limits.common.drain_timeout_ms, 0);
     tn_link_go_away(c->old_link);
   }
   if (c->state == TC_CLIENT_RESOLVING) {
@@ -571,7 +564,7 @@ void tc_client_stop(struct tc_client *c)
     return;
   }
   tn_link_go_away(c->link);
-  uv_timer_start(&c->drain_timer, on_drain_timeout, c->cfg.limits.drain_timeout_ms, 0);
+  uv_timer_start(&c->drain_timer, on_drain_timeout, c->cfg.limits.common.drain_timeout_ms, 0);
 }
 
 /* Closes the link (GoAway first, so tunneld lets go of it at once) and connects again without the backoff. */

@@ -13,6 +13,7 @@
 #include "tunnel/defaults.h"
 #include "tunnel/error.h"
 #include "tunnel/file.h"
+#include "tunnel/open.h"
 
 #define PATH_MAX_LEN 4095       /* longest certificate or key path accepted */
 #define IDENTIFIER_MAX 255      /* longest ClientIdentifier accepted */
@@ -109,20 +110,14 @@ static void describe(char *out, size_t outlen, const json_t *v)
 __attribute__((format(printf, 3, 4)))
 static int fail(struct loader *ld, const char *field, const char *fmt, ...)
 {
+  char where[FIELD_LEN + 4096];
   va_list ap;
-  int n;
 
-  if (ld->err == NULL || ld->errlen == 0)
-    return TN_ERR_INVALID;
   if (field != NULL)
-    n = snprintf(ld->err, ld->errlen, "%s: %s: ", ld->path, field);
-  else
-    n = snprintf(ld->err, ld->errlen, "%s: ", ld->path);
-  if (n >= 0 && (size_t)n < ld->errlen) {
-    va_start(ap, fmt);
-    vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
-    va_end(ap);
-  }
+    snprintf(where, sizeof(where), "%s: %s", ld->path, field);
+  va_start(ap, fmt);
+  tn_verrf(ld->err, ld->errlen, field != NULL ? where : ld->path, fmt, ap);
+  va_end(ap);
   return TN_ERR_INVALID;
 }
 
@@ -209,12 +204,6 @@ static bool is_dns_name(const char *s)
 static bool is_host(const char *s)
 {
   return is_ip_literal(s) || is_dns_name(s);
-}
-
-static bool is_service_char(char c)
-{
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-         c == '-';
 }
 
 /* Parses decimal "1".."65535" with no sign, spaces or leading zeros beyond a single digit. */
@@ -464,7 +453,7 @@ static int key_services(struct loader *ld, const json_t *v)
     if (len > TC_CONFIG_SERVICE_MAX)
       return fail(ld, field, "a service name must be at most %d bytes long, got %zu", TC_CONFIG_SERVICE_MAX, len);
     for (size_t i = 0; i < len; i++)
-      if (!is_service_char(name[i]))
+      if (!tn_open_service_char((unsigned char)name[i]))
         return fail(ld, field, "a service name may contain only letters, digits, '.', '_' and '-'");
     if (!json_is_string(val))
       return fail_type(ld, field, "a string \"host:port\"", val);
@@ -531,92 +520,41 @@ static int key_ports(struct loader *ld, const json_t *v)
 
 /* ---- Limits ---- */
 
-struct limit_def {
-  const char *key;
-  size_t offset;
-  uint32_t min, max;
-};
-
-#define LIMIT(k, f, lo, hi) { k, offsetof(struct tc_config_limits, f), lo, hi }
-/*
- * Bounds keep values inside what the code handles sensibly: nothing so small that a
- * healthy link times out under normal jitter, nothing so large that a dead peer or an
- * unbounded buffer goes unnoticed for hours.
- */
-static const struct limit_def limit_defs[] = {
-  LIMIT("HandshakeTimeoutMs", handshake_timeout_ms, 100u, 600000u),
-  LIMIT("KeepaliveIntervalMs", keepalive_interval_ms, 100u, 600000u),
-  LIMIT("DeadPeerTimeoutMs", dead_peer_timeout_ms, 200u, 3600000u),
-  LIMIT("StreamOpenTimeoutMs", stream_open_timeout_ms, 100u, 600000u),
-  LIMIT("MaxStreamsPerLink", max_streams_per_link, 1u, 1000000u),
-  LIMIT("MaxWindow", max_window, TN_DEFAULT_INITIAL_WINDOW, 1024u * 1024u * 1024u),
-  LIMIT("MaxFramePayload", max_frame_payload, 1024u, 1024u * 1024u),
-  LIMIT("LinkOutputBuffer", link_output_buffer, 64u * 1024u, 1024u * 1024u * 1024u),
-  LIMIT("PipeHighWater", pipe_high_water, 16u * 1024u, 64u * 1024u * 1024u),
-  LIMIT("PipeLowWater", pipe_low_water, 0u, 32u * 1024u * 1024u),
-  LIMIT("DrainTimeoutMs", drain_timeout_ms, 0u, 3600000u),
-  LIMIT("DialTimeoutMs", dial_timeout_ms, 100u, 600000u),
-  LIMIT("ReconnectMinMs", reconnect_min_ms, 10u, 3600000u),
-  LIMIT("ReconnectMaxMs", reconnect_max_ms, 10u, 3600000u),
-  LIMIT("ReconnectJitterPercent", reconnect_jitter_percent, 0u, 50u),
-  LIMIT("ReconnectResetAfterMs", reconnect_reset_after_ms, 0u, 86400000u),
+/* tunnelc's own limits; the link and pipe ones are tunnel/limits.h's shared table. */
+#define LIMIT(k, f, lo, hi, def) { k, offsetof(struct tc_config_limits, f), lo, hi, def }
+static const struct tn_limit_def limit_defs[] = {
+  LIMIT("DialTimeoutMs", dial_timeout_ms, 100u, 600000u, TN_DEFAULT_DIAL_TIMEOUT_MS),
+  LIMIT("ReconnectMinMs", reconnect_min_ms, 10u, 3600000u, TN_DEFAULT_RECONNECT_MIN_MS),
+  LIMIT("ReconnectMaxMs", reconnect_max_ms, 10u, 3600000u, TN_DEFAULT_RECONNECT_MAX_MS),
+  LIMIT("ReconnectJitterPercent", reconnect_jitter_percent, 0u, 50u, TN_DEFAULT_RECONNECT_JITTER_PERCENT),
+  LIMIT("ReconnectResetAfterMs", reconnect_reset_after_ms, 0u, 86400000u, TN_DEFAULT_RECONNECT_RESET_AFTER_MS),
 };
 #undef LIMIT
-
-static void limits_defaults(struct tc_config_limits *l)
-{
-  l->handshake_timeout_ms = TN_DEFAULT_HANDSHAKE_TIMEOUT_MS;
-  l->keepalive_interval_ms = TN_DEFAULT_KEEPALIVE_INTERVAL_MS;
-  l->dead_peer_timeout_ms = TN_DEFAULT_DEAD_PEER_TIMEOUT_MS;
-  l->stream_open_timeout_ms = TN_DEFAULT_STREAM_OPEN_TIMEOUT_MS;
-  l->max_streams_per_link = TN_DEFAULT_MAX_STREAMS_PER_LINK;
-  l->max_window = TN_DEFAULT_MAX_WINDOW;
-  l->max_frame_payload = TN_DEFAULT_MAX_FRAME_PAYLOAD;
-  l->link_output_buffer = TN_DEFAULT_LINK_OUTPUT_BUFFER;
-  l->pipe_high_water = TN_DEFAULT_PIPE_HIGH_WATER;
-  l->pipe_low_water = TN_DEFAULT_PIPE_LOW_WATER;
-  l->drain_timeout_ms = TN_DEFAULT_DRAIN_TIMEOUT_MS;
-  l->dial_timeout_ms = TN_DEFAULT_DIAL_TIMEOUT_MS;
-  l->reconnect_min_ms = TN_DEFAULT_RECONNECT_MIN_MS;
-  l->reconnect_max_ms = TN_DEFAULT_RECONNECT_MAX_MS;
-  l->reconnect_jitter_percent = TN_DEFAULT_RECONNECT_JITTER_PERCENT;
-  l->reconnect_reset_after_ms = TN_DEFAULT_RECONNECT_RESET_AFTER_MS;
-}
+static const struct tn_limit_table client_limits = { limit_defs, sizeof(limit_defs) / sizeof(limit_defs[0]) };
 
 static int key_limits(struct loader *ld, const json_t *v)
 {
   struct tc_config_limits *l = &ld->cfg->limits;
   const char *key;
   json_t *val;
+  char msg[DESC_LEN + 192];
 
   if (!json_is_object(v))
     return fail_type(ld, "\"Limits\"", "an object", v);
   json_object_foreach((json_t *)v, key, val) {
-    const struct limit_def *def = NULL;
-    char field[FIELD_LEN], want[64];
+    char got[DESC_LEN];
 
-    member_field(field, sizeof(field), "Limits", key);
-    for (size_t i = 0; i < sizeof(limit_defs) / sizeof(limit_defs[0]); i++)
-      if (strcmp(limit_defs[i].key, key) == 0)
-        def = &limit_defs[i];
-    if (def == NULL)
-      return fail(ld, field, "unknown key");
-    snprintf(want, sizeof(want), "an integer %u-%u", (unsigned)def->min, (unsigned)def->max);
-    if (!json_is_integer(val) || json_integer_value(val) < (json_int_t)def->min ||
-        json_integer_value(val) > (json_int_t)def->max)
-      return fail_type(ld, field, want, val);
-    *(uint32_t *)(void *)((char *)l + def->offset) = (uint32_t)json_integer_value(val);
+    describe(got, sizeof(got), val);
+    if (tn_limits_set(l, &client_limits, key, json_is_integer(val), json_is_integer(val) ? json_integer_value(val) : 0,
+                      got, msg, sizeof(msg)) != TN_OK)
+      return fail(ld, NULL, "%s", msg);
   }
+  if (tn_limits_check(&l->common, msg, sizeof(msg)) != TN_OK)
+    return fail(ld, NULL, "%s", msg);
   /* Checked after all keys so a lone override is judged against the other's default. */
   if (l->reconnect_min_ms > l->reconnect_max_ms)
-    return fail(ld, "\"Limits\"", "\"ReconnectMinMs\" (%u) must not exceed \"ReconnectMaxMs\" (%u)",
+    return fail(ld, NULL, "\"Limits.ReconnectMaxMs\": must be at least ReconnectMinMs (%u), got %u",
                 (unsigned)l->reconnect_min_ms, (unsigned)l->reconnect_max_ms);
-  if (l->keepalive_interval_ms >= l->dead_peer_timeout_ms)
-    return fail(ld, "\"Limits\"", "\"KeepaliveIntervalMs\" (%u) must be less than \"DeadPeerTimeoutMs\" (%u)",
-                (unsigned)l->keepalive_interval_ms, (unsigned)l->dead_peer_timeout_ms);
-  if (l->pipe_low_water >= l->pipe_high_water)
-    return fail(ld, "\"Limits\"", "\"PipeLowWater\" (%u) must be less than \"PipeHighWater\" (%u)",
-                (unsigned)l->pipe_low_water, (unsigned)l->pipe_high_water);
   return TN_OK;
 }
 
@@ -729,7 +667,7 @@ int tc_config_load(struct tc_config *cfg, const char *path, char *err, size_t er
     return TN_ERR_INVALID;
   }
   cfg->server_port = TN_DEFAULT_CONTROL_PORT;
-  limits_defaults(&cfg->limits);
+  tn_limits_default(&cfg->limits, &client_limits);
   rc = dup_string(&ld, path, &cfg->path);
   if (rc == TN_OK)
     rc = load_root(&ld, root);

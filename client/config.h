@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tunnel/limits.h"
+
 /* Longest DNS name or IP literal accepted for a host (RFC 1035 text form without the trailing dot). */
 #define TC_CONFIG_HOST_MAX 253
 /* Longest service name, the same bound as the stream-open header's. */
@@ -23,17 +25,7 @@ struct tc_config_service {
 
 /* The "Limits" object: every field starts at its TN_DEFAULT_* value from tunnel/defaults.h. */
 struct tc_config_limits {
-  uint32_t handshake_timeout_ms;
-  uint32_t keepalive_interval_ms;
-  uint32_t dead_peer_timeout_ms;
-  uint32_t stream_open_timeout_ms;
-  uint32_t max_streams_per_link;
-  uint32_t max_window;
-  uint32_t max_frame_payload;
-  uint32_t link_output_buffer;
-  uint32_t pipe_high_water;
-  uint32_t pipe_low_water;
-  uint32_t drain_timeout_ms;
+  struct tn_limits common; /* first: the shared table's offsets hold here too */
   uint32_t dial_timeout_ms;
   uint32_t reconnect_min_ms;
   uint32_t reconnect_max_ms;

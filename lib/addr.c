@@ -71,9 +71,14 @@ void tn_addr_from_sockaddr(struct tn_addr *a, const struct sockaddr *sa)
   }
 }
 
+size_t tn_addr_ip_len(int family)
+{
+  return family == TN_AF_INET ? 4 : family == TN_AF_INET6 ? 16 : 0;
+}
+
 int tn_addr_equal(const struct tn_addr *a, const struct tn_addr *b)
 {
-  size_t n = a->family == TN_AF_INET ? 4 : a->family == TN_AF_INET6 ? 16 : 0;
+  size_t n = tn_addr_ip_len(a->family);
 
   return a->family == b->family && a->port == b->port && memcmp(a->ip, b->ip, n) == 0;
 }

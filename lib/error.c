@@ -25,19 +25,46 @@ const char *tn_strerror(int err)
   case TN_ERR_SESSION_CLOSED: return "session closed";
   case TN_ERR_TLS_FATAL: return "TLS connection failed";
   case TN_ERR_INTERNAL: return "internal error";
+  case TN_ERR_CONFLICT: return "conflicts with the state in force";
+  case TN_ERR_IO: return "file could not be written";
   default: return "unknown error";
   }
+}
+
+void tn_verrf(char *err, size_t err_len, const char *prefix, const char *fmt, va_list ap)
+{
+  int n = 0;
+
+  if (err == NULL || err_len == 0)
+    return;
+  if (prefix != NULL)
+    n = snprintf(err, err_len, "%s: ", prefix);
+  if (n >= 0 && (size_t)n < err_len)
+    vsnprintf(err + n, err_len - (size_t)n, fmt, ap);
 }
 
 void tn_errf(char *err, size_t err_len, const char *fmt, ...)
 {
   va_list ap;
 
-  if (err == NULL || err_len == 0)
-    return;
   va_start(ap, fmt);
-  vsnprintf(err, err_len, fmt, ap);
+  tn_verrf(err, err_len, NULL, fmt, ap);
   va_end(ap);
+}
+
+size_t tn_errf_append(char *buf, size_t cap, size_t at, const char *fmt, ...)
+{
+  va_list ap;
+  int n;
+
+  if (at >= cap)
+    return at;
+  va_start(ap, fmt);
+  n = vsnprintf(buf + at, cap - at, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return at;
+  return at + (size_t)n >= cap ? cap - 1 : at + (size_t)n;
 }
 
 void tn_err_one_line(char *s)

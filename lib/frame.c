@@ -1,26 +1,8 @@
 /* frame.c: the yamux frame header codec. */
 #include "tunnel/frame.h"
 
+#include "tunnel/be.h"
 #include "tunnel/error.h"
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-  p[0] = (uint8_t)(v >> 24);
-  p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);
-  p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 size_t tn_frame_encode(const struct tn_frame_header *h, uint8_t *out, size_t out_len)
 {
@@ -28,9 +10,9 @@ size_t tn_frame_encode(const struct tn_frame_header *h, uint8_t *out, size_t out
     return 0;
   out[0] = h->version;
   out[1] = h->type;
-  put_be16(out + 2, h->flags);
-  put_be32(out + 4, h->stream_id);
-  put_be32(out + 8, h->length);
+  tn_put_be16(out + 2, h->flags);
+  tn_put_be32(out + 4, h->stream_id);
+  tn_put_be32(out + 8, h->length);
   return TN_FRAME_HEADER_LEN;
 }
 
@@ -46,8 +28,8 @@ int tn_frame_decode(struct tn_frame_header *h, const uint8_t *in, size_t in_len)
   h->version = in[0];
   h->type = in[1];
   h->flags = (uint16_t)(in[2] << 8 | in[3]);
-  h->stream_id = get_be32(in + 4);
-  h->length = get_be32(in + 8);
+  h->stream_id = tn_get_be32(in + 4);
+  h->length = tn_get_be32(in + 8);
   return TN_FRAME_HEADER_LEN;
 }
 

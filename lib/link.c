@@ -22,6 +22,11 @@
 #define TLS_HANDSHAKE_RECORD 0x16
 /* Plaintext is read out of TLS in pieces this big (one full record). */
 #define LINK_PLAINTEXT_CHUNK 16384u
+/* Raw (management) links: plaintext queued before tn_link_send refuses, unless the owner sets its own. */
+#define LINK_MAX_RAW_OUTPUT (4u * 1024u * 1024u)
+/* The mux tick: a quarter of the keepalive interval, but no busier than 20/s and no lazier than 1/s. */
+#define LINK_TICK_MIN_MS 50u
+#define LINK_TICK_MAX_MS 1000u
 /* Control messages being received at once per link; more are refused (RST), so a peer cannot pin much memory. */
 #define LINK_MAX_INCOMING_MESSAGES 4u
 /* Bound the work per socket read callback so one busy link cannot starve the loop. */
@@ -92,7 +97,7 @@ void tn_link_options_default(struct tn_link_options *opt)
   memset(opt, 0, sizeof(*opt));
   tn_mux_options_default(&opt->mux);
   opt->handshake_timeout_ms = TN_DEFAULT_HANDSHAKE_TIMEOUT_MS;
-  opt->max_raw_output = 4u * 1024u * 1024u;
+  opt->max_raw_output = LINK_MAX_RAW_OUTPUT;
 }
 
 /* ---- stream routing: the mux reports, the pipe that owns the stream acts ---- */
@@ -546,10 +551,10 @@ static int link_start_mux(tn_link *l)
   l->established = true;
   /* Tick often enough to notice silence within a fraction of the keepalive interval. */
   tick = l->opt.mux.keepalive_interval_ms / 4;
-  if (tick < 50)
-    tick = 50;
-  if (tick > 1000)
-    tick = 1000;
+  if (tick < LINK_TICK_MIN_MS)
+    tick = LINK_TICK_MIN_MS;
+  if (tick > LINK_TICK_MAX_MS)
+    tick = LINK_TICK_MAX_MS;
   uv_timer_stop(&l->timer);
   uv_timer_start(&l->timer, on_tick, tick, tick);
   return TN_OK;
@@ -586,6 +591,11 @@ static bool link_read_plaintext(tn_link *l)
       const char *why = tn_mux_error(l->mux);
       link_flush(l);  /* deliver our GoAway(protocol error) */
       link_fail(l, "protocol error from peer", why != NULL && strcmp(why, tn_strerror(rc)) != 0 ? why : NULL);
+      return false;
+    }
+    if (TN_IS_FATAL(rc)) {
+      link_flush(l);  /* after a fatal code the session may still hand out what it queued (its GoAway) */
+      tn_link_close(l, tn_strerror(rc));
       return false;
     }
     if (rc != TN_OK) {
@@ -701,7 +711,8 @@ static void record_peer_address(tn_link *l)
 }
 
 /* TCP is up: start TLS and reading. */
-static int link_start_tls(tn_link *l)
+/* Returns 0, or a libuv code (a TLS context that cannot be made is UV_ENOMEM) with *why saying what failed. */
+static int link_start_tls(tn_link *l, const char **why)
 {
   int rc;
 
@@ -709,15 +720,19 @@ static int link_start_tls(tn_link *l)
   record_peer_address(l);
   uv_tcp_nodelay(&l->tcp, 1);
   rc = tn_tls_new(&l->tls, l->opt.tls, l->server_name);
-  if (rc != TN_OK)
-    return rc;
+  if (rc != TN_OK) {
+    *why = tn_strerror(rc);
+    return UV_ENOMEM;
+  }
   if (tn_tls_config_role(l->opt.tls) == TN_TLS_CLIENT)
     tn_tls_handshake(l->tls);  /* queues the ClientHello */
   rc = uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read);
-  if (rc != 0)
+  if (rc != 0) {
+    *why = uv_strerror(rc);
     return rc;
+  }
   link_flush(l);
-  return TN_OK;
+  return 0;
 }
 
 int tn_link_accept(tn_link **out, uv_stream_t *listener, const struct tn_link_options *opt,
@@ -728,11 +743,12 @@ int tn_link_accept(tn_link **out, uv_stream_t *listener, const struct tn_link_op
 
   *out = NULL;
   if (l == NULL)
-    return TN_ERR_NOMEM;
+    return UV_ENOMEM;
   rc = uv_accept(listener, (uv_stream_t *)&l->tcp);
   if (rc == 0) {
+    const char *why;
     uv_timer_start(&l->timer, on_handshake_timeout, opt->handshake_timeout_ms, 0);
-    rc = link_start_tls(l);
+    rc = link_start_tls(l, &why);
   }
   if (rc != 0) {
     /* Not reported through on_closed: the caller never had the link. */
@@ -750,7 +766,7 @@ int tn_link_accept(tn_link **out, uv_stream_t *listener, const struct tn_link_op
 static void on_connect(uv_connect_t *req, int status)
 {
   tn_link *l = req->data;
-  int rc;
+  const char *why;
 
   if (l->closing)
     return;
@@ -758,9 +774,8 @@ static void on_connect(uv_connect_t *req, int status)
     link_fail(l, "connect failed", uv_strerror(status));
     return;
   }
-  rc = link_start_tls(l);
-  if (rc != 0)
-    link_fail(l, "TLS setup failed", rc < 0 && rc > -100 ? tn_strerror(rc) : uv_strerror(rc));
+  if (link_start_tls(l, &why) != 0)
+    link_fail(l, "TLS setup failed", why);
 }
 
 int tn_link_connect(tn_link **out, uv_loop_t *loop, const struct sockaddr *addr, const struct tn_link_options *opt,
@@ -771,7 +786,7 @@ int tn_link_connect(tn_link **out, uv_loop_t *loop, const struct sockaddr *addr,
 
   *out = NULL;
   if (l == NULL)
-    return TN_ERR_NOMEM;
+    return UV_ENOMEM;
   l->connect_req.data = l;
   uv_timer_start(&l->timer, on_handshake_timeout, opt->handshake_timeout_ms, 0);
   rc = uv_tcp_connect(&l->connect_req, &l->tcp, addr, on_connect);

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "tunnel/be.h"
 #include "tunnel/error.h"
 #include "tunnel/proxy.h"
 
@@ -16,26 +17,10 @@
 #define OPEN_ADDR_HEAD_LEN 3
 #define OPEN_MIN_LEN (OPEN_FIXED_LEN + 2 * (OPEN_ADDR_HEAD_LEN + 4))
 
-static void open_put_be16(uint8_t *p, uint16_t v)
-{
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-
-static uint16_t open_get_be16(const uint8_t *p)
-{
-  return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static int open_service_char(uint8_t ch)
+int tn_open_service_char(unsigned char ch)
 {
   return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
          ch == '.' || ch == '_' || ch == '-';
-}
-
-static size_t open_ip_len(uint8_t family)
-{
-  return family == TN_AF_INET ? 4 : family == TN_AF_INET6 ? 16 : 0;
 }
 
 /* Length of a valid service name, or 0 when it is empty, too long or has a bad byte. */
@@ -44,17 +29,17 @@ static size_t open_service_len(const char *s)
   size_t n;
 
   for (n = 0; n <= TN_OPEN_MAX_SERVICE && s[n] != '\0'; n++)
-    if (!open_service_char((uint8_t)s[n]))
+    if (!tn_open_service_char((uint8_t)s[n]))
       return 0;
   return n > TN_OPEN_MAX_SERVICE ? 0 : n;
 }
 
 static size_t open_put_addr(uint8_t *p, const struct tn_addr *a)
 {
-  size_t iplen = open_ip_len(a->family);
+  size_t iplen = tn_addr_ip_len(a->family);
 
   p[0] = a->family;
-  open_put_be16(p + 1, a->port);
+  tn_put_be16(p + 1, a->port);
   memcpy(p + OPEN_ADDR_HEAD_LEN, a->ip, iplen);
   return OPEN_ADDR_HEAD_LEN + iplen;
 }
@@ -76,18 +61,18 @@ size_t tn_open_encode(const struct tn_open *o, uint8_t *out, size_t out_len)
   } else {
     return 0;
   }
-  if (open_ip_len(o->peer.family) == 0 || open_ip_len(o->listener.family) == 0)
+  if (tn_addr_ip_len(o->peer.family) == 0 || tn_addr_ip_len(o->listener.family) == 0)
     return 0;
-  total = OPEN_FIXED_LEN + 2 * OPEN_ADDR_HEAD_LEN + open_ip_len(o->peer.family) +
-          open_ip_len(o->listener.family) + (svc_len ? 1 + svc_len : 0);
+  total = OPEN_FIXED_LEN + 2 * OPEN_ADDR_HEAD_LEN + tn_addr_ip_len(o->peer.family) +
+          tn_addr_ip_len(o->listener.family) + (svc_len ? 1 + svc_len : 0);
   if (total > out_len)
     return 0;
   out[0] = TN_OPEN_VERSION;
   out[1] = 0;
-  open_put_be16(out + 2, (uint16_t)total);
+  tn_put_be16(out + 2, (uint16_t)total);
   out[4] = o->backend_kind;
   out[5] = o->proxy_version;
-  open_put_be16(out + 6, o->backend_kind == TN_OPEN_BACKEND_PORT ? o->backend_port : 0);
+  tn_put_be16(out + 6, o->backend_kind == TN_OPEN_BACKEND_PORT ? o->backend_port : 0);
   pos = OPEN_FIXED_LEN;
   pos += open_put_addr(out + pos, &o->peer);
   pos += open_put_addr(out + pos, &o->listener);
@@ -128,13 +113,13 @@ static int open_get_addr(struct open_cur *c, struct tn_addr *a)
 
   if ((r = open_need(c, 1)) != 1)
     return r;
-  if ((iplen = open_ip_len(c->in[c->pos])) == 0)
+  if ((iplen = tn_addr_ip_len(c->in[c->pos])) == 0)
     return TN_ERR_INVALID;
   if ((r = open_need(c, OPEN_ADDR_HEAD_LEN + iplen)) != 1)
     return r;
   memset(a, 0, sizeof(*a));
   a->family = c->in[c->pos];
-  a->port = open_get_be16(c->in + c->pos + 1);
+  a->port = tn_get_be16(c->in + c->pos + 1);
   memcpy(a->ip, c->in + c->pos + OPEN_ADDR_HEAD_LEN, iplen);
   c->pos += OPEN_ADDR_HEAD_LEN + iplen;
   return 1;
@@ -162,7 +147,7 @@ static int open_decode(struct tn_open *o, const uint8_t *in, size_t in_len)
     return TN_ERR_NEED_MORE;
   c.in = in;
   c.len = in_len;
-  c.total = open_get_be16(in + 2);
+  c.total = tn_get_be16(in + 2);
   c.pos = 4;
   if (c.total < OPEN_MIN_LEN || c.total > TN_OPEN_MAX_LEN)
     return TN_ERR_INVALID;
@@ -186,7 +171,7 @@ static int open_decode(struct tn_open *o, const uint8_t *in, size_t in_len)
     return TN_ERR_INVALID;
   if ((r = open_need(&c, 2)) != 1)
     return r;
-  o->backend_port = open_get_be16(in + c.pos);
+  o->backend_port = tn_get_be16(in + c.pos);
   if ((o->backend_kind == TN_OPEN_BACKEND_PORT) != (o->backend_port != 0))
     return TN_ERR_INVALID;
   c.pos += 2;
@@ -203,7 +188,7 @@ static int open_decode(struct tn_open *o, const uint8_t *in, size_t in_len)
     for (i = 0; i < n; i++) {
       if ((r = open_need(&c, 1)) != 1)
         return r;
-      if (!open_service_char(in[c.pos]))
+      if (!tn_open_service_char(in[c.pos]))
         return TN_ERR_INVALID;
       o->service[i] = (char)in[c.pos++];
     }

@@ -7,10 +7,11 @@
 #include <string.h>
 
 #include "splice.h"
+#include "tunnel/defaults.h"
 #include "tunnel/error.h"
 #include "tunnel/proxy.h"
 
-/* One socket read; its bytes are released once the stream has taken them all. */
+/* One socket read. Bytes the stream cannot take yet are kept (the stash) up to the high-water mark. */
 #define PIPE_READ_BUFFER (64u * 1024u)
 
 struct pipe_chunk {
@@ -33,6 +34,7 @@ struct tn_pipe {
   uint32_t id;
   const struct tn_pipe_callbacks *cb;
   void *data;
+  struct tn_pipe_options opt;
 
   bool awaiting_header;      /* tunnelc: the stream-open header is still arriving */
   size_t header_len;
@@ -57,6 +59,7 @@ struct tn_pipe {
   uint8_t *stash;
   size_t stash_off;
   size_t stash_len;
+  size_t stash_cap;
 
   /* stream -> socket: chunks waiting for the socket to come up, and writes in flight */
   struct pipe_chunk *waiting_head;
@@ -363,6 +366,18 @@ void tn_pipe__on_stream_close(tn_pipe *p, int reason)
 
 static void start_reading(tn_pipe *p);
 
+void tn_pipe_options_default(struct tn_pipe_options *opt)
+{
+  opt->high_water = TN_DEFAULT_PIPE_HIGH_WATER;
+  opt->low_water = TN_DEFAULT_PIPE_LOW_WATER;
+}
+
+/* Socket bytes read but not yet taken by the stream. */
+static size_t stash_pending(const tn_pipe *p)
+{
+  return p->stash_len - p->stash_off;
+}
+
 /* Pushes stashed bytes into the stream. Returns true when the stash is empty. */
 static bool drain_stash(tn_pipe *p)
 {
@@ -386,7 +401,7 @@ static bool drain_stash(tn_pipe *p)
     return false;
   free(p->stash);
   p->stash = NULL;
-  p->stash_off = p->stash_len = 0;
+  p->stash_off = p->stash_len = p->stash_cap = 0;
   return true;
 }
 
@@ -404,11 +419,16 @@ static void send_fin(tn_pipe *p)
 
 void tn_pipe__on_writable(tn_pipe *p)
 {
-  if (p->done || !drain_stash(p))
+  bool empty;
+
+  if (p->done)
     return;
-  if (p->socket_eof)
+  empty = drain_stash(p);
+  if (p->done)
+    return;
+  if (empty && p->socket_eof)
     send_fin(p);
-  else
+  else if (stash_pending(p) <= p->opt.low_water)
     start_reading(p);
 }
 
@@ -428,6 +448,42 @@ static void stop_reading(tn_pipe *p)
   }
 }
 
+/* Takes a read buffer: it becomes the stash when none is waiting (no copy), else it is appended. */
+static bool stash_append(tn_pipe *p, uint8_t *buf, size_t cap, size_t n)
+{
+  size_t pending = stash_pending(p);
+  uint8_t *grown;
+
+  if (p->stash == NULL) {
+    p->stash = buf;
+    p->stash_off = 0;
+    p->stash_len = n;
+    p->stash_cap = cap;
+    return true;
+  }
+  if (p->stash_off > pending) {
+    /* Compact only once most of the buffer is spent, so appending stays linear. */
+    memmove(p->stash, p->stash + p->stash_off, pending);
+    p->stash_off = 0;
+    p->stash_len = pending;
+  }
+  if (p->stash_len + n > p->stash_cap) {
+    size_t want = p->stash_cap * 2 > p->stash_len + n ? p->stash_cap * 2 : p->stash_len + n;
+    grown = realloc(p->stash, want);
+    if (grown == NULL) {
+      free(buf);
+      pipe_finish(p, "out of memory", false);
+      return false;
+    }
+    p->stash = grown;
+    p->stash_cap = want;
+  }
+  memcpy(p->stash + p->stash_len, buf, n);
+  free(buf);
+  p->stash_len += n;
+  return true;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
   tn_pipe *p = s->data;
@@ -438,12 +494,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   }
   if (nread > 0) {
     p->bytes_to_stream += (uint64_t)nread;
-    /* Hand the buffer over as the stash; drain_stash frees it once the stream took it all. */
-    p->stash = (uint8_t *)buf->base;
-    p->stash_off = 0;
-    p->stash_len = (size_t)nread;
-    if (!drain_stash(p) && !p->done)
-      stop_reading(p);  /* resumes from on_writable */
+    if (!stash_append(p, (uint8_t *)buf->base, buf->len, (size_t)nread))
+      return;
+    /* Above the high-water mark the socket waits (its peer's TCP window closes); on_writable resumes below the low. */
+    if (!drain_stash(p) && !p->done && stash_pending(p) > p->opt.high_water)
+      stop_reading(p);
     return;
   }
   free(buf->base);
@@ -469,12 +524,17 @@ static void start_reading(tn_pipe *p)
 
 /* ---- setup ---- */
 
-static tn_pipe *pipe_new(uv_loop_t *loop, const struct tn_pipe_callbacks *cb, void *data)
+static tn_pipe *pipe_new(uv_loop_t *loop, const struct tn_pipe_options *opt, const struct tn_pipe_callbacks *cb,
+                         void *data)
 {
   tn_pipe *p = calloc(1, sizeof(*p));
 
   if (p == NULL)
     return NULL;
+  if (opt != NULL)
+    p->opt = *opt;
+  else
+    tn_pipe_options_default(&p->opt);
   p->cb = cb;
   p->data = data;
   uv_tcp_init(loop, &p->tcp);
@@ -491,14 +551,15 @@ static void pipe_discard(tn_pipe *p)
   uv_close((uv_handle_t *)&p->timer, on_handle_closed);
 }
 
-int tn_pipe_accept(tn_pipe **out, uv_stream_t *listener, const struct tn_pipe_callbacks *cb, void *data)
+int tn_pipe_accept(tn_pipe **out, uv_stream_t *listener, const struct tn_pipe_options *opt,
+                   const struct tn_pipe_callbacks *cb, void *data)
 {
-  tn_pipe *p = pipe_new(listener->loop, cb, data);
+  tn_pipe *p = pipe_new(listener->loop, opt, cb, data);
   int rc;
 
   *out = NULL;
   if (p == NULL)
-    return TN_ERR_NOMEM;
+    return UV_ENOMEM;
   rc = uv_accept(listener, (uv_stream_t *)&p->tcp);
   if (rc != 0) {
     pipe_discard(p);
@@ -559,15 +620,16 @@ int tn_pipe_start(tn_pipe *p, tn_link *link, const struct tn_open *hdr)
     return TN_ERR_NOMEM;
   }
   memcpy(p->stash, buf, n);
-  p->stash_len = n;
-  if (drain_stash(p))
+  p->stash_len = p->stash_cap = n;
+  if (drain_stash(p) || (!p->done && stash_pending(p) <= p->opt.low_water))
     start_reading(p);
   return TN_OK;
 }
 
-tn_pipe *tn_pipe_new_incoming(tn_link *link, uint32_t id, const struct tn_pipe_callbacks *cb, void *data)
+tn_pipe *tn_pipe_new_incoming(tn_link *link, uint32_t id, const struct tn_pipe_options *opt,
+                              const struct tn_pipe_callbacks *cb, void *data)
 {
-  tn_pipe *p = pipe_new(tn_link_loop(link), cb, data);
+  tn_pipe *p = pipe_new(tn_link_loop(link), opt, cb, data);
 
   if (p == NULL)
     return NULL;
@@ -660,7 +722,7 @@ int tn_pipe_connect(tn_pipe *p, const struct sockaddr *addr, const struct sockad
   int rc;
 
   if (p->done)
-    return TN_ERR_STREAM_CLOSED;
+    return UV_ECANCELED;
   if (fallback != NULL) {
     memcpy(&p->fallback, fallback,
            fallback->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));

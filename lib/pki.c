@@ -228,6 +228,58 @@ static int check_absent(const char *path, char *err, size_t err_len)
   return TN_OK;
 }
 
+/* mbedTLS refused a field: a message of its own, distinct from a bad request. */
+#define PKI_REFUSED 1
+
+/* Basic constraints, key identifiers, key usage, EKU and SANs of req. TN_OK, PKI_REFUSED, or an error with err set. */
+static int set_extensions(mbedtls_x509write_cert *crt, const struct tn_pki_request *req,
+                          mbedtls_pk_context *subject_key, char *err, size_t err_len)
+{
+  unsigned char san_buf[4096];
+  unsigned char eku_buf[64];
+  int rc;
+
+  int is_ca = req->usage == TN_PKI_USAGE_CA;
+  if (mbedtls_x509write_crt_set_basic_constraints(crt, is_ca, is_ca ? 0 : -1) != 0 ||
+      mbedtls_x509write_crt_set_subject_key_identifier(crt) != 0 ||
+      mbedtls_x509write_crt_set_authority_key_identifier(crt) != 0)
+    return PKI_REFUSED;
+  unsigned ku;
+  if (is_ca) {
+    ku = MBEDTLS_X509_KU_KEY_CERT_SIGN | MBEDTLS_X509_KU_CRL_SIGN;
+  } else {
+    ku = MBEDTLS_X509_KU_DIGITAL_SIGNATURE;
+    if (mbedtls_pk_get_type(subject_key) == MBEDTLS_PK_RSA)
+      ku |= MBEDTLS_X509_KU_KEY_ENCIPHERMENT;
+  }
+  if (mbedtls_x509write_crt_set_key_usage(crt, ku) != 0)
+    return PKI_REFUSED;
+
+  if (req->usage == TN_PKI_USAGE_SERVER || req->usage == TN_PKI_USAGE_CLIENT) {
+    const char *oid = req->usage == TN_PKI_USAGE_SERVER ? MBEDTLS_OID_SERVER_AUTH : MBEDTLS_OID_CLIENT_AUTH;
+    const unsigned char *der;
+    size_t der_len;
+    if (build_eku(oid, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH), eku_buf, sizeof eku_buf, &der, &der_len) != 0 ||
+        mbedtls_x509write_crt_set_extension(crt, MBEDTLS_OID_EXTENDED_KEY_USAGE,
+                                            MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0, der, der_len) != 0)
+      return PKI_REFUSED;
+  }
+  if (req->dns_count + req->ip_count > 0) {
+    if (req->dns_count + req->ip_count > TN_PKI_MAX_SANS) {
+      tn_errf(err, err_len, "too many subject alternative names (at most %d)", TN_PKI_MAX_SANS);
+      return TN_ERR_ARG;
+    }
+    const unsigned char *der;
+    size_t der_len;
+    if ((rc = build_san(req, san_buf, sizeof san_buf, &der, &der_len, err, err_len)) != TN_OK)
+      return rc;
+    if (mbedtls_x509write_crt_set_extension(crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
+                                            MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0, der, der_len) != 0)
+      return PKI_REFUSED;
+  }
+  return TN_OK;
+}
+
 /*
  * The common part of create_ca and issue: subject_key is freshly generated, issuer_key
  * and issuer_name are the CA's (or the same key and subject for a self-signed CA).
@@ -244,8 +296,6 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
 #endif
   unsigned char *pem = malloc(PKI_PEM_MAX);
   unsigned char *key_pem = malloc(PKI_PEM_MAX);
-  unsigned char san_buf[4096];
-  unsigned char eku_buf[64];
   int rc = TN_ERR_INVALID;
   if (pem == NULL || key_pem == NULL) {
     tn_errf(err, err_len, "out of memory");
@@ -296,46 +346,10 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
   if (mbedtls_x509write_crt_set_validity(&crt, nb, na) != 0)
     goto internal;
 
-  int is_ca = req->usage == TN_PKI_USAGE_CA;
-  if (mbedtls_x509write_crt_set_basic_constraints(&crt, is_ca, is_ca ? 0 : -1) != 0 ||
-      mbedtls_x509write_crt_set_subject_key_identifier(&crt) != 0 ||
-      mbedtls_x509write_crt_set_authority_key_identifier(&crt) != 0)
+  if ((rc = set_extensions(&crt, req, subject_key, err, err_len)) == PKI_REFUSED)
     goto internal;
-  unsigned ku;
-  if (is_ca) {
-    ku = MBEDTLS_X509_KU_KEY_CERT_SIGN | MBEDTLS_X509_KU_CRL_SIGN;
-  } else {
-    ku = MBEDTLS_X509_KU_DIGITAL_SIGNATURE;
-    if (mbedtls_pk_get_type(subject_key) == MBEDTLS_PK_RSA)
-      ku |= MBEDTLS_X509_KU_KEY_ENCIPHERMENT;
-  }
-  if (mbedtls_x509write_crt_set_key_usage(&crt, ku) != 0)
-    goto internal;
-
-  if (req->usage == TN_PKI_USAGE_SERVER || req->usage == TN_PKI_USAGE_CLIENT) {
-    const char *oid = req->usage == TN_PKI_USAGE_SERVER ? MBEDTLS_OID_SERVER_AUTH : MBEDTLS_OID_CLIENT_AUTH;
-    const unsigned char *der;
-    size_t der_len;
-    if (build_eku(oid, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH), eku_buf, sizeof eku_buf, &der, &der_len) != 0 ||
-        mbedtls_x509write_crt_set_extension(&crt, MBEDTLS_OID_EXTENDED_KEY_USAGE,
-                                            MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0, der, der_len) != 0)
-      goto internal;
-  }
-  if (req->dns_count + req->ip_count > 0) {
-    if (req->dns_count + req->ip_count > TN_PKI_MAX_SANS) {
-      tn_errf(err, err_len, "too many subject alternative names (at most %d)", TN_PKI_MAX_SANS);
-      rc = TN_ERR_ARG;
-      goto out;
-    }
-    const unsigned char *der;
-    size_t der_len;
-    if ((rc = build_san(req, san_buf, sizeof san_buf, &der, &der_len, err, err_len)) != TN_OK)
-      goto out;
-    rc = TN_ERR_INVALID;
-    if (mbedtls_x509write_crt_set_extension(&crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
-                                            MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0, der, der_len) != 0)
-      goto internal;
-  }
+  if (rc != TN_OK)
+    goto out;
 
   if (mbedtls_x509write_crt_pem(&crt, pem, PKI_PEM_MAX, mbedtls_ctr_drbg_random, &r->drbg) != 0)
     goto internal;
@@ -495,18 +509,7 @@ struct pki_out {
   size_t at;
 };
 
-static void out_add(struct pki_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out_add(struct pki_out *o, const char *fmt, ...)
-{
-  if (o->at + 1 >= o->cap)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(o->buf + o->at, o->cap - o->at, fmt, ap);
-  va_end(ap);
-  if (n > 0)
-    o->at = o->at + (size_t)n >= o->cap ? o->cap - 1 : o->at + (size_t)n;
-}
+#define out_add(o, ...) ((o)->at = tn_errf_append((o)->buf, (o)->cap, (o)->at, __VA_ARGS__))
 
 static void x509_time_rfc3339(const mbedtls_x509_time *t, char out[32])
 {

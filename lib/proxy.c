@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tunnel/be.h"
 #include "tunnel/error.h"
 
 const uint8_t tn_proxy_v2_signature[12] = {
@@ -66,17 +67,6 @@ size_t tn_proxy_v1_encode(const struct tn_proxy_info *info, char *out, size_t ou
   return (size_t)n;
 }
 
-static void proxy_put_be16(uint8_t *p, uint16_t v)
-{
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-
-static uint16_t proxy_get_be16(const uint8_t *p)
-{
-  return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
 size_t tn_proxy_v2_encode(const struct tn_proxy_info *info, uint8_t *out, size_t out_len)
 {
   size_t alen;
@@ -84,7 +74,7 @@ size_t tn_proxy_v2_encode(const struct tn_proxy_info *info, uint8_t *out, size_t
 
   if (!proxy_info_families_ok(info))
     return 0;
-  alen = info->src.family == TN_AF_INET ? 4 : info->src.family == TN_AF_INET6 ? 16 : 0;
+  alen = tn_addr_ip_len(info->src.family);
   total = TN_PROXY_V2_HEADER_LEN + (alen ? 2 * alen + 4 : 0);
   if (out_len < total)
     return 0;
@@ -93,16 +83,16 @@ size_t tn_proxy_v2_encode(const struct tn_proxy_info *info, uint8_t *out, size_t
     /* LOCAL: the receiver keeps the real endpoints, so no address block is needed. */
     out[12] = PROXY_V2_CMD_LOCAL;
     out[13] = PROXY_V2_FAM_UNSPEC;
-    proxy_put_be16(out + 14, 0);
+    tn_put_be16(out + 14, 0);
     return total;
   }
   out[12] = PROXY_V2_CMD_PROXY;
   out[13] = alen == 4 ? PROXY_V2_FAM_TCP4 : PROXY_V2_FAM_TCP6;
-  proxy_put_be16(out + 14, (uint16_t)(total - TN_PROXY_V2_HEADER_LEN));
+  tn_put_be16(out + 14, (uint16_t)(total - TN_PROXY_V2_HEADER_LEN));
   memcpy(out + 16, info->src.ip, alen);
   memcpy(out + 16 + alen, info->dst.ip, alen);
-  proxy_put_be16(out + 16 + 2 * alen, info->src.port);
-  proxy_put_be16(out + 18 + 2 * alen, info->dst.port);
+  tn_put_be16(out + 16 + 2 * alen, info->src.port);
+  tn_put_be16(out + 18 + 2 * alen, info->dst.port);
   return total;
 }
 
@@ -317,7 +307,7 @@ static int proxy_v2_tlvs_ok(const uint8_t *p, size_t len)
   while (len > 0) {
     if (len < PROXY_V2_TLV_HEADER_LEN)
       return 0;
-    vlen = proxy_get_be16(p + 1);
+    vlen = tn_get_be16(p + 1);
     if (vlen > len - PROXY_V2_TLV_HEADER_LEN)
       return 0;
     p += PROXY_V2_TLV_HEADER_LEN + vlen;
@@ -351,7 +341,7 @@ static int proxy_v2_decode(struct tn_proxy_info *info, const uint8_t *in, size_t
     return TN_ERR_UNSUPPORTED;
   if (in_len < TN_PROXY_V2_HEADER_LEN)
     return TN_ERR_NEED_MORE;
-  block = proxy_get_be16(in + 14);
+  block = tn_get_be16(in + 14);
   alen = 0;
   if (cmd == PROXY_V2_CMD_PROXY)
     alen = fam == PROXY_V2_FAM_TCP4 ? PROXY_V2_ADDR_LEN_INET
@@ -380,8 +370,8 @@ static int proxy_v2_decode(struct tn_proxy_info *info, const uint8_t *in, size_t
     info->src.family = info->dst.family = iplen == 4 ? TN_AF_INET : TN_AF_INET6;
     memcpy(info->src.ip, a, iplen);
     memcpy(info->dst.ip, a + iplen, iplen);
-    info->src.port = proxy_get_be16(a + 2 * iplen);
-    info->dst.port = proxy_get_be16(a + 2 * iplen + 2);
+    info->src.port = tn_get_be16(a + 2 * iplen);
+    info->dst.port = tn_get_be16(a + 2 * iplen + 2);
   }
   return (int)(TN_PROXY_V2_HEADER_LEN + block);
 }

@@ -39,12 +39,9 @@
 #endif
 
 #include "tunnel/error.h"
-#include "tunnel/file.h"
-#include "tunnel/log.h"
 #include "tunnel/utf8.h"
 
 /* Certificate and key files are small; a bound keeps a wrong path (a disk image...) from eating memory. */
-#define TLS_MAX_FILE (1024u * 1024u)
 
 /* CHACHA20-POLY1305 first: it is fast everywhere, AES-GCM only where AES-NI helps. */
 static const int tls_ciphersuites[] = {
@@ -128,39 +125,19 @@ static void mbed_text(int ret, char *buf, size_t len)
   mbedtls_strerror(ret, buf, len);
 }
 
-/* Reads a whole certificate or key file plus a NUL (PEM parsers want it); free with tn_file_free. */
-static int read_file(const char *path, unsigned flags, unsigned char **out, size_t *out_len, char *err, size_t err_len)
-{
-  char *buf;
-  int rc = tn_file_read(path, TLS_MAX_FILE, flags, "certificate, key or CRL", &buf, out_len, err, err_len);
-
-  if (rc != TN_OK)
-    return rc;
-  if (*out_len == 0) {
-    tn_file_free(buf, 0);
-    tn_errf(err, err_len, "%s: file is empty", path);
-    return TN_ERR_INVALID;
-  }
-  *out = (unsigned char *)buf;
-  return TN_OK;
-}
-
 static int is_pem(const unsigned char *buf, size_t len)
 {
   return len > 0 && strstr((const char *)buf, "-----BEGIN ") != NULL;
 }
 
-static int load_certs(mbedtls_x509_crt *chain, const char *path, char *err, size_t err_len)
+static int load_certs(mbedtls_x509_crt *chain, const struct tn_tls_input *in, char *err, size_t err_len)
 {
-  unsigned char *buf;
-  size_t len;
-  int rc = read_file(path, 0, &buf, &len, err, err_len);
-  if (rc != TN_OK)
-    return rc;
+  const char *path = in->name;
+  const unsigned char *buf = in->data;
+  size_t len = in->len;
   /* PEM parsing wants the terminating NUL counted; DER must not have it. */
   int ret = mbedtls_x509_crt_parse(chain, buf, is_pem(buf, len) ? len + 1 : len);
   int pem = is_pem(buf, len);
-  tn_file_free((char *)buf, len);
   if (chain->version == 0) {
     if (pem || ret == MBEDTLS_ERR_X509_CERT_UNKNOWN_FORMAT) {
       tn_errf(err, err_len, "%s: no certificate found", path);
@@ -184,21 +161,18 @@ static int load_certs(mbedtls_x509_crt *chain, const char *path, char *err, size
   return TN_OK;
 }
 
-static int load_key(mbedtls_pk_context *key, const char *path, mbedtls_ctr_drbg_context *drbg, char *err,
+static int load_key(mbedtls_pk_context *key, const struct tn_tls_input *in, mbedtls_ctr_drbg_context *drbg, char *err,
                     size_t err_len)
 {
-  unsigned char *buf;
-  size_t len;
-  int rc = read_file(path, TN_FILE_PRIVATE, &buf, &len, err, err_len);
-  if (rc != TN_OK)
-    return rc;
+  const char *path = in->name;
+  const unsigned char *buf = in->data;
+  size_t len = in->len;
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
   int ret = mbedtls_pk_parse_key(key, buf, is_pem(buf, len) ? len + 1 : len, NULL, 0, mbedtls_ctr_drbg_random, drbg);
 #else
   (void)drbg;
   int ret = mbedtls_pk_parse_key(key, buf, is_pem(buf, len) ? len + 1 : len, NULL, 0);
 #endif
-  tn_file_free((char *)buf, len);
   if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || ret == MBEDTLS_ERR_PK_PASSWORD_MISMATCH) {
     tn_errf(err, err_len, "%s: key is protected by a passphrase; tunnel needs an unencrypted key (protect the file with mode 0600)", path);
     return TN_ERR_INVALID;
@@ -234,9 +208,13 @@ static void config_free(tn_tls_config *cfg)
   free(cfg);
 }
 
-int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca_file,
-                      const char *cert_file, const char *key_file, char *err, size_t err_len)
+int tn_tls_config_new_mem(tn_tls_config **out, enum tn_tls_role role, const struct tn_tls_input *ca,
+                          const struct tn_tls_input *cert, const struct tn_tls_input *key, char *err, size_t err_len)
 {
+  const char *ca_file = ca != NULL ? ca->name : NULL;
+  const char *cert_file = cert != NULL ? cert->name : NULL;
+  const char *key_file = key != NULL ? key->name : NULL;
+
   if (err != NULL && err_len > 0)
     err[0] = '\0';
   if (out == NULL || ca_file == NULL || cert_file == NULL || key_file == NULL ||
@@ -281,11 +259,11 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
     rc = TN_ERR_NOMEM;
     goto fail;
   }
-  if ((rc = load_certs(&cfg->ca, ca_file, err, err_len)) != TN_OK)
+  if ((rc = load_certs(&cfg->ca, ca, err, err_len)) != TN_OK)
     goto fail;
-  if ((rc = load_certs(&cfg->own, cert_file, err, err_len)) != TN_OK)
+  if ((rc = load_certs(&cfg->own, cert, err, err_len)) != TN_OK)
     goto fail;
-  if ((rc = load_key(&cfg->key, key_file, &cfg->drbg, err, err_len)) != TN_OK)
+  if ((rc = load_key(&cfg->key, key, &cfg->drbg, err, err_len)) != TN_OK)
     goto fail;
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
   ret = mbedtls_pk_check_pair(&cfg->own.pk, &cfg->key, mbedtls_ctr_drbg_random, &cfg->drbg);
@@ -304,9 +282,6 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
   const char *own_eku = role == TN_TLS_SERVER ? MBEDTLS_OID_SERVER_AUTH : MBEDTLS_OID_CLIENT_AUTH;
   cfg->own_usage_ok =
     mbedtls_x509_crt_check_extended_key_usage(&cfg->own, own_eku, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) == 0;
-  if (!cfg->own_usage_ok)
-    tn_log_warn("%s: certificate is not for %s use (extended key usage); handshakes will fail",
-                cert_file, role == TN_TLS_SERVER ? "server" : "client");
 
   ret = mbedtls_ssl_config_defaults(&cfg->conf,
                                     role == TN_TLS_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
@@ -368,6 +343,11 @@ void tn_tls_config_unref(tn_tls_config *cfg)
     return;
   if (--cfg->refs == 0)
     config_free(cfg);
+}
+
+int tn_tls_config_usage_ok(const tn_tls_config *cfg)
+{
+  return cfg->own_usage_ok;
 }
 
 enum tn_tls_role tn_tls_config_role(const tn_tls_config *cfg)
@@ -438,21 +418,18 @@ static int parse_der_crls(mbedtls_x509_crl *chain, const unsigned char *buf, siz
   return 0;
 }
 
-int tn_tls_config_set_crl(tn_tls_config *cfg, const char *crl_file, char *err, size_t err_len)
+int tn_tls_config_set_crl_mem(tn_tls_config *cfg, const struct tn_tls_input *in, char *err, size_t err_len)
 {
-  unsigned char *buf;
-  size_t len;
   char m[128];
 
-  if (cfg == NULL || crl_file == NULL)
+  if (cfg == NULL || in == NULL || in->name == NULL)
     return TN_ERR_ARG;
-  int rc = read_file(crl_file, 0, &buf, &len, err, err_len);
-  if (rc != TN_OK)
-    return rc;
+  const char *crl_file = in->name;
+  const unsigned char *buf = in->data;
+  size_t len = in->len;
   mbedtls_x509_crl crl;
   mbedtls_x509_crl_init(&crl);
   int ret = is_pem(buf, len) ? mbedtls_x509_crl_parse(&crl, buf, len + 1) : parse_der_crls(&crl, buf, len);
-  tn_file_free((char *)buf, len);
   if (ret != 0 || crl.version == 0) {
     mbed_text(ret, m, sizeof m);
     tn_errf(err, err_len, "%s: not a CRL (expected PEM \"X509 CRL\" blocks or DER): %s", crl_file,
@@ -556,7 +533,7 @@ static void verify_why(struct verify_ctx *v, uint32_t flags, const char *fmt, ..
     return;
   *v->why_flags = flags;
   va_start(ap, fmt);
-  vsnprintf(v->why, v->why_len, fmt, ap);
+  tn_verrf(v->why, v->why_len, NULL, fmt, ap);
   va_end(ap);
 }
 
@@ -666,19 +643,7 @@ static const char *alert_text(unsigned code)
   }
 }
 
-static size_t append(char *buf, size_t cap, size_t at, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static size_t append(char *buf, size_t cap, size_t at, const char *fmt, ...)
-{
-  if (at >= cap)
-    return at;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf + at, cap - at, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return at;
-  return at + (size_t)n >= cap ? cap - 1 : at + (size_t)n;
-}
+#define append tn_errf_append
 
 /*
  * Verification flags in words: "client certificate rejected: <reasons>; CN "x", sha256 ...".

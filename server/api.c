@@ -163,6 +163,16 @@ static json_t *json_body(const struct td_http_request *req, struct td_api_respon
   return body;
 }
 
+/* The one place a server error becomes an HTTP status. */
+static int apply_status(int rc)
+{
+  switch (rc) {
+  case TN_ERR_CONFLICT: return 409;
+  case TN_ERR_TOO_LARGE: return 413;
+  default: return 500;
+  }
+}
+
 static void put_tunnels(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp)
 {
   json_t *body;
@@ -183,7 +193,7 @@ static void put_tunnels(const struct td_api_ctx *ctx, const struct td_http_reque
   rc = ctx->ops->apply_table(ctx->srv, &t, err, sizeof(err));
   td_table_free(&t);
   if (rc != 0) {
-    td_api_error(resp, rc >= 400 && rc <= 599 ? rc : 500, err[0] ? err : "the tunnel table could not be applied");
+    td_api_error(resp, apply_status(rc), err[0] ? err : "the tunnel table could not be applied");
     return;
   }
   get_tunnels(ctx, resp);
@@ -253,7 +263,7 @@ static void put_revoked(const struct td_api_ctx *ctx, const struct td_http_reque
   rc = ctx->ops->apply_revoked(ctx->srv, &r, ctx->requester_sha256, err, sizeof(err));
   td_revoked_free(&r);
   if (rc != 0) {
-    td_api_error(resp, rc >= 400 && rc <= 599 ? rc : 500, err[0] ? err : "the list could not be applied");
+    td_api_error(resp, apply_status(rc), err[0] ? err : "the list could not be applied");
     return;
   }
   get_revoked(ctx, resp);

@@ -17,7 +17,7 @@ struct td_api_ops {
   /*
    * Applies new_table atomically (bind new listeners, swap, persist). Returns 0 on
    * success, having taken the contents of *new_table and left it empty (td_table_init).
-   * Otherwise returns an HTTP status (409 when a port cannot be bound) with err set,
+   * Otherwise returns a TN_ERR_* code (TN_ERR_CONFLICT when a port cannot be bound) with err set,
    * nothing changed and *new_table untouched. The caller frees *new_table either way.
    */
   int (*apply_table)(void *srv, struct td_table *new_table, char *err, size_t errlen);
@@ -32,7 +32,8 @@ struct td_api_ops {
   const struct td_revoked *(*revoked)(void *srv);
   /*
    * Replaces the list as apply_table replaces the table: 0 having taken *r's contents, or an
-   * HTTP status with err set and nothing changed. requester_sha256 is the certificate asking.
+   * TN_ERR_* code with err set and nothing changed (TN_ERR_CONFLICT: the list revokes requester_sha256,
+   * the certificate asking).
    */
   int (*apply_revoked)(void *srv, struct td_revoked *r, const char *requester_sha256, char *err, size_t errlen);
   /* GET /tunnels "Problems" of current_table()->tunnels[index]: a new array reference, or NULL for none. May be NULL. */
@@ -58,6 +59,8 @@ struct td_api_ctx {
 
 /* Largest response body built by default (GET /tunnels of a very large table, /metrics). */
 #define TD_API_MAX_RESPONSE (32u * 1024u * 1024u)
+/* A whole answer on the wire: the body plus its status line and headers (which fit in 4 KiB). */
+#define TD_API_MAX_WIRE (TD_API_MAX_RESPONSE + 4096u)
 
 struct td_api_response {
   int status;

@@ -19,26 +19,10 @@
 #define CONFIG_MAX_BYTES (1024u * 1024u)
 #define GOT_MAX TD_TABLE_GOT_MAX
 
-struct limit_def {
-  const char *key;
-  size_t offset;
-  uint32_t min, max, def;
-};
-
+/* tunneld's own limits; the link and pipe ones are tunnel/limits.h's shared table. */
 #define L(key, field, min, max, def) {key, offsetof(struct td_limits, field), min, max, def}
-static const struct limit_def limit_defs[] = {
-  L("HandshakeTimeoutMs", handshake_timeout_ms, 100, 600000, TN_DEFAULT_HANDSHAKE_TIMEOUT_MS),
-  L("KeepaliveIntervalMs", keepalive_interval_ms, 100, 3600000, TN_DEFAULT_KEEPALIVE_INTERVAL_MS),
-  L("DeadPeerTimeoutMs", dead_peer_timeout_ms, 200, 86400000, TN_DEFAULT_DEAD_PEER_TIMEOUT_MS),
-  L("StreamOpenTimeoutMs", stream_open_timeout_ms, 100, 600000, TN_DEFAULT_STREAM_OPEN_TIMEOUT_MS),
-  L("MaxStreamsPerLink", max_streams_per_link, 1, 1000000, TN_DEFAULT_MAX_STREAMS_PER_LINK),
-  L("MaxWindow", max_window, TN_DEFAULT_INITIAL_WINDOW, 1073741824u, TN_DEFAULT_MAX_WINDOW),
-  L("MaxFramePayload", max_frame_payload, 1024, 1048576, TN_DEFAULT_MAX_FRAME_PAYLOAD),
-  L("LinkOutputBuffer", link_output_buffer, 65536, 268435456u, TN_DEFAULT_LINK_OUTPUT_BUFFER),
+static const struct tn_limit_def limit_defs[] = {
   L("ReplacedLinkGraceMs", replaced_link_grace_ms, 0, 3600000, TN_DEFAULT_REPLACED_LINK_GRACE_MS),
-  L("PipeHighWater", pipe_high_water, 4096, 67108864, TN_DEFAULT_PIPE_HIGH_WATER),
-  L("PipeLowWater", pipe_low_water, 0, 67108864, TN_DEFAULT_PIPE_LOW_WATER),
-  L("DrainTimeoutMs", drain_timeout_ms, 0, 3600000, TN_DEFAULT_DRAIN_TIMEOUT_MS),
   L("MaxConnectionsPerTunnel", max_connections_per_tunnel, 1, 1000000, TN_DEFAULT_MAX_CONNECTIONS_PER_TUNNEL),
   L("MaxConnectionsPerClient", max_connections_per_client, 1, 1000000, TN_DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
   L("MaxPendingHandshakes", max_pending_handshakes, 1, 100000, TN_DEFAULT_MAX_PENDING_HANDSHAKES),
@@ -55,7 +39,7 @@ static const struct limit_def limit_defs[] = {
   L("TakeoverPingTimeoutMs", takeover_ping_timeout_ms, 50, 60000, TN_DEFAULT_TAKEOVER_PING_TIMEOUT_MS),
 };
 #undef L
-#define N_LIMITS (sizeof(limit_defs) / sizeof(limit_defs[0]))
+static const struct tn_limit_table server_limits = { limit_defs, sizeof(limit_defs) / sizeof(limit_defs[0]) };
 
 static const char *const top_keys[] = {
   "TunnelControlPort", "ManagementPort", "ListenAddress", "CaCertificateFile", "ServerTlsCertificateFile",
@@ -63,16 +47,10 @@ static const char *const top_keys[] = {
 };
 #define N_TOP (sizeof(top_keys) / sizeof(top_keys[0]))
 
-static uint32_t *limit_field(struct td_limits *l, const struct limit_def *d)
-{
-  return (uint32_t *)((char *)l + d->offset);
-}
-
 void td_limits_default(struct td_limits *l)
 {
   memset(l, 0, sizeof(*l));
-  for (size_t i = 0; i < N_LIMITS; i++)
-    *limit_field(l, &limit_defs[i]) = limit_defs[i].def;
+  tn_limits_default(l, &server_limits);
 }
 
 static void fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
@@ -81,15 +59,9 @@ static void fail(char *err, size_t errlen, const char *path, const char *fmt, ..
 static void fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
 {
   va_list ap;
-  int n;
 
-  if (!err || errlen == 0)
-    return;
-  n = snprintf(err, errlen, "%s: ", path);
-  if (n < 0 || (size_t)n >= errlen)
-    return;
   va_start(ap, fmt);
-  vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+  tn_verrf(err, errlen, path, fmt, ap);
   va_end(ap);
 }
 
@@ -209,6 +181,7 @@ static int load_limits(const json_t *lim, struct td_limits *l, const char *path,
   const char *key;
   json_t *v;
   char got[GOT_MAX + 8];
+  char msg[GOT_MAX + 192];
 
   if (!lim)
     return TN_OK;
@@ -218,33 +191,15 @@ static int load_limits(const json_t *lim, struct td_limits *l, const char *path,
     return TN_ERR_INVALID;
   }
   json_object_foreach((json_t *)lim, key, v) {
-    size_t i;
-    for (i = 0; i < N_LIMITS; i++)
-      if (strcmp(key, limit_defs[i].key) == 0)
-        break;
-    if (i == N_LIMITS) {
-      fail(err, errlen, path, "unknown key \"Limits.%.64s\"", key);
+    td_table_describe_json(v, got, sizeof(got));
+    if (tn_limits_set(l, &server_limits, key, json_is_integer(v), json_is_integer(v) ? json_integer_value(v) : 0, got,
+                      msg, sizeof(msg)) != TN_OK) {
+      fail(err, errlen, path, "%s", msg);
       return TN_ERR_INVALID;
     }
-    if (!json_is_integer(v) || json_integer_value(v) < limit_defs[i].min ||
-        json_integer_value(v) > limit_defs[i].max) {
-      td_table_describe_json(v, got, sizeof(got));
-      fail(err, errlen, path, "\"Limits.%s\": must be an integer %lu-%lu, got %s", key,
-           (unsigned long)limit_defs[i].min, (unsigned long)limit_defs[i].max, got);
-      return TN_ERR_INVALID;
-    }
-    *limit_field(l, &limit_defs[i]) = (uint32_t)json_integer_value(v);
   }
-  /* Pinging no sooner than the peer is declared dead would drop every idle link. */
-  if (l->dead_peer_timeout_ms <= l->keepalive_interval_ms) {
-    fail(err, errlen, path, "\"Limits.DeadPeerTimeoutMs\": must be greater than KeepaliveIntervalMs (%lu), got %lu",
-         (unsigned long)l->keepalive_interval_ms, (unsigned long)l->dead_peer_timeout_ms);
-    return TN_ERR_INVALID;
-  }
-  /* Equal marks would make reading flap on and off at every byte. */
-  if (l->pipe_low_water >= l->pipe_high_water) {
-    fail(err, errlen, path, "\"Limits.PipeLowWater\": must be less than PipeHighWater (%lu), got %lu",
-         (unsigned long)l->pipe_high_water, (unsigned long)l->pipe_low_water);
+  if (tn_limits_check(&l->common, msg, sizeof(msg)) != TN_OK) {
+    fail(err, errlen, path, "%s", msg);
     return TN_ERR_INVALID;
   }
   return TN_OK;
@@ -394,7 +349,8 @@ int td_config_load(struct td_config *cfg, const char *path, char *err, size_t er
   tn_file_free(data, len);
   if (!root) {
     tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
-    fail(err, errlen, path, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+    if (err != NULL && errlen > 0)
+      snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", path, jerr.line, jerr.column, jerr.text);
     return TN_ERR_INVALID;
   }
   rc = load_root(root, cfg, path, err, errlen);

@@ -7,21 +7,12 @@
 
 #include "table.h"
 #include "tunnel/addr.h"
+#include "tunnel/limits.h"
 
 /* Every tunneld-relevant limit of tunnel/defaults.h, overridable by the "Limits" object. */
 struct td_limits {
-  uint32_t handshake_timeout_ms;       /* HandshakeTimeoutMs */
-  uint32_t keepalive_interval_ms;      /* KeepaliveIntervalMs */
-  uint32_t dead_peer_timeout_ms;       /* DeadPeerTimeoutMs */
-  uint32_t stream_open_timeout_ms;     /* StreamOpenTimeoutMs */
-  uint32_t max_streams_per_link;       /* MaxStreamsPerLink */
-  uint32_t max_window;                 /* MaxWindow */
-  uint32_t max_frame_payload;          /* MaxFramePayload */
-  uint32_t link_output_buffer;         /* LinkOutputBuffer */
+  struct tn_limits common;             /* first: the shared table's offsets hold here too */
   uint32_t replaced_link_grace_ms;     /* ReplacedLinkGraceMs */
-  uint32_t pipe_high_water;            /* PipeHighWater */
-  uint32_t pipe_low_water;             /* PipeLowWater */
-  uint32_t drain_timeout_ms;           /* DrainTimeoutMs */
   uint32_t max_connections_per_tunnel; /* MaxConnectionsPerTunnel */
   uint32_t max_connections_per_client; /* MaxConnectionsPerClient */
   uint32_t max_pending_handshakes;     /* MaxPendingHandshakes */

@@ -24,6 +24,8 @@ struct metrics_conn {
   int answered;
 };
 
+/* A scraper or two connect at a time; a longer queue would only hold a flood. */
+#define METRICS_BACKLOG 64
 #define METRICS_MAX_CONNECTIONS 16u
 #define METRICS_TIMEOUT_MS 10000u
 
@@ -252,7 +254,7 @@ static void on_connection(uv_stream_t *server, int status)
   m->tcp.data = m->timer.data = m;
   m->handles_open = 2;
   td_http_conn_init(&m->http, &limits);
-  td_buf_init(&m->out, TD_API_MAX_RESPONSE + 4096);
+  td_buf_init(&m->out, TD_API_MAX_WIRE);
   srv->metrics_connections++;
   if (uv_accept(server, (uv_stream_t *)&m->tcp) != 0 || srv->metrics_connections > METRICS_MAX_CONNECTIONS ||
       uv_read_start((uv_stream_t *)&m->tcp, on_alloc, on_read) != 0) {
@@ -285,7 +287,7 @@ int td_metrics_listen(struct td_server *srv, char *err, size_t errlen)
   if (rc == 0)
     rc = uv_tcp_bind(&srv->metrics_tcp, (const struct sockaddr *)&ss, 0);
   if (rc == 0)
-    rc = uv_listen((uv_stream_t *)&srv->metrics_tcp, 64, on_connection);
+    rc = uv_listen((uv_stream_t *)&srv->metrics_tcp, METRICS_BACKLOG, on_connection);
   if (rc != 0) {
     snprintf(err, errlen, "%s: \"MetricsListen\": cannot listen on %s: %s", srv->cfg.path, text, uv_strerror(rc));
     return rc;

@@ -129,7 +129,7 @@ static void mgmt_send(struct td_mgmt_conn *m, const struct td_api_response *resp
 {
   struct td_buf out;
 
-  td_buf_init(&out, TD_API_MAX_RESPONSE + 4096);
+  td_buf_init(&out, TD_API_MAX_WIRE);
   if (!keep_alive)
     m->finished = true;
   if (td_api_response_write(resp, keep_alive, &out) != TN_OK ||
@@ -506,8 +506,8 @@ void td_mgmt_accept(struct td_server *srv)
   tn_link_options_default(&opt);
   opt.tls = srv->tls;
   opt.raw = 1;
-  opt.handshake_timeout_ms = srv->cfg.limits.handshake_timeout_ms;
-  opt.max_raw_output = TD_API_MAX_RESPONSE + 4096;
+  opt.handshake_timeout_ms = srv->cfg.limits.common.handshake_timeout_ms;
+  opt.max_raw_output = TD_API_MAX_WIRE;
   if (tn_link_accept(&ctx->link, (uv_stream_t *)&srv->management, &opt, &mgmt_callbacks, ctx) != 0) {
     td_http_conn_free(&m->http);
     uv_close((uv_handle_t *)&m->timer, mgmt_on_timer_closed);

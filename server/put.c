@@ -203,7 +203,7 @@ static void bind_slice(uv_idle_t *h)
   if (rc != 0 || done)
     uv_idle_stop(h);
   if (rc != 0) {
-    finish(p, rc == 409 ? TD_PUT_CONFLICT : TD_PUT_FAILED);
+    finish(p, rc == TN_ERR_CONFLICT ? TD_PUT_CONFLICT : TD_PUT_FAILED);
     return;
   }
   if (done && uv_queue_work(p->srv->loop, &p->work, save_work, saved) != 0) {

@@ -33,6 +33,8 @@ struct td_conv {
 };
 
 #define SWEEP_INTERVAL_MS 250u
+/* Public ports: a burst of users connecting at once waits in the kernel rather than being refused. */
+#define TD_PUBLIC_BACKLOG 1024
 #define FD_EXHAUSTED_LOG_INTERVAL_MS 60000u
 #define RATELOG_MAX_KEYS 256u
 #define TD_REFUSAL_WHY_MAX 320
@@ -421,7 +423,7 @@ static void control_on_go_away(tn_link *link, uint32_t code)
     contest_link_gone(ctx->srv, link);
   }
   if (!ctx->retiring)
-    retire_link(ctx, ctx->srv->cfg.limits.drain_timeout_ms);
+    retire_link(ctx, ctx->srv->cfg.limits.common.drain_timeout_ms);
 }
 
 static void control_on_closed(tn_link *link, const char *reason)
@@ -468,18 +470,21 @@ static const struct tn_link_callbacks control_callbacks = {
 
 static void link_options(const struct td_server *srv, struct tn_link_options *opt)
 {
-  const struct td_limits *lim = &srv->cfg.limits;
-
   tn_link_options_default(opt);
   opt->tls = srv->tls;
-  opt->handshake_timeout_ms = lim->handshake_timeout_ms;
-  opt->mux.keepalive_interval_ms = lim->keepalive_interval_ms;
-  opt->mux.dead_peer_timeout_ms = lim->dead_peer_timeout_ms;
-  opt->mux.open_timeout_ms = lim->stream_open_timeout_ms;
-  opt->mux.max_streams = lim->max_streams_per_link;
-  opt->mux.max_window = lim->max_window;
-  opt->mux.max_frame_payload = lim->max_frame_payload;
-  opt->mux.max_output_buffer = lim->link_output_buffer;
+  tn_limits_link_options(&srv->cfg.limits.common, opt);
+}
+
+/* Close callback of a handle that was malloc'd on its own. */
+static void on_lone_handle_closed(uv_handle_t *h)
+{
+  free(h);
+}
+
+/* Close callback of a listener that was never listed (its handle's data is the listener). */
+static void on_unlisted_listener_closed(uv_handle_t *h)
+{
+  free(h->data);
 }
 
 /* Accepts and drops a connection we will not serve, so the kernel's queue does not fill. */
@@ -491,9 +496,9 @@ void td_server_drop_connection(uv_stream_t *server)
     return;
   uv_tcp_init(server->loop, t);
   if (uv_accept(server, (uv_stream_t *)t) == 0)
-    uv_tcp_close_reset(t, (uv_close_cb)free);
+    uv_tcp_close_reset(t, on_lone_handle_closed);
   else
-    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+    uv_close((uv_handle_t *)t, on_lone_handle_closed);
 }
 
 /* ---- running out of descriptors ---- */
@@ -740,6 +745,7 @@ static void on_public_connection(uv_stream_t *server, int status)
   struct td_client *c;
   struct td_conv *v;
   struct tn_open hdr;
+  struct tn_pipe_options pipe_opt;
   tn_pipe *p;
 
   if (status < 0) {
@@ -777,7 +783,8 @@ static void on_public_connection(uv_stream_t *server, int status)
     td_server_drop_connection(server);
     return;
   }
-  if (tn_pipe_accept(&p, server, &conv_callbacks, v) != 0) {
+  tn_limits_pipe_options(&srv->cfg.limits.common, &pipe_opt);
+  if (tn_pipe_accept(&p, server, &pipe_opt, &conv_callbacks, v) != 0) {
     free(v);
     return;
   }
@@ -878,7 +885,7 @@ static int bind_listen(uv_loop_t *loop, uv_tcp_t *tcp, const struct tn_addr *add
   if (rc == 0)
     rc = uv_tcp_bind(tcp, (const struct sockaddr *)&ss, 0);
   if (rc == 0)
-    rc = uv_listen((uv_stream_t *)tcp, 1024, cb);
+    rc = uv_listen((uv_stream_t *)tcp, TD_PUBLIC_BACKLOG, cb);
   (void)loop;
   return rc;
 }
@@ -899,7 +906,7 @@ static struct td_listener *listener_new(struct td_server *srv, const struct tn_a
   *rc = bind_listen(srv->loop, &l->tcp, addr, on_public_connection);
   if (*rc != 0) {
     /* Never listed: close and free without the drain machinery. */
-    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
+    uv_close((uv_handle_t *)&l->tcp, on_unlisted_listener_closed);
     return NULL;
   }
   return l;
@@ -1072,7 +1079,7 @@ void td_apply_free(struct td_apply *a)
     return;
   for (size_t i = 0; a->fresh != NULL && i < a->nt.n; i++)
     if (a->fresh[i] != NULL)
-      uv_close((uv_handle_t *)&a->fresh[i]->tcp, (uv_close_cb)free);
+      uv_close((uv_handle_t *)&a->fresh[i]->tcp, on_unlisted_listener_closed);
   free(a->fresh);
   free(a->listener_of);
   free(a->route);
@@ -1092,7 +1099,7 @@ int td_apply_begin(struct td_server *srv, struct td_table *nt, struct td_apply *
   *out = NULL;
   if (a == NULL) {
     snprintf(err, errlen, "out of memory");
-    return 500;
+    return TN_ERR_NOMEM;
   }
   a->nt = *nt;
   td_table_init(nt);
@@ -1112,13 +1119,13 @@ int td_apply_begin(struct td_server *srv, struct td_table *nt, struct td_apply *
     td_table_init(&a->nt);
     td_apply_free(a);
     snprintf(err, errlen, "out of memory");
-    return 500;
+    return TN_ERR_NOMEM;
   }
   *out = a;
   return 0;
 }
 
-/* The 409 for tunnel i, whose address could not be bound (rc). */
+/* The message of the conflict for tunnel i, whose address could not be bound (rc). */
 static void bind_error(struct td_server *srv, const struct td_tunnel *t, size_t i, int rc, char *err, size_t errlen)
 {
   const struct td_listener *own = NULL, *l;
@@ -1154,7 +1161,7 @@ int td_apply_bind(struct td_server *srv, struct td_apply *a, uint64_t deadline_n
     a->fresh[i] = listener_new(srv, &a->nt.tunnels[i].listen, &rc);
     if (a->fresh[i] == NULL) {
       bind_error(srv, &a->nt.tunnels[i], i, rc, err, errlen);
-      return 409;
+      return TN_ERR_CONFLICT;
     }
   }
   *done = true;
@@ -1182,8 +1189,8 @@ void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *acto
     j = td_table_index_find(a->new_ix, nt->n, &l->addr);
     if (j < 0) {
       tn_log_info("tunnel port %u: removed; %u open connections may finish within %u ms", (unsigned)l->addr.port,
-                  l->open_connections, srv->cfg.limits.drain_timeout_ms);
-      listener_close(l, srv->cfg.limits.drain_timeout_ms);
+                  l->open_connections, srv->cfg.limits.common.drain_timeout_ms);
+      listener_close(l, srv->cfg.limits.common.drain_timeout_ms);
     } else {
       /* A kept listener whose routing changes gets a line, so a move shows in the log. */
       if (l->tunnel_index >= 0 && strcmp(srv->table.tunnels[l->tunnel_index].client_id, nt->tunnels[j].client_id) != 0)
@@ -1235,7 +1242,7 @@ int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const c
   rc = td_apply_bind(srv, a, 0, &done, err, errlen);
   /* Persist before the swap: a table that cannot be restored after a restart is not applied. */
   if (rc == 0 && td_state_save(srv->cfg.state_file, &a->nt, &srv->revoked, err, errlen) != TN_OK)
-    rc = 500;
+    rc = TN_ERR_IO;
   if (rc == 0)
     td_apply_commit(srv, a, actor, peer);
   else {
@@ -1501,10 +1508,10 @@ int td_server_apply_revoked(struct td_server *srv, struct td_revoked *r, const c
   if (requester_sha256 != NULL && td_revoked_contains(r, requester_sha256)) {
     snprintf(err, errlen, "the list revokes the certificate making this request (sha256 %s); revoke it from "
              "another admin certificate or through CrlFile", requester_sha256);
-    return 409;
+    return TN_ERR_CONFLICT;
   }
   if (td_state_save(srv->cfg.state_file, &srv->table, r, err, errlen) != TN_OK)
-    return 500;
+    return TN_ERR_IO;
   for (size_t i = 0; i < r->n; i++)
     added += !td_revoked_contains(&srv->revoked, r->fp[i]);
   td_revoked_free(&srv->revoked);
@@ -1553,7 +1560,7 @@ void td_server_close_listeners(struct td_server *srv)
 {
   for (struct td_listener *l = srv->listeners; l != NULL; l = l->next)
     if (!l->closed)
-      listener_close(l, srv->cfg.limits.drain_timeout_ms);
+      listener_close(l, srv->cfg.limits.common.drain_timeout_ms);
 }
 
 void td_server_stop(struct td_server *srv)
@@ -1566,7 +1573,7 @@ void td_server_stop(struct td_server *srv)
   }
   srv->stopping = true;
   tn_notify_stopping();
-  tn_log_info("server: stopping; open connections may finish within %u ms", srv->cfg.limits.drain_timeout_ms);
+  tn_log_info("server: stopping; open connections may finish within %u ms", srv->cfg.limits.common.drain_timeout_ms);
   close_if_open((uv_handle_t *)&srv->control);
   close_if_open((uv_handle_t *)&srv->management);
   td_metrics_close(srv);
@@ -1576,7 +1583,7 @@ void td_server_stop(struct td_server *srv)
     if (ctx->management || ctx->client == NULL)
       tn_link_close(ctx->link, "server shutting down");
     else if (!ctx->retiring)
-      retire_link(ctx, srv->cfg.limits.drain_timeout_ms);
+      retire_link(ctx, srv->cfg.limits.common.drain_timeout_ms);
   }
   on_sweep(&srv->sweep);
 }

@@ -176,8 +176,8 @@ void td_server_free(struct td_server *srv);
 
 /*
  * Replaces the tunnel table atomically: binds every new listener and writes the state
- * file first; on any failure nothing changes. Returns 0, or an HTTP status (409 for a
- * port that cannot be bound, 500 for a state file that cannot be written) with err set.
+ * file first; on any failure nothing changes. Returns TN_OK, or with err set TN_ERR_CONFLICT
+ * (a port that cannot be bound), TN_ERR_IO (the state file cannot be written) or TN_ERR_NOMEM.
  * Takes ownership of new_table's contents on success.
  */
 int td_server_apply_table(struct td_server *srv, struct td_table *new_table, char *err, size_t errlen);
@@ -187,8 +187,8 @@ int td_server_apply_table_as(struct td_server *srv, struct td_table *new_table, 
 
 /*
  * The steps of td_server_apply_table, for an apply spread over several loop iterations (apply.c). begin takes
- * *new_table's contents (0) or leaves it untouched (500, err set); bind binds the new listeners until deadline_ns
- * (uv_hrtime; 0: no deadline), *done once all are, 409 with err set when one cannot be; the caller persists
+ * *new_table's contents (0) or leaves it untouched (TN_ERR_NOMEM, err set); bind binds the new listeners until deadline_ns
+ * (uv_hrtime; 0: no deadline), *done once all are, TN_ERR_CONFLICT with err set when one cannot be; the caller persists
  * td_apply_table() and commits, or frees (closing what was bound: nothing changed). Nothing else may change
  * the table or the listeners between begin and commit.
  */
@@ -204,8 +204,8 @@ void td_apply_free(struct td_apply *a);
  * Replaces the revoked-certificate list (PUT /revoked-certificates): writes the state file,
  * swaps, then closes every control and management link presenting a listed certificate.
  * requester_sha256 (may be NULL) is the certificate making the request: a list naming it is
- * refused (409), so an admin cannot cut off the connection it is using. Returns 0, or an HTTP
- * status with err set and nothing changed. Takes ownership of *r's contents on success.
+ * refused (TN_ERR_CONFLICT), so an admin cannot cut off the connection it is using. Returns 0, or
+ * TN_ERR_CONFLICT / TN_ERR_IO with err set and nothing changed. Takes ownership of *r's contents on success.
  */
 int td_server_apply_revoked(struct td_server *srv, struct td_revoked *r, const char *requester_sha256, char *err,
                             size_t errlen);

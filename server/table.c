@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tunnel/error.h"
+#include "tunnel/open.h"
 #include "tunnel/tls.h"
 #include "tunnel/utf8.h"
 
@@ -131,12 +132,6 @@ static int fingerprint_other_form(const char *s)
   return hex == 64;
 }
 
-static int service_char(unsigned char c)
-{
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-         c == '-';
-}
-
 static int valid_identity(const json_t *v)
 {
   size_t n;
@@ -147,7 +142,7 @@ static int valid_identity(const json_t *v)
 
 static int valid_service(const json_t *v)
 {
-  return valid_text(v, SERVICE_MAX, service_char);
+  return valid_text(v, SERVICE_MAX, tn_open_service_char);
 }
 
 /* Absent and null mean the same: Go encoders write null for unset slices and pointers. */
@@ -223,20 +218,11 @@ static int check_duplicate_backups(const json_t *backups, size_t idx, char *err,
   return TN_OK;
 }
 
-static int parse_tunnel(const json_t *o, size_t idx, const struct td_table_limits *limits, struct td_tunnel *tu,
-                        char *err, size_t errlen)
+static int check_tunnel_keys(const json_t *o, size_t idx, char *err, size_t errlen)
 {
   const char *key;
-  const json_t *v, *addr, *port, *id, *backups, *bport, *bsvc, *haproxy, *ppv, *glob;
-  char got[GOT_MAX + 8];
-  int proxy = 0, rc;
+  const json_t *v;
 
-  memset(tu, 0, sizeof(*tu));
-  if (!json_is_object(o)) {
-    td_table_describe_json(o, got, sizeof(got));
-    fail(err, errlen, "tunnels[%zu]: must be an object, got %s", idx, got);
-    return TN_ERR_INVALID;
-  }
   json_object_foreach((json_t *)o, key, v) {
     size_t k;
     for (k = 0; k < sizeof(known_keys) / sizeof(known_keys[0]); k++)
@@ -247,6 +233,14 @@ static int parse_tunnel(const json_t *o, size_t idx, const struct td_table_limit
       return TN_ERR_INVALID;
     }
   }
+  return TN_OK;
+}
+
+/* ListenAddress (default 0.0.0.0) and ListenPort. */
+static int parse_listen(const json_t *o, size_t idx, struct td_tunnel *tu, char *err, size_t errlen)
+{
+  const json_t *addr, *port;
+  char got[GOT_MAX + 8];
 
   addr = opt(o, "ListenAddress");
   if (!addr) {
@@ -269,6 +263,15 @@ static int parse_tunnel(const json_t *o, size_t idx, const struct td_table_limit
     fail(err, errlen, "tunnels[%zu].ListenPort: must be 1-65535, got %s", idx, got);
     return TN_ERR_INVALID;
   }
+  return TN_OK;
+}
+
+/* ClientIdentifier and BackupClientIdentifiers: valid, within MaxBackupsPerTunnel, no name twice. */
+static int check_clients(const json_t *o, size_t idx, const struct td_table_limits *limits, char *err, size_t errlen)
+{
+  const json_t *id, *backups;
+  char got[GOT_MAX + 8];
+  int rc;
 
   id = opt(o, "ClientIdentifier");
   if (!id) {
@@ -307,6 +310,14 @@ static int parse_tunnel(const json_t *o, size_t idx, const struct td_table_limit
   }
   if (backups && (rc = check_duplicate_backups(backups, idx, err, errlen)) != TN_OK)
     return rc;
+  return TN_OK;
+}
+
+/* Exactly one of BackEndPort and BackEndService. */
+static int parse_backend(const json_t *o, size_t idx, struct td_tunnel *tu, char *err, size_t errlen)
+{
+  const json_t *bport, *bsvc;
+  char got[GOT_MAX + 8];
 
   bport = opt(o, "BackEndPort");
   bsvc = opt(o, "BackEndService");
@@ -326,6 +337,15 @@ static int parse_tunnel(const json_t *o, size_t idx, const struct td_table_limit
          idx, got);
     return TN_ERR_INVALID;
   }
+  return TN_OK;
+}
+
+/* HaProxyProxyProtocol and ProxyProtocolVersion, into tu->proxy_version (0: none). */
+static int parse_proxy(const json_t *o, size_t idx, struct td_tunnel *tu, char *err, size_t errlen)
+{
+  const json_t *haproxy, *ppv;
+  char got[GOT_MAX + 8];
+  int proxy;
 
   haproxy = opt(o, "HaProxyProxyProtocol");
   if (haproxy && !json_is_boolean(haproxy)) {
@@ -346,6 +366,13 @@ static int parse_tunnel(const json_t *o, size_t idx, const struct td_table_limit
     return TN_ERR_INVALID;
   }
   tu->proxy_version = proxy ? (ppv ? (uint8_t)json_integer_value(ppv) : 1) : 0;
+  return TN_OK;
+}
+
+static int check_glob(const json_t *o, size_t idx, char *err, size_t errlen)
+{
+  const json_t *glob;
+  char got[GOT_MAX + 8];
 
   glob = opt(o, "ListenHostnameGlob");
   if (glob && !(json_is_string(glob) && strcmp(json_string_value(glob), "*") == 0 &&
@@ -356,6 +383,14 @@ static int parse_tunnel(const json_t *o, size_t idx, const struct td_table_limit
          idx, got);
     return TN_ERR_INVALID;
   }
+  return TN_OK;
+}
+
+/* Copies the validated names into tu. */
+static int copy_names(const json_t *o, size_t idx, struct td_tunnel *tu, char *err, size_t errlen)
+{
+  const json_t *id = opt(o, "ClientIdentifier"), *bsvc = opt(o, "BackEndService");
+  const json_t *backups = opt(o, "BackupClientIdentifiers");
 
   tu->client_id = strdup(json_string_value(id));
   if (!tu->client_id)
@@ -384,6 +419,27 @@ nomem:
   return TN_ERR_NOMEM;
 }
 
+static int parse_tunnel(const json_t *o, size_t idx, const struct td_table_limits *limits, struct td_tunnel *tu,
+                        char *err, size_t errlen)
+{
+  char got[GOT_MAX + 8];
+  int rc;
+
+  memset(tu, 0, sizeof(*tu));
+  if (!json_is_object(o)) {
+    td_table_describe_json(o, got, sizeof(got));
+    fail(err, errlen, "tunnels[%zu]: must be an object, got %s", idx, got);
+    return TN_ERR_INVALID;
+  }
+  /* In this order, so the first error named is the same as it always was. */
+  if ((rc = check_tunnel_keys(o, idx, err, errlen)) != TN_OK || (rc = parse_listen(o, idx, tu, err, errlen)) != TN_OK ||
+      (rc = check_clients(o, idx, limits, err, errlen)) != TN_OK ||
+      (rc = parse_backend(o, idx, tu, err, errlen)) != TN_OK || (rc = parse_proxy(o, idx, tu, err, errlen)) != TN_OK ||
+      (rc = check_glob(o, idx, err, errlen)) != TN_OK)
+    return rc;
+  return copy_names(o, idx, tu, err, errlen);
+}
+
 static int is_v4_mapped(const struct tn_addr *a)
 {
   static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -406,7 +462,7 @@ static int is_any(const struct tn_addr *a)
 {
   static const uint8_t zero[16];
 
-  return memcmp(a->ip, zero, a->family == TN_AF_INET ? 4 : 16) == 0;
+  return memcmp(a->ip, zero, tn_addr_ip_len(a->family)) == 0;
 }
 
 int td_table_endpoints_conflict(const struct tn_addr *a, const struct tn_addr *b)
@@ -726,7 +782,7 @@ int td_addr_cmp(const struct tn_addr *a, const struct tn_addr *b)
 
   if (a->family != b->family)
     return a->family < b->family ? -1 : 1;
-  c = memcmp(a->ip, b->ip, a->family == TN_AF_INET ? 4 : 16);
+  c = memcmp(a->ip, b->ip, tn_addr_ip_len(a->family));
   if (c)
     return c < 0 ? -1 : 1;
   return a->port < b->port ? -1 : a->port > b->port;

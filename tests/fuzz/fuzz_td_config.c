@@ -37,8 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* What a loaded config promises the rest of tunneld. */
     if (cfg.control_port == 0 || cfg.management_port == 0 || cfg.control_port == cfg.management_port ||
         cfg.n_admin_identities == 0 || !cfg.ca_file || !cfg.cert_file || !cfg.key_file || !cfg.state_file ||
-        cfg.limits.dead_peer_timeout_ms <= cfg.limits.keepalive_interval_ms ||
-        cfg.limits.pipe_low_water >= cfg.limits.pipe_high_water)
+        cfg.limits.common.dead_peer_timeout_ms <= cfg.limits.common.keepalive_interval_ms ||
+        cfg.limits.common.pipe_low_water >= cfg.limits.common.pipe_high_water)
       abort();
     td_config_reserved(&cfg, &r);
     if (!td_config_is_admin(&cfg, cfg.admin_identities[cfg.n_admin_identities - 1]))

@@ -67,7 +67,7 @@ expect_error "$TUNNELD" "$TEST_TMP/d-emptyadmin.json" 'AdminIdentities' 'empty'
 variant "$GOOD_D" "$TEST_TMP/d-usetls.json" 'd["UseTls"] = False'
 expect_error "$TUNNELD" "$TEST_TMP/d-usetls.json" 'UseTls' 'plaintext|false'
 printf '{\n  "TunnelControlPort": 9056,\n  "ManagementPort": tru\n}\n' >"$TEST_TMP/d-syntax.json"
-expect_error "$TUNNELD" "$TEST_TMP/d-syntax.json" 'line 3'
+expect_error "$TUNNELD" "$TEST_TMP/d-syntax.json" 'd-syntax.json:3:[0-9]+: invalid JSON'
 variant "$GOOD_D" "$TEST_TMP/d-nocert.json" 'd["ServerTlsCertificateFile"] = d["ServerTlsCertificateFile"] + ".missing"'
 expect_error "$TUNNELD" "$TEST_TMP/d-nocert.json" '"ServerTlsCertificateFile"' 'server\.crt\.missing: cannot open'
 variant "$GOOD_D" "$TEST_TMP/d-badstate.json" 'd["StateFile"] = d["StateFile"] + ".bad"'

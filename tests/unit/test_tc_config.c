@@ -132,17 +132,17 @@ static void test_defaults(void **state)
   assert_int_equal(cfg.n_allowed_ports, 0);
   assert_false(tc_config_port_allowed(&cfg, 80));
   assert_false(cfg.debug_log);
-  assert_int_equal(cfg.limits.handshake_timeout_ms, TN_DEFAULT_HANDSHAKE_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.keepalive_interval_ms, TN_DEFAULT_KEEPALIVE_INTERVAL_MS);
-  assert_int_equal(cfg.limits.dead_peer_timeout_ms, TN_DEFAULT_DEAD_PEER_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.stream_open_timeout_ms, TN_DEFAULT_STREAM_OPEN_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.max_streams_per_link, TN_DEFAULT_MAX_STREAMS_PER_LINK);
-  assert_int_equal(cfg.limits.max_window, TN_DEFAULT_MAX_WINDOW);
-  assert_int_equal(cfg.limits.max_frame_payload, TN_DEFAULT_MAX_FRAME_PAYLOAD);
-  assert_int_equal(cfg.limits.link_output_buffer, TN_DEFAULT_LINK_OUTPUT_BUFFER);
-  assert_int_equal(cfg.limits.pipe_high_water, TN_DEFAULT_PIPE_HIGH_WATER);
-  assert_int_equal(cfg.limits.pipe_low_water, TN_DEFAULT_PIPE_LOW_WATER);
-  assert_int_equal(cfg.limits.drain_timeout_ms, TN_DEFAULT_DRAIN_TIMEOUT_MS);
+  assert_int_equal(cfg.limits.common.handshake_timeout_ms, TN_DEFAULT_HANDSHAKE_TIMEOUT_MS);
+  assert_int_equal(cfg.limits.common.keepalive_interval_ms, TN_DEFAULT_KEEPALIVE_INTERVAL_MS);
+  assert_int_equal(cfg.limits.common.dead_peer_timeout_ms, TN_DEFAULT_DEAD_PEER_TIMEOUT_MS);
+  assert_int_equal(cfg.limits.common.stream_open_timeout_ms, TN_DEFAULT_STREAM_OPEN_TIMEOUT_MS);
+  assert_int_equal(cfg.limits.common.max_streams_per_link, TN_DEFAULT_MAX_STREAMS_PER_LINK);
+  assert_int_equal(cfg.limits.common.max_window, TN_DEFAULT_MAX_WINDOW);
+  assert_int_equal(cfg.limits.common.max_frame_payload, TN_DEFAULT_MAX_FRAME_PAYLOAD);
+  assert_int_equal(cfg.limits.common.link_output_buffer, TN_DEFAULT_LINK_OUTPUT_BUFFER);
+  assert_int_equal(cfg.limits.common.pipe_high_water, TN_DEFAULT_PIPE_HIGH_WATER);
+  assert_int_equal(cfg.limits.common.pipe_low_water, TN_DEFAULT_PIPE_LOW_WATER);
+  assert_int_equal(cfg.limits.common.drain_timeout_ms, TN_DEFAULT_DRAIN_TIMEOUT_MS);
   assert_int_equal(cfg.limits.dial_timeout_ms, TN_DEFAULT_DIAL_TIMEOUT_MS);
   assert_int_equal(cfg.limits.reconnect_min_ms, TN_DEFAULT_RECONNECT_MIN_MS);
   assert_int_equal(cfg.limits.reconnect_max_ms, TN_DEFAULT_RECONNECT_MAX_MS);
@@ -597,17 +597,17 @@ struct limit_case {
 
 #define LC(k, f, lo, hi) { k, offsetof(struct tc_config_limits, f), lo, hi }
 static const struct limit_case limit_cases[] = {
-  LC("HandshakeTimeoutMs", handshake_timeout_ms, 100u, 600000u),
-  LC("KeepaliveIntervalMs", keepalive_interval_ms, 100u, 600000u),
-  LC("DeadPeerTimeoutMs", dead_peer_timeout_ms, 200u, 3600000u),
-  LC("StreamOpenTimeoutMs", stream_open_timeout_ms, 100u, 600000u),
-  LC("MaxStreamsPerLink", max_streams_per_link, 1u, 1000000u),
-  LC("MaxWindow", max_window, 262144u, 1073741824u),
-  LC("MaxFramePayload", max_frame_payload, 1024u, 1048576u),
-  LC("LinkOutputBuffer", link_output_buffer, 65536u, 1073741824u),
-  LC("PipeHighWater", pipe_high_water, 16384u, 67108864u),
-  LC("PipeLowWater", pipe_low_water, 0u, 33554432u),
-  LC("DrainTimeoutMs", drain_timeout_ms, 0u, 3600000u),
+  LC("HandshakeTimeoutMs", common.handshake_timeout_ms, 100u, 600000u),
+  LC("KeepaliveIntervalMs", common.keepalive_interval_ms, 100u, 3600000u),
+  LC("DeadPeerTimeoutMs", common.dead_peer_timeout_ms, 200u, 86400000u),
+  LC("StreamOpenTimeoutMs", common.stream_open_timeout_ms, 100u, 600000u),
+  LC("MaxStreamsPerLink", common.max_streams_per_link, 1u, 1000000u),
+  LC("MaxWindow", common.max_window, 262144u, 1073741824u),
+  LC("MaxFramePayload", common.max_frame_payload, 1024u, 1048576u),
+  LC("LinkOutputBuffer", common.link_output_buffer, 65536u, 1073741824u),
+  LC("PipeHighWater", common.pipe_high_water, 4096u, 67108864u),
+  LC("PipeLowWater", common.pipe_low_water, 0u, 33554432u),
+  LC("DrainTimeoutMs", common.drain_timeout_ms, 0u, 3600000u),
   LC("DialTimeoutMs", dial_timeout_ms, 100u, 600000u),
   LC("ReconnectMinMs", reconnect_min_ms, 10u, 3600000u),
   LC("ReconnectMaxMs", reconnect_max_ms, 10u, 3600000u),
@@ -627,7 +627,7 @@ static const char *companions(const char *key, uint32_t value)
   if (strcmp(key, "ReconnectMaxMs") == 0)
     return value < 500u ? ", \"ReconnectMinMs\": 10" : "";
   if (strcmp(key, "KeepaliveIntervalMs") == 0)
-    return value >= 15000u ? ", \"DeadPeerTimeoutMs\": 3600000" : "";
+    return value >= 15000u ? ", \"DeadPeerTimeoutMs\": 86400000" : "";
   if (strcmp(key, "DeadPeerTimeoutMs") == 0)
     return value <= 5000u ? ", \"KeepaliveIntervalMs\": 100" : "";
   if (strcmp(key, "PipeHighWater") == 0)
@@ -657,24 +657,24 @@ static void test_limits_ranges(void **state)
     }
     if (lc->min > 0) {
       snprintf(extra, sizeof(extra), "\"Limits\": {\"%s\": %u}", lc->key, (unsigned)lc->min - 1);
-      snprintf(msg, sizeof(msg), "\"Limits\".\"%s\": must be an integer %u-%u, got %u", lc->key, (unsigned)lc->min,
+      snprintf(msg, sizeof(msg), "\"Limits.%s\": must be an integer %u-%u, got %u", lc->key, (unsigned)lc->min,
                (unsigned)lc->max, (unsigned)lc->min - 1);
       expect_error(fx, extra, msg);
     }
     snprintf(extra, sizeof(extra), "\"Limits\": {\"%s\": %llu}", lc->key, (unsigned long long)lc->max + 1);
-    snprintf(msg, sizeof(msg), "\"Limits\".\"%s\": must be an integer %u-%u, got %llu", lc->key, (unsigned)lc->min,
+    snprintf(msg, sizeof(msg), "\"Limits.%s\": must be an integer %u-%u, got %llu", lc->key, (unsigned)lc->min,
              (unsigned)lc->max, (unsigned long long)lc->max + 1);
     expect_error(fx, extra, msg);
     snprintf(extra, sizeof(extra), "\"Limits\": {\"%s\": -1}", lc->key);
-    snprintf(msg, sizeof(msg), "\"Limits\".\"%s\": must be an integer %u-%u, got -1", lc->key, (unsigned)lc->min,
+    snprintf(msg, sizeof(msg), "\"Limits.%s\": must be an integer %u-%u, got -1", lc->key, (unsigned)lc->min,
              (unsigned)lc->max);
     expect_error(fx, extra, msg);
     snprintf(extra, sizeof(extra), "\"Limits\": {\"%s\": \"5000\"}", lc->key);
-    snprintf(msg, sizeof(msg), "\"Limits\".\"%s\": must be an integer %u-%u, got \"5000\"", lc->key,
+    snprintf(msg, sizeof(msg), "\"Limits.%s\": must be an integer %u-%u, got \"5000\"", lc->key,
              (unsigned)lc->min, (unsigned)lc->max);
     expect_error(fx, extra, msg);
     snprintf(extra, sizeof(extra), "\"Limits\": {\"%s\": 1e3}", lc->key);
-    snprintf(msg, sizeof(msg), "\"Limits\".\"%s\": must be an integer %u-%u, got 1000.0", lc->key, (unsigned)lc->min,
+    snprintf(msg, sizeof(msg), "\"Limits.%s\": must be an integer %u-%u, got 1000.0", lc->key, (unsigned)lc->min,
              (unsigned)lc->max);
     expect_error(fx, extra, msg);
   }
@@ -694,14 +694,14 @@ static void test_limits_other(void **state)
   load_ok(fx, &cfg,
           "\"Limits\": {\"KeepaliveIntervalMs\": 2000, \"DeadPeerTimeoutMs\": 6000, \"DialTimeoutMs\": 1500, "
           "\"ReconnectMinMs\": 250, \"ReconnectMaxMs\": 60000, \"MaxWindow\": 33554432}");
-  assert_int_equal(cfg.limits.keepalive_interval_ms, 2000);
-  assert_int_equal(cfg.limits.dead_peer_timeout_ms, 6000);
+  assert_int_equal(cfg.limits.common.keepalive_interval_ms, 2000);
+  assert_int_equal(cfg.limits.common.dead_peer_timeout_ms, 6000);
   assert_int_equal(cfg.limits.dial_timeout_ms, 1500);
   assert_int_equal(cfg.limits.reconnect_min_ms, 250);
   assert_int_equal(cfg.limits.reconnect_max_ms, 60000);
-  assert_int_equal(cfg.limits.max_window, 33554432);
+  assert_int_equal(cfg.limits.common.max_window, 33554432);
   /* Untouched keys keep their defaults. */
-  assert_int_equal(cfg.limits.handshake_timeout_ms, TN_DEFAULT_HANDSHAKE_TIMEOUT_MS);
+  assert_int_equal(cfg.limits.common.handshake_timeout_ms, TN_DEFAULT_HANDSHAKE_TIMEOUT_MS);
   tc_config_free(&cfg);
 
   /* Equal reconnect bounds mean a constant delay: allowed. */
@@ -709,18 +709,23 @@ static void test_limits_other(void **state)
   tc_config_free(&cfg);
 
   expect_error(fx, "\"Limits\": [1]", "\"Limits\": must be an object, got an array");
-  expect_error(fx, "\"Limits\": {\"DialTimeout\": 5000}", "\"Limits\".\"DialTimeout\": unknown key");
-  expect_error(fx, "\"Limits\": {\"MaxConnectionsPerTunnel\": 5}", "\"Limits\".\"MaxConnectionsPerTunnel\": unknown key");
+  expect_error(fx, "\"Limits\": {\"DialTimeout\": 5000}", "\"Limits.DialTimeout\": unknown key");
+  expect_error(fx, "\"Limits\": {\"MaxConnectionsPerTunnel\": 5}", "\"Limits.MaxConnectionsPerTunnel\": unknown key");
+  /* The same case-insensitive hint as at the top level. */
+  expect_error(fx, "\"Limits\": {\"dialtimeoutms\": 5000}",
+               "\"Limits.dialtimeoutms\": unknown key (did you mean \"DialTimeoutMs\"?)");
+  expect_error(fx, "\"Limits\": {\"pipehighwater\": 5000}",
+               "\"Limits.pipehighwater\": unknown key (did you mean \"PipeHighWater\"?)");
   expect_error(fx, "\"Limits\": {\"ReconnectMinMs\": 60000}",
-               "\"Limits\": \"ReconnectMinMs\" (60000) must not exceed \"ReconnectMaxMs\" (30000)");
+               "\"Limits.ReconnectMaxMs\": must be at least ReconnectMinMs (60000), got 30000");
   expect_error(fx, "\"Limits\": {\"ReconnectMaxMs\": 100}",
-               "\"Limits\": \"ReconnectMinMs\" (500) must not exceed \"ReconnectMaxMs\" (100)");
+               "\"Limits.ReconnectMaxMs\": must be at least ReconnectMinMs (500), got 100");
   expect_error(fx, "\"Limits\": {\"KeepaliveIntervalMs\": 15000}",
-               "\"Limits\": \"KeepaliveIntervalMs\" (15000) must be less than \"DeadPeerTimeoutMs\" (15000)");
+               "\"Limits.DeadPeerTimeoutMs\": must be greater than KeepaliveIntervalMs (15000), got 15000");
   expect_error(fx, "\"Limits\": {\"DeadPeerTimeoutMs\": 4000}",
-               "\"Limits\": \"KeepaliveIntervalMs\" (5000) must be less than \"DeadPeerTimeoutMs\" (4000)");
+               "\"Limits.DeadPeerTimeoutMs\": must be greater than KeepaliveIntervalMs (5000), got 4000");
   expect_error(fx, "\"Limits\": {\"PipeLowWater\": 262144}",
-               "\"Limits\": \"PipeLowWater\" (262144) must be less than \"PipeHighWater\" (262144)");
+               "\"Limits.PipeLowWater\": must be less than PipeHighWater (4096), got 262144");
 }
 
 static void test_unknown_keys(void **state)

@@ -16,7 +16,7 @@
 struct fake_server {
   struct td_table table;
   int apply_calls;
-  int fail_status; /* nonzero: apply_table returns this */
+  int fail_code; /* nonzero: apply_table returns this TN_ERR_* code */
   const char *fail_message;
   const char *active[8];
   uint64_t open[8];
@@ -32,9 +32,9 @@ static int fake_apply(void *srv, struct td_table *t, char *err, size_t errlen)
   struct fake_server *f = srv;
 
   f->apply_calls++;
-  if (f->fail_status) {
+  if (f->fail_code) {
     snprintf(err, errlen, "%s", f->fail_message);
-    return f->fail_status;
+    return f->fail_code;
   }
   td_table_free(&f->table);
   f->table = *t;
@@ -89,7 +89,7 @@ static int fake_apply_revoked(void *srv, struct td_revoked *r, const char *reque
   f->requester_seen = requester;
   if (requester != NULL && td_revoked_contains(r, requester)) {
     snprintf(err, errlen, "the list revokes the certificate making this request");
-    return 409;
+    return TN_ERR_CONFLICT;
   }
   td_revoked_free(&f->revoked);
   f->revoked = *r;
@@ -284,18 +284,18 @@ static void test_put_errors(void **state)
                        400, "invalid JSON at line 1, column 62: duplicate object key near '\"ClientIdentifier\"'");
   assert_int_equal(f->counters.put_invalid, 12);
 
-  /* The server refuses: 409 with its message, table unchanged (the fake changes nothing on failure). */
-  f->srv.fail_status = 409;
+  /* The server refuses with a conflict: 409 with its message, table unchanged (the fake changes nothing on failure). */
+  f->srv.fail_code = TN_ERR_CONFLICT;
   f->srv.fail_message = "tunnels[0]: cannot listen on 0.0.0.0:1: address already in use";
   put_expect_unchanged(f, "application/json", "[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]",
                        409, "tunnels[0]: cannot listen on 0.0.0.0:1: address already in use");
   assert_int_equal(f->counters.put_conflict, 1);
   assert_int_equal(f->srv.table.n, 2);
 
-  f->srv.fail_status = 500;
+  f->srv.fail_code = TN_ERR_IO;
   f->srv.fail_message = "";
   put_expect_unchanged(f, "application/json", "[]", 500, "the tunnel table could not be applied");
-  f->srv.fail_status = 7; /* not an HTTP status: reported as 500 */
+  f->srv.fail_code = TN_ERR_NOMEM; /* anything but a conflict is the server's failure: 500 */
   f->srv.fail_message = "odd";
   put_expect_unchanged(f, "application/json", "[]", 500, "odd");
   assert_int_equal(f->counters.put_failed, 2);

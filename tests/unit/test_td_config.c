@@ -67,8 +67,9 @@ static int load_with(const struct fixture *f, const char *extra, struct td_confi
   if (rc != TN_OK) {
     size_t n = strlen(f->path);
     assert_memory_equal(raw, f->path, n);
-    assert_memory_equal(raw + n, ": ", 2);
-    snprintf(err, errlen, "%s", raw + n + 2);
+    /* "FILE: message", or "FILE:LINE:COLUMN: invalid JSON: ..." (kept here as "LINE:COLUMN: ...") */
+    assert_true(raw[n] == ':');
+    snprintf(err, errlen, "%s", raw + n + (raw[n + 1] == ' ' ? 2 : 1));
   } else {
     err[0] = 0;
   }
@@ -106,18 +107,18 @@ static void test_defaults(void **state)
   assert_string_equal(cfg.state_file, "/var/lib/tunnel/tunnels.json");
   assert_int_equal(cfg.metrics_enabled, 0);
   assert_int_equal(cfg.debug_log, 0);
-  assert_int_equal(cfg.limits.handshake_timeout_ms, TN_DEFAULT_HANDSHAKE_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.keepalive_interval_ms, TN_DEFAULT_KEEPALIVE_INTERVAL_MS);
-  assert_int_equal(cfg.limits.dead_peer_timeout_ms, TN_DEFAULT_DEAD_PEER_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.stream_open_timeout_ms, TN_DEFAULT_STREAM_OPEN_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.max_streams_per_link, TN_DEFAULT_MAX_STREAMS_PER_LINK);
-  assert_int_equal(cfg.limits.max_window, TN_DEFAULT_MAX_WINDOW);
-  assert_int_equal(cfg.limits.max_frame_payload, TN_DEFAULT_MAX_FRAME_PAYLOAD);
-  assert_int_equal(cfg.limits.link_output_buffer, TN_DEFAULT_LINK_OUTPUT_BUFFER);
+  assert_int_equal(cfg.limits.common.handshake_timeout_ms, TN_DEFAULT_HANDSHAKE_TIMEOUT_MS);
+  assert_int_equal(cfg.limits.common.keepalive_interval_ms, TN_DEFAULT_KEEPALIVE_INTERVAL_MS);
+  assert_int_equal(cfg.limits.common.dead_peer_timeout_ms, TN_DEFAULT_DEAD_PEER_TIMEOUT_MS);
+  assert_int_equal(cfg.limits.common.stream_open_timeout_ms, TN_DEFAULT_STREAM_OPEN_TIMEOUT_MS);
+  assert_int_equal(cfg.limits.common.max_streams_per_link, TN_DEFAULT_MAX_STREAMS_PER_LINK);
+  assert_int_equal(cfg.limits.common.max_window, TN_DEFAULT_MAX_WINDOW);
+  assert_int_equal(cfg.limits.common.max_frame_payload, TN_DEFAULT_MAX_FRAME_PAYLOAD);
+  assert_int_equal(cfg.limits.common.link_output_buffer, TN_DEFAULT_LINK_OUTPUT_BUFFER);
   assert_int_equal(cfg.limits.replaced_link_grace_ms, TN_DEFAULT_REPLACED_LINK_GRACE_MS);
-  assert_int_equal(cfg.limits.pipe_high_water, TN_DEFAULT_PIPE_HIGH_WATER);
-  assert_int_equal(cfg.limits.pipe_low_water, TN_DEFAULT_PIPE_LOW_WATER);
-  assert_int_equal(cfg.limits.drain_timeout_ms, TN_DEFAULT_DRAIN_TIMEOUT_MS);
+  assert_int_equal(cfg.limits.common.pipe_high_water, TN_DEFAULT_PIPE_HIGH_WATER);
+  assert_int_equal(cfg.limits.common.pipe_low_water, TN_DEFAULT_PIPE_LOW_WATER);
+  assert_int_equal(cfg.limits.common.drain_timeout_ms, TN_DEFAULT_DRAIN_TIMEOUT_MS);
   assert_int_equal(cfg.limits.max_connections_per_tunnel, TN_DEFAULT_MAX_CONNECTIONS_PER_TUNNEL);
   assert_int_equal(cfg.limits.max_connections_per_client, TN_DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
   assert_int_equal(cfg.limits.max_pending_handshakes, TN_DEFAULT_MAX_PENDING_HANDSHAKES);
@@ -150,7 +151,7 @@ static void test_all_keys(void **state)
   assert_int_equal(cfg.metrics_enabled, 1);
   assert_string_equal(tn_addr_format(&cfg.metrics, addr, sizeof(addr)), "[::1]:9100");
   assert_int_equal(cfg.debug_log, 1);
-  assert_int_equal(cfg.limits.max_window, 1048576);
+  assert_int_equal(cfg.limits.common.max_window, 1048576);
   assert_int_equal(cfg.limits.api_max_body, 2048);
   assert_int_equal(cfg.limits.api_max_header, TN_DEFAULT_API_MAX_HEADER);
 
@@ -177,7 +178,7 @@ static void test_all_keys(void **state)
   td_config_free(&cfg);
   assert_int_equal(load_with(f, "\"MetricsListen\": null, \"AdminIdentities\": [\"a\", \"b\"]", &cfg, err, sizeof(err)),
                    TN_ERR_INVALID); /* AdminIdentities given twice: duplicates are refused */
-  assert_string_equal(err, "line 1, column 214: duplicate object key near '\"AdminIdentities\"'");
+  assert_string_equal(err, "1:214: invalid JSON: duplicate object key near '\"AdminIdentities\"'");
 }
 
 static void test_ports(void **state)
@@ -209,7 +210,7 @@ static void test_strings(void **state)
   expect_error(f, "\"StateFile\": [\"x\"]", "\"StateFile\": must be a non-empty string, got [\"x\"]");
   /* jansson itself refuses NUL inside strings, so paths never hide a truncation. */
   expect_error(f, "\"StateFile\": \"a\\u0000b\"",
-               "line 1, column 197: \\u0000 is not allowed without JSON_ALLOW_NUL near '\"a\\u0000b\"'");
+               "1:197: invalid JSON: \\u0000 is not allowed without JSON_ALLOW_NUL near '\"a\\u0000b\"'");
   expect_error(f, "\"DebugLog\": \"yes\"", "\"DebugLog\": must be true or false, got \"yes\"");
   expect_error(f, "\"UseTls\": false", "\"UseTls\": must be true (there is no plaintext mode), got false");
   expect_error(f, "\"UseTls\": 1", "\"UseTls\": must be true (there is no plaintext mode), got 1");
@@ -294,7 +295,7 @@ static void test_required(void **state)
   /* jansson quotes the input, a newline included: the message stays one line. */
   write_text(f, "{\"a\":\"\\\n  \"9\\n\"}");
   assert_int_equal(td_config_load(&cfg, f->path, err, sizeof(err)), TN_ERR_INVALID);
-  snprintf(want, sizeof(want), "%s: line 2, column 0: invalid escape near '\"\\?'", f->path);
+  snprintf(want, sizeof(want), "%s:2:0: invalid JSON: invalid escape near '\"\\?'", f->path);
   assert_string_equal(err, want);
 }
 
@@ -355,18 +356,18 @@ static const struct {
   unsigned long min, max;
 } limits[] = {
 #define LIM(k, f, a, b) {k, offsetof(struct td_limits, f), a, b}
-  LIM("HandshakeTimeoutMs", handshake_timeout_ms, 100, 600000),
-  LIM("KeepaliveIntervalMs", keepalive_interval_ms, 100, 3600000),
-  LIM("DeadPeerTimeoutMs", dead_peer_timeout_ms, 200, 86400000),
-  LIM("StreamOpenTimeoutMs", stream_open_timeout_ms, 100, 600000),
-  LIM("MaxStreamsPerLink", max_streams_per_link, 1, 1000000),
-  LIM("MaxWindow", max_window, 262144, 1073741824),
-  LIM("MaxFramePayload", max_frame_payload, 1024, 1048576),
-  LIM("LinkOutputBuffer", link_output_buffer, 65536, 268435456),
+  LIM("HandshakeTimeoutMs", common.handshake_timeout_ms, 100, 600000),
+  LIM("KeepaliveIntervalMs", common.keepalive_interval_ms, 100, 3600000),
+  LIM("DeadPeerTimeoutMs", common.dead_peer_timeout_ms, 200, 86400000),
+  LIM("StreamOpenTimeoutMs", common.stream_open_timeout_ms, 100, 600000),
+  LIM("MaxStreamsPerLink", common.max_streams_per_link, 1, 1000000),
+  LIM("MaxWindow", common.max_window, 262144, 1073741824),
+  LIM("MaxFramePayload", common.max_frame_payload, 1024, 1048576),
+  LIM("LinkOutputBuffer", common.link_output_buffer, 65536, 1073741824),
   LIM("ReplacedLinkGraceMs", replaced_link_grace_ms, 0, 3600000),
-  LIM("PipeHighWater", pipe_high_water, 4096, 67108864),
-  LIM("PipeLowWater", pipe_low_water, 0, 67108864),
-  LIM("DrainTimeoutMs", drain_timeout_ms, 0, 3600000),
+  LIM("PipeHighWater", common.pipe_high_water, 4096, 67108864),
+  LIM("PipeLowWater", common.pipe_low_water, 0, 33554432),
+  LIM("DrainTimeoutMs", common.drain_timeout_ms, 0, 3600000),
   LIM("MaxConnectionsPerTunnel", max_connections_per_tunnel, 1, 1000000),
   LIM("MaxConnectionsPerClient", max_connections_per_client, 1, 1000000),
   LIM("MaxPendingHandshakes", max_pending_handshakes, 1, 100000),
@@ -407,8 +408,6 @@ static void test_limits(void **state)
   for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
     unsigned long ok[2] = {limits[i].min, limits[i].max};
     for (size_t k = 0; k < 2; k++) {
-      if (strcmp(limits[i].key, "PipeLowWater") == 0 && k == 1)
-        ok[k] = limits[i].max - 1;
       if (strcmp(limits[i].key, "DeadPeerTimeoutMs") == 0 && k == 0)
         ok[k] = 200;
       snprintf(extra, sizeof(extra), "\"Limits\": {\"%s\": %lu%s}", limits[i].key, ok[k],
@@ -432,12 +431,15 @@ static void test_limits(void **state)
              limits[i].max);
     expect_error(f, extra, msg);
   }
-  expect_error(f, "\"Limits\": {\"MaxWindows\": 1}", "unknown key \"Limits.MaxWindows\"");
+  expect_error(f, "\"Limits\": {\"MaxWindows\": 1}", "\"Limits.MaxWindows\": unknown key");
+  /* The same case-insensitive hint for the shared limits and tunneld's own. */
+  expect_error(f, "\"Limits\": {\"maxwindow\": 1}", "\"Limits.maxwindow\": unknown key (did you mean \"MaxWindow\"?)");
+  expect_error(f, "\"Limits\": {\"MAXTUNNELS\": 1}", "\"Limits.MAXTUNNELS\": unknown key (did you mean \"MaxTunnels\"?)");
   expect_error(f, "\"Limits\": [1]", "\"Limits\": must be an object, got [1]");
   expect_error(f, "\"Limits\": {\"KeepaliveIntervalMs\": 20000}",
                "\"Limits.DeadPeerTimeoutMs\": must be greater than KeepaliveIntervalMs (20000), got 15000");
   expect_error(f, "\"Limits\": {\"PipeLowWater\": 262144}",
-               "\"Limits.PipeLowWater\": must be less than PipeHighWater (262144), got 262144");
+               "\"Limits.PipeLowWater\": must be less than PipeHighWater (4096), got 262144");
   expect_error(f, "\"Limits\": {\"ApiMaxBody\": -5}", "\"Limits.ApiMaxBody\": must be an integer 1024-67108864, got -5");
 }
 
@@ -449,16 +451,16 @@ static void test_syntax_and_file(void **state)
 
   write_text(f, "{\n  \"ManagementPort\": 9057,\n  \"DebugLog\": tru\n}\n");
   assert_int_equal(td_config_load(&cfg, f->path, err, sizeof(err)), TN_ERR_INVALID);
-  snprintf(want, sizeof(want), "%s: line 3, column 17: invalid token near 'tru'", f->path);
+  snprintf(want, sizeof(want), "%s:3:17: invalid JSON: invalid token near 'tru'", f->path);
   assert_string_equal(err, want);
 
   write_text(f, "{\"a\": 1,}");
   assert_int_equal(td_config_load(&cfg, f->path, err, sizeof(err)), TN_ERR_INVALID);
-  assert_non_null(strstr(err, ": line 1, column 9: "));
+  assert_non_null(strstr(err, ":1:9: invalid JSON: "));
 
   write_text(f, "");
   assert_int_equal(td_config_load(&cfg, f->path, err, sizeof(err)), TN_ERR_INVALID);
-  assert_non_null(strstr(err, ": line 1, column 0: "));
+  assert_non_null(strstr(err, ":1:0: invalid JSON: "));
 
   write_text(f, "[1, 2]");
   assert_int_equal(td_config_load(&cfg, f->path, err, sizeof(err)), TN_ERR_INVALID);

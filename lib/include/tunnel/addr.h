@@ -35,5 +35,7 @@ void tn_addr_from_sockaddr(struct tn_addr *a, const struct sockaddr *sa);
 
 /* True when both have the same family, address and port. */
 int tn_addr_equal(const struct tn_addr *a, const struct tn_addr *b);
+/* Bytes of ip in use for family: 4, 16, or 0 for an unknown family. */
+size_t tn_addr_ip_len(int family);
 
 #endif

@@ -19,8 +19,11 @@
 #define TN_DEFAULT_REPLACED_LINK_GRACE_MS 30000u /* a replaced link's streams may finish within this */
 
 /* Splicing one stream to one socket */
-#define TN_DEFAULT_PIPE_HIGH_WATER (256u * 1024u) /* stop reading the source above this many queued bytes */
-#define TN_DEFAULT_PIPE_LOW_WATER (64u * 1024u)   /* resume below this */
+/* Held socket bytes the stream cannot take yet: stop reading above the high mark, resume at the low. The
+ * defaults keep a pipe to about one read (64 KiB) ahead of its stream, as pipes always did: with 256 KiB held
+ * per pipe, 64 parallel bulk downloads on an ASan build starved the link past a 2 s dead-peer timeout. */
+#define TN_DEFAULT_PIPE_HIGH_WATER 4096u
+#define TN_DEFAULT_PIPE_LOW_WATER 0u
 #define TN_DEFAULT_DRAIN_TIMEOUT_MS 10000u        /* SIGTERM or tunnel removal: open connections may finish within this */
 
 /* tunneld */

@@ -64,11 +64,11 @@ struct tn_link_callbacks {
 
 void tn_link_options_default(struct tn_link_options *opt);
 
-/* Server role: accepts the next connection from listener. Returns 0 or a libuv/tn error. */
+/* Server role: accepts the next connection from listener. Returns 0 or a libuv error code (UV_E*). */
 int tn_link_accept(tn_link **out, uv_stream_t *listener, const struct tn_link_options *opt,
                    const struct tn_link_callbacks *cb, void *data);
 
-/* Client role: connects to addr. Failure arrives through on_closed with the reason. */
+/* Client role: connects to addr. Returns 0 or UV_ENOMEM; any other failure arrives through on_closed with the reason. */
 int tn_link_connect(tn_link **out, uv_loop_t *loop, const struct sockaddr *addr,
                     const struct tn_link_options *opt, const struct tn_link_callbacks *cb, void *data);
 

@@ -67,15 +67,16 @@ struct tn_mux_callbacks {
   void (*on_go_away)(tn_mux *mux, uint32_t code, void *session_user);
 };
 
+/* tn_mux_options_default sets every field to its TN_DEFAULT_* value (tunnel/defaults.h, the one place). */
 struct tn_mux_options {
   uint32_t initial_window;        /* bytes; yamux fixes this at 256 KiB, keep it unless both sides agree */
-  uint32_t max_window;            /* receive window may grow up to this by auto-tuning (default 16 MiB) */
-  uint32_t max_streams;           /* open streams per session; SYNs beyond it are reset (default 4096) */
-  uint32_t max_frame_payload;     /* largest Data payload this side sends (default 16 KiB) */
-  size_t max_output_buffer;       /* bytes queued for the wire before writes are refused (default 1 MiB) */
-  uint64_t keepalive_interval_ms; /* ping after this much receive silence; 0 = never (default 10000) */
-  uint64_t dead_peer_timeout_ms;  /* fail the session after this much receive silence; 0 = never (default 30000) */
-  uint64_t open_timeout_ms;       /* reset an opened stream not acknowledged in time; 0 = never (default 10000) */
+  uint32_t max_window;            /* receive window may grow up to this by auto-tuning */
+  uint32_t max_streams;           /* open streams per session; SYNs beyond it are reset */
+  uint32_t max_frame_payload;     /* largest Data payload this side sends */
+  size_t max_output_buffer;       /* bytes queued for the wire before writes are refused */
+  uint64_t keepalive_interval_ms; /* ping after this much receive silence; 0 = never */
+  uint64_t dead_peer_timeout_ms;  /* fail the session after this much receive silence; 0 = never */
+  uint64_t open_timeout_ms;       /* reset an opened stream not acknowledged in time; 0 = never */
 };
 
 struct tn_mux_stats {

@@ -15,6 +15,9 @@
 
 #define TN_OPEN_VERSION 1
 #define TN_OPEN_MAX_SERVICE 255   /* longest backend service name, bytes */
+
+/* True for a byte a service name may hold (A-Z a-z 0-9 . _ -): the one definition for the wire and both configs. */
+int tn_open_service_char(unsigned char ch);
 #define TN_OPEN_MAX_LEN 512       /* no valid header is longer; the decoder refuses more */
 
 enum tn_open_backend {

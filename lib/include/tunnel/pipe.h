@@ -2,6 +2,7 @@
 #ifndef TUNNEL_PIPE_H
 #define TUNNEL_PIPE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -32,6 +33,19 @@
 
 typedef struct tn_pipe tn_pipe;
 
+/*
+ * Socket bytes the stream cannot take yet (closed window, full link output) wait in the pipe: above
+ * high_water bytes the socket is no longer read, so its peer's TCP window closes; reading resumes once
+ * the stream has taken enough that at most low_water bytes wait. One read (64 KiB) may pass the mark.
+ */
+struct tn_pipe_options {
+  size_t high_water;
+  size_t low_water; /* less than high_water */
+};
+
+/* TN_DEFAULT_PIPE_HIGH_WATER and TN_DEFAULT_PIPE_LOW_WATER. */
+void tn_pipe_options_default(struct tn_pipe_options *opt);
+
 struct tn_pipe_result {
   const char *reason;       /* "closed", "reset by peer", "backend refused", ... */
   int normal;               /* both directions finished cleanly */
@@ -47,19 +61,22 @@ struct tn_pipe_callbacks {
   void (*on_close)(tn_pipe *pipe, const struct tn_pipe_result *result);
 };
 
-/* tunneld: accepts a public connection from listener (not yet on any link). */
-int tn_pipe_accept(tn_pipe **out, uv_stream_t *listener, const struct tn_pipe_callbacks *cb, void *data);
+/* tunneld: accepts a public connection from listener (not yet on any link). opt NULL: the defaults. 0 or a libuv code. */
+int tn_pipe_accept(tn_pipe **out, uv_stream_t *listener, const struct tn_pipe_options *opt,
+                   const struct tn_pipe_callbacks *cb, void *data);
 /* The accepted socket's peer and local addresses. */
 int tn_pipe_addresses(const tn_pipe *pipe, struct tn_addr *peer, struct tn_addr *local);
-/* tunneld: opens a stream on link, writes hdr first, then splices. On error the pipe is closed (on_close). */
+/* tunneld: opens a stream on link, writes hdr first, then splices. On error (a TN_ERR_* code) the pipe is closed (on_close). */
 int tn_pipe_start(tn_pipe *pipe, tn_link *link, const struct tn_open *hdr);
 
 /* tunnelc: a pipe for the stream the peer opened (return it from on_stream_open). */
-tn_pipe *tn_pipe_new_incoming(tn_link *link, uint32_t id, const struct tn_pipe_callbacks *cb, void *data);
+tn_pipe *tn_pipe_new_incoming(tn_link *link, uint32_t id, const struct tn_pipe_options *opt,
+                              const struct tn_pipe_callbacks *cb, void *data);
 /*
  * tunnelc: dials the backend; writes the PROXY header the open header asked for, then splices.
  * When addr refuses the connection and fallback is not NULL, fallback is tried once (e.g.
  * [::1] after 127.0.0.1); a timeout is not retried. timeout_ms covers both attempts.
+ * Returns 0 or a libuv code (UV_ECANCELED: the conversation had already ended).
  */
 int tn_pipe_connect(tn_pipe *pipe, const struct sockaddr *addr, const struct sockaddr *fallback, uint64_t timeout_ms);
 

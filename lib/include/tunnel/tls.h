@@ -87,6 +87,28 @@ struct tn_tls_peer {
 };
 
 /*
+ * One input of a configuration: the bytes of a PEM or DER file, with a NUL after the last byte
+ * (data[len] == 0: PEM parsers want it), and its name for messages (the file's path).
+ */
+struct tn_tls_input {
+  const char *name;
+  const unsigned char *data;
+  size_t len;
+};
+
+/*
+ * tn_tls_config_new without files: the same checks and messages over bytes the caller read
+ * (tls_file.c reads them for tn_tls_config_new).
+ */
+int tn_tls_config_new_mem(tn_tls_config **out, enum tn_tls_role role, const struct tn_tls_input *ca,
+                          const struct tn_tls_input *cert, const struct tn_tls_input *key, char *err, size_t err_len);
+/* tn_tls_config_set_crl over bytes the caller read. */
+int tn_tls_config_set_crl_mem(tn_tls_config *cfg, const struct tn_tls_input *crl, char *err, size_t err_len);
+/* False when the own certificate's extended key usage does not allow its role: handshakes will fail. */
+int tn_tls_config_usage_ok(const tn_tls_config *cfg);
+
+/* The file side (lib/tls_file.c, libuv adapter layer: it reads files and logs): */
+/*
  * Loads a config from PEM (or DER) files:
  *   ca_file    trusted CA certificates (a bundle is fine) used to verify the peer;
  *   cert_file  own certificate chain, leaf first;
@@ -94,7 +116,8 @@ struct tn_tls_peer {
  * Checks that the key matches the certificate and that the certificate's extended key usage
  * (when present) fits the role. On failure returns TN_ERR_INVALID (or TN_ERR_NOMEM / TN_ERR_ARG)
  * and writes a line into err naming the file and the reason, e.g.
- * "/etc/tunnel/ca.pem: no certificate found". The result starts with one reference.
+ * "/etc/tunnel/ca.pem: no certificate found". The result starts with one reference. A certificate
+ * whose extended key usage does not fit the role still loads, with a warning in the log.
  */
 int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca_file,
                       const char *cert_file, const char *key_file, char *err, size_t err_len);

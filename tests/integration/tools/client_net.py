@@ -17,10 +17,15 @@
                                     every DELAY_MS, then close (one thread per connection)
   fetch PORT SIZE                   user: read to EOF; prints "N complete|short|reset" (complete: exactly
                                     the paced-sender's SIZE bytes); exit status 0 only when complete
+  never-read PORT                   backend: accept every connection with a small receive buffer and never read
+  push PORT SIZE OUT                user: send SIZE bytes; writes "finished N" to OUT once all were sent, or
+                                    "stalled N" once the peer has taken nothing for 2 s (then holds the
+                                    connection open until killed)
   connect-wait PORT SECONDS         user: connect, wait for the peer to close; prints "closed MS" or
                                     "open" (still open at the deadline) or "refused"
 """
 import hashlib
+import os
 import random
 import socket
 import sys
@@ -210,6 +215,45 @@ def fetch(port, size):
     sys.exit(0 if how == "complete" else 1)
 
 
+def never_read(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Set before listen so accepted sockets inherit it: the kernel then absorbs little of what tunnelc writes.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.bind(("127.0.0.1", port))
+    s.listen(64)
+    held = []
+    while True:
+        c, _ = s.accept()
+        held.append(c)
+
+
+def push(port, size, out):
+    import select
+    c = socket.create_connection(("127.0.0.1", port), timeout=30)
+    c.setblocking(False)
+    block = b"\x5a" * 65536
+    sent = 0
+    while sent < size:
+        # The 2 s only decides when to report; a slow machine reports later, never wrongly "finished".
+        _, w, _ = select.select([], [c], [], 2.0)
+        if not w:
+            with open(out + ".tmp", "w") as f:
+                f.write("stalled %d\n" % sent)
+            os.rename(out + ".tmp", out)
+            while True:
+                time.sleep(3600)
+        try:
+            sent += c.send(block[:min(len(block), size - sent)])
+        except BlockingIOError:
+            pass
+    with open(out + ".tmp", "w") as f:
+        f.write("finished %d\n" % sent)
+    os.rename(out + ".tmp", out)
+    while True:
+        time.sleep(3600)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "record-listener":
@@ -228,6 +272,10 @@ def main():
         paced_sender(int(args[0]), int(args[1]), int(args[2]), int(args[3]))
     elif cmd == "fetch":
         fetch(int(args[0]), int(args[1]))
+    elif cmd == "never-read":
+        never_read(int(args[0]))
+    elif cmd == "push":
+        push(int(args[0]), int(args[1]), args[2])
     elif cmd == "connect-wait":
         connect_wait(int(args[0]), float(args[1]))
     else:
