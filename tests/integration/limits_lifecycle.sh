@@ -18,7 +18,10 @@ start_stream_server streams "$BACKEND" home1
 # --check-config, both programs, before anything runs.
 CONTROL_PORT=$(free_port); MGMT_PORT=$(free_port)
 write_tunneld_config
-out=$("$TUNNELD" --config "$TEST_TMP/tunneld.json" --check-config) || fail "tunneld --check-config failed: $out"
+# Run as the user the test runs as: the readability check then has a user to check for (the default, "tunnel",
+# need not exist here) and adds nothing to the one line.
+out=$("$TUNNELD" --config "$TEST_TMP/tunneld.json" --check-config --service-user "$(id -un)") ||
+  fail "tunneld --check-config failed: $out"
 [ "$out" = "tunneld: $TEST_TMP/tunneld.json: configuration OK (0 tunnels in $STATE_FILE)" ] ||
   fail "tunneld --check-config printed '$out'"
 # 1 MiB is the limit: the same valid file padded past it with spaces is refused, naming the size.
@@ -35,7 +38,8 @@ start_tunneld "{\"KeepaliveIntervalMs\": 500, \"DeadPeerTimeoutMs\": $DEAD_MS, \
 CLIENT_LIMITS="{\"KeepaliveIntervalMs\": 500, \"DeadPeerTimeoutMs\": 60000, \"DrainTimeoutMs\": 3000, \"ReconnectMinMs\": 100,
                 \"ReconnectMaxMs\": 1000, \"MaxStreamsPerLink\": 2, \"DialTimeoutMs\": $DIAL_MS}"
 start_tunnelc home1 "[$BACKEND, $BLACKHOLE]" '{}' "$CLIENT_LIMITS"
-out=$("$TUNNELC" --config "$TEST_TMP/tunnelc-home1.json" --check-config) || fail "tunnelc --check-config failed: $out"
+out=$("$TUNNELC" --config "$TEST_TMP/tunnelc-home1.json" --check-config --service-user "$(id -un)") ||
+  fail "tunnelc --check-config failed: $out"
 [ "$out" = "tunnelc: $TEST_TMP/tunnelc-home1.json: configuration OK (client identity home1, server 127.0.0.1:$CONTROL_PORT)" ] ||
   fail "tunnelc --check-config printed '$out'"
 wait_client_connected home1

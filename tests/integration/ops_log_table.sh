@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # docs/OPERATIONS.md §9 "Troubleshooting by log line" is the source of truth: every backticked line of its table is
-# read from the document, turned into a pattern (UPPERCASE words and "..." match anything, the example's numbers,
+# read from the document, turned into a pattern (UPPERCASE words and "..." match anything, VERSION a TLS version, the example's numbers,
 # paths, addresses and quoted names match any such value), and must appear in the log of a tunneld or tunnelc this
 # test drove into that situation. A row this test cannot provoke must be listed in UNPROVOKED with the reason and
 # the test that covers it; a listed row that the test does provoke, or a documented line nothing logs, fails.
@@ -32,7 +32,7 @@ for row in sec.splitlines():
         pat = pat.replace(re.escape("..."), ".*")
         pat = re.sub(r"\\\[::\\\]:9056|\\\[::\\\]", r"\\S+", pat)
         pat = re.sub(r"/(etc|var)/[A-Za-z0-9_./-]+", r"\\S+", pat)
-        for word, rx in (("KIND", r".+"), ("SOURCE", r"[^)]+"), ("N|P|T", r"[0-9]+"),
+        for word, rx in (("KIND", r".+"), ("SOURCE", r"[^)]+"), ("N|P|T", r"[0-9]+"), ("VERSION", r"TLSv1\\.[23]"),
                          ("ADDR|NAME|X|Y|L|HOST|FILE", r"\\S+")):
             pat = re.sub(r"\b(%s)\b" % word, rx, pat)
         pat = re.sub(r"\b(9056|9057|0644|600)\b", r"[0-9]+", pat)
