@@ -12,8 +12,9 @@
 #include "tunnel/error.h"
 #include "tunnel/log.h"
 
-/* Listeners are bound for at most this long per loop iteration, so connections and requests are served between. */
-#define PUT_BIND_SLICE_NS (5u * 1000u * 1000u)
+/* Listeners are bound, and removed ones closed, for at most this long per loop iteration, so connections and
+ * requests are served between. */
+#define PUT_SLICE_NS (5u * 1000u * 1000u)
 
 struct td_put {
   struct td_server *srv;
@@ -62,7 +63,7 @@ static void put_free(uv_handle_t *h)
 
 static void finish(struct td_put *p, enum td_put_result result)
 {
-  td_apply_free(p->apply);  /* closes listeners bound for a table that is not in force */
+  td_apply_free(p->srv, p->apply);  /* closes listeners bound for a table not in force, or removed by one that is */
   p->apply = NULL;
   p->srv->put = NULL;
   p->result = result;
@@ -161,6 +162,22 @@ static void take_snapshot(struct td_put *p)
   }
 }
 
+/* The removed listeners' handles, a slice per iteration; then the answer is built. */
+static void close_slice(uv_idle_t *h)
+{
+  struct td_put *p = h->data;
+  bool done;
+
+  td_apply_close(p->srv, p->apply, uv_hrtime() + PUT_SLICE_NS, &done);
+  if (!done)
+    return;
+  uv_idle_stop(h);
+  td_apply_free(p->srv, p->apply);
+  p->apply = NULL;
+  if (p->n_status != p->srv->table.n || uv_queue_work(p->srv->loop, &p->work, answer_work, answered) != 0)
+    finish(p, TD_PUT_APPLIED);
+}
+
 static void saved(uv_work_t *w, int status)
 {
   struct td_put *p = w->data;
@@ -181,11 +198,8 @@ static void saved(uv_work_t *w, int status)
     finish(p, TD_PUT_APPLIED);
     return;
   }
-  td_apply_free(p->apply);
-  p->apply = NULL;
   take_snapshot(p);
-  if (p->n_status != p->srv->table.n || uv_queue_work(p->srv->loop, &p->work, answer_work, answered) != 0)
-    finish(p, TD_PUT_APPLIED);
+  uv_idle_start(&p->idle, close_slice);
 }
 
 static void bind_slice(uv_idle_t *h)
@@ -199,7 +213,7 @@ static void bind_slice(uv_idle_t *h)
     finish(p, TD_PUT_STOPPING);
     return;
   }
-  rc = td_apply_bind(p->srv, p->apply, uv_hrtime() + PUT_BIND_SLICE_NS, &done, p->err, sizeof(p->err));
+  rc = td_apply_bind(p->srv, p->apply, uv_hrtime() + PUT_SLICE_NS, &done, p->err, sizeof(p->err));
   if (rc != 0 || done)
     uv_idle_stop(h);
   if (rc != 0) {

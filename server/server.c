@@ -830,29 +830,36 @@ static void on_listener_closed(uv_handle_t *h)
 static void listener_release(struct td_listener *l)
 {
   struct td_server *srv = l->srv;
-  struct td_listener **pp;
 
   if (!l->closed || !l->handle_freed || l->open_connections > 0)
     return;
-  for (pp = &srv->listeners; *pp != NULL; pp = &(*pp)->next) {
-    if (*pp == l) {
-      *pp = l->next;
-      break;
-    }
-  }
+  if (l->prev != NULL)
+    l->prev->next = l->next;
+  else
+    srv->listeners = l->next;
+  if (l->next != NULL)
+    l->next->prev = l->prev;
   free(l);
 }
 
-static void listener_close(struct td_listener *l, uint64_t drain_ms)
+/* The listener takes no new connections (each is dropped at once) and its open ones may drain; false if it was
+ * closed already. Its handle still has to be closed (listener_close). */
+static bool listener_retire(struct td_listener *l, uint64_t drain_ms)
 {
   if (l->closed)
-    return;
+    return false;
   if (l->tunnel_index >= 0 && l->srv->listener_of != NULL && (size_t)l->tunnel_index < l->srv->table.n)
     l->srv->listener_of[l->tunnel_index] = NULL;
   l->closed = true;
   l->tunnel_index = -1;
   l->drain_deadline_ms = uv_now(l->srv->loop) + drain_ms;
-  uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+  return true;
+}
+
+static void listener_close(struct td_listener *l, uint64_t drain_ms)
+{
+  if (listener_retire(l, drain_ms))
+    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }
 
 static int addr_to_sockaddr(const struct tn_addr *a, struct sockaddr_storage *ss)
@@ -1071,12 +1078,39 @@ struct td_apply {
   size_t n_open;
   struct td_listener_index *new_ix, *old_ix;
   size_t next_bind;                  /* tunnels [0, next_bind) are bound or kept */
+  struct td_listener **retired;      /* [n_open]: removed by the commit, their handles closed by td_apply_close */
+  size_t n_retired, next_close;
 };
 
-void td_apply_free(struct td_apply *a)
+/* The handle of one retired listener: closed after the swap, so thousands of them do not stall one iteration. */
+static void close_retired(struct td_server *srv, struct td_listener *l)
 {
+  tn_log_info("tunnel port %u: removed; %u open connections may finish within %u ms", (unsigned)l->addr.port,
+              l->open_connections, srv->cfg.limits.common.drain_timeout_ms);
+  uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+}
+
+int td_apply_close(struct td_server *srv, struct td_apply *a, uint64_t deadline_ns, bool *done)
+{
+  for (; a->next_close < a->n_retired; a->next_close++) {
+    if (deadline_ns != 0 && (a->next_close & 63) == 0 && a->next_close > 0 && uv_hrtime() >= deadline_ns) {
+      *done = false;
+      return 0;
+    }
+    close_retired(srv, a->retired[a->next_close]);
+  }
+  *done = true;
+  return 0;
+}
+
+void td_apply_free(struct td_server *srv, struct td_apply *a)
+{
+  bool done;
+
   if (a == NULL)
     return;
+  td_apply_close(srv, a, 0, &done);
+  free(a->retired);
   for (size_t i = 0; a->fresh != NULL && i < a->nt.n; i++)
     if (a->fresh[i] != NULL)
       uv_close((uv_handle_t *)&a->fresh[i]->tcp, on_unlisted_listener_closed);
@@ -1110,14 +1144,15 @@ int td_apply_begin(struct td_server *srv, struct td_table *nt, struct td_apply *
   a->route_start = calloc(a->nt.n + 1, sizeof(*a->route_start));
   a->route = calloc(n_route ? n_route : 1, sizeof(*a->route));
   a->open_ix = open_listener_index(srv, &a->n_open);
+  a->retired = calloc(a->n_open ? a->n_open : 1, sizeof(*a->retired));
   a->new_ix = td_table_index_new(&a->nt);
   a->old_ix = td_table_index_new(&srv->table);
-  if (a->fresh == NULL || a->listener_of == NULL || a->route_start == NULL || a->route == NULL ||
+  if (a->fresh == NULL || a->listener_of == NULL || a->route_start == NULL || a->route == NULL || a->retired == NULL ||
       (a->open_ix == NULL && a->n_open > 0) || (a->new_ix == NULL && a->nt.n > 0) ||
       (a->old_ix == NULL && srv->table.n > 0)) {
     *nt = a->nt;  /* untouched for the caller, as on every failure */
     td_table_init(&a->nt);
-    td_apply_free(a);
+    td_apply_free(srv, a);
     snprintf(err, errlen, "out of memory");
     return TN_ERR_NOMEM;
   }
@@ -1188,9 +1223,8 @@ void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *acto
       continue;
     j = td_table_index_find(a->new_ix, nt->n, &l->addr);
     if (j < 0) {
-      tn_log_info("tunnel port %u: removed; %u open connections may finish within %u ms", (unsigned)l->addr.port,
-                  l->open_connections, srv->cfg.limits.common.drain_timeout_ms);
-      listener_close(l, srv->cfg.limits.common.drain_timeout_ms);
+      if (listener_retire(l, srv->cfg.limits.common.drain_timeout_ms))
+        a->retired[a->n_retired++] = l;
     } else {
       /* A kept listener whose routing changes gets a line, so a move shows in the log. */
       if (l->tunnel_index >= 0 && strcmp(srv->table.tunnels[l->tunnel_index].client_id, nt->tunnels[j].client_id) != 0)
@@ -1206,6 +1240,9 @@ void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *acto
       continue;
     a->fresh[i]->tunnel_index = (long)i;
     a->fresh[i]->next = srv->listeners;
+    a->fresh[i]->prev = NULL;
+    if (srv->listeners != NULL)
+      srv->listeners->prev = a->fresh[i];
     srv->listeners = a->fresh[i];
     a->listener_of[i] = a->fresh[i];
     a->fresh[i] = NULL;
@@ -1249,7 +1286,7 @@ int td_server_apply_table_as(struct td_server *srv, struct td_table *nt, const c
     *nt = a->nt;  /* nothing changed: the caller keeps its table */
     td_table_init(&a->nt);
   }
-  td_apply_free(a);
+  td_apply_free(srv, a);
   return rc;
 }
 

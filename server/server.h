@@ -95,6 +95,7 @@ struct td_listener {
   uint64_t bytes_out;
   struct td_conv *convs;         /* open conversations, for draining */
   struct td_listener *next;
+  struct td_listener *prev;       /* srv->listeners is doubly linked: thousands are removed at once */
 };
 
 struct td_metrics {
@@ -198,7 +199,10 @@ int td_apply_bind(struct td_server *srv, struct td_apply *a, uint64_t deadline_n
 const struct td_table *td_apply_table(const struct td_apply *a);
 /* The swap; audit lines name actor (NULL: none, as for a restored table). */
 void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *actor, const char *peer);
-void td_apply_free(struct td_apply *a);
+/* After the commit, closes the handles of the listeners it removed, until deadline_ns (0: all); *done when none is
+ * left. Those listeners already take no connections: this only spreads the closing over loop iterations. */
+int td_apply_close(struct td_server *srv, struct td_apply *a, uint64_t deadline_ns, bool *done);
+void td_apply_free(struct td_server *srv, struct td_apply *a);
 
 /*
  * Replaces the revoked-certificate list (PUT /revoked-certificates): writes the state file,
