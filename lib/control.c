@@ -204,15 +204,15 @@ int tn_ctl_rotate_decode(uint8_t sha256[32], const uint8_t *in, size_t len)
   return TN_CTL_ROTATE_LEN;
 }
 
-int tn_ctl_allow_has_port(const struct tn_ctl_allow *a, uint16_t port)
+int tn_ctl_ports_contain(const uint16_t *sorted, size_t n, uint16_t port)
 {
-  size_t lo = 0, hi = a->n_ports;
+  size_t lo = 0, hi = n;
 
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (a->ports[mid] == port)
+    if (sorted[mid] == port)
       return 1;
-    if (a->ports[mid] < port)
+    if (sorted[mid] < port)
       lo = mid + 1;
     else
       hi = mid;
@@ -220,13 +220,13 @@ int tn_ctl_allow_has_port(const struct tn_ctl_allow *a, uint16_t port)
   return 0;
 }
 
-int tn_ctl_allow_has_name(const struct tn_ctl_allow *a, const char *name)
+int tn_ctl_names_contain(const char (*sorted)[TN_CTL_MAX_NAME + 1], size_t n, const char *name)
 {
-  size_t lo = 0, hi = a->n_names;
+  size_t lo = 0, hi = n;
 
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(a->names[mid], name);
+    int c = strcmp(sorted[mid], name);
     if (c == 0)
       return 1;
     if (c < 0)
@@ -235,4 +235,14 @@ int tn_ctl_allow_has_name(const struct tn_ctl_allow *a, const char *name)
       hi = mid;
   }
   return 0;
+}
+
+int tn_ctl_allow_has_port(const struct tn_ctl_allow *a, uint16_t port)
+{
+  return tn_ctl_ports_contain(a->ports, a->n_ports, port);
+}
+
+int tn_ctl_allow_has_name(const struct tn_ctl_allow *a, const char *name)
+{
+  return tn_ctl_names_contain(a->names, a->n_names, name);
 }

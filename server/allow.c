@@ -15,8 +15,6 @@ void td_allow_free(struct td_allow *a)
 {
   if (a == NULL)
     return;
-  for (size_t i = 0; i < a->n_names; i++)
-    free(a->names[i]);
   free(a->names);
   free(a->ports);
   free(a);
@@ -29,54 +27,16 @@ static struct td_allow *allow_from(const struct tn_ctl_allow *m)
   if (a == NULL)
     return NULL;
   a->ports = malloc((m->n_ports ? m->n_ports : 1) * sizeof(*a->ports));
-  a->names = calloc(m->n_names ? m->n_names : 1, sizeof(*a->names));
+  a->names = malloc((m->n_names ? m->n_names : 1) * sizeof(*a->names));
   if (a->ports == NULL || a->names == NULL) {
     td_allow_free(a);
     return NULL;
   }
   memcpy(a->ports, m->ports, m->n_ports * sizeof(*a->ports));
   a->n_ports = m->n_ports;
-  for (size_t i = 0; i < m->n_names; i++) {
-    if ((a->names[i] = strdup(m->names[i])) == NULL) {
-      td_allow_free(a);
-      return NULL;
-    }
-    a->n_names = i + 1;
-  }
+  memcpy(a->names, m->names, m->n_names * sizeof(*a->names));
+  a->n_names = m->n_names;
   return a;
-}
-
-static int allow_has_port(const struct td_allow *a, uint16_t port)
-{
-  size_t lo = 0, hi = a->n_ports;
-
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (a->ports[mid] == port)
-      return 1;
-    if (a->ports[mid] < port)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return 0;
-}
-
-static int allow_has_name(const struct td_allow *a, const char *name)
-{
-  size_t lo = 0, hi = a->n_names;
-
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(a->names[mid], name);
-    if (c == 0)
-      return 1;
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return 0;
 }
 
 /* The problem line for client c serving tunnel t, or "" when its list allows it or is unknown. */
@@ -85,9 +45,9 @@ static const char *allow_problem(const struct td_client *c, const struct td_tunn
   out[0] = '\0';
   if (c == NULL || c->allow == NULL)
     return out;
-  if (t->backend_service != NULL && !allow_has_name(c->allow, t->backend_service))
+  if (t->backend_service != NULL && !tn_ctl_names_contain(c->allow->names, c->allow->n_names, t->backend_service))
     snprintf(out, outlen, "client %s does not allow BackEndService %s", c->id, t->backend_service);
-  else if (t->backend_service == NULL && !allow_has_port(c->allow, t->backend_port))
+  else if (t->backend_service == NULL && !tn_ctl_ports_contain(c->allow->ports, c->allow->n_ports, t->backend_port))
     snprintf(out, outlen, "client %s does not allow BackEndPort %u", c->id, (unsigned)t->backend_port);
   return out;
 }

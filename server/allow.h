@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tunnel/control.h"
 #include "tunnel/link.h"
 
 struct td_server;
@@ -15,7 +16,7 @@ struct td_client;
 struct td_allow {
   uint16_t *ports;
   size_t n_ports;
-  char **names;
+  char (*names)[TN_CTL_MAX_NAME + 1];
   size_t n_names;
 };
 

@@ -100,8 +100,11 @@ static int fake_apply_revoked(void *srv, struct td_revoked *r, const char *reque
   return 0;
 }
 
-static const struct td_api_ops ops = {fake_apply,    fake_current,  fake_status,       fake_clients,
-                                      fake_metrics,  fake_revoked,  fake_apply_revoked};
+/* Named fields: an op added later (tunnel_problems is optional) is NULL here, and the API copes with that. */
+static const struct td_api_ops ops = {.apply_table = fake_apply, .current_table = fake_current,
+                                      .tunnel_status = fake_status, .clients_json = fake_clients,
+                                      .metrics_text = fake_metrics, .revoked = fake_revoked,
+                                      .apply_revoked = fake_apply_revoked};
 
 static int answer(const struct td_api_ctx *ctx, struct td_http_conn *c, struct td_buf *out)
 {

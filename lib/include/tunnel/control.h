@@ -69,5 +69,8 @@ int tn_ctl_rotate_decode(uint8_t sha256[32], const uint8_t *in, size_t len);
 int tn_ctl_allow_has_port(const struct tn_ctl_allow *a, uint16_t port);
 /* True when the list has the service name. */
 int tn_ctl_allow_has_name(const struct tn_ctl_allow *a, const char *name);
+/* The same searches over any sorted ports, and names in rows as a decoded list holds them (a copy kept elsewhere). */
+int tn_ctl_ports_contain(const uint16_t *sorted, size_t n, uint16_t port);
+int tn_ctl_names_contain(const char (*sorted)[TN_CTL_MAX_NAME + 1], size_t n, const char *name);
 
 #endif
