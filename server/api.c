@@ -141,25 +141,41 @@ static void count(const struct td_api_ctx *ctx, int status)
     ctx->counters->put_failed++;
 }
 
+/* Answers 415 unless the request says its body is JSON; false then. */
+static bool require_json_type(const struct td_http_request *req, struct td_api_response *resp)
+{
+  char err[160];
+
+  if (is_json_type(req->content_type))
+    return true;
+  snprintf(err, sizeof(err), "Content-Type must be application/json, got %s%.100s%s", req->content_type ? "\"" : "",
+           req->content_type ? req->content_type : "none", req->content_type ? "\"" : "");
+  td_api_error(resp, 415, err);
+  return false;
+}
+
+json_t *td_api_json_load(const uint8_t *text, size_t len, char *err, size_t errlen)
+{
+  json_error_t jerr;
+  json_t *j = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &jerr);
+
+  if (j == NULL) {
+    tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
+    snprintf(err, errlen, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+  }
+  return j;
+}
+
 /* The request's JSON body, or NULL after answering 415 (not JSON) or 400 (does not parse). */
 static json_t *json_body(const struct td_http_request *req, struct td_api_response *resp)
 {
-  json_error_t jerr;
   json_t *body;
   char err[512];
 
-  if (!is_json_type(req->content_type)) {
-    snprintf(err, sizeof(err), "Content-Type must be application/json, got %s%.100s%s", req->content_type ? "\"" : "",
-             req->content_type ? req->content_type : "none", req->content_type ? "\"" : "");
-    td_api_error(resp, 415, err);
+  if (!require_json_type(req, resp))
     return NULL;
-  }
-  body = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-  if (!body) {
-    tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
-    snprintf(err, sizeof(err), "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+  if ((body = td_api_json_load(req->body, req->body_len, err, sizeof(err))) == NULL)
     td_api_error(resp, 400, err);
-  }
   return body;
 }
 
@@ -207,13 +223,8 @@ bool td_api_is_put_tunnels(const struct td_http_request *req)
 bool td_api_put_tunnels_precheck(const struct td_api_ctx *ctx, const struct td_http_request *req,
                                  struct td_api_response *resp)
 {
-  char err[160];
-
-  if (is_json_type(req->content_type))
+  if (require_json_type(req, resp))
     return true;
-  snprintf(err, sizeof(err), "Content-Type must be application/json, got %s%.100s%s", req->content_type ? "\"" : "",
-           req->content_type ? req->content_type : "none", req->content_type ? "\"" : "");
-  td_api_error(resp, 415, err);
   count(ctx, resp->status);
   return false;
 }

@@ -86,6 +86,10 @@ bool td_api_put_tunnels_precheck(const struct td_api_ctx *ctx, const struct td_h
 void td_api_put_tunnels_answer(const struct td_api_ctx *ctx, enum td_put_result result, const char *err,
                                const char *table_json, struct td_api_response *resp);
 
+/* A JSON text as the API reads request bodies (duplicate keys refused); NULL with the one-line 400 message in err.
+ * Touches nothing shared: PUT /tunnels calls it on a worker thread. */
+json_t *td_api_json_load(const uint8_t *text, size_t len, char *err, size_t errlen);
+
 /* resp becomes status with body {"error": message} (application/json). */
 void td_api_error(struct td_api_response *resp, int status, const char *message);
 

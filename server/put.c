@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "allow.h"
+#include "api.h"
 #include "server.h"
 #include "state.h"
 #include "tunnel/error.h"
@@ -81,13 +82,10 @@ static void finish(struct td_put *p, enum td_put_result result)
 static void parse_work(uv_work_t *w)
 {
   struct td_put *p = w->data;
-  json_error_t jerr;
-  json_t *body = json_loadb((const char *)p->body, p->len, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *body = td_api_json_load(p->body, p->len, p->err, sizeof(p->err));
   int rc;
 
   if (body == NULL) {
-    tn_err_one_line(jerr.text);  /* jansson quotes the input, newlines and all */
-    snprintf(p->err, sizeof(p->err), "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
     p->result = TD_PUT_INVALID;
     return;
   }

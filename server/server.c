@@ -1090,17 +1090,16 @@ static void close_retired(struct td_server *srv, struct td_listener *l)
   uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }
 
-int td_apply_close(struct td_server *srv, struct td_apply *a, uint64_t deadline_ns, bool *done)
+void td_apply_close(struct td_server *srv, struct td_apply *a, uint64_t deadline_ns, bool *done)
 {
   for (; a->next_close < a->n_retired; a->next_close++) {
     if (deadline_ns != 0 && (a->next_close & 63) == 0 && a->next_close > 0 && uv_hrtime() >= deadline_ns) {
       *done = false;
-      return 0;
+      return;
     }
     close_retired(srv, a->retired[a->next_close]);
   }
   *done = true;
-  return 0;
 }
 
 void td_apply_free(struct td_server *srv, struct td_apply *a)

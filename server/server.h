@@ -201,7 +201,7 @@ const struct td_table *td_apply_table(const struct td_apply *a);
 void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *actor, const char *peer);
 /* After the commit, closes the handles of the listeners it removed, until deadline_ns (0: all); *done when none is
  * left. Those listeners already take no connections: this only spreads the closing over loop iterations. */
-int td_apply_close(struct td_server *srv, struct td_apply *a, uint64_t deadline_ns, bool *done);
+void td_apply_close(struct td_server *srv, struct td_apply *a, uint64_t deadline_ns, bool *done);
 void td_apply_free(struct td_server *srv, struct td_apply *a);
 
 /*
