@@ -34,7 +34,9 @@ field() { dpkg-deb -f "$deb" "$1"; }
 [ "$(field Version)" = "$version" ] || fail "Version: $(field Version), want $version"
 [ "$(field Architecture)" = "$arch" ] || fail "Architecture: $(field Architecture)"
 [ -n "$(field Maintainer)" ] || fail "no Maintainer"
-field Description | grep -q 'tunneld' || fail "Description does not describe tunneld: $(field Description)"
+# Here-strings, not pipes into grep -q: grep stops at the first match and, under pipefail, a writer with more to
+# say dies of SIGPIPE (exit 141), which failed this test now and then.
+grep -q 'tunneld' <<<"$(field Description)" || fail "Description does not describe tunneld: $(field Description)"
 [ "$(field Section)" = net ] || fail "Section: $(field Section)"
 depends=$(field Depends)
 echo "Depends: $depends"
@@ -98,8 +100,8 @@ dpkg-deb -e "$deb" "$root/DEBIAN"
 file_info=$(file -b "$root/usr/bin/tunneld" 2>/dev/null || true)
 case "$file_info" in *"not stripped"*) fail "tunneld is not stripped: $file_info" ;; esac
 # Not linked with the sanitizers, and every library resolves on this system.
-ldd "$root/usr/bin/tunneld" | grep -q 'libasan' && fail "packaged tunneld is linked with ASan"
-if ldd "$root/usr/bin/tunneld" "$root/usr/bin/tunnelc" | grep -q 'not found'; then
+grep -q 'libasan' <<<"$(ldd "$root/usr/bin/tunneld")" && fail "packaged tunneld is linked with ASan"
+if grep -q 'not found' <<<"$(ldd "$root/usr/bin/tunneld" "$root/usr/bin/tunnelc")"; then
   fail "unresolved libraries: $(ldd "$root/usr/bin/tunneld" "$root/usr/bin/tunnelc" | grep 'not found')"
 fi
 # The installed units start the packaged binaries.
