@@ -121,16 +121,20 @@ api PUT /revoked-certificates "[\"$(fingerprint "$PKI/home3.crt")\"]"
 start_tunnelc home3
 wait_log "$TEST_TMP/tunneld.log" "certificate revoked"
 stop_tunnelc home3
-mkcert() {  # mkcert NAME SUBJECT DAYS: a client certificate from the test CA, made with openssl
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$2" -keyout "$TEST_TMP/$1.key" \
-    -out "$TEST_TMP/$1.csr" 2>/dev/null
-  printf 'extendedKeyUsage=clientAuth\n' >"$TEST_TMP/$1.ext"
-  openssl x509 -req -in "$TEST_TMP/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -days "$3" \
-    -extfile "$TEST_TMP/$1.ext" -out "$TEST_TMP/$1.crt" 2>/dev/null
-  chmod 600 "$TEST_TMP/$1.key"
+mkcert() {  # mkcert NAME SUBJECT VALIDITY...: a client certificate from the test CA, made with openssl x509 -req
+  local name=$1 subject=$2; shift 2
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$subject" -keyout "$TEST_TMP/$name.key" \
+    -out "$TEST_TMP/$name.csr" 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' >"$TEST_TMP/$name.ext"
+  openssl x509 -req -in "$TEST_TMP/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" "$@" \
+    -extfile "$TEST_TMP/$name.ext" -out "$TEST_TMP/$name.crt" 2>/dev/null
 }
-mkcert nocn /O=nocn 30
-mkcert old /CN=old -1
+mkcert nocn /O=nocn -days 30 || fail "openssl could not make the certificate without a CN"
+# An expired certificate: OpenSSL 3.0 (Debian 12) takes "-days -1"; 3.5 (Debian 13) refuses negative days and has
+# -not_before/-not_after instead.
+mkcert old /CN=old -days -1 || mkcert old /CN=old -not_before 20200101000000Z -not_after 20200102000000Z ||
+  fail "openssl could not make an expired certificate"
+chmod 600 "$TEST_TMP/nocn.key" "$TEST_TMP/old.key"
 for who in nocn old; do
   openssl s_client -connect "127.0.0.1:$CONTROL_PORT" -CAfile "$PKI/ca.crt" -cert "$TEST_TMP/$who.crt" \
     -key "$TEST_TMP/$who.key" </dev/null >/dev/null 2>&1 || true
@@ -215,6 +219,12 @@ stop_checked tunneld
 
 # Every documented line, against every log of this test.
 cat "$TEST_TMP"/*.log >"$TEST_TMP/all-logs.txt"
+# The refused client's line depends on the TLS version these builds negotiate: only one of the two forms can appear.
+if grep -q "connected to .* over TLSv1.3" "$TEST_TMP/all-logs.txt"; then
+  UNPROVOKED["unknown CA (alert 48)"]="TLS 1.3 between these builds: the client cannot read the server's alert (a TLS 1.2 build's run shows it)"
+else
+  UNPROVOKED["its alert is unreadable here"]="needs TLS 1.3 on both ends (mbedTLS 3.6, e.g. Debian 13's run of this test)"
+fi
 missing=() unprovoked_seen=()
 while IFS=$'\t' read -r text pat; do
   reason=""
@@ -229,4 +239,6 @@ while IFS=$'\t' read -r text pat; do
   fi
 done <"$TEST_TMP/rows"
 [ "${#missing[@]}" = 0 ] || fail "documented in OPERATIONS.md §9 but not logged as written: $(printf '\n  %s' "${missing[@]}")"
+[ "${#unprovoked_seen[@]}" = 0 ] ||
+  fail "listed in UNPROVOKED but logged by this test (take it off the list): $(printf '\n  %s' "${unprovoked_seen[@]}")"
 pass "every line of OPERATIONS.md §9 that this test provokes is logged as documented ($(wc -l <"$TEST_TMP/rows") lines)"
