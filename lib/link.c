@@ -782,11 +782,15 @@ int tn_link_connect(tn_link **out, uv_loop_t *loop, const struct sockaddr *addr,
                     const struct tn_link_callbacks *cb, void *data)
 {
   tn_link *l = link_new(loop, opt, cb, data);
+  struct tn_addr peer;
   int rc;
 
   *out = NULL;
   if (l == NULL)
     return UV_ENOMEM;
+  /* The dialled address until getpeername confirms it: a failed attempt is logged naming where it went. */
+  tn_addr_from_sockaddr(&peer, addr);
+  tn_addr_format(&peer, l->peer_address, sizeof(l->peer_address));
   l->connect_req.data = l;
   uv_timer_start(&l->timer, on_handshake_timeout, opt->handshake_timeout_ms, 0);
   rc = uv_tcp_connect(&l->connect_req, &l->tcp, addr, on_connect);

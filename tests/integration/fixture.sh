@@ -446,3 +446,25 @@ start_good_and_bad_tunnels() {
   wait_port "$GOOD_PORT"
   [ "$(http_get_marker 127.0.0.1 "$GOOD_PORT")" = good ] || fail "no traffic through the good client"
 }
+
+# ---- an older tunneld, independently built ----
+#   start_old_tunneld NAME [ARGS]  tests/interop/old_tunneld (Go's crypto/tls + Debian's hashicorp/yamux, built here
+#                                  in GOPATH mode: no network) with the fixture's server certificate; free ports in
+#                                  $OLD_CONTROL, $OLD_PUBLIC; ARGS go to it (--backend-port is required); log in
+#                                  $TEST_TMP/NAME.log; fails the test if the build fails
+start_old_tunneld() {
+  local name=$1 src=${TUNNEL_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}; shift
+  local bin=$TEST_TMP/old_tunneld gopath=/usr/share/gocode
+  if [ ! -x "$bin" ]; then
+    command -v go >/dev/null || fail "go not found: apt-get install golang-go"
+    [ -d "$gopath/src/github.com/hashicorp/yamux" ] ||
+      fail "hashicorp/yamux not found in $gopath: apt-get install golang-github-hashicorp-yamux-dev"
+    (cd "$src" && GO111MODULE=off GOPATH=$gopath GOCACHE="$TEST_TMP/gocache" GOFLAGS="" GOENV=off GOPROXY=off \
+      go build -o "$bin" ./tests/interop/old_tunneld) >"$TEST_TMP/go-build.log" 2>&1 ||
+      fail "building tests/interop/old_tunneld failed: $(cat "$TEST_TMP/go-build.log")"
+  fi
+  OLD_CONTROL=$(free_port) OLD_PUBLIC=$(free_port)
+  spawn "$name" "$bin" --control "$OLD_CONTROL" --public "$OLD_PUBLIC" --ca "$PKI/ca.crt" --cert "$PKI/server.crt" \
+    --key "$PKI/server.key" "$@"
+  wait_log "$TEST_TMP/$name.log" "^listening: control 127\.0\.0\.1:$OLD_CONTROL public 127\.0\.0\.1:$OLD_PUBLIC" 60
+}
