@@ -229,8 +229,33 @@ def never_read(port):
 
 
 def push(port, size, out):
+    push_into(socket.create_connection(("127.0.0.1", port), timeout=30), size, out)
+
+
+def push_server(port, size, out):
+    """A backend that sends SIZE bytes to the first connection it accepts, as fast as it is taken."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(8)
+    # Waiters read this instead of probing the port: a probe would be the connection pushed into.
+    print("listening", flush=True)
+    c, _ = s.accept()
+    push_into(c, size, out)
+
+
+def never_read_client(port, seconds):
+    """A visitor that connects and never reads (its receive buffer kept small), for SECONDS."""
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.connect(("127.0.0.1", port))
+    print("connected", flush=True)
+    time.sleep(seconds)
+
+
+def push_into(c, size, out):
+    """Writes SIZE bytes to C; OUT gets "finished N", or "stalled N" once no byte was taken for 2 s."""
     import select
-    c = socket.create_connection(("127.0.0.1", port), timeout=30)
     c.setblocking(False)
     block = b"\x5a" * 65536
     sent = 0
@@ -276,6 +301,10 @@ def main():
         never_read(int(args[0]))
     elif cmd == "push":
         push(int(args[0]), int(args[1]), args[2])
+    elif cmd == "push-server":
+        push_server(int(args[0]), int(args[1]), args[2])
+    elif cmd == "never-read-client":
+        never_read_client(int(args[0]), float(args[1]))
     elif cmd == "connect-wait":
         connect_wait(int(args[0]), float(args[1]))
     else:
