@@ -13,67 +13,14 @@ source "$(dirname "$0")/fixture.sh"
 RECONNECT_MAX_MS=1000   # FAST_CLIENT_LIMITS
 SLACK_MS=15000          # only catches "never came back": ASan, TLS handshake, a busy 2-core machine
 
-# log_ms FILE PATTERN: epoch milliseconds of the last line matching PATTERN (the logs' own UTC timestamps).
-log_ms() {
-  grep -E "$2" "$1" | tail -1 | python3 -c 'import sys,datetime
-t=sys.stdin.read().split(" ")[0]
-print(int(datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()*1000))'
-}
-
-# use_server A|B: point fixture.sh's api / put_tunnels / wait_client_connected at that tunneld.
-use_server() {
-  local c="CONTROL_$1" m="MGMT_$1"
-  CONTROL_PORT=${!c} MGMT_PORT=${!m} STATE_FILE="$TEST_TMP/state-$1/tunnels.json"
-}
-
-# start_server A|B: tunneld NAME on its own ports (kept across restarts) with its own state file; log tunneld-NAME.log.
-start_server() {
-  use_server "$1"
-  write_tunneld_config
-  mv "$TEST_TMP/tunneld.json" "$TEST_TMP/tunneld-$1.json"
-  spawn_checked "tunneld-$1" "$TUNNELD" --config "$TEST_TMP/tunneld-$1.json"
-  printf -v "PID_$1" '%s' "$SPAWNED_PID"
-  wait_until 15 api_ping || fail "tunneld $1 did not start (see $TEST_TMP/tunneld-$1.log)"
-}
-
-kill_server() {
-  local v="PID_$1"
-  kill -KILL "${!v}"
-  wait "${!v}" 2>/dev/null || true
-}
-
-# stop_server A|B: SIGTERM, exit 0 and no sanitizer report.
-stop_server() {
-  local v="PID_$1" status=0 log="$TEST_TMP/tunneld-$1.log"
-  kill -TERM "${!v}" 2>/dev/null || true
-  wait "${!v}" 2>/dev/null || status=$?
-  [ "$status" = 0 ] || fail "tunneld $1 exited with status $status on SIGTERM (log $log)"
-  if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|Assertion .* failed" "$log"; then
-    fail "tunneld $1: sanitizer report in $log"
-  fi
-}
-
 make_pki
-for s in A B; do
-  printf -v "CONTROL_$s" '%s' "$(free_port)"
-  printf -v "MGMT_$s" '%s' "$(free_port)"
-done
+server_ports A B
 BACKEND=$(free_port); PUBLIC_A=$(free_port); PUBLIC_B=$(free_port)
 start_stream_server backend "$BACKEND" home
 start_server A
 start_server B
 
-cat >"$TEST_TMP/tunnelc-home1.json" <<JSON
-{
-  "Servers": ["127.0.0.1:$CONTROL_A", {"Host": "127.0.0.1", "Port": $CONTROL_B}],
-  "CaCertificateFile": "$PKI/ca.crt",
-  "ClientTlsCertificateFile": "$PKI/home1.crt",
-  "ClientTlsKeyFile": "$PKI/home1.key",
-  "AllowedBackEndPorts": [$BACKEND],
-  "DebugLog": true,
-  "Limits": $FAST_CLIENT_LIMITS
-}
-JSON
+write_servers_tunnelc home1 "[\"127.0.0.1:$CONTROL_A\", {\"Host\": \"127.0.0.1\", \"Port\": $CONTROL_B}]" "[$BACKEND]"
 spawn_checked tunnelc-home1 "$TUNNELC" --config "$TEST_TMP/tunnelc-home1.json"
 TUNNELC_PID_home1=$SPAWNED_PID
 CLOG="$TEST_TMP/tunnelc-home1.log"
