@@ -4,6 +4,7 @@
 #     taken there) and closes; A's link is untouched (same ConnectedSince at A, no new "connected" line).
 #  2. SIGHUP adding B back: only B's link opens; A's is still the same.
 #  3. SIGTERM drains both links and exits 0.
+#  Throughout, systemd hears READY=1 once and "N of M servers connected" as links come and go (a real NOTIFY_SOCKET).
 #  4. configuration errors name the field (--check-config): both ServerHost and Servers, an empty list, a
 #     duplicate entry, a bad port; a good list is reported with every server.
 source "$(dirname "$0")/lib.sh"
@@ -17,8 +18,20 @@ start_server A
 start_server B
 BOTH="[\"127.0.0.1:$CONTROL_A\", \"127.0.0.1:$CONTROL_B\"]"
 write_servers_tunnelc home1 "$BOTH" "[$BACKEND]"
-spawn_checked tunnelc-home1 "$TUNNELC" --config "$TEST_TMP/tunnelc-home1.json"
+# sd_notify datagrams, one per line ('\n' inside a datagram written as '|').
+spawn notify python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+f = open(sys.argv[2], "a", buffering=1)
+f.write("listening\n")
+while True:
+    f.write(s.recv(4096).decode().replace("\n", "|") + "\n")
+' "$TEST_TMP/notify.sock" "$TEST_TMP/notify.txt"
+wait_until 10 grep -q listening "$TEST_TMP/notify.txt" || fail "notify listener did not start"
+NOTIFY_SOCKET="$TEST_TMP/notify.sock" spawn_checked tunnelc-home1 "$TUNNELC" --config "$TEST_TMP/tunnelc-home1.json"
 TUNNELC_PID_home1=$SPAWNED_PID
+notified() { grep -qE "$1" "$TEST_TMP/notify.txt"; }
 CLOG="$TEST_TMP/tunnelc-home1.log"
 for s in A B; do
   use_server "$s"
@@ -33,12 +46,18 @@ client_state() { use_server "$1"; api GET /clients; json_get "$API_BODY" 'd.get(
 not_connected() { [ "$(client_state "$1")" != ClientConnected ]; }
 connected_lines() { grep -c "client home1 (server 127.0.0.1:$1): connected to" "$CLOG" || true; }
 since_a=$(connected_since A)
+wait_until 10 notified "STATUS=2 of 2 servers connected" || fail "systemd never heard 2 of 2: $(cat "$TEST_TMP/notify.txt")"
+[ "$(grep -c READY=1 "$TEST_TMP/notify.txt")" = 1 ] || fail "READY=1 sent more than once at start"
+grep -m1 READY=1 "$TEST_TMP/notify.txt" | grep -qE "STATUS=[12] of 2 servers connected" ||
+  fail "READY=1 came before any link was up: $(grep -m1 READY=1 "$TEST_TMP/notify.txt")"
 
 # ---- 1. remove B: its link drains, A's stays ----
 start_held_download dl "$PUBLIC_B"
 write_servers_tunnelc home1 "[\"127.0.0.1:$CONTROL_A\"]" "[$BACKEND]"
 kill -HUP "$TUNNELC_PID_home1"
 wait_log "$CLOG" "configuration reloaded .*servers: 1 kept, 0 added, 1 removed"
+wait_until 10 notified "RELOADING=1" || fail "no RELOADING=1 on SIGHUP"
+wait_until 10 notified "READY=1\|STATUS=1 of 1 servers connected" || fail "after removing B, systemd did not hear 1 of 1: $(cat "$TEST_TMP/notify.txt")"
 grep -q "client home1 (server 127.0.0.1:$CONTROL_B): server removed from the configuration; its open streams finish first" "$CLOG" ||
   fail "no line for B's removal: $(grep -m1 removed "$CLOG")"
 # Draining: the held download goes on; a new connection through B is not carried by the removed link.
@@ -56,11 +75,14 @@ wait_log "$CLOG" "client home1 \(server 127.0.0.1:$CONTROL_B\): removed server's
 [ "$(http_get_marker 127.0.0.1 "$PUBLIC_A")" = home ] || fail "no traffic through A after B's removal"
 
 # ---- 2. add B back: only its link opens ----
+twos=$(grep -c "STATUS=2 of 2 servers connected" "$TEST_TMP/notify.txt" || true)
 write_servers_tunnelc home1 "$BOTH" "[$BACKEND]"
 kill -HUP "$TUNNELC_PID_home1"
 wait_log "$CLOG" "configuration reloaded .*servers: 1 kept, 1 added, 0 removed"
 use_server B
 wait_client_connected home1
+more_twos() { [ "$(grep -c "STATUS=2 of 2 servers connected" "$TEST_TMP/notify.txt")" -gt "$twos" ]; }
+wait_until 10 more_twos || fail "after adding B, systemd did not hear 2 of 2: $(cat "$TEST_TMP/notify.txt")"
 [ "$(http_get_marker 127.0.0.1 "$PUBLIC_B")" = home ] || fail "no traffic through B after it was added back"
 [ "$(connected_since A)" = "$since_a" ] || fail "A's link was replaced by the reload adding B"
 [ "$(connected_lines "$CONTROL_A")" = 1 ] || fail "A reconnected during the reload adding B"
