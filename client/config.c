@@ -367,7 +367,7 @@ static int parse_server_text(struct loader *ld, const char *field, const json_t 
 static int parse_server_object(struct loader *ld, const char *field, const json_t *v, char *hostbuf, size_t hostlen,
                                uint16_t *port, const char **server_name)
 {
-  char sub[FIELD_LEN + 32], d[DESC_LEN];
+  char sub[FIELD_LEN + DESC_LEN + 8], d[DESC_LEN];
   const char *key, *s;
   json_t *val;
   int rc;
