@@ -316,6 +316,165 @@ static int key_server_name(struct loader *ld, const json_t *v)
   return load_host(ld, v, "ServerName", &ld->cfg->server_name);
 }
 
+/* "host", "host:port", "[v6]" or "[v6]:port"; a bare IPv6 literal is a host without a port. */
+static int parse_server_text(struct loader *ld, const char *field, const json_t *v, char *hostbuf, size_t hostlen,
+                             uint16_t *port)
+{
+  const char *s = json_string_value(v), *port_text = NULL;
+  char d[DESC_LEN];
+  size_t n;
+
+  describe(d, sizeof(d), v);
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+
+    if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+      return fail(ld, field, "must be \"host\", \"host:port\" or \"[IPv6]:port\", got %s", d);
+    n = (size_t)(close - s - 1);
+    if (n == 0 || n >= hostlen)
+      return fail(ld, field, "must have an IPv6 address inside [], got %s", d);
+    memcpy(hostbuf, s + 1, n);
+    hostbuf[n] = '\0';
+    if (strchr(hostbuf, ':') == NULL || !is_ip_literal(hostbuf))
+      return fail(ld, field, "must have an IPv6 address inside [], got %s", d);
+    if (close[1] == ':')
+      port_text = close + 2;
+  } else {
+    const char *colon = strchr(s, ':');
+
+    if (colon != NULL && strchr(colon + 1, ':') != NULL) {
+      /* Two colons: only a whole IPv6 literal makes sense, and it cannot carry a port without brackets. */
+      if (!is_ip_literal(s))
+        return fail(ld, field, "must be \"host\", \"host:port\" or \"[IPv6]:port\", got %s", d);
+      colon = NULL;
+    }
+    n = colon != NULL ? (size_t)(colon - s) : strlen(s);
+    if (n == 0 || n >= hostlen)
+      return fail(ld, field, "must be a DNS name or an IP address, with an optional \":port\", got %s", d);
+    memcpy(hostbuf, s, n);
+    hostbuf[n] = '\0';
+    if (!is_host(hostbuf))
+      return fail(ld, field, "must be a DNS name or an IP address, with an optional \":port\", got %s", d);
+    if (colon != NULL)
+      port_text = colon + 1;
+  }
+  if (port_text != NULL && !parse_port_text(port_text, port))
+    return fail(ld, field, "port must be an integer 1-65535, got %s", d);
+  return TN_OK;
+}
+
+/* {"Host": ..., "Port": ..., "ServerName": ...}: Host required, the others default as for a string entry. */
+static int parse_server_object(struct loader *ld, const char *field, const json_t *v, char *hostbuf, size_t hostlen,
+                               uint16_t *port, const char **server_name)
+{
+  char sub[FIELD_LEN + DESC_LEN + 8], d[DESC_LEN];
+  const char *key, *s;
+  json_t *val;
+  int rc;
+
+  json_object_foreach((json_t *)v, key, val) {
+    if (strcmp(key, "Host") != 0 && strcmp(key, "Port") != 0 && strcmp(key, "ServerName") != 0) {
+      char q[DESC_LEN];
+
+      quote(q, sizeof(q), key);
+      snprintf(sub, sizeof(sub), "%s.%s", field, q);
+      return fail(ld, sub, "unknown key (an entry has \"Host\", \"Port\" and \"ServerName\")");
+    }
+  }
+  snprintf(sub, sizeof(sub), "%s.\"Host\"", field);
+  val = json_object_get(v, "Host");
+  if (val == NULL)
+    return fail(ld, sub, "required key is missing");
+  if ((rc = get_string(ld, val, sub, TC_CONFIG_HOST_MAX, &s)) != TN_OK)
+    return rc;
+  if (!is_host(s)) {
+    describe(d, sizeof(d), val);
+    return fail(ld, sub, "must be a DNS name or an IP address (no port, no brackets), got %s", d);
+  }
+  snprintf(hostbuf, hostlen, "%s", s);
+  if ((val = json_object_get(v, "Port")) != NULL) {
+    snprintf(sub, sizeof(sub), "%s.\"Port\"", field);
+    if ((rc = get_port(ld, val, sub, port)) != TN_OK)
+      return rc;
+  }
+  if ((val = json_object_get(v, "ServerName")) != NULL) {
+    snprintf(sub, sizeof(sub), "%s.\"ServerName\"", field);
+    if ((rc = get_string(ld, val, sub, TC_CONFIG_HOST_MAX, &s)) != TN_OK)
+      return rc;
+    if (!is_host(s)) {
+      describe(d, sizeof(d), val);
+      return fail(ld, sub, "must be a DNS name or an IP address (no port, no brackets), got %s", d);
+    }
+    *server_name = s;
+  }
+  return TN_OK;
+}
+
+static int add_server(struct loader *ld, const char *host, uint16_t port, const char *server_name)
+{
+  struct tc_config_server *e = &ld->cfg->servers[ld->cfg->n_servers];
+
+  e->host = strdup(host);
+  e->port = port;
+  e->server_name = strdup(server_name != NULL ? server_name : host);
+  ld->cfg->n_servers++;
+  return e->host != NULL && e->server_name != NULL ? TN_OK : fail_nomem(ld);
+}
+
+/*
+ * Several servers, one link each. Runs after ServerHost, ServerTunnelControlPort and ServerName (key_defs'
+ * order), whose values it needs.
+ */
+static int key_servers(struct loader *ld, const json_t *v)
+{
+  struct tc_config *cfg = ld->cfg;
+  size_t n = json_array_size(v);
+
+  if (cfg->server_host != NULL)
+    return fail(ld, "\"Servers\"", "cannot be used together with \"ServerHost\"; list every server in \"Servers\"");
+  if (!json_is_array(v))
+    return fail_type(ld, "\"Servers\"", "an array of \"host\", \"host:port\" or {\"Host\", \"Port\", \"ServerName\"}", v);
+  if (n == 0)
+    return fail(ld, "\"Servers\"", "must list at least one server");
+  if (n > TC_CONFIG_SERVERS_MAX)
+    return fail(ld, "\"Servers\"", "must list at most %d servers, got %zu", TC_CONFIG_SERVERS_MAX, n);
+  cfg->servers = calloc(n, sizeof(*cfg->servers));
+  if (cfg->servers == NULL)
+    return fail_nomem(ld);
+  cfg->servers_listed = true;
+  for (size_t i = 0; i < n; i++) {
+    const json_t *e = json_array_get(v, i);
+    char field[FIELD_LEN], host[TC_CONFIG_HOST_MAX + 1];
+    const char *server_name = cfg->server_name;
+    uint16_t port = cfg->server_port;
+    int rc;
+
+    snprintf(field, sizeof(field), "\"Servers\"[%zu]", i);
+    if (json_is_string(e)) {
+      const char *s;
+
+      if ((rc = get_string(ld, e, field, TC_CONFIG_HOST_MAX + 8, &s)) != TN_OK)
+        return rc;
+      rc = parse_server_text(ld, field, e, host, sizeof(host), &port);
+    } else if (json_is_object(e)) {
+      rc = parse_server_object(ld, field, e, host, sizeof(host), &port, &server_name);
+    } else {
+      rc = fail_type(ld, field, "\"host\", \"host:port\" or an object {\"Host\", \"Port\", \"ServerName\"}", e);
+    }
+    if (rc != TN_OK)
+      return rc;
+    /* Two links with one certificate to one tunneld would replace each other there, over and over. */
+    for (size_t j = 0; j < cfg->n_servers; j++) {
+      if (strcasecmp(cfg->servers[j].host, host) == 0 && cfg->servers[j].port == port)
+        return fail(ld, field, "server %s%s%s:%u is listed twice (also at [%zu])", strchr(host, ':') ? "[" : "",
+                    host, strchr(host, ':') ? "]" : "", (unsigned)port, j);
+    }
+    if ((rc = add_server(ld, host, port, server_name)) != TN_OK)
+      return rc;
+  }
+  return TN_OK;
+}
+
 static int key_control_port(struct loader *ld, const json_t *v)
 {
   return get_port(ld, v, "\"ServerTunnelControlPort\"", &ld->cfg->server_port);
@@ -567,9 +726,10 @@ struct key_def {
 };
 
 static const struct key_def key_defs[] = {
-  { "ServerHost", key_server_host, true },
+  { "ServerHost", key_server_host, false },
   { "ServerTunnelControlPort", key_control_port, false },
   { "ServerName", key_server_name, false },
+  { "Servers", key_servers, false },
   { "CaCertificateFile", key_ca, true },
   { "ClientTlsCertificateFile", key_cert, true },
   { "ClientTlsKeyFile", key_key, true },
@@ -636,7 +796,14 @@ static int load_root(struct loader *ld, const json_t *root)
     if ((rc = key_defs[i].load(ld, v)) != TN_OK)
       return rc;
   }
-  return TN_OK;
+  if (ld->cfg->n_servers > 0)
+    return TN_OK;
+  if (ld->cfg->server_host == NULL)
+    return fail(ld, NULL, "\"ServerHost\": required key is missing (or list several servers in \"Servers\")");
+  ld->cfg->servers = calloc(1, sizeof(*ld->cfg->servers));
+  if (ld->cfg->servers == NULL)
+    return fail_nomem(ld);
+  return add_server(ld, ld->cfg->server_host, ld->cfg->server_port, tc_config_server_name(ld->cfg));
 }
 
 int tc_config_load(struct tc_config *cfg, const char *path, char *err, size_t errlen)
@@ -684,6 +851,11 @@ void tc_config_free(struct tc_config *cfg)
     free(cfg->services[i].host);
   }
   free(cfg->services);
+  for (size_t i = 0; i < cfg->n_servers; i++) {
+    free(cfg->servers[i].host);
+    free(cfg->servers[i].server_name);
+  }
+  free(cfg->servers);
   free(cfg->allowed_ports);
   free(cfg->path);
   free(cfg->server_host);
@@ -716,6 +888,11 @@ int tc_config_check_identity(const struct tc_config *cfg, const char *cert_cn, c
 const char *tc_config_server_name(const struct tc_config *cfg)
 {
   return cfg->server_name != NULL ? cfg->server_name : cfg->server_host;
+}
+
+bool tc_config_server_same(const struct tc_config_server *a, const struct tc_config_server *b)
+{
+  return strcasecmp(a->host, b->host) == 0 && a->port == b->port && strcasecmp(a->server_name, b->server_name) == 0;
 }
 
 static int cmp_service_key(const void *key, const void *elem)

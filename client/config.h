@@ -23,6 +23,16 @@ struct tc_config_service {
   bool host_is_ip; /* true when host is an IP literal, so no resolver is needed */
 };
 
+/* Most servers in "Servers": each costs a TLS link, a keepalive and a reconnect loop. */
+#define TC_CONFIG_SERVERS_MAX 16
+
+/* One tunneld to keep a link to: ServerHost, or one entry of Servers. */
+struct tc_config_server {
+  char *host;        /* IP literal (IPv6 without brackets) or DNS name */
+  uint16_t port;     /* the entry's port, else ServerTunnelControlPort, else 9056 */
+  char *server_name; /* name verified in its certificate: the entry's ServerName, else ServerName, else host */
+};
+
 /* The "Limits" object: every field starts at its TN_DEFAULT_* value from tunnel/defaults.h. */
 struct tc_config_limits {
   struct tn_limits common; /* first: the shared table's offsets hold here too */
@@ -35,9 +45,12 @@ struct tc_config_limits {
 
 struct tc_config {
   char *path;                 /* the file it was loaded from, for error messages */
-  char *server_host;          /* DNS name or IP literal (IPv6 without brackets) */
+  char *server_host;          /* ServerHost: DNS name or IP literal (IPv6 without brackets); NULL with Servers */
   uint16_t server_port;       /* ServerTunnelControlPort */
   char *server_name;          /* name to verify in the server certificate; NULL = use server_host */
+  struct tc_config_server *servers; /* ServerHost as one entry, or Servers in order; never empty once loaded */
+  size_t n_servers;
+  bool servers_listed;        /* the servers came from "Servers" (its links' log lines name their server) */
   char *ca_file;              /* relative paths are resolved against the config file's directory */
   char *cert_file;
   char *key_file;
@@ -69,8 +82,14 @@ void tc_config_free(struct tc_config *cfg);
  */
 int tc_config_check_identity(const struct tc_config *cfg, const char *cert_cn, char *err, size_t errlen);
 
-/* The name to verify in the server certificate: ServerName if set, else ServerHost. */
+/* ServerHost's name to verify in the server certificate: ServerName if set, else ServerHost (NULL with Servers). */
 const char *tc_config_server_name(const struct tc_config *cfg);
+
+/*
+ * True when a and b are the same server for a reload: host (case-insensitive), port and the name verified
+ * in its certificate all equal. A server kept this way keeps its link.
+ */
+bool tc_config_server_same(const struct tc_config_server *a, const struct tc_config_server *b);
 
 /* The ServiceToLocalAddrMap entry for name, or NULL. */
 const struct tc_config_service *tc_config_find_service(const struct tc_config *cfg, const char *name);

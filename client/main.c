@@ -1,4 +1,4 @@
-/* main.c: the tunnelc program (keeps one connection to tunneld and splices its streams to local services). */
+/* main.c: the tunnelc program (keeps a connection to each tunneld and splices its streams to local services). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,8 +25,8 @@ static void usage(FILE *out)
           "usage: tunnelc [--config FILE] [--check-config [--service-user USER]]\n"
           "       tunnelc --version | --help\n"
           "\n"
-          "Keeps one mutually authenticated TLS connection to tunneld and splices each\n"
-          "connection it carries to a local service allowed by the configuration.\n"
+          "Keeps one mutually authenticated TLS connection to each configured tunneld and\n"
+          "splices each connection it carries to a local service allowed by the configuration.\n"
           "\n"
           "  --config FILE    configuration (default " TN_DEFAULT_CLIENT_CONFIG ")\n"
           "  --check-config   load and validate the configuration and certificates, then exit 0 or 1;\n"
@@ -54,7 +54,7 @@ static void on_signal(uv_signal_t *s, int signum)
   if (signum == SIGHUP) {
     tn_notify_reloading();
     tc_client_reload(&p->client, p->config_path);
-    tn_notify_ready("reloaded");
+    tn_notify_ready(tc_client_status(&p->client));
     return;
   }
   tc_client_stop(&p->client);
@@ -116,9 +116,16 @@ int main(int argc, char **argv)
     if (cc.errors > 0) {
       printf("tunnelc: %s: %u problem(s) found\n", p.config_path, cc.errors);
       rc = 1;
-    } else {
+    } else if (!cfg->servers_listed) {
       printf("tunnelc: %s: configuration OK (client identity %s, server %s:%u)\n", p.config_path,
              p.client.identity, cfg->server_host, (unsigned)cfg->server_port);
+    } else {
+      printf("tunnelc: %s: configuration OK (client identity %s, %zu servers:", p.config_path, p.client.identity,
+             cfg->n_servers);
+      for (size_t i = 0; i < cfg->n_servers; i++)
+        printf("%s %s%s%s:%u", i ? "," : "", strchr(cfg->servers[i].host, ':') ? "[" : "", cfg->servers[i].host,
+               strchr(cfg->servers[i].host, ':') ? "]" : "", (unsigned)cfg->servers[i].port);
+      printf(")\n");
     }
     tn_loop_close_all(&p.loop);
     tc_client_free(&p.client);

@@ -468,3 +468,73 @@ start_old_tunneld() {
     --key "$PKI/server.key" "$@"
   wait_log "$TEST_TMP/$name.log" "^listening: control 127\.0\.0\.1:$OLD_CONTROL public 127\.0\.0\.1:$OLD_PUBLIC" 60
 }
+
+# ---- several tunneld for one tunnelc ("Servers") ----
+#   server_ports NAME...           free control and management ports per server: $CONTROL_<NAME>, $MGMT_<NAME>
+#   use_server NAME                points api / put_tunnels / wait_client_connected at that tunneld
+#   start_server NAME              tunneld NAME on its ports with its own state file (kept across restarts);
+#                                  log $TEST_TMP/tunneld-NAME.log, pid in PID_<NAME>
+#   kill_server NAME               kill -9 and reap it
+#   stop_server NAME               SIGTERM; fails unless it exits 0 without a sanitizer report
+#   write_servers_tunnelc NAME SERVERS_JSON [PORTS_JSON]
+#                                  $TEST_TMP/tunnelc-NAME.json with "Servers": SERVERS_JSON and the fast limits
+#   log_ms FILE PATTERN            epoch milliseconds of the last line matching PATTERN (the logs' UTC timestamps)
+
+server_ports() {
+  local s
+  for s in "$@"; do
+    printf -v "CONTROL_$s" '%s' "$(free_port)"
+    printf -v "MGMT_$s" '%s' "$(free_port)"
+  done
+}
+
+use_server() {
+  local c="CONTROL_$1" m="MGMT_$1"
+  CONTROL_PORT=${!c} MGMT_PORT=${!m} STATE_FILE="$TEST_TMP/state-$1/tunnels.json"
+}
+
+start_server() {
+  use_server "$1"
+  write_tunneld_config
+  mv "$TEST_TMP/tunneld.json" "$TEST_TMP/tunneld-$1.json"
+  spawn_checked "tunneld-$1" "$TUNNELD" --config "$TEST_TMP/tunneld-$1.json"
+  printf -v "PID_$1" '%s' "$SPAWNED_PID"
+  wait_until 15 api_ping || fail "tunneld $1 did not start (see $TEST_TMP/tunneld-$1.log)"
+}
+
+kill_server() {
+  local v="PID_$1"
+  kill -KILL "${!v}"
+  wait "${!v}" 2>/dev/null || true
+}
+
+stop_server() {
+  local v="PID_$1" status=0 log="$TEST_TMP/tunneld-$1.log"
+  kill -TERM "${!v}" 2>/dev/null || true
+  wait "${!v}" 2>/dev/null || status=$?
+  [ "$status" = 0 ] || fail "tunneld $1 exited with status $status on SIGTERM (log $log)"
+  if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|Assertion .* failed" "$log"; then
+    fail "tunneld $1: sanitizer report in $log"
+  fi
+}
+
+write_servers_tunnelc() {
+  local name=$1 servers=$2 ports=${3:-[]}
+  cat >"$TEST_TMP/tunnelc-$name.json" <<JSON
+{
+  "Servers": $servers,
+  "CaCertificateFile": "$PKI/ca.crt",
+  "ClientTlsCertificateFile": "$PKI/$name.crt",
+  "ClientTlsKeyFile": "$PKI/$name.key",
+  "AllowedBackEndPorts": $ports,
+  "DebugLog": true,
+  "Limits": $FAST_CLIENT_LIMITS
+}
+JSON
+}
+
+log_ms() {
+  grep -E "$2" "$1" | tail -1 | python3 -c 'import sys,datetime
+t=sys.stdin.read().split(" ")[0]
+print(int(datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()*1000))'
+}

@@ -201,7 +201,7 @@ static void test_server_host(void **state)
 
   expect_doc_error(fx,
                    "{\"CaCertificateFile\": \"a\", \"ClientTlsCertificateFile\": \"b\", \"ClientTlsKeyFile\": \"c\"}",
-                   "\"ServerHost\": required key is missing");
+                   "\"ServerHost\": required key is missing (or list several servers in \"Servers\")");
   expect_doc_error(fx, "{\"ServerHost\": null}", "\"ServerHost\": must be a string, got null");
   expect_doc_error(fx, "{\"ServerHost\": \"\"}", "\"ServerHost\": must not be empty");
   expect_doc_error(fx, "{\"ServerHost\": [\"a\"]}", "\"ServerHost\": must be a string, got an array");
@@ -838,6 +838,140 @@ static void test_long_values_are_cut(void **state)
   expect_error(fx, extra, msg);
 }
 
+/* "Servers" instead of ServerHost: the files BASE has, without ServerHost. */
+#define SERVERS_BASE                                                                                     \
+  "\"CaCertificateFile\": \"/etc/tunnel/ca.pem\", \"ClientTlsCertificateFile\": \"/etc/tunnel/client.pem\", " \
+  "\"ClientTlsKeyFile\": \"/etc/tunnel/client.key\""
+
+static void load_servers(const struct fixture *fx, struct tc_config *cfg, const char *extra)
+{
+  char json[4096], err[1024];
+
+  snprintf(json, sizeof(json), "{" SERVERS_BASE ", %s}", extra);
+  if (load_text(fx, cfg, json, err, sizeof(err)) != TN_OK)
+    fail_msg("unexpected failure for %s: %s", extra, err);
+}
+
+static void expect_servers_error(const struct fixture *fx, const char *extra, const char *message)
+{
+  char json[4096];
+
+  snprintf(json, sizeof(json), "{" SERVERS_BASE ", %s}", extra);
+  expect_doc_error(fx, json, message);
+}
+
+static void test_servers(void **state)
+{
+  struct fixture *fx = fixture_of(state);
+  struct tc_config cfg;
+
+  /* ServerHost is one server of its own. */
+  load_ok(fx, &cfg, "\"ServerTunnelControlPort\": 7000, \"ServerName\": \"t.example\"");
+  assert_false(cfg.servers_listed);
+  assert_int_equal(cfg.n_servers, 1);
+  assert_string_equal(cfg.servers[0].host, "tunnel.example.com");
+  assert_int_equal(cfg.servers[0].port, 7000);
+  assert_string_equal(cfg.servers[0].server_name, "t.example");
+  tc_config_free(&cfg);
+
+  /* Every form; the port defaults to ServerTunnelControlPort, the name to ServerName, then the host. */
+  load_servers(fx, &cfg,
+               "\"ServerTunnelControlPort\": 7000, \"ServerName\": \"all.example\", \"Servers\": [\"a.example\", "
+               "\"b.example:9100\", \"[2001:db8::1]:9200\", \"2001:db8::2\", \"[::1]\", \"192.0.2.7:1\", "
+               "{\"Host\": \"c.example\"}, {\"Host\": \"192.0.2.9\", \"Port\": 9300, \"ServerName\": \"own.example\"}]");
+  assert_true(cfg.servers_listed);
+  assert_null(cfg.server_host);
+  assert_int_equal(cfg.n_servers, 8);
+  assert_string_equal(cfg.servers[0].host, "a.example");
+  assert_int_equal(cfg.servers[0].port, 7000);
+  assert_string_equal(cfg.servers[0].server_name, "all.example");
+  assert_string_equal(cfg.servers[1].host, "b.example");
+  assert_int_equal(cfg.servers[1].port, 9100);
+  assert_string_equal(cfg.servers[2].host, "2001:db8::1");
+  assert_int_equal(cfg.servers[2].port, 9200);
+  assert_string_equal(cfg.servers[3].host, "2001:db8::2");
+  assert_int_equal(cfg.servers[3].port, 7000);
+  assert_string_equal(cfg.servers[4].host, "::1");
+  assert_int_equal(cfg.servers[4].port, 7000);
+  assert_string_equal(cfg.servers[5].host, "192.0.2.7");
+  assert_int_equal(cfg.servers[5].port, 1);
+  assert_string_equal(cfg.servers[6].host, "c.example");
+  assert_int_equal(cfg.servers[6].port, 7000);
+  assert_string_equal(cfg.servers[7].host, "192.0.2.9");
+  assert_int_equal(cfg.servers[7].port, 9300);
+  assert_string_equal(cfg.servers[7].server_name, "own.example");
+  tc_config_free(&cfg);
+
+  load_servers(fx, &cfg, "\"Servers\": [\"a.example\"]");
+  assert_int_equal(cfg.servers[0].port, 9056);
+  assert_string_equal(cfg.servers[0].server_name, "a.example");
+  tc_config_free(&cfg);
+
+  /* The same host on two ports is two servers; the same host and port twice is one listed twice. */
+  load_servers(fx, &cfg, "\"Servers\": [\"a.example:1\", \"a.example:2\"]");
+  assert_int_equal(cfg.n_servers, 2);
+  tc_config_free(&cfg);
+
+  expect_error(fx, "\"Servers\": [\"a.example\"]",
+               "\"Servers\": cannot be used together with \"ServerHost\"; list every server in \"Servers\"");
+  expect_servers_error(fx, "\"Servers\": []", "\"Servers\": must list at least one server");
+  expect_servers_error(fx, "\"Servers\": \"a.example\"",
+                       "\"Servers\": must be an array of \"host\", \"host:port\" or {\"Host\", \"Port\", "
+                       "\"ServerName\"}, got \"a.example\"");
+  expect_servers_error(fx, "\"Servers\": [\"a.example\", \"b.example\", \"A.EXAMPLE:9056\"]",
+                       "\"Servers\"[2]: server A.EXAMPLE:9056 is listed twice (also at [0])");
+  expect_servers_error(fx, "\"Servers\": [\"[::1]:80\", {\"Host\": \"::1\", \"Port\": 80}]",
+                       "\"Servers\"[1]: server [::1]:80 is listed twice (also at [0])");
+  expect_servers_error(fx, "\"Servers\": [\"a.example:0\"]",
+                       "\"Servers\"[0]: port must be an integer 1-65535, got \"a.example:0\"");
+  expect_servers_error(fx, "\"Servers\": [\"a.example:65536\"]",
+                       "\"Servers\"[0]: port must be an integer 1-65535, got \"a.example:65536\"");
+  expect_servers_error(fx, "\"Servers\": [\"a.example:\"]",
+                       "\"Servers\"[0]: port must be an integer 1-65535, got \"a.example:\"");
+  expect_servers_error(fx, "\"Servers\": [\"[::1]:x\"]", "\"Servers\"[0]: port must be an integer 1-65535, got \"[::1]:x\"");
+  expect_servers_error(fx, "\"Servers\": [{\"Host\": \"a.example\", \"Port\": 0}]",
+                       "\"Servers\"[0].\"Port\": must be an integer 1-65535, got 0");
+  expect_servers_error(fx, "\"Servers\": [{\"Host\": \"a.example\", \"Port\": \"80\"}]",
+                       "\"Servers\"[0].\"Port\": must be an integer 1-65535, got \"80\"");
+  expect_servers_error(fx, "\"Servers\": [{\"Port\": 80}]", "\"Servers\"[0].\"Host\": required key is missing");
+  expect_servers_error(fx, "\"Servers\": [{\"Host\": \"a.example:80\"}]",
+                       "\"Servers\"[0].\"Host\": must be a DNS name or an IP address (no port, no brackets), got "
+                       "\"a.example:80\"");
+  expect_servers_error(fx, "\"Servers\": [{\"Host\": \"a.example\", \"Hots\": 1}]",
+                       "\"Servers\"[0].\"Hots\": unknown key (an entry has \"Host\", \"Port\" and \"ServerName\")");
+  expect_servers_error(fx, "\"Servers\": [{\"Host\": \"a.example\", \"ServerName\": \"bad name\"}]",
+                       "\"Servers\"[0].\"ServerName\": must be a DNS name or an IP address (no port, no brackets), "
+                       "got \"bad name\"");
+  expect_servers_error(fx, "\"Servers\": [7]",
+                       "\"Servers\"[0]: must be \"host\", \"host:port\" or an object {\"Host\", \"Port\", "
+                       "\"ServerName\"}, got 7");
+  expect_servers_error(fx, "\"Servers\": [\"\"]", "\"Servers\"[0]: must not be empty");
+  expect_servers_error(fx, "\"Servers\": [\"bad host\"]",
+                       "\"Servers\"[0]: must be a DNS name or an IP address, with an optional \":port\", got "
+                       "\"bad host\"");
+  expect_servers_error(fx, "\"Servers\": [\"[192.0.2.1]:80\"]",
+                       "\"Servers\"[0]: must have an IPv6 address inside [], got \"[192.0.2.1]:80\"");
+  expect_servers_error(fx, "\"Servers\": [\"[::1]80\"]",
+                       "\"Servers\"[0]: must be \"host\", \"host:port\" or \"[IPv6]:port\", got \"[::1]80\"");
+  expect_servers_error(fx, "\"Servers\": [\"a:b:c\"]",
+                       "\"Servers\"[0]: must be \"host\", \"host:port\" or \"[IPv6]:port\", got \"a:b:c\"");
+  expect_servers_error(fx,
+                       "\"Servers\": [\"h1\", \"h2\", \"h3\", \"h4\", \"h5\", \"h6\", \"h7\", \"h8\", \"h9\", \"h10\", "
+                       "\"h11\", \"h12\", \"h13\", \"h14\", \"h15\", \"h16\", \"h17\"]",
+                       "\"Servers\": must list at most 16 servers, got 17");
+}
+
+static void test_server_same(void **state)
+{
+  struct tc_config_server a = { "a.example", 1, "a.example" }, b = { "A.Example", 1, "a.example" },
+                          c = { "a.example", 2, "a.example" }, d = { "a.example", 1, "other.example" };
+
+  (void)state;
+  assert_true(tc_config_server_same(&a, &b));
+  assert_false(tc_config_server_same(&a, &c));
+  assert_false(tc_config_server_same(&a, &d));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -846,6 +980,8 @@ int main(void)
     cmocka_unit_test(test_server_host),
     cmocka_unit_test(test_server_port),
     cmocka_unit_test(test_server_name),
+    cmocka_unit_test(test_servers),
+    cmocka_unit_test(test_server_same),
     cmocka_unit_test(test_files),
     cmocka_unit_test(test_client_identifier),
     cmocka_unit_test(test_services_valid),
