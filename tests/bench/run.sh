@@ -48,8 +48,14 @@ RESULTS="$here/tests/bench/results"
 # wait_port, wait_log, fail.
 source "$here/tests/integration/lib.sh"
 # Our own scratch directory inside the build tree (lib.sh's cleanup removes it on success, keeps it on failure).
-rmdir "$TEST_TMP"
+lib_tmp=$TEST_TMP
 TEST_TMP=$(mktemp -d "$here/build/bench/run.XXXXXX")
+# lib.sh's scratch directory holds the python3 link it put first in PATH: it moves along.
+if [ -d "$lib_tmp/bin" ]; then
+  mv "$lib_tmp/bin" "$TEST_TMP/bin"
+  PATH="$TEST_TMP/bin:$PATH"
+fi
+rmdir "$lib_tmp"
 RAW="$TEST_TMP/raw"
 mkdir -p "$RAW"
 FIG="$RAW/figures.txt"
