@@ -34,7 +34,7 @@ static int ops_apply(void *s, struct td_table *t, char *err, size_t errlen)
 {
   struct td_server *srv = s;
 
-  return td_server_apply_table_as(srv, t, srv->api_actor != NULL ? srv->api_actor : "?", srv->api_peer, err, errlen);
+  return td_apply_now(srv, t, srv->api_actor != NULL ? srv->api_actor : "?", srv->api_peer, err, errlen);
 }
 
 static const struct td_table *ops_table(void *s)
@@ -45,8 +45,8 @@ static const struct td_table *ops_table(void *s)
 static void ops_status(void *s, size_t index, const char **active, uint64_t *open)
 {
   struct td_server *srv = s;
-  struct td_client *c = td_server_active_client(srv, index);
-  struct td_listener *l = td_server_listener_for(srv, index);
+  struct td_client *c = td_registry_active(srv, index);
+  struct td_listener *l = td_listener_for(srv, index);
 
   *active = c != NULL ? c->id : NULL;
   *open = l != NULL ? l->open_connections : 0;
@@ -65,11 +65,11 @@ static json_t *ops_clients(void *s)
 {
   struct td_server *srv = s;
   json_t *all = json_object();
-  struct td_client *c;
+  const struct td_client *c;
 
   if (all == NULL)
     return NULL;
-  for (c = srv->clients; c != NULL; c = c->next) {
+  for (c = td_registry_next(srv, NULL); c != NULL; c = td_registry_next(srv, c)) {
     char since[32] = "";
     uint64_t in, out;
     json_t *o;
@@ -78,7 +78,7 @@ static json_t *ops_clients(void *s)
       gmtime_r(&c->connected_since, &tm);
       strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
-    td_server_bytes(srv, c, NULL, &in, &out);
+    td_listener_client_bytes(c, &in, &out);
     o = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:s?}", "CurrentState", state_name(c->state), "LastState",
                   state_name(c->last_state), "RemoteAddress", c->state == TD_CLIENT_UNKNOWN ? NULL : c->remote,
                   "ConnectedSince", c->state == TD_CLIENT_UNKNOWN ? NULL : since, "OpenStreams",
@@ -382,7 +382,7 @@ static void mgmt_on_established(tn_link *link, const struct tn_tls_peer *peer)
   char idkey[TD_SOURCE_KEY_MAX];
 
   ctx->handshake_done = true;
-  td_server_pending_done(srv, ctx);
+  td_gate_pending_done(srv, ctx);
   snprintf(m->identity, sizeof(m->identity), "%s", peer->cn);
   m->admin = td_config_is_admin_cert(&srv->cfg, peer->cn, peer->sha256_hex);
   if (!m->admin) {
@@ -426,7 +426,7 @@ static void mgmt_on_closed(tn_link *link, const char *reason)
 
   if (!ctx->handshake_done) {
     char kind[96];
-    td_server_pending_done(srv, ctx);
+    td_gate_pending_done(srv, ctx);
     /* The reason is the kind: each way of failing gets its first line, and a flood of one gets a count. */
     snprintf(kind, sizeof(kind), "management: %s", reason);
     td_server_log_limited(srv, TN_LOG_INFO, kind, ctx->source, "management: %s: %s", tn_link_peer_address(link),
@@ -447,7 +447,7 @@ static void mgmt_on_closed(tn_link *link, const char *reason)
     unwait(m);
   td_http_conn_free(&m->http);
   uv_close((uv_handle_t *)&m->timer, mgmt_on_timer_closed);
-  td_server_forget_link(ctx);
+  td_gate_forget(ctx);
 }
 
 static const struct tn_link_callbacks mgmt_callbacks = {
@@ -461,7 +461,7 @@ static bool evict_non_admin(struct td_server *srv)
 {
   struct td_link_ctx *ctx, *oldest = NULL;
 
-  for (ctx = srv->links; ctx != NULL; ctx = ctx->next)
+  for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = td_gate_next(srv, ctx))
     if (ctx->management && ctx->handshake_done && !ctx->mgmt->admin && !tn_link_is_closing(ctx->link))
       oldest = ctx;  /* links are added at the head: the last match is the oldest */
   if (oldest == NULL)
@@ -480,10 +480,10 @@ void td_mgmt_accept(struct td_server *srv)
 
   /* Stuck handshakes and non-admins must not lock a real admin out: the newcomer takes the oldest one's place. */
   if (!srv->stopping && srv->mgmt_connections >= srv->cfg.limits.api_max_connections &&
-      !td_server_evict_handshake(srv, true))
+      !td_gate_evict_handshake(srv, true))
     evict_non_admin(srv);
   if (!srv->stopping && srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes)
-    td_server_evict_handshake(srv, false);
+    td_gate_evict_handshake(srv, false);
   ctx = calloc(1, sizeof(*ctx));
   m = calloc(1, sizeof(*m));
   if (ctx == NULL || m == NULL || srv->stopping || srv->mgmt_connections >= srv->cfg.limits.api_max_connections ||
@@ -491,7 +491,7 @@ void td_mgmt_accept(struct td_server *srv)
     free(ctx);
     free(m);
     srv->metrics.handshakes_refused_limit++;
-    td_server_drop_connection((uv_stream_t *)&srv->management);
+    td_gate_drop((uv_stream_t *)&srv->management);
     return;
   }
   ctx->srv = srv;
@@ -514,10 +514,6 @@ void td_mgmt_accept(struct td_server *srv)
     free(ctx);
     return;
   }
-  ctx->next = srv->links;
-  if (srv->links != NULL)
-    srv->links->prev = ctx;
-  srv->links = ctx;
   srv->mgmt_connections++;
-  td_server_pending_add(srv, ctx, TD_COUNT_MGMT_PENDING);
+  td_gate_add(srv, ctx, TD_COUNT_MGMT_PENDING);
 }

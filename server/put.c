@@ -152,8 +152,8 @@ static void take_snapshot(struct td_put *p)
     return;
   p->n_status = t->n;
   for (size_t i = 0; i < t->n; i++) {
-    const struct td_client *c = td_server_active_client(p->srv, i);
-    const struct td_listener *l = td_server_listener_for(p->srv, i);
+    const struct td_client *c = td_registry_active(p->srv, i);
+    const struct td_listener *l = td_listener_for(p->srv, i);
     p->active[i] = c != NULL ? strdup(c->id) : NULL;
     p->open[i] = l != NULL ? l->open_connections : 0;
     p->problems[i] = td_allow_problems(p->srv, i);
@@ -192,7 +192,7 @@ static void saved(uv_work_t *w, int status)
   if (p->srv->stopping) {
     /* The state file holds the new table, so a restart restores it: it is the one in force, and the drain
      * that began while it was written closes its listeners as it closed the others. */
-    td_server_close_listeners(p->srv);
+    td_listener_close_all(p->srv);
     finish(p, TD_PUT_APPLIED);
     return;
   }
