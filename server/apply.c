@@ -255,8 +255,7 @@ void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *acto
   td_allow_log_table(srv);
 }
 
-int td_apply_now(struct td_server *srv, struct td_table *nt, const char *actor, const char *peer, char *err,
-                 size_t errlen)
+int td_apply_now(struct td_server *srv, struct td_table *nt, char *err, size_t errlen)
 {
   struct td_apply *a;
   bool done;
@@ -269,7 +268,7 @@ int td_apply_now(struct td_server *srv, struct td_table *nt, const char *actor, 
   if (rc == 0 && td_state_save(srv->cfg.state_file, &a->nt, &srv->revoked, err, errlen) != TN_OK)
     rc = TN_ERR_IO;
   if (rc == 0)
-    td_apply_commit(srv, a, actor, peer);
+    td_apply_commit(srv, a, NULL, NULL);
   else {
     *nt = a->nt;  /* nothing changed: the caller keeps its table */
     td_table_init(&a->nt);

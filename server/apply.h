@@ -31,9 +31,9 @@ void td_apply_free(struct td_server *srv, struct td_apply *a);
 /*
  * Every step at once: binds every new listener and writes the state file first; on any failure nothing changes.
  * Returns TN_OK, or with err set TN_ERR_CONFLICT (a port that cannot be bound), TN_ERR_IO (the state file cannot
- * be written) or TN_ERR_NOMEM. Takes ownership of new_table's contents on success. actor as for td_apply_commit.
+ * be written) or TN_ERR_NOMEM. Takes ownership of new_table's contents on success. Logs no audit lines: it is how
+ * the restored table is applied at start; PUT /tunnels goes through put.c.
  */
-int td_apply_now(struct td_server *srv, struct td_table *new_table, const char *actor, const char *peer, char *err,
-                 size_t errlen);
+int td_apply_now(struct td_server *srv, struct td_table *new_table, char *err, size_t errlen);
 
 #endif

@@ -30,11 +30,13 @@ struct td_mgmt_conn {
 
 /* ---- the ops the API reaches the server through ---- */
 
-static int ops_apply(void *s, struct td_table *t, char *err, size_t errlen)
+/* put_arg is the connection asking: it keeps the change, to detach from it if it closes first. */
+static bool ops_start_put(void *s, const struct td_api_ctx *ctx, const uint8_t *body, size_t len)
 {
-  struct td_server *srv = s;
+  struct td_mgmt_conn *m = ctx->put_arg;
 
-  return td_apply_now(srv, t, srv->api_actor != NULL ? srv->api_actor : "?", srv->api_peer, err, errlen);
+  m->put = td_put_start(s, body, len, ctx->reserved, ctx->limits, ctx->actor, ctx->peer, ctx->put_done, m);
+  return m->put != NULL;
 }
 
 static const struct td_table *ops_table(void *s)
@@ -115,8 +117,16 @@ static json_t *ops_problems(void *s, size_t index)
   return td_allow_problems(s, index);
 }
 
-static const struct td_api_ops server_ops = { ops_apply, ops_table, ops_status, ops_clients, ops_metrics,
-                                              ops_revoked, ops_apply_revoked, ops_problems };
+static const struct td_api_ops server_ops = {
+  .start_put = ops_start_put,
+  .current_table = ops_table,
+  .tunnel_status = ops_status,
+  .clients_json = ops_clients,
+  .metrics_text = ops_metrics,
+  .revoked = ops_revoked,
+  .apply_revoked = ops_apply_revoked,
+  .tunnel_problems = ops_problems,
+};
 
 /* ---- connections ---- */
 
@@ -152,6 +162,8 @@ struct mgmt_call {
   struct td_api_ctx api;
 };
 
+static void put_done(void *arg, enum td_put_result result, const char *err, const char *table_json);
+
 static void call_begin(struct td_mgmt_conn *m, struct mgmt_call *c)
 {
   struct td_server *srv = m->ctx->srv;
@@ -161,7 +173,9 @@ static void call_begin(struct td_mgmt_conn *m, struct mgmt_call *c)
                                           srv->metrics.put_failed };
   c->limits = (struct td_table_limits){ srv->cfg.limits.max_tunnels, srv->cfg.limits.max_backups_per_tunnel };
   c->api = (struct td_api_ctx){ .ops = &server_ops, .srv = srv, .reserved = &c->reserved, .counters = &c->counters,
-                                .requester_sha256 = tn_link_peer(m->ctx->link)->sha256_hex, .limits = &c->limits };
+                                .requester_sha256 = tn_link_peer(m->ctx->link)->sha256_hex, .limits = &c->limits,
+                                .actor = m->identity, .peer = tn_link_peer_address(m->ctx->link),
+                                .put_done = put_done, .put_arg = m };
 }
 
 static void call_end(struct td_server *srv, const struct mgmt_call *c)
@@ -246,18 +260,6 @@ static void unwait(struct td_mgmt_conn *m)
   m->waiting = false;
 }
 
-/* PUT /tunnels from an admin: started now, answered by put_done. */
-static void start_put(struct td_mgmt_conn *m, const struct td_http_request *req, struct mgmt_call *c,
-                      struct td_api_response *resp)
-{
-  if (!td_api_put_tunnels_precheck(&c->api, req, resp))
-    return;
-  m->put = td_put_start(m->ctx->srv, req->body, req->body_len, &c->reserved, &c->limits, m->identity,
-                        tn_link_peer_address(m->ctx->link), put_done, m);
-  if (m->put == NULL)
-    td_api_put_tunnels_answer(&c->api, TD_PUT_FAILED, "out of memory", NULL, resp);
-}
-
 static void mgmt_answer(struct td_mgmt_conn *m, const struct td_http_request *req)
 {
   struct td_server *srv = m->ctx->srv;
@@ -276,21 +278,13 @@ static void mgmt_answer(struct td_mgmt_conn *m, const struct td_http_request *re
                           "management: %s: %s %.64s refused: certificate CN \"%s\" is not in AdminIdentities",
                           tn_link_peer_address(m->ctx->link), req->method, req->path, m->identity);
     td_api_forbidden(&resp, m->identity);
-  } else if (td_api_is_put_tunnels(req)) {
-    start_put(m, req, &c, &resp);
+  } else {
+    bool answered = td_api_handle(&c.api, req, &resp);
     call_end(srv, &c);
-    if (m->put != NULL) {
+    if (!answered) {  /* a PUT /tunnels being applied: put_done answers */
       td_api_response_free(&resp);
       return;
     }
-    log_answer(m, req, &resp);
-  } else {
-    srv->api_actor = m->identity;
-    srv->api_peer = tn_link_peer_address(m->ctx->link);
-    td_api_handle(&c.api, req, &resp);
-    srv->api_actor = NULL;
-    srv->api_peer = NULL;
-    call_end(srv, &c);
     log_answer(m, req, &resp);
   }
   mgmt_send(m, &resp, keep_alive_after(m, req));

@@ -168,7 +168,7 @@ int td_server_start(struct td_server *srv, char *err, size_t errlen)
 
   /* The restored table is applied like a PUT, so its listeners are up before any client returns. */
   td_table_init(&srv->table);
-  rc = td_apply_now(srv, &restored, NULL, NULL, err, errlen);
+  rc = td_apply_now(srv, &restored, err, errlen);
   if (rc != 0) {
     td_table_free(&restored);
     return -1;

@@ -57,8 +57,6 @@ struct td_server {
   size_t n_clients;
   struct td_put *put;            /* the PUT /tunnels being applied (put.c), NULL when none */
   struct td_mgmt_conn *put_waiting; /* management connections whose change waits for it, oldest first */
-  const char *api_actor;         /* identity of the admin whose PUT is being applied (audit lines) */
-  const char *api_peer;          /* and the address it came from */
   struct td_link_ctx *links;     /* gate.c's: every live link of both TLS ports, newest first */
   struct td_link_ctx *pending_oldest; /* handshakes in progress, both ports, oldest first */
   struct td_link_ctx *pending_newest;
