@@ -10,6 +10,7 @@
 #include "apply.h"
 #include "control.h"
 #include "metrics.h"
+#include "mgmt.h"
 #include "state.h"
 #include "tunnel/error.h"
 #include "tunnel/log.h"

@@ -102,7 +102,4 @@ void td_server_free(struct td_server *srv);
 int td_server_apply_revoked(struct td_server *srv, struct td_revoked *r, const char *requester_sha256, char *err,
                             size_t errlen);
 
-/* Management port (mgmt.c): a connection accepted on srv->management. */
-void td_mgmt_accept(struct td_server *srv);
-
 #endif
