@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "tunnel/defaults.h"
+#include "tunnel/limits.h"
 #include "tunnel/error.h"
 
 /* The required keys; each case adds or replaces keys after them. */
@@ -115,6 +116,7 @@ static void test_defaults(void **state)
 {
   struct fixture *fx = fixture_of(state);
   struct tc_config cfg;
+  struct tn_limits shared;
 
   load_ok(fx, &cfg, "");
   assert_string_equal(cfg.path, fx->path);
@@ -132,17 +134,9 @@ static void test_defaults(void **state)
   assert_int_equal(cfg.n_allowed_ports, 0);
   assert_false(tc_config_port_allowed(&cfg, 80));
   assert_false(cfg.debug_log);
-  assert_int_equal(cfg.limits.common.handshake_timeout_ms, TN_DEFAULT_HANDSHAKE_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.common.keepalive_interval_ms, TN_DEFAULT_KEEPALIVE_INTERVAL_MS);
-  assert_int_equal(cfg.limits.common.dead_peer_timeout_ms, TN_DEFAULT_DEAD_PEER_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.common.stream_open_timeout_ms, TN_DEFAULT_STREAM_OPEN_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.common.max_streams_per_link, TN_DEFAULT_MAX_STREAMS_PER_LINK);
-  assert_int_equal(cfg.limits.common.max_window, TN_DEFAULT_MAX_WINDOW);
-  assert_int_equal(cfg.limits.common.max_frame_payload, TN_DEFAULT_MAX_FRAME_PAYLOAD);
-  assert_int_equal(cfg.limits.common.link_output_buffer, TN_DEFAULT_LINK_OUTPUT_BUFFER);
-  assert_int_equal(cfg.limits.common.pipe_high_water, TN_DEFAULT_PIPE_HIGH_WATER);
-  assert_int_equal(cfg.limits.common.pipe_low_water, TN_DEFAULT_PIPE_LOW_WATER);
-  assert_int_equal(cfg.limits.common.drain_timeout_ms, TN_DEFAULT_DRAIN_TIMEOUT_MS);
+  /* The shared limits start from their defaults (each one is checked in test_limits). */
+  tn_limits_default(&shared, NULL);
+  assert_memory_equal(&cfg.limits.common, &shared, sizeof(shared));
   assert_int_equal(cfg.limits.dial_timeout_ms, TN_DEFAULT_DIAL_TIMEOUT_MS);
   assert_int_equal(cfg.limits.reconnect_min_ms, TN_DEFAULT_RECONNECT_MIN_MS);
   assert_int_equal(cfg.limits.reconnect_max_ms, TN_DEFAULT_RECONNECT_MAX_MS);

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "tunnel/defaults.h"
+#include "tunnel/limits.h"
 #include "tunnel/error.h"
 
 struct fixture {
@@ -90,6 +91,7 @@ static void test_defaults(void **state)
 {
   struct fixture *f = *state;
   struct td_config cfg;
+  struct tn_limits shared;
   char err[512];
   char addr[TN_ADDR_STRLEN];
 
@@ -107,18 +109,10 @@ static void test_defaults(void **state)
   assert_string_equal(cfg.state_file, "/var/lib/tunnel/tunnels.json");
   assert_int_equal(cfg.metrics_enabled, 0);
   assert_int_equal(cfg.debug_log, 0);
-  assert_int_equal(cfg.limits.common.handshake_timeout_ms, TN_DEFAULT_HANDSHAKE_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.common.keepalive_interval_ms, TN_DEFAULT_KEEPALIVE_INTERVAL_MS);
-  assert_int_equal(cfg.limits.common.dead_peer_timeout_ms, TN_DEFAULT_DEAD_PEER_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.common.stream_open_timeout_ms, TN_DEFAULT_STREAM_OPEN_TIMEOUT_MS);
-  assert_int_equal(cfg.limits.common.max_streams_per_link, TN_DEFAULT_MAX_STREAMS_PER_LINK);
-  assert_int_equal(cfg.limits.common.max_window, TN_DEFAULT_MAX_WINDOW);
-  assert_int_equal(cfg.limits.common.max_frame_payload, TN_DEFAULT_MAX_FRAME_PAYLOAD);
-  assert_int_equal(cfg.limits.common.link_output_buffer, TN_DEFAULT_LINK_OUTPUT_BUFFER);
+  /* The shared limits start from their defaults (each one is checked in test_limits). */
+  tn_limits_default(&shared, NULL);
+  assert_memory_equal(&cfg.limits.common, &shared, sizeof(shared));
   assert_int_equal(cfg.limits.replaced_link_grace_ms, TN_DEFAULT_REPLACED_LINK_GRACE_MS);
-  assert_int_equal(cfg.limits.common.pipe_high_water, TN_DEFAULT_PIPE_HIGH_WATER);
-  assert_int_equal(cfg.limits.common.pipe_low_water, TN_DEFAULT_PIPE_LOW_WATER);
-  assert_int_equal(cfg.limits.common.drain_timeout_ms, TN_DEFAULT_DRAIN_TIMEOUT_MS);
   assert_int_equal(cfg.limits.max_connections_per_tunnel, TN_DEFAULT_MAX_CONNECTIONS_PER_TUNNEL);
   assert_int_equal(cfg.limits.max_connections_per_client, TN_DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
   assert_int_equal(cfg.limits.max_pending_handshakes, TN_DEFAULT_MAX_PENDING_HANDSHAKES);
