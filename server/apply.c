@@ -276,5 +276,3 @@ int td_apply_now(struct td_server *srv, struct td_table *nt, char *err, size_t e
   td_apply_free(srv, a);
   return rc;
 }
-
-/* ---- periodic work ---- */

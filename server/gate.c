@@ -15,6 +15,8 @@
 
 #define FD_EXHAUSTED_LOG_INTERVAL_MS 60000u
 
+/* ---- the list of live links ---- */
+
 void td_gate_forget(struct td_link_ctx *ctx)
 {
   struct td_server *srv = ctx->srv;
@@ -28,6 +30,7 @@ void td_gate_forget(struct td_link_ctx *ctx)
   td_allow_free(ctx->allow);
   free(ctx);
 }
+
 struct td_link_ctx *td_gate_next(const struct td_server *srv, const struct td_link_ctx *ctx)
 {
   return ctx == NULL ? srv->links : ctx->next;

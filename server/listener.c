@@ -323,7 +323,7 @@ struct td_listener *td_listener_index_find(struct td_listener **ix, size_t n, co
   return NULL;
 }
 
-/* ---- audit ---- */
+/* ---- the list, and what the rest of tunneld asks of it ---- */
 
 void td_listener_discard(struct td_listener *l)
 {
