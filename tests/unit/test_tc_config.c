@@ -195,7 +195,7 @@ static void test_server_host(void **state)
 
   expect_doc_error(fx,
                    "{\"CaCertificateFile\": \"a\", \"ClientTlsCertificateFile\": \"b\", \"ClientTlsKeyFile\": \"c\"}",
-                   "\"ServerHost\": required key is missing");
+                   "\"ServerHost\": is required");
   expect_doc_error(fx, "{\"ServerHost\": null}", "\"ServerHost\": must be a string, got null");
   expect_doc_error(fx, "{\"ServerHost\": \"\"}", "\"ServerHost\": must not be empty");
   expect_doc_error(fx, "{\"ServerHost\": [\"a\"]}", "\"ServerHost\": must be a string, got an array");
@@ -305,7 +305,7 @@ static void test_files(void **state)
       if (j != k)
         o += (size_t)snprintf(doc + o, sizeof(doc) - o, ", \"%s\": \"x.pem\"", keys[j]);
     snprintf(doc + o, sizeof(doc) - o, "}");
-    snprintf(msg, sizeof(msg), "\"%s\": required key is missing", keys[k]);
+    snprintf(msg, sizeof(msg), "\"%s\": is required", keys[k]);
     expect_doc_error(fx, doc, msg);
 
     snprintf(doc, sizeof(doc), "\"%s\": 7", keys[k]);
@@ -773,7 +773,7 @@ static void test_syntax_errors(void **state)
   snprintf(want, sizeof(want), "%s:1:0: invalid JSON: '[' or '{' expected near end of file", fx->path);
   assert_string_equal(err, want);
 
-  expect_doc_error(fx, "[1, 2]", "the top level must be a JSON object");
+  expect_doc_error(fx, "[1, 2]", "must be a JSON object at the top level, got an array");
   /* Comments are not JSON; the explanation lives in docs/CONFIG.md. */
   assert_int_equal(load_text(fx, &cfg, "{\n// comment\n}", err, sizeof(err)), TN_ERR_INVALID);
   assert_non_null(strstr(err, ":2:1: invalid JSON: "));
