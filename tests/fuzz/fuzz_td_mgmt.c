@@ -156,10 +156,19 @@ static void check_output(const struct conn *c)
     abort();
 }
 
+static char state_dir[64];
+static char state_file[80];
+
+/* The state file and its directory go with the process (state.c writes through a temporary file it renames). */
+static void remove_state(void)
+{
+  unlink(state_file);
+  rmdir(state_dir);
+}
+
 static void setup_once(void)
 {
   static bool done;
-  static char state_file[64];
   char dir[] = "/dev/shm/fuzz_td_mgmt.XXXXXX";
 
   if (done)
@@ -180,8 +189,10 @@ static void setup_once(void)
   /* PUT /revoked-certificates writes the state file: in memory, so inputs that reach it stay fast. */
   if (mkdtemp(dir) == NULL && mkdtemp(strcpy(dir, "/tmp/fuzz_td_mgmt.XXXXXX")) == NULL)
     abort();
+  snprintf(state_dir, sizeof(state_dir), "%s", dir);
   snprintf(state_file, sizeof(state_file), "%s/state.json", dir);
   srv.cfg.state_file = state_file;
+  atexit(remove_state);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -68,6 +68,10 @@ seeds = {
     "methods": b"\x07" + feed(0, req(b"DELETE", b"/tunnels") + req(b"POST", b"/ping") + req(b"GET", b"/nope")),
     # A 400 leaves the head's deadline running; at the deadline the connection closes, with no second answer.
     "deadline_after_400": b"\x07" + feed(0, b"GET /ping HTTP/1.1\r\n") + feed(0, b"Bad header\r\n\r\n") + op(EXPIRE),
+    # Bytes past the parser's stash while a PUT is applied (or waits): the request must still be there to answer.
+    "flood_behind_put": b"\x07" + feed(0, req(b"PUT", b"/tunnels", TABLE)) + feed(0, b"G" * 3000) + op(PUT_END),
+    "flood_while_waiting": b"\x07" + feed(0, req(b"PUT", b"/tunnels", TABLE)) + feed(1, req(b"PUT", b"/tunnels", b"[]"))
+    + feed(1, b"G" * 3000) + op(PUT_END) + op(PUT_END),
     "after_close": b"\x07" + feed(0, req(b"GET", b"/ping", extra=b"Connection: close\r\n")) + op(FLUSH)
     + feed(0, req(b"GET", b"/ping")),
 }
