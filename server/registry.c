@@ -115,6 +115,15 @@ void td_registry_totals(const struct td_server *srv, uint64_t *connected, uint64
   }
 }
 
+struct td_client *const *td_registry_route(const struct td_server *srv, size_t index, size_t *n)
+{
+  *n = 0;
+  if (index >= srv->table.n || srv->route_start == NULL)
+    return NULL;
+  *n = srv->route_start[index + 1] - srv->route_start[index];
+  return srv->route + srv->route_start[index];
+}
+
 struct td_client *td_registry_active(const struct td_server *srv, size_t index)
 {
   const struct td_tunnel *t;
@@ -291,8 +300,8 @@ void td_registry_link_gone(struct td_server *srv, tn_link *link)
 {
   struct td_link_ctx *ctx, *next;
 
-  for (ctx = srv->links; ctx != NULL; ctx = next) {
-    next = ctx->next;
+  for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = next) {
+    next = td_gate_next(srv, ctx);
     if (ctx->contest_link == link)
       contest_decide(ctx, ctx->contest_client);
   }
@@ -303,8 +312,8 @@ void td_registry_on_pong(tn_link *link)
   struct td_link_ctx *lctx = tn_link_data(link);
   struct td_link_ctx *ctx, *next;
 
-  for (ctx = lctx->srv->links; ctx != NULL; ctx = next) {
-    next = ctx->next;
+  for (ctx = td_gate_next(lctx->srv, NULL); ctx != NULL; ctx = next) {
+    next = td_gate_next(lctx->srv, ctx);
     if (ctx->contest_link == link && ctx->contest_client != NULL && ctx->contest_client->link == link)
       contest_refuse(ctx);
   }
@@ -346,15 +355,15 @@ void td_registry_sweep(struct td_server *srv, uint64_t now)
 
   /* Deciding a contest may retire and free any other link: find one, act, look again. */
   for (;;) {
-    for (ctx = srv->links; ctx != NULL; ctx = ctx->next)
+    for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = td_gate_next(srv, ctx))
       if (ctx->contest_client != NULL && now >= ctx->contest_deadline_ms)
         break;
     if (ctx == NULL)
       break;
     contest_expire(ctx);
   }
-  for (ctx = srv->links; ctx != NULL; ctx = next) {
-    next = ctx->next;
+  for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = next) {
+    next = td_gate_next(srv, ctx);
     if (ctx->retiring && now >= ctx->retire_deadline_ms)
       tn_link_close(ctx->link, srv->stopping ? "drain timeout; resetting its remaining streams"
                                              : "grace period over; resetting its remaining streams");

@@ -48,6 +48,9 @@ struct td_client *td_registry_get(struct td_server *srv, const char *id);
 const struct td_client *td_registry_next(const struct td_server *srv, const struct td_client *c);
 /* Clients with an established link, and the conversations all clients carry now. */
 void td_registry_totals(const struct td_server *srv, uint64_t *connected, uint64_t *streams);
+/* Tunnel index's clients as resolved at the last apply, primary first (*n of them; an entry is NULL for a pinned
+ * fingerprint, resolved per connection); NULL with *n 0 for no such tunnel. */
+struct td_client *const *td_registry_route(const struct td_server *srv, size_t index, size_t *n);
 /* Client that takes tunnel index's new connections now, or NULL. */
 struct td_client *td_registry_active(const struct td_server *srv, size_t index);
 /*

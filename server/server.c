@@ -30,7 +30,7 @@ static void on_sweep(uv_timer_t *t)
   tn_ratelog_flush(srv->ratelog, now);
   td_registry_sweep(srv, now);
   td_listener_sweep(srv, now);
-  if (srv->stopping && srv->links == NULL && !td_listener_busy(srv) && srv->mgmt_connections == 0 &&
+  if (srv->stopping && td_gate_next(srv, NULL) == NULL && !td_listener_busy(srv) && srv->mgmt_connections == 0 &&
       srv->put == NULL) {
     uv_timer_stop(&srv->sweep);
     if (srv->on_stopped != NULL)
@@ -205,8 +205,8 @@ static void recheck_links(struct td_server *srv)
   struct td_link_ctx *ctx, *next;
   char why[512];
 
-  for (ctx = srv->links; ctx != NULL; ctx = next) {
-    next = ctx->next;
+  for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = next) {
+    next = td_gate_next(srv, ctx);
     if (!ctx->handshake_done || tn_link_is_closing(ctx->link))
       continue;
     if (tn_tls_recheck(tn_link_tls(ctx->link), srv->tls, why, sizeof(why)) == TN_ERR_INVALID)
@@ -248,8 +248,8 @@ int td_server_apply_revoked(struct td_server *srv, struct td_revoked *r, const c
   td_revoked_free(&srv->revoked);
   srv->revoked = *r;
   td_revoked_init(r);
-  for (ctx = srv->links; ctx != NULL; ctx = next) {
-    next = ctx->next;
+  for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = next) {
+    next = td_gate_next(srv, ctx);
     if (!ctx->handshake_done || tn_link_is_closing(ctx->link) ||
         !td_revoked_contains(&srv->revoked, tn_link_peer(ctx->link)->sha256_hex))
       continue;
@@ -279,7 +279,7 @@ static void stop_now(struct td_server *srv)
 
   tn_log_info("server: stop signal during the drain; closing the remaining connections now");
   td_listener_drain_now(srv, now);
-  for (ctx = srv->links; ctx != NULL; ctx = ctx->next)
+  for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = td_gate_next(srv, ctx))
     if (ctx->retiring)
       ctx->retire_deadline_ms = now;
   on_sweep(&srv->sweep);
@@ -300,8 +300,8 @@ void td_server_stop(struct td_server *srv)
   close_if_open((uv_handle_t *)&srv->management);
   td_metrics_close(srv);
   td_listener_close_all(srv);
-  for (ctx = srv->links; ctx != NULL; ctx = next) {
-    next = ctx->next;
+  for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = next) {
+    next = td_gate_next(srv, ctx);
     if (ctx->management || ctx->client == NULL)
       tn_link_close(ctx->link, "server shutting down");
     else if (!ctx->retiring)
