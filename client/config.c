@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "tunnel/addr.h"
 #include "tunnel/defaults.h"
 #include "tunnel/error.h"
 #include "tunnel/file.h"
+#include "tunnel/keys.h"
 #include "tunnel/open.h"
 
 #define PATH_MAX_LEN 4095       /* longest certificate or key path accepted */
@@ -384,7 +384,7 @@ static int parse_server_object(struct loader *ld, const char *field, const json_
   snprintf(sub, sizeof(sub), "%s.\"Host\"", field);
   val = json_object_get(v, "Host");
   if (val == NULL)
-    return fail(ld, sub, "required key is missing");
+    return fail(ld, sub, "is required");
   if ((rc = get_string(ld, val, sub, TC_CONFIG_HOST_MAX, &s)) != TN_OK)
     return rc;
   if (!is_host(s)) {
@@ -752,16 +752,9 @@ static int check_unknown_keys(struct loader *ld, const json_t *root)
 
   json_object_foreach((json_t *)root, key, val) {
     const char *hint = NULL;
-    bool known = false;
     char field[FIELD_LEN];
 
-    for (size_t i = 0; i < N_KEYS && !known; i++) {
-      if (strcmp(key_defs[i].key, key) == 0)
-        known = true;
-      else if (strcasecmp(key_defs[i].key, key) == 0)
-        hint = key_defs[i].key;
-    }
-    if (known)
+    if (tn_keys_find(key_defs, N_KEYS, sizeof(key_defs[0]), key, &hint) != NULL)
       continue;
     member_field(field, sizeof(field), NULL, key);
     if (hint != NULL)
@@ -782,7 +775,7 @@ static int load_root(struct loader *ld, const json_t *root)
   int rc;
 
   if (!json_is_object(root))
-    return fail(ld, NULL, "the top level must be a JSON object");
+    return fail_type(ld, NULL, "a JSON object at the top level", root);
   if ((rc = check_unknown_keys(ld, root)) != TN_OK)
     return rc;
   for (size_t i = 0; i < N_KEYS; i++) {
@@ -790,7 +783,7 @@ static int load_root(struct loader *ld, const json_t *root)
 
     if (v == NULL) {
       if (key_defs[i].required)
-        return fail(ld, NULL, "\"%s\": required key is missing", key_defs[i].key);
+        return fail(ld, NULL, "\"%s\": is required", key_defs[i].key);
       continue;
     }
     if ((rc = key_defs[i].load(ld, v)) != TN_OK)
@@ -799,7 +792,7 @@ static int load_root(struct loader *ld, const json_t *root)
   if (ld->cfg->n_servers > 0)
     return TN_OK;
   if (ld->cfg->server_host == NULL)
-    return fail(ld, NULL, "\"ServerHost\": required key is missing (or list several servers in \"Servers\")");
+    return fail(ld, NULL, "\"ServerHost\": is required (or list several servers in \"Servers\")");
   ld->cfg->servers = calloc(1, sizeof(*ld->cfg->servers));
   if (ld->cfg->servers == NULL)
     return fail_nomem(ld);

@@ -3,10 +3,10 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "tunnel/defaults.h"
 #include "tunnel/error.h"
+#include "tunnel/keys.h"
 
 #define L(key, field, min, max, def) { key, offsetof(struct tn_limits, field), min, max, def }
 /*
@@ -47,16 +47,9 @@ void tn_limits_default(void *limits, const struct tn_limit_table *own)
   table_default(limits, own);
 }
 
-/* The definition of key; *hint is set to a key that differs only in case. */
 static const struct tn_limit_def *table_find(const struct tn_limit_table *t, const char *key, const char **hint)
 {
-  for (size_t i = 0; t != NULL && i < t->n; i++) {
-    if (strcmp(t->defs[i].key, key) == 0)
-      return &t->defs[i];
-    if (strcasecmp(t->defs[i].key, key) == 0)
-      *hint = t->defs[i].key;
-  }
-  return NULL;
+  return t != NULL ? tn_keys_find(t->defs, t->n, sizeof(t->defs[0]), key, hint) : NULL;
 }
 
 int tn_limits_set(void *limits, const struct tn_limit_table *own, const char *key, int is_integer, long long value,

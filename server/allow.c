@@ -56,11 +56,11 @@ json_t *td_allow_problems(const struct td_server *srv, size_t index)
 {
   json_t *arr = NULL;
   char line[TN_TLS_CN_MAX + 320];
+  size_t n;
+  struct td_client *const *route = td_registry_route(srv, index, &n);
 
-  if (srv->route == NULL || index >= srv->table.n)
-    return NULL;
-  for (size_t r = srv->route_start[index]; r < srv->route_start[index + 1]; r++) {
-    if (allow_problem(srv->route[r], &srv->table.tunnels[index], line, sizeof(line))[0] == '\0')
+  for (size_t r = 0; r < n; r++) {
+    if (allow_problem(route[r], &srv->table.tunnels[index], line, sizeof(line))[0] == '\0')
       continue;
     if (arr == NULL && (arr = json_array()) == NULL)
       return NULL;
@@ -96,16 +96,17 @@ static void allow_log(const struct td_server *srv, const struct td_client *only,
 {
   char line[TN_TLS_CN_MAX + 320];
 
-  if (srv->route == NULL)
-    return;
-  for (size_t i = 0; i < srv->table.n; i++)
-    for (size_t r = srv->route_start[i]; r < srv->route_start[i + 1]; r++) {
-      if (only != NULL && srv->route[r] != only)
+  for (size_t i = 0; i < srv->table.n; i++) {
+    size_t n;
+    struct td_client *const *route = td_registry_route(srv, i, &n);
+    for (size_t r = 0; r < n; r++) {
+      if (only != NULL && route[r] != only)
         continue;
-      if (allow_problem(srv->route[r], &srv->table.tunnels[i], line, sizeof(line))[0] != '\0')
+      if (allow_problem(route[r], &srv->table.tunnels[i], line, sizeof(line))[0] != '\0')
         tn_log_warn("tunnel port %u: %s (%s); its connections to that client will be refused",
                     (unsigned)srv->table.tunnels[i].listen.port, line, when);
     }
+  }
 }
 
 void td_allow_log_table(const struct td_server *srv)

@@ -189,44 +189,17 @@ static int apply_status(int rc)
   }
 }
 
-static void put_tunnels(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp)
+/* The body is parsed, checked and applied by start_put (put.c on tunneld); only its media type is judged here. */
+static bool put_tunnels(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp)
 {
-  json_t *body;
-  struct td_table t;
-  char err[512];
-  int rc;
-
-  if ((body = json_body(req, resp)) == NULL)
-    return;
-  err[0] = 0;
-  rc = td_table_from_json(body, ctx->reserved, ctx->limits, &t, err, sizeof(err));
-  json_decref(body);
-  if (rc != TN_OK) {
-    td_api_error(resp, rc == TN_ERR_NOMEM ? 500 : rc == TN_ERR_TOO_LARGE ? 413 : 400, err);
-    return;
-  }
-  err[0] = 0;
-  rc = ctx->ops->apply_table(ctx->srv, &t, err, sizeof(err));
-  td_table_free(&t);
-  if (rc != 0) {
-    td_api_error(resp, apply_status(rc), err[0] ? err : "the tunnel table could not be applied");
-    return;
-  }
-  get_tunnels(ctx, resp);
-}
-
-bool td_api_is_put_tunnels(const struct td_http_request *req)
-{
-  return req->method != NULL && req->path != NULL && strcmp(req->method, "PUT") == 0 && strcmp(req->path, "/tunnels") == 0;
-}
-
-bool td_api_put_tunnels_precheck(const struct td_api_ctx *ctx, const struct td_http_request *req,
-                                 struct td_api_response *resp)
-{
-  if (require_json_type(req, resp))
+  if (!require_json_type(req, resp)) {
+    count(ctx, resp->status);
     return true;
-  count(ctx, resp->status);
-  return false;
+  }
+  if (ctx->ops->start_put(ctx->srv, ctx, req->body, req->body_len))
+    return false;
+  td_api_put_tunnels_answer(ctx, TD_PUT_FAILED, "out of memory", NULL, resp);
+  return true;
 }
 
 void td_api_put_tunnels_answer(const struct td_api_ctx *ctx, enum td_put_result result, const char *err,
@@ -318,7 +291,7 @@ static void ping(struct td_api_response *resp)
   resp->content_type = "text/plain; charset=utf-8";
 }
 
-void td_api_handle(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp)
+bool td_api_handle(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp)
 {
   const char *path = req->path ? req->path : "";
   const char *m = req->method ? req->method : "";
@@ -328,22 +301,19 @@ void td_api_handle(const struct td_api_ctx *ctx, const struct td_http_request *r
   if (strcmp(path, "/tunnels") == 0) {
     if (is_get) {
       get_tunnels(ctx, resp);
-      return;
+      return true;
     }
-    if (strcmp(m, "PUT") == 0) {
-      put_tunnels(ctx, req, resp);
-      count(ctx, resp->status);
-      return;
-    }
+    if (strcmp(m, "PUT") == 0)
+      return put_tunnels(ctx, req, resp);
     snprintf(resp->extra_headers, sizeof(resp->extra_headers), "Allow: GET, PUT\r\n");
   } else if (strcmp(path, "/revoked-certificates") == 0 && ctx->ops->revoked && ctx->ops->apply_revoked) {
     if (is_get) {
       get_revoked(ctx, resp);
-      return;
+      return true;
     }
     if (strcmp(m, "PUT") == 0) {
       put_revoked(ctx, req, resp);
-      return;
+      return true;
     }
     snprintf(resp->extra_headers, sizeof(resp->extra_headers), "Allow: GET, PUT\r\n");
   } else if (strcmp(path, "/clients") == 0 || strcmp(path, "/ping") == 0 || strcmp(path, "/metrics") == 0) {
@@ -354,20 +324,21 @@ void td_api_handle(const struct td_api_ctx *ctx, const struct td_http_request *r
         ping(resp);
       else
         get_metrics(ctx, resp);
-      return;
+      return true;
     }
     snprintf(resp->extra_headers, sizeof(resp->extra_headers), "Allow: GET\r\n");
   } else {
     char msg[128];
     snprintf(msg, sizeof(msg), "no such endpoint: %.80s", path);
     td_api_error(resp, 404, msg);
-    return;
+    return true;
   }
   {
     char msg[128];
     snprintf(msg, sizeof(msg), "method %.16s not allowed on %s", m, path);
     td_api_error(resp, 405, msg);
   }
+  return true;
 }
 
 int td_api_counters_text(const struct td_api_counters *c, struct td_buf *out)

@@ -12,15 +12,17 @@
 #include "revoked.h"
 #include "table.h"
 
+struct td_api_ctx;
+
 /* How the API reaches the live server; srv is passed back unchanged. */
 struct td_api_ops {
   /*
-   * Applies new_table atomically (bind new listeners, swap, persist). Returns 0 on
-   * success, having taken the contents of *new_table and left it empty (td_table_init).
-   * Otherwise returns a TN_ERR_* code (TN_ERR_CONFLICT when a port cannot be bound) with err set,
-   * nothing changed and *new_table untouched. The caller frees *new_table either way.
+   * Starts applying a PUT /tunnels body (the JSON as received, parsed with td_put_parse) as the new table, as
+   * td_put_start does on tunneld, with ctx's reserved endpoints, limits, actor and peer. ctx->put_done(put_arg, ...)
+   * gets the outcome once the change has ended, never before this returns. False when it cannot start (out of
+   * memory): put_done is not called.
    */
-  int (*apply_table)(void *srv, struct td_table *new_table, char *err, size_t errlen);
+  bool (*start_put)(void *srv, const struct td_api_ctx *ctx, const uint8_t *body, size_t len);
   const struct td_table *(*current_table)(void *srv);
   /* Status of current_table()->tunnels[index]; see td_table_status_fn. */
   void (*tunnel_status)(void *srv, size_t index, const char **active_client, uint64_t *open_connections);
@@ -55,6 +57,10 @@ struct td_api_ctx {
   struct td_api_counters *counters;   /* owned by the server; may be NULL */
   const char *requester_sha256;       /* fingerprint of the admin certificate making the request; may be NULL */
   const struct td_table_limits *limits; /* MaxTunnels, MaxBackupsPerTunnel; NULL: none */
+  const char *actor;                  /* the admin's identity and address, for the audit lines of a PUT; may be NULL */
+  const char *peer;
+  td_put_done_fn put_done;            /* told how a PUT /tunnels started by start_put ended */
+  void *put_arg;
 };
 
 /* Largest response body built by default (GET /tunnels of a very large table, /metrics). */
@@ -72,17 +78,15 @@ struct td_api_response {
 void td_api_response_init(struct td_api_response *r, size_t max_body);
 void td_api_response_free(struct td_api_response *r);
 
-/* Routes one request (the caller has already checked the client is an admin) and fills resp. */
-void td_api_handle(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp);
-
 /*
- * PUT /tunnels as the server runs it (put.c), outside td_api_handle: is_put_tunnels tells the route, precheck
- * answers 415 for a body that is not JSON (false), answer maps how the apply ended to the response (200 with the
- * table in force, table_json when the server built it already, or the error) and counts it.
+ * Routes one request (the caller has already checked the client is an admin) and fills resp; false when the
+ * answer comes later: a PUT /tunnels being applied (start_put), whose outcome reaches ctx->put_done, and the
+ * caller then answers with td_api_put_tunnels_answer.
  */
-bool td_api_is_put_tunnels(const struct td_http_request *req);
-bool td_api_put_tunnels_precheck(const struct td_api_ctx *ctx, const struct td_http_request *req,
-                                 struct td_api_response *resp);
+bool td_api_handle(const struct td_api_ctx *ctx, const struct td_http_request *req, struct td_api_response *resp);
+
+/* How a PUT /tunnels ended, as its response (200 with the table in force, table_json when the server built it
+ * already, or the error), counted. */
 void td_api_put_tunnels_answer(const struct td_api_ctx *ctx, enum td_put_result result, const char *err,
                                const char *table_json, struct td_api_response *resp);
 

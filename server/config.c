@@ -1,4 +1,4 @@
-/* config.c: loading and validating tunneld.json. */
+/* config.c: tunneld.json's loader: a table of keys, each with its own loader, and one precise error line. */
 #include "config.h"
 
 #include <errno.h>
@@ -12,6 +12,7 @@
 
 #include "tunnel/defaults.h"
 #include "tunnel/file.h"
+#include "tunnel/keys.h"
 #include "tunnel/tls.h"
 #include "tunnel/error.h"
 
@@ -41,12 +42,6 @@ static const struct tn_limit_def limit_defs[] = {
 #undef L
 static const struct tn_limit_table server_limits = { limit_defs, sizeof(limit_defs) / sizeof(limit_defs[0]) };
 
-static const char *const top_keys[] = {
-  "TunnelControlPort", "ManagementPort", "ListenAddress", "CaCertificateFile", "ServerTlsCertificateFile",
-  "ServerTlsKeyFile", "CrlFile", "AdminIdentities", "StateFile", "MetricsListen", "DebugLog", "UseTls", "Limits",
-};
-#define N_TOP (sizeof(top_keys) / sizeof(top_keys[0]))
-
 void td_limits_default(struct td_limits *l)
 {
   memset(l, 0, sizeof(*l));
@@ -65,16 +60,10 @@ static void fail(char *err, size_t errlen, const char *path, const char *fmt, ..
   va_end(ap);
 }
 
-static int get_port(const json_t *root, const char *key, uint16_t def, uint16_t *out, const char *path,
-                    char *err, size_t errlen)
+static int get_port(const json_t *v, const char *key, uint16_t *out, const char *path, char *err, size_t errlen)
 {
-  const json_t *v = json_object_get(root, key);
   char got[GOT_MAX + 8];
 
-  if (!v) {
-    *out = def;
-    return TN_OK;
-  }
   if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535) {
     td_table_describe_json(v, got, sizeof(got));
     fail(err, errlen, path, "\"%s\": must be an integer 1-65535, got %s", key, got);
@@ -109,22 +98,16 @@ static char *resolve(const char *config_path, const char *value)
   return out;
 }
 
-static int get_string(const json_t *root, const char *key, const char *def, char **out, const char *path,
-                      char *err, size_t errlen)
+static int get_string(const json_t *v, const char *key, char **out, const char *path, char *err, size_t errlen)
 {
-  const json_t *v = json_object_get(root, key);
   char got[GOT_MAX + 8];
 
-  if (!v && !def) {
-    fail(err, errlen, path, "\"%s\": is required", key);
-    return TN_ERR_INVALID;
-  }
-  if (v && !plain_string(v)) {
+  if (!plain_string(v)) {
     td_table_describe_json(v, got, sizeof(got));
     fail(err, errlen, path, "\"%s\": must be a non-empty string, got %s", key, got);
     return TN_ERR_INVALID;
   }
-  *out = resolve(path, v ? json_string_value(v) : def);
+  *out = resolve(path, json_string_value(v));
   if (!*out) {
     fail(err, errlen, path, "out of memory");
     return TN_ERR_NOMEM;
@@ -205,15 +188,10 @@ static int load_limits(const json_t *lim, struct td_limits *l, const char *path,
   return TN_OK;
 }
 
-static int load_admins(const json_t *root, struct td_config *cfg, const char *path, char *err, size_t errlen)
+static int load_admins(const json_t *v, struct td_config *cfg, const char *path, char *err, size_t errlen)
 {
-  const json_t *v = json_object_get(root, "AdminIdentities");
   char got[GOT_MAX + 8];
 
-  if (!v) {
-    fail(err, errlen, path, "\"AdminIdentities\": is required (the certificate names allowed on the management port)");
-    return TN_ERR_INVALID;
-  }
   if (!json_is_array(v) || json_array_size(v) == 0) {
     td_table_describe_json(v, got, sizeof(got));
     fail(err, errlen, path, "\"AdminIdentities\": must be a non-empty array of certificate names, got %s", got);
@@ -244,92 +222,211 @@ static int load_admins(const json_t *root, struct td_config *cfg, const char *pa
   return TN_OK;
 }
 
-static int load_root(const json_t *root, struct td_config *cfg, const char *path, char *err, size_t errlen)
+/* ---- the keys, one loader each (the design tunnelc's loader has too) ---- */
+
+struct loader {
+  const char *path;
+  char *err;
+  size_t errlen;
+  struct td_config *cfg;
+};
+
+static int key_control_port(struct loader *ld, const json_t *v)
+{
+  return get_port(v, "TunnelControlPort", &ld->cfg->control_port, ld->path, ld->err, ld->errlen);
+}
+
+static int key_management_port(struct loader *ld, const json_t *v)
+{
+  return get_port(v, "ManagementPort", &ld->cfg->management_port, ld->path, ld->err, ld->errlen);
+}
+
+static int key_listen(struct loader *ld, const json_t *v)
+{
+  char got[GOT_MAX + 8];
+
+  if (!plain_string(v) || tn_addr_parse_ip(&ld->cfg->listen, json_string_value(v)) != TN_OK) {
+    td_table_describe_json(v, got, sizeof(got));
+    fail(ld->err, ld->errlen, ld->path, "\"ListenAddress\": must be an IPv4 or IPv6 address literal, got %s", got);
+    return TN_ERR_INVALID;
+  }
+  ld->cfg->listen.port = 0;
+  return TN_OK;
+}
+
+static int key_ca(struct loader *ld, const json_t *v)
+{
+  return get_string(v, "CaCertificateFile", &ld->cfg->ca_file, ld->path, ld->err, ld->errlen);
+}
+
+static int key_cert(struct loader *ld, const json_t *v)
+{
+  return get_string(v, "ServerTlsCertificateFile", &ld->cfg->cert_file, ld->path, ld->err, ld->errlen);
+}
+
+static int key_key(struct loader *ld, const json_t *v)
+{
+  return get_string(v, "ServerTlsKeyFile", &ld->cfg->key_file, ld->path, ld->err, ld->errlen);
+}
+
+static int key_crl(struct loader *ld, const json_t *v)
+{
+  return json_is_null(v) ? TN_OK : get_string(v, "CrlFile", &ld->cfg->crl_file, ld->path, ld->err, ld->errlen);
+}
+
+static int key_admins(struct loader *ld, const json_t *v)
+{
+  return load_admins(v, ld->cfg, ld->path, ld->err, ld->errlen);
+}
+
+static int key_state_file(struct loader *ld, const json_t *v)
+{
+  free(ld->cfg->state_file);  /* the default */
+  ld->cfg->state_file = NULL;
+  return get_string(v, "StateFile", &ld->cfg->state_file, ld->path, ld->err, ld->errlen);
+}
+
+static int key_metrics(struct loader *ld, const json_t *v)
+{
+  char got[GOT_MAX + 8];
+
+  if (json_is_null(v))
+    return TN_OK;
+  if (!plain_string(v) || !parse_host_port(json_string_value(v), &ld->cfg->metrics)) {
+    td_table_describe_json(v, got, sizeof(got));
+    fail(ld->err, ld->errlen, ld->path,
+         "\"MetricsListen\": must be \"host:port\" with an IP literal host ([...] for IPv6) and port 1-65535, got %s",
+         got);
+    return TN_ERR_INVALID;
+  }
+  ld->cfg->metrics_enabled = 1;
+  return TN_OK;
+}
+
+static int key_debug_log(struct loader *ld, const json_t *v)
+{
+  char got[GOT_MAX + 8];
+
+  if (!json_is_boolean(v)) {
+    td_table_describe_json(v, got, sizeof(got));
+    fail(ld->err, ld->errlen, ld->path, "\"DebugLog\": must be true or false, got %s", got);
+    return TN_ERR_INVALID;
+  }
+  ld->cfg->debug_log = json_is_true(v);
+  return TN_OK;
+}
+
+static int key_use_tls(struct loader *ld, const json_t *v)
+{
+  char got[GOT_MAX + 8];
+
+  if (!json_is_true(v)) {
+    td_table_describe_json(v, got, sizeof(got));
+    fail(ld->err, ld->errlen, ld->path, "\"UseTls\": must be true (there is no plaintext mode), got %s", got);
+    return TN_ERR_INVALID;
+  }
+  return TN_OK;
+}
+
+static int key_limits(struct loader *ld, const json_t *v)
+{
+  return load_limits(v, &ld->cfg->limits, ld->path, ld->err, ld->errlen);
+}
+
+struct key_def {
+  const char *key;
+  int (*load)(struct loader *ld, const json_t *v);
+  const char *required;          /* NULL: optional; else why it is needed ("" when that goes without saying) */
+};
+
+static const struct key_def key_defs[] = {
+  { "TunnelControlPort", key_control_port, NULL },
+  { "ManagementPort", key_management_port, NULL },
+  { "ListenAddress", key_listen, NULL },
+  { "CaCertificateFile", key_ca, "" },
+  { "ServerTlsCertificateFile", key_cert, "" },
+  { "ServerTlsKeyFile", key_key, "" },
+  { "AdminIdentities", key_admins, "the certificate names allowed on the management port" },
+  { "StateFile", key_state_file, NULL },
+  { "CrlFile", key_crl, NULL },
+  { "MetricsListen", key_metrics, NULL },
+  { "DebugLog", key_debug_log, NULL },
+  { "UseTls", key_use_tls, NULL },
+  { "Limits", key_limits, NULL },
+};
+#define N_KEYS (sizeof(key_defs) / sizeof(key_defs[0]))
+
+static int check_unknown_keys(struct loader *ld, const json_t *root)
 {
   const char *key;
   json_t *v;
+
+  json_object_foreach((json_t *)root, key, v) {
+    const char *hint = NULL;
+    if (tn_keys_find(key_defs, N_KEYS, sizeof(key_defs[0]), key, &hint) != NULL)
+      continue;
+    if (hint != NULL)
+      fail(ld->err, ld->errlen, ld->path, "\"%.64s\": unknown key (did you mean \"%s\"?)", key, hint);
+    else
+      fail(ld->err, ld->errlen, ld->path, "\"%.64s\": unknown key", key);
+    return TN_ERR_INVALID;
+  }
+  return TN_OK;
+}
+
+/* The checks between keys, once each is set. */
+static int check_ports(struct loader *ld)
+{
+  const struct td_config *cfg = ld->cfg;
+
+  if (cfg->control_port == cfg->management_port) {
+    fail(ld->err, ld->errlen, ld->path, "\"ManagementPort\": must differ from TunnelControlPort, both are %u",
+         (unsigned)cfg->control_port);
+    return TN_ERR_INVALID;
+  }
+  if (cfg->metrics_enabled && (cfg->metrics.port == cfg->control_port || cfg->metrics.port == cfg->management_port)) {
+    fail(ld->err, ld->errlen, ld->path, "\"MetricsListen\": port %u is already the %s", (unsigned)cfg->metrics.port,
+         cfg->metrics.port == cfg->control_port ? "TunnelControlPort" : "ManagementPort");
+    return TN_ERR_INVALID;
+  }
+  return TN_OK;
+}
+
+static int load_root(struct loader *ld, const json_t *root)
+{
+  struct td_config *cfg = ld->cfg;
   char got[GOT_MAX + 8];
   int rc;
 
   if (!json_is_object(root)) {
     td_table_describe_json(root, got, sizeof(got));
-    fail(err, errlen, path, "must be a JSON object, got %s", got);
+    fail(ld->err, ld->errlen, ld->path, "must be a JSON object at the top level, got %s", got);
     return TN_ERR_INVALID;
   }
-  json_object_foreach((json_t *)root, key, v) {
-    size_t i;
-    for (i = 0; i < N_TOP; i++)
-      if (strcmp(key, top_keys[i]) == 0)
-        break;
-    if (i == N_TOP) {
-      fail(err, errlen, path, "unknown key \"%.64s\"", key);
-      return TN_ERR_INVALID;
-    }
-  }
-
-  if ((rc = get_port(root, "TunnelControlPort", TN_DEFAULT_CONTROL_PORT, &cfg->control_port, path, err, errlen)) ||
-      (rc = get_port(root, "ManagementPort", TN_DEFAULT_MANAGEMENT_PORT, &cfg->management_port, path, err,
-                     errlen)))
+  if ((rc = check_unknown_keys(ld, root)) != TN_OK)
     return rc;
-  if (cfg->control_port == cfg->management_port) {
-    fail(err, errlen, path, "\"ManagementPort\": must differ from TunnelControlPort, both are %u",
-         (unsigned)cfg->control_port);
-    return TN_ERR_INVALID;
-  }
-
-  v = json_object_get(root, "ListenAddress");
-  if (!v) {
-    tn_addr_parse_ip(&cfg->listen, "::");
-  } else if (!plain_string(v) || tn_addr_parse_ip(&cfg->listen, json_string_value(v)) != TN_OK) {
-    td_table_describe_json(v, got, sizeof(got));
-    fail(err, errlen, path, "\"ListenAddress\": must be an IPv4 or IPv6 address literal, got %s", got);
-    return TN_ERR_INVALID;
-  }
+  cfg->control_port = TN_DEFAULT_CONTROL_PORT;
+  cfg->management_port = TN_DEFAULT_MANAGEMENT_PORT;
+  tn_addr_parse_ip(&cfg->listen, "::");
   cfg->listen.port = 0;
-
-  if ((rc = get_string(root, "CaCertificateFile", NULL, &cfg->ca_file, path, err, errlen)) ||
-      (rc = get_string(root, "ServerTlsCertificateFile", NULL, &cfg->cert_file, path, err, errlen)) ||
-      (rc = get_string(root, "ServerTlsKeyFile", NULL, &cfg->key_file, path, err, errlen)) ||
-      (rc = load_admins(root, cfg, path, err, errlen)) ||
-      (rc = get_string(root, "StateFile", TN_DEFAULT_STATE_FILE, &cfg->state_file, path, err, errlen)))
-    return rc;
-  v = json_object_get(root, "CrlFile");
-  if (v && !json_is_null(v) && (rc = get_string(root, "CrlFile", NULL, &cfg->crl_file, path, err, errlen)))
-    return rc;
-
-  v = json_object_get(root, "MetricsListen");
-  if (v && !json_is_null(v)) {
-    if (!plain_string(v) || !parse_host_port(json_string_value(v), &cfg->metrics)) {
-      td_table_describe_json(v, got, sizeof(got));
-      fail(err, errlen, path,
-           "\"MetricsListen\": must be \"host:port\" with an IP literal host ([...] for IPv6) and port 1-65535, got %s",
-           got);
+  cfg->state_file = strdup(TN_DEFAULT_STATE_FILE);
+  if (cfg->state_file == NULL) {
+    fail(ld->err, ld->errlen, ld->path, "out of memory");
+    return TN_ERR_NOMEM;
+  }
+  for (size_t i = 0; i < N_KEYS; i++) {
+    const json_t *v = json_object_get(root, key_defs[i].key);
+    if (v == NULL) {
+      if (key_defs[i].required == NULL)
+        continue;
+      fail(ld->err, ld->errlen, ld->path, "\"%s\": is required%s%s%s", key_defs[i].key,
+           key_defs[i].required[0] ? " (" : "", key_defs[i].required, key_defs[i].required[0] ? ")" : "");
       return TN_ERR_INVALID;
     }
-    if (cfg->metrics.port == cfg->control_port || cfg->metrics.port == cfg->management_port) {
-      fail(err, errlen, path, "\"MetricsListen\": port %u is already the %s", (unsigned)cfg->metrics.port,
-           cfg->metrics.port == cfg->control_port ? "TunnelControlPort" : "ManagementPort");
-      return TN_ERR_INVALID;
-    }
-    cfg->metrics_enabled = 1;
+    if ((rc = key_defs[i].load(ld, v)) != TN_OK)
+      return rc;
   }
-
-  v = json_object_get(root, "DebugLog");
-  if (v && !json_is_boolean(v)) {
-    td_table_describe_json(v, got, sizeof(got));
-    fail(err, errlen, path, "\"DebugLog\": must be true or false, got %s", got);
-    return TN_ERR_INVALID;
-  }
-  cfg->debug_log = v && json_is_true(v);
-
-  v = json_object_get(root, "UseTls");
-  if (v && !json_is_true(v)) {
-    td_table_describe_json(v, got, sizeof(got));
-    fail(err, errlen, path, "\"UseTls\": must be true (there is no plaintext mode), got %s", got);
-    return TN_ERR_INVALID;
-  }
-
-  return load_limits(json_object_get(root, "Limits"), &cfg->limits, path, err, errlen);
+  return check_ports(ld);
 }
 
 int td_config_load(struct td_config *cfg, const char *path, char *err, size_t errlen)
@@ -353,7 +450,7 @@ int td_config_load(struct td_config *cfg, const char *path, char *err, size_t er
       snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", path, jerr.line, jerr.column, jerr.text);
     return TN_ERR_INVALID;
   }
-  rc = load_root(root, cfg, path, err, errlen);
+  rc = load_root(&(struct loader){ path, err, errlen, cfg }, root);
   json_decref(root);
   if (rc == TN_OK) {
     cfg->path = strdup(path);

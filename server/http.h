@@ -58,6 +58,7 @@ struct td_http_conn {
   int expect_continue;         /* 0 none, 1 wanted, 2 reported */
   struct td_buf body;
   struct td_buf stash;         /* bytes received while a request is outstanding (pipelining) */
+  int stash_overflow;          /* more than the stash holds arrived meanwhile: td_http_conn_next fails */
   struct td_http_request req;
   int error_status;
   char error_text[160];
@@ -70,7 +71,8 @@ void td_http_conn_free(struct td_http_conn *c);
  * Takes all len bytes. While a request is outstanding (after TD_HTTP_REQUEST and before
  * td_http_conn_next) bytes are only kept for later and TD_HTTP_NEED_MORE is returned;
  * stop reading the socket then. At most max_header + max_body bytes are kept that way;
- * more is TD_HTTP_ERROR (400).
+ * beyond that they are dropped and td_http_conn_next returns TD_HTTP_ERROR (400), so the
+ * outstanding request stays valid until it is answered.
  */
 enum td_http_result td_http_conn_feed(struct td_http_conn *c, const uint8_t *data, size_t len);
 

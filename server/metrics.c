@@ -59,15 +59,12 @@ int td_metrics_label(struct td_buf *out, const char *value)
 int td_metrics_text(const struct td_server *srv, struct td_buf *out)
 {
   const struct td_metrics *m = &srv->metrics;
-  struct td_client *c;
-  struct td_listener *l;
-  uint64_t connected = 0, streams = 0;
+  const struct td_client *c;
+  const struct td_listener *l;
+  uint64_t connected, streams;
   int rc = TN_OK;
 
-  for (c = srv->clients; c != NULL; c = c->next) {
-    connected += c->state == TD_CLIENT_CONNECTED;
-    streams += c->open_streams;
-  }
+  td_registry_totals(srv, &connected, &streams);
   rc |= td_buf_printf(out,
                       "# HELP tunneld_clients_connected Clients with an established link.\n"
                       "# TYPE tunneld_clients_connected gauge\ntunneld_clients_connected %llu\n"
@@ -106,11 +103,11 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
                                "# TYPE tunneld_tunnel_bytes_in_total counter\n"
                                "# HELP tunneld_tunnel_bytes_out_total Bytes to internet users per tunnel.\n"
                                "# TYPE tunneld_tunnel_bytes_out_total counter\n");
-  for (l = srv->listeners; l != NULL; l = l->next) {
+  for (l = td_listener_next(srv, NULL); l != NULL; l = td_listener_next(srv, l)) {
     char addr[TN_ADDR_STRLEN];
     uint64_t in, out_bytes;
     tn_addr_format(&l->addr, addr, sizeof(addr));
-    td_server_bytes(srv, NULL, l, &in, &out_bytes);
+    td_listener_bytes(l, &in, &out_bytes);
     rc |= td_buf_printf(out,
                         "tunneld_tunnel_connections_accepted_total{listen=\"%s\"} %llu\n"
                         "tunneld_tunnel_connections_refused_total{listen=\"%s\"} %llu\n"
@@ -126,11 +123,11 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
                                "# TYPE tunneld_client_bytes_out_total counter\n"
                                "# HELP tunneld_client_streams_open Connections each client carries now.\n"
                                "# TYPE tunneld_client_streams_open gauge\n");
-  for (c = srv->clients; c != NULL; c = c->next) {
+  for (c = td_registry_next(srv, NULL); c != NULL; c = td_registry_next(srv, c)) {
     static const char *const names[] = { "tunneld_client_bytes_in_total", "tunneld_client_bytes_out_total",
                                          "tunneld_client_streams_open" };
     uint64_t v[3];
-    td_server_bytes(srv, c, NULL, &v[0], &v[1]);
+    td_listener_client_bytes(c, &v[0], &v[1]);
     v[2] = c->open_streams;
     for (size_t i = 0; i < 3; i++) {
       rc |= td_buf_printf(out, "%s{client=\"", names[i]);

@@ -79,20 +79,26 @@ static void finish(struct td_put *p, enum td_put_result result)
 
 /* ---- on a worker thread: nothing here touches the server ---- */
 
+enum td_put_result td_put_parse(const uint8_t *text, size_t len, const struct td_reserved *reserved,
+                                const struct td_table_limits *limits, struct td_table *out, char *err, size_t errlen)
+{
+  json_t *body = td_api_json_load(text, len, err, errlen);
+  int rc;
+
+  td_table_init(out);
+  if (body == NULL)
+    return TD_PUT_INVALID;
+  rc = td_table_from_json(body, reserved, limits, out, err, errlen);
+  json_decref(body);
+  return rc == TN_OK ? TD_PUT_APPLIED : rc == TN_ERR_NOMEM ? TD_PUT_FAILED
+                                    : rc == TN_ERR_TOO_LARGE ? TD_PUT_TOO_LARGE : TD_PUT_INVALID;
+}
+
 static void parse_work(uv_work_t *w)
 {
   struct td_put *p = w->data;
-  json_t *body = td_api_json_load(p->body, p->len, p->err, sizeof(p->err));
-  int rc;
 
-  if (body == NULL) {
-    p->result = TD_PUT_INVALID;
-    return;
-  }
-  rc = td_table_from_json(body, &p->reserved, &p->limits, &p->parsed, p->err, sizeof(p->err));
-  json_decref(body);
-  p->result = rc == TN_OK ? TD_PUT_APPLIED : rc == TN_ERR_NOMEM ? TD_PUT_FAILED
-                                         : rc == TN_ERR_TOO_LARGE ? TD_PUT_TOO_LARGE : TD_PUT_INVALID;
+  p->result = td_put_parse(p->body, p->len, &p->reserved, &p->limits, &p->parsed, p->err, sizeof(p->err));
 }
 
 /* The revoked list it reads changes only through the API, which waits for this PUT (td_put_busy). */
@@ -152,8 +158,8 @@ static void take_snapshot(struct td_put *p)
     return;
   p->n_status = t->n;
   for (size_t i = 0; i < t->n; i++) {
-    const struct td_client *c = td_server_active_client(p->srv, i);
-    const struct td_listener *l = td_server_listener_for(p->srv, i);
+    const struct td_client *c = td_registry_active(p->srv, i);
+    const struct td_listener *l = td_listener_for(p->srv, i);
     p->active[i] = c != NULL ? strdup(c->id) : NULL;
     p->open[i] = l != NULL ? l->open_connections : 0;
     p->problems[i] = td_allow_problems(p->srv, i);
@@ -192,7 +198,7 @@ static void saved(uv_work_t *w, int status)
   if (p->srv->stopping) {
     /* The state file holds the new table, so a restart restores it: it is the one in force, and the drain
      * that began while it was written closes its listeners as it closed the others. */
-    td_server_close_listeners(p->srv);
+    td_listener_close_all(p->srv);
     finish(p, TD_PUT_APPLIED);
     return;
   }

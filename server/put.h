@@ -30,6 +30,13 @@ typedef void (*td_put_done_fn)(void *arg, enum td_put_result result, const char 
 struct td_put;
 
 /*
+ * A PUT /tunnels body as the new table: TD_PUT_APPLIED with *out filled, or the result the request ends with, err
+ * set and *out empty. Touches nothing shared: td_put_start runs it on a worker thread.
+ */
+enum td_put_result td_put_parse(const uint8_t *text, size_t len, const struct td_reserved *reserved,
+                                const struct td_table_limits *limits, struct td_table *out, char *err, size_t errlen);
+
+/*
  * Starts applying body (JSON, copied) as the new table, for actor (admin identity) at peer. The body is parsed and
  * checked, and the state file written, on libuv's worker threads; listeners are bound a few milliseconds' worth
  * per loop iteration; the swap is one step on the loop. So a table of thousands of tunnels keeps GET /ping and

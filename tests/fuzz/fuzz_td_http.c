@@ -1,4 +1,4 @@
-/* fuzz_td_http.c: libFuzzer target for the whole management request path: bytes -> HTTP connection -> API routes (PUT body validators included) with a fake server. */
+/* fuzz_td_http.c: libFuzzer target for the API behind the HTTP parser: bytes -> HTTP connection -> API routes (PUT /tunnels parsed by put.c's td_put_parse, as tunneld does) with a fake server. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,11 +15,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct fake {
   struct td_table table;
   unsigned applies;
+  bool pending;                  /* a PUT /tunnels ended; answer() hands its outcome to put_done */
+  enum td_put_result result;
+  char err[512];
 };
 
-static int fake_apply(void *srv, struct td_table *t, char *err, size_t errlen)
+static enum td_put_result fake_apply(struct fake *f, struct td_table *t, char *err, size_t errlen)
 {
-  struct fake *f = srv;
   struct td_table copy;
   json_t *j;
   char inner[256];
@@ -36,12 +38,30 @@ static int fake_apply(void *srv, struct td_table *t, char *err, size_t errlen)
 
   if (++f->applies % 3 == 0) {
     snprintf(err, errlen, "cannot listen: address already in use");
-    return 409;
+    return TD_PUT_CONFLICT;
   }
   td_table_free(&f->table);
   f->table = *t;
   td_table_init(t);
-  return 0;
+  return TD_PUT_APPLIED;
+}
+
+/* The body parsed as tunneld's put.c parses it; the outcome waits for answer(), as tunneld's waits for the loop. */
+static bool fake_start_put(void *srv, const struct td_api_ctx *ctx, const uint8_t *body, size_t len)
+{
+  struct fake *f = srv;
+  struct td_table t;
+
+  if (f->pending)
+    abort();
+  f->result = td_put_parse(body, len, ctx->reserved, ctx->limits, &t, f->err, sizeof(f->err));
+  if (f->result == TD_PUT_APPLIED)
+    f->result = fake_apply(f, &t, f->err, sizeof(f->err));
+  else if (t.n != 0)
+    abort();
+  td_table_free(&t);
+  f->pending = true;
+  return true;
 }
 
 static const struct td_table *fake_current(void *srv)
@@ -101,7 +121,7 @@ static int fake_apply_revoked(void *srv, struct td_revoked *r, const char *reque
 }
 
 /* Named fields: an op added later (tunnel_problems is optional) is NULL here, and the API copes with that. */
-static const struct td_api_ops ops = {.apply_table = fake_apply, .current_table = fake_current,
+static const struct td_api_ops ops = {.start_put = fake_start_put, .current_table = fake_current,
                                       .tunnel_status = fake_status, .clients_json = fake_clients,
                                       .metrics_text = fake_metrics, .revoked = fake_revoked,
                                       .apply_revoked = fake_apply_revoked};
@@ -115,7 +135,13 @@ static int answer(const struct td_api_ctx *ctx, struct td_http_conn *c, struct t
   if (!req)
     abort();
   td_api_response_init(&resp, 1u << 20);
-  td_api_handle(ctx, req, &resp);
+  if (!td_api_handle(ctx, req, &resp)) {
+    struct fake *f = ctx->srv;
+    if (!f->pending)
+      abort();
+    f->pending = false;
+    td_api_put_tunnels_answer(ctx, f->result, f->err, NULL, &resp);
+  }
   if (resp.status < 200 || resp.status > 599 || !resp.content_type)
     abort();
   keep = req->keep_alive;
@@ -134,8 +160,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   struct td_reserved reserved;
   /* Small table limits too, so MaxTunnels (413) and MaxBackupsPerTunnel (400) are reached. */
   const struct td_table_limits table_limits = {8, 4};
-  struct td_api_ctx ctx = {&ops, &srv, &reserved, &counters,
-                           "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", &table_limits};
+  struct td_api_ctx ctx = {.ops = &ops, .srv = &srv, .reserved = &reserved, .counters = &counters,
+                           .requester_sha256 = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+                           .limits = &table_limits, .actor = "admin", .peer = "192.0.2.1:1"};
   struct td_http_conn c;
   struct td_buf out;
   size_t step, off = 0;
@@ -155,6 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   reserved.n = 1;
   td_table_init(&srv.table);
   srv.applies = 0;
+  srv.pending = false;
   td_http_conn_init(&c, &limits);
   td_buf_init(&out, 2u << 20);
 

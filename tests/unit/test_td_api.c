@@ -16,7 +16,10 @@
 struct fake_server {
   struct td_table table;
   int apply_calls;
-  int fail_code; /* nonzero: apply_table returns this TN_ERR_* code */
+  int fail_code; /* nonzero: an apply fails with this TN_ERR_* code */
+  bool put_pending;                /* a PUT /tunnels ended; call() hands its outcome to put_done */
+  enum td_put_result put_result;
+  char put_err[512];
   const char *fail_message;
   const char *active[8];
   uint64_t open[8];
@@ -27,19 +30,28 @@ struct fake_server {
   const char *requester_seen;
 };
 
-static int fake_apply(void *srv, struct td_table *t, char *err, size_t errlen)
+/* As tunneld's start_put: the body parsed as put.c parses it, then applied or refused; the outcome waits for
+ * call(), as tunneld's waits for the loop. */
+static bool fake_start_put(void *srv, const struct td_api_ctx *ctx, const uint8_t *body, size_t len)
 {
   struct fake_server *f = srv;
+  struct td_table t;
 
-  f->apply_calls++;
-  if (f->fail_code) {
-    snprintf(err, errlen, "%s", f->fail_message);
-    return f->fail_code;
+  f->put_result = td_put_parse(body, len, ctx->reserved, ctx->limits, &t, f->put_err, sizeof(f->put_err));
+  if (f->put_result == TD_PUT_APPLIED) {
+    f->apply_calls++;
+    if (f->fail_code) {
+      snprintf(f->put_err, sizeof(f->put_err), "%s", f->fail_message);
+      f->put_result = f->fail_code == TN_ERR_CONFLICT ? TD_PUT_CONFLICT : TD_PUT_FAILED;
+    } else {
+      td_table_free(&f->table);
+      f->table = t;
+      td_table_init(&t);
+    }
   }
-  td_table_free(&f->table);
-  f->table = *t;
-  td_table_init(t);
-  return 0;
+  td_table_free(&t);
+  f->put_pending = true;
+  return true;
 }
 
 static const struct td_table *fake_current(void *srv)
@@ -98,7 +110,7 @@ static int fake_apply_revoked(void *srv, struct td_revoked *r, const char *reque
 }
 
 static const struct td_api_ops ops = {
-  .apply_table = fake_apply,
+  .start_put = fake_start_put,
   .current_table = fake_current,
   .tunnel_status = fake_status,
   .clients_json = fake_clients,
@@ -115,6 +127,13 @@ struct fixture {
   struct td_api_response resp;
 };
 
+static void fake_put_done(void *arg, enum td_put_result result, const char *err, const char *table_json)
+{
+  struct fixture *f = arg;
+
+  td_api_put_tunnels_answer(&f->ctx, result, err, table_json, &f->resp);
+}
+
 static int setup(void **state)
 {
   struct fixture *f = calloc(1, sizeof(*f));
@@ -128,6 +147,8 @@ static int setup(void **state)
   f->ctx.srv = &f->srv;
   f->ctx.reserved = &f->reserved;
   f->ctx.counters = &f->counters;
+  f->ctx.put_done = fake_put_done;
+  f->ctx.put_arg = f;
   td_api_response_init(&f->resp, TD_API_MAX_RESPONSE);
   *state = f;
   return 0;
@@ -158,7 +179,12 @@ static void call(struct fixture *f, const char *method, const char *path, const 
   req.http_minor = 1;
   td_api_response_free(&f->resp);
   td_api_response_init(&f->resp, TD_API_MAX_RESPONSE);
-  td_api_handle(&f->ctx, &req, &f->resp);
+  if (!td_api_handle(&f->ctx, &req, &f->resp)) {
+    assert_true(f->srv.put_pending);
+    f->srv.put_pending = false;
+    f->ctx.put_done(f->ctx.put_arg, f->srv.put_result, f->srv.put_err, NULL);
+  }
+  assert_false(f->srv.put_pending);
 }
 
 /* Body as JSON (parsed), for shape comparisons. */
