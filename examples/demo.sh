@@ -11,6 +11,9 @@
 #   5. fetches a page through the public port, and shows the real client address nginx logged from the PROXY header
 #   6. shows GET /clients and GET /tunnels
 #   7. kills home1 (kill -9) and shows the next request served by home2, with the measured failover time
+#   8. two VPSes: starts a second tunneld (vps2), lists both in home2's "Servers" (SIGHUP: its link to the first
+#      stays, a second link opens), PUTs the same table on vps2 and fetches a page through both public ports
+#   9. kills the first tunneld (kill -9) while requests go through vps2, and counts them: none fails
 # Everything it starts is stopped, and its temporary directory removed, when it exits (also on failure or Ctrl-C).
 # Exit status 0 when every step worked; otherwise a message saying which step failed, and the logs.
 #
@@ -151,14 +154,15 @@ cat >"$DEMO/tunneld.json" <<JSON
 JSON
 mkdir -p "$DEMO/state"
 show <"$DEMO/tunneld.json"
-start tunneld "$TUNNELD" --config "$DEMO/tunneld.json"
+start tunneld "$TUNNELD" --config "$DEMO/tunneld.json"; TUNNELD_PID=$STARTED
 
 # api METHOD PATH [JSON]: the management API with the admin certificate, exactly as automation would call it.
+# API_PORT picks another tunneld's management port (step 8).
 api() {
   local args=(-sS --fail-with-body --max-time 10 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key"
               -X "$1")
   [ $# -lt 3 ] || args+=(-H 'Content-Type: application/json' --data-binary "$3")
-  curl "${args[@]}" "https://127.0.0.1:$MGMT_PORT$2"
+  curl "${args[@]}" "https://127.0.0.1:${API_PORT:-$MGMT_PORT}$2"
 }
 wait_for 15 "tunneld answering GET /ping" api GET /ping
 say "tunneld is up: GET /ping says '$(api GET /ping)'"
@@ -180,7 +184,7 @@ JSON
   start "tunnelc-$1" "$TUNNELC" --config "$DEMO/tunnelc-$1.json"
 }
 start_client home1 "$WEB1_PORT"; HOME1_PID=$STARTED
-start_client home2 "$WEB2_PORT"
+start_client home2 "$WEB2_PORT"; HOME2_PID=$STARTED
 show <"$DEMO/tunnelc-home1.json"
 connected() { api GET /clients | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin).get(sys.argv[1],{}).get("CurrentState")!="ClientConnected")' "$1"; }
 wait_for 20 "client home1 connecting to tunneld" connected home1
@@ -251,5 +255,72 @@ tail -n 1 "$DEMO/web2/access.log" | show
 api GET /tunnels | python3 -c 'import json,sys; t=json.load(sys.stdin)[0]; print("ActiveClient:", t["ActiveClient"])' | show
 api GET /clients | python3 -c 'import json,sys; d=json.load(sys.stdin); [print(k, d[k]["CurrentState"]) for k in sorted(d)]' | show
 
-printf '\n%sdemo: every step worked.%s tunneld, nginx and home2 are stopped now; see docs/FAILOVER.md for the routing policy.\n' \
+# ---- 8. two VPSes ----
+
+CONTROL2_PORT=$(free_port); MGMT2_PORT=$(free_port); PUBLIC2_PORT=$(free_port)
+step "Two VPSes: a second tunneld (vps2), and home2 listing both in \"Servers\""
+sed -e "s/\"TunnelControlPort\": $CONTROL_PORT,/\"TunnelControlPort\": $CONTROL2_PORT,/" \
+    -e "s/\"ManagementPort\": $MGMT_PORT,/\"ManagementPort\": $MGMT2_PORT,/" \
+    -e "s#$DEMO/state/#$DEMO/state2/#" "$DEMO/tunneld.json" >"$DEMO/tunneld-vps2.json"
+mkdir -p "$DEMO/state2"
+start tunneld-vps2 "$TUNNELD" --config "$DEMO/tunneld-vps2.json"
+API_PORT=$MGMT2_PORT wait_for 15 "tunneld vps2 answering GET /ping" api GET /ping
+say "vps2: control port $CONTROL2_PORT, management port $MGMT2_PORT (the first tunneld, vps1, is still up)"
+# The same file with "Servers" in place of ServerHost: the link to vps1 is kept across the reload.
+python3 - "$DEMO/tunnelc-home2.json" "$CONTROL_PORT" "$CONTROL2_PORT" <<'PY'
+import json, sys
+path, p1, p2 = sys.argv[1], sys.argv[2], sys.argv[3]
+cfg = json.load(open(path))
+del cfg["ServerHost"], cfg["ServerTunnelControlPort"]
+cfg["Servers"] = ["127.0.0.1:" + p1, "127.0.0.1:" + p2]
+json.dump(cfg, open(path + ".new", "w"), indent=2)
+PY
+mv "$DEMO/tunnelc-home2.json.new" "$DEMO/tunnelc-home2.json"
+grep -A3 '"Servers"' "$DEMO/tunnelc-home2.json" | show
+say "kill -HUP home2's tunnelc: it re-reads the file and keeps its link to vps1"
+kill -HUP "$HOME2_PID"
+reloaded() { grep -q "configuration reloaded .*servers: 1 kept, 1 added, 0 removed" "$DEMO/tunnelc-home2.log"; }
+wait_for 10 "home2 reloading with two servers" reloaded
+API_PORT=$MGMT2_PORT wait_for 20 "home2 connecting to vps2" connected home2
+grep -E "configuration reloaded|server added|connected to 127.0.0.1:$CONTROL2_PORT" "$DEMO/tunnelc-home2.log" |
+  sed 's/^[^ ]* //' | show
+say "PUT the same table on vps2 (its own public port $PUBLIC2_PORT: both VPSes share this machine's loopback)"
+reply=$(API_PORT=$MGMT2_PORT api PUT /tunnels "${TABLE//$PUBLIC_PORT/$PUBLIC2_PORT}") || die "PUT /tunnels on vps2 was refused: $reply"
+wait_for 10 "vps2's public port $PUBLIC2_PORT opening" port_open "$PUBLIC2_PORT"
+for port in "$PUBLIC_PORT" "$PUBLIC2_PORT"; do
+  page=$(curl -sS --max-time 10 "http://127.0.0.1:$port/") || die "no answer through public port $port"
+  case "$page" in "Hello from web2's nginx"*) ;; *) die "expected home2's page through $port, got '$page'" ;; esac
+  say "through $([ "$port" = "$PUBLIC_PORT" ] && echo vps1 || echo vps2) (port $port): $page"
+done
+
+# ---- 9. one VPS dies ----
+
+step "Kill the first tunneld, vps1 (kill -9), while requests go through vps2"
+# One request after another through vps2, across the kill, until told to stop; one line each: ok or fail.
+(
+  while [ ! -e "$DEMO/loop.stop" ]; do
+    if curl -sS --max-time 5 "http://127.0.0.1:$PUBLIC2_PORT/" 2>/dev/null | grep -q "Hello from web2"; then
+      echo ok; else echo fail; fi
+  done >"$DEMO/loop.txt"
+) &
+LOOP_PID=$!; PIDS+=("$LOOP_PID")
+answered() { [ "$(grep -c ok "$DEMO/loop.txt")" -ge "$1" ]; }
+wait_for 20 "requests through vps2 being answered" answered 5
+disown "$TUNNELD_PID"
+kill -KILL "$TUNNELD_PID"
+say "vps1 killed; home2 notices its link is gone, the link to vps2 is untouched:"
+lost() { grep -q "(server 127.0.0.1:$CONTROL_PORT): disconnected from" "$DEMO/tunnelc-home2.log"; }
+wait_for 20 "home2 noticing that vps1 is gone" lost
+grep -m1 "(server 127.0.0.1:$CONTROL_PORT): disconnected from" "$DEMO/tunnelc-home2.log" | sed 's/^[^ ]* //' | show
+before=$(grep -c ok "$DEMO/loop.txt")
+wait_for 30 "20 more requests through vps2 after vps1 died" answered $((before + 20))
+touch "$DEMO/loop.stop"; wait "$LOOP_PID" || true
+port_open "$PUBLIC_PORT" && die "vps1's public port still answers after kill -9"
+ok=$(grep -c ok "$DEMO/loop.txt"); bad=$(grep -c fail "$DEMO/loop.txt" || true)
+say "vps1's public port $PUBLIC_PORT refuses connections now (a browser would try the name's other address)"
+say "two VPSes: $ok requests through vps2 across the kill of vps1, $bad failed"
+[ "$bad" = 0 ] || die "$bad requests through vps2 failed while vps1 died"
+API_PORT=$MGMT2_PORT api GET /clients | python3 -c 'import json,sys; d=json.load(sys.stdin); [print("vps2:", k, d[k]["CurrentState"]) for k in sorted(d)]' | show
+
+printf '\n%sdemo: every step worked.%s tunneld vps2, nginx and home2 are stopped now; see docs/FAILOVER.md for the routing policy.\n' \
   "$GREEN" "$OFF"
