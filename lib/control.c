@@ -3,40 +3,17 @@
 
 #include <string.h>
 
+#include "tunnel/be.h"
 #include "tunnel/error.h"
+#include "tunnel/open.h"
 
 /*
  *  0: version u8 (1)   1: type u8   2: reserved u16 (0)   4: total length u32
  *  allow-list body:    port count u16, ports u16 ascending; name count u16, names (length u8, bytes) ascending
+ *
+ * Names are service names, so they are judged by the stream-open header's character set (tn_open_service_char):
+ * a name tunnelc announces is one tunneld can send back in an open header.
  */
-
-static void ctl_put_be16(uint8_t *p, uint16_t v)
-{
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-
-static void ctl_put_be32(uint8_t *p, uint32_t v)
-{
-  ctl_put_be16(p, (uint16_t)(v >> 16));
-  ctl_put_be16(p + 2, (uint16_t)v);
-}
-
-static uint16_t ctl_get_be16(const uint8_t *p)
-{
-  return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static uint32_t ctl_get_be32(const uint8_t *p)
-{
-  return (uint32_t)ctl_get_be16(p) << 16 | ctl_get_be16(p + 2);
-}
-
-static int ctl_name_char(uint8_t ch)
-{
-  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-         ch == '_' || ch == '-';
-}
 
 /* Byte order of two names given with lengths: the order strcmp gives the NUL-terminated forms. */
 static int ctl_name_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -52,8 +29,8 @@ static void ctl_head(uint8_t *out, uint8_t type, uint32_t total)
 {
   out[0] = TN_CTL_VERSION;
   out[1] = type;
-  ctl_put_be16(out + 2, 0);
-  ctl_put_be32(out + 4, total);
+  tn_put_be16(out + 2, 0);
+  tn_put_be32(out + 4, total);
 }
 
 int tn_ctl_peek(const uint8_t *in, size_t len, uint8_t *version, uint8_t *type, uint32_t *total)
@@ -65,7 +42,7 @@ int tn_ctl_peek(const uint8_t *in, size_t len, uint8_t *version, uint8_t *type, 
     return TN_ERR_INVALID;
   if (len < TN_CTL_HEAD_LEN)
     return TN_ERR_NEED_MORE;
-  t = ctl_get_be32(in + 4);
+  t = tn_get_be32(in + 4);
   if (t < TN_CTL_HEAD_LEN || t > TN_CTL_MAX_LEN)
     return TN_ERR_INVALID;
   *version = in[0];
@@ -81,14 +58,14 @@ size_t tn_ctl_allow_encode(const uint16_t *ports, size_t n_ports, const char *co
 
   if (n_ports > TN_CTL_MAX_PORTS || n_names > TN_CTL_MAX_NAMES || out_len < pos + 2 * n_ports + 2)
     return 0;
-  ctl_put_be16(out + TN_CTL_HEAD_LEN, (uint16_t)n_ports);
+  tn_put_be16(out + TN_CTL_HEAD_LEN, (uint16_t)n_ports);
   for (size_t i = 0; i < n_ports; i++) {
     if (ports[i] == 0 || (i > 0 && ports[i] <= ports[i - 1]))
       return 0;
-    ctl_put_be16(out + pos, ports[i]);
+    tn_put_be16(out + pos, ports[i]);
     pos += 2;
   }
-  ctl_put_be16(out + pos, (uint16_t)n_names);
+  tn_put_be16(out + pos, (uint16_t)n_names);
   pos += 2;
   for (size_t i = 0; i < n_names; i++) {
     size_t n = strlen(names[i]);
@@ -97,7 +74,7 @@ size_t tn_ctl_allow_encode(const uint16_t *ports, size_t n_ports, const char *co
         (i > 0 && strcmp(names[i - 1], names[i]) >= 0))
       return 0;
     for (size_t k = 0; k < n; k++)
-      if (!ctl_name_char((uint8_t)names[i][k]))
+      if (!tn_open_service_char((uint8_t)names[i][k]))
         return 0;
     out[pos] = (uint8_t)n;
     memcpy(out + pos + 1, names[i], n);
@@ -116,21 +93,21 @@ static int ctl_allow_body(struct tn_ctl_allow *out, const uint8_t *in, size_t le
 
   if (avail < pos + 2)
     return len < total ? TN_ERR_NEED_MORE : TN_ERR_INVALID;
-  n = ctl_get_be16(in + pos);
+  n = tn_get_be16(in + pos);
   if (n > TN_CTL_MAX_PORTS)
     return TN_ERR_INVALID;
   pos += 2;
   for (size_t i = 0; i < n; i++, pos += 2) {
     if (pos + 2 > avail)
       return len < total && pos + 2 <= total ? TN_ERR_NEED_MORE : TN_ERR_INVALID;
-    out->ports[i] = ctl_get_be16(in + pos);
+    out->ports[i] = tn_get_be16(in + pos);
     if (out->ports[i] == 0 || (i > 0 && out->ports[i] <= out->ports[i - 1]))
       return TN_ERR_INVALID;
     out->n_ports = i + 1;
   }
   if (pos + 2 > avail)
     return len < total && pos + 2 <= total ? TN_ERR_NEED_MORE : TN_ERR_INVALID;
-  n = ctl_get_be16(in + pos);
+  n = tn_get_be16(in + pos);
   if (n > TN_CTL_MAX_NAMES)
     return TN_ERR_INVALID;
   pos += 2;
@@ -143,7 +120,7 @@ static int ctl_allow_body(struct tn_ctl_allow *out, const uint8_t *in, size_t le
     if (nl == 0 || pos + 1 + nl > total)
       return TN_ERR_INVALID;
     for (k = 0; k < nl && pos + 1 + k < avail; k++)
-      if (!ctl_name_char(in[pos + 1 + k]))
+      if (!tn_open_service_char(in[pos + 1 + k]))
         return TN_ERR_INVALID;
     if (k < nl)
       return TN_ERR_NEED_MORE;
