@@ -67,6 +67,8 @@ struct td_api_ctx {
 #define TD_API_MAX_RESPONSE (32u * 1024u * 1024u)
 /* A whole answer on the wire: the body plus its status line and headers (which fit in 4 KiB). */
 #define TD_API_MAX_WIRE (TD_API_MAX_RESPONSE + 4096u)
+/* The body of an answer that is only an error ({"error": "..."}): the parser's messages are one short line. */
+#define TD_API_MAX_ERROR_RESPONSE 4096u
 
 struct td_api_response {
   int status;

@@ -328,7 +328,7 @@ static void mgmt_process(struct td_mgmt_conn *m, enum td_http_result r)
     }
     if (r == TD_HTTP_ERROR) {
       struct td_api_response resp;
-      td_api_response_init(&resp, 4096);
+      td_api_response_init(&resp, TD_API_MAX_ERROR_RESPONSE);
       td_api_error(&resp, td_http_conn_error_status(&m->http), td_http_conn_error_text(&m->http));
       td_server_log_limited(m->srv, TN_LOG_INFO, "management: bad requests", m->source,
                             "management: %s: bad request: %d %s", m->peer,
@@ -360,7 +360,7 @@ static void mgmt_on_timer(uv_timer_t *t)
   /* A request head or body that dribbles in (slowloris) is cut off at the deadline. */
   tn_log_info("management: %s: request not complete within %u ms; closing", m->peer,
               m->srv->cfg.limits.api_header_timeout_ms);
-  td_api_response_init(&resp, 4096);
+  td_api_response_init(&resp, TD_API_MAX_ERROR_RESPONSE);
   td_api_error(&resp, 408, "request not received in time");
   mgmt_send(m, &resp, 0);
   td_api_response_free(&resp);
