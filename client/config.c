@@ -12,14 +12,14 @@
 #include "tunnel/defaults.h"
 #include "tunnel/error.h"
 #include "tunnel/file.h"
+#include "tunnel/json.h"
 #include "tunnel/keys.h"
 #include "tunnel/open.h"
 
 #define PATH_MAX_LEN 4095       /* longest certificate or key path accepted */
 #define IDENTIFIER_MAX 255      /* longest ClientIdentifier accepted */
-#define QUOTE_MAX 80            /* longest value echoed back in a message before it is cut */
 #define FIELD_LEN 600           /* room for "Map"."<255-byte name escaped and cut>" */
-#define DESC_LEN (QUOTE_MAX * 4 + 16)
+#define DESC_LEN TN_JSON_DESC_LEN
 
 struct loader {
   const char *path;
@@ -27,85 +27,6 @@ struct loader {
   size_t errlen;
   struct tc_config *cfg;
 };
-
-/*
- * Renders s as a double-quoted string a terminal and a log line can show safely:
- * control bytes become \xNN so a hostile value cannot forge log lines, and long
- * values are cut so one bad key does not flood the journal.
- */
-static void quote(char *out, size_t outlen, const char *s)
-{
-  size_t o = 0, shown = 0;
-
-  /* Room for the quotes, "..." and the NUL is kept back from the start. */
-  if (outlen < 8) {
-    if (outlen > 0)
-      out[0] = '\0';
-    return;
-  }
-  out[o++] = '"';
-  for (; *s != '\0' && shown < QUOTE_MAX; s++, shown++) {
-    unsigned char c = (unsigned char)*s;
-    char tmp[8];
-    size_t n;
-
-    if (c == '"' || c == '\\')
-      n = (size_t)snprintf(tmp, sizeof(tmp), "\\%c", c);
-    else if (c < 0x20 || c == 0x7f)
-      n = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", c);
-    else {
-      tmp[0] = (char)c;
-      n = 1;
-    }
-    if (o + n + 5 > outlen)
-      break;
-    memcpy(out + o, tmp, n);
-    o += n;
-  }
-  if (*s != '\0') {
-    memcpy(out + o, "...", 3);
-    o += 3;
-  }
-  out[o++] = '"';
-  out[o] = '\0';
-}
-
-/* "got ..." text for any JSON value, so every type error shows what was actually there. */
-static void describe(char *out, size_t outlen, const json_t *v)
-{
-  switch (json_typeof(v)) {
-  case JSON_STRING:
-    quote(out, outlen, json_string_value(v));
-    break;
-  case JSON_INTEGER:
-    snprintf(out, outlen, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    break;
-  case JSON_REAL:
-    /* 80.0 must not print as 80, or "must be an integer, got 80" would make no sense. */
-    snprintf(out, outlen, "%.15g", json_real_value(v));
-    if (strpbrk(out, ".eEni") == NULL && strlen(out) + 3 <= outlen)
-      strcat(out, ".0");
-    break;
-  case JSON_TRUE:
-    snprintf(out, outlen, "true");
-    break;
-  case JSON_FALSE:
-    snprintf(out, outlen, "false");
-    break;
-  case JSON_NULL:
-    snprintf(out, outlen, "null");
-    break;
-  case JSON_OBJECT:
-    snprintf(out, outlen, "an object");
-    break;
-  case JSON_ARRAY:
-    snprintf(out, outlen, "an array");
-    break;
-  default:
-    snprintf(out, outlen, "an unknown value");
-    break;
-  }
-}
 
 __attribute__((format(printf, 3, 4)))
 static int fail(struct loader *ld, const char *field, const char *fmt, ...)
@@ -132,7 +53,7 @@ static int fail_type(struct loader *ld, const char *field, const char *want, con
 {
   char d[DESC_LEN];
 
-  describe(d, sizeof(d), v);
+  tn_json_describe(d, sizeof(d), v);
   return fail(ld, field, "must be %s, got %s", want, d);
 }
 
@@ -141,7 +62,7 @@ static void member_field(char *out, size_t outlen, const char *parent, const cha
 {
   char q[DESC_LEN];
 
-  quote(q, sizeof(q), key);
+  tn_json_quote(q, sizeof(q), key);
   if (parent != NULL)
     snprintf(out, outlen, "\"%s\".%s", parent, q);
   else
@@ -273,7 +194,7 @@ static int load_host(struct loader *ld, const json_t *v, const char *key, char *
   if ((rc = get_string(ld, v, field, TC_CONFIG_HOST_MAX, &s)) != TN_OK)
     return rc;
   if (!is_host(s)) {
-    describe(d, sizeof(d), v);
+    tn_json_describe(d, sizeof(d), v);
     return fail(ld, field, "must be a DNS name or an IP address (no port, no brackets), got %s", d);
   }
   return dup_string(ld, s, out);
@@ -324,7 +245,7 @@ static int parse_server_text(struct loader *ld, const char *field, const json_t 
   char d[DESC_LEN];
   size_t n;
 
-  describe(d, sizeof(d), v);
+  tn_json_describe(d, sizeof(d), v);
   if (s[0] == '[') {
     const char *close = strchr(s, ']');
 
@@ -376,7 +297,7 @@ static int parse_server_object(struct loader *ld, const char *field, const json_
     if (strcmp(key, "Host") != 0 && strcmp(key, "Port") != 0 && strcmp(key, "ServerName") != 0) {
       char q[DESC_LEN];
 
-      quote(q, sizeof(q), key);
+      tn_json_quote(q, sizeof(q), key);
       snprintf(sub, sizeof(sub), "%s.%s", field, q);
       return fail(ld, sub, "unknown key (an entry has \"Host\", \"Port\" and \"ServerName\")");
     }
@@ -388,7 +309,7 @@ static int parse_server_object(struct loader *ld, const char *field, const json_
   if ((rc = get_string(ld, val, sub, TC_CONFIG_HOST_MAX, &s)) != TN_OK)
     return rc;
   if (!is_host(s)) {
-    describe(d, sizeof(d), val);
+    tn_json_describe(d, sizeof(d), val);
     return fail(ld, sub, "must be a DNS name or an IP address (no port, no brackets), got %s", d);
   }
   snprintf(hostbuf, hostlen, "%s", s);
@@ -402,7 +323,7 @@ static int parse_server_object(struct loader *ld, const char *field, const json_
     if ((rc = get_string(ld, val, sub, TC_CONFIG_HOST_MAX, &s)) != TN_OK)
       return rc;
     if (!is_host(s)) {
-      describe(d, sizeof(d), val);
+      tn_json_describe(d, sizeof(d), val);
       return fail(ld, sub, "must be a DNS name or an IP address (no port, no brackets), got %s", d);
     }
     *server_name = s;
@@ -549,7 +470,7 @@ static int parse_service_addr(struct loader *ld, const char *field, const json_t
   char d[DESC_LEN];
   size_t n;
 
-  describe(d, sizeof(d), v);
+  tn_json_describe(d, sizeof(d), v);
   if (s[0] == '[') {
     const char *close = strchr(s, ']');
 
@@ -703,7 +624,7 @@ static int key_limits(struct loader *ld, const json_t *v)
   json_object_foreach((json_t *)v, key, val) {
     char got[DESC_LEN];
 
-    describe(got, sizeof(got), val);
+    tn_json_describe(got, sizeof(got), val);
     if (tn_limits_set(l, &client_limits, key, json_is_integer(val), json_is_integer(val) ? json_integer_value(val) : 0,
                       got, msg, sizeof(msg)) != TN_OK)
       return fail(ld, NULL, "%s", msg);
@@ -870,8 +791,8 @@ int tc_config_check_identity(const struct tc_config *cfg, const char *cert_cn, c
   if (cert_cn != NULL && strcmp(cfg->client_identifier, cert_cn) == 0)
     return TN_OK;
   if (err != NULL && errlen > 0) {
-    quote(want, sizeof(want), cfg->client_identifier);
-    quote(got, sizeof(got), cert_cn != NULL ? cert_cn : "");
+    tn_json_quote(want, sizeof(want), cfg->client_identifier);
+    tn_json_quote(got, sizeof(got), cert_cn != NULL ? cert_cn : "");
     snprintf(err, errlen, "%s: \"ClientIdentifier\": %s does not match the certificate's CN %s",
              cfg->path != NULL ? cfg->path : "(config)", want, got);
   }

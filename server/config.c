@@ -12,13 +12,13 @@
 
 #include "tunnel/defaults.h"
 #include "tunnel/file.h"
+#include "tunnel/json.h"
 #include "tunnel/keys.h"
 #include "tunnel/tls.h"
 #include "tunnel/error.h"
 
 /* A config file is a few hundred bytes; anything this big is the wrong file. */
 #define CONFIG_MAX_BYTES (1024u * 1024u)
-#define GOT_MAX TD_TABLE_GOT_MAX
 
 /* tunneld's own limits; the link and pipe ones are tunnel/limits.h's shared table. */
 #define L(key, field, min, max, def) {key, offsetof(struct td_limits, field), min, max, def}
@@ -62,10 +62,10 @@ static void fail(char *err, size_t errlen, const char *path, const char *fmt, ..
 
 static int get_port(const json_t *v, const char *key, uint16_t *out, const char *path, char *err, size_t errlen)
 {
-  char got[GOT_MAX + 8];
+  char got[TN_JSON_DESC_LEN];
 
   if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535) {
-    td_table_describe_json(v, got, sizeof(got));
+    tn_json_describe(got, sizeof(got), v);
     fail(err, errlen, path, "\"%s\": must be an integer 1-65535, got %s", key, got);
     return TN_ERR_INVALID;
   }
@@ -100,10 +100,10 @@ static char *resolve(const char *config_path, const char *value)
 
 static int get_string(const json_t *v, const char *key, char **out, const char *path, char *err, size_t errlen)
 {
-  char got[GOT_MAX + 8];
+  char got[TN_JSON_DESC_LEN];
 
   if (!plain_string(v)) {
-    td_table_describe_json(v, got, sizeof(got));
+    tn_json_describe(got, sizeof(got), v);
     fail(err, errlen, path, "\"%s\": must be a non-empty string, got %s", key, got);
     return TN_ERR_INVALID;
   }
@@ -163,18 +163,18 @@ static int load_limits(const json_t *lim, struct td_limits *l, const char *path,
 {
   const char *key;
   json_t *v;
-  char got[GOT_MAX + 8];
-  char msg[GOT_MAX + 192];
+  char got[TN_JSON_DESC_LEN];
+  char msg[TN_JSON_DESC_LEN + 192];
 
   if (!lim)
     return TN_OK;
   if (!json_is_object(lim)) {
-    td_table_describe_json(lim, got, sizeof(got));
+    tn_json_describe(got, sizeof(got), lim);
     fail(err, errlen, path, "\"Limits\": must be an object, got %s", got);
     return TN_ERR_INVALID;
   }
   json_object_foreach((json_t *)lim, key, v) {
-    td_table_describe_json(v, got, sizeof(got));
+    tn_json_describe(got, sizeof(got), v);
     if (tn_limits_set(l, &server_limits, key, json_is_integer(v), json_is_integer(v) ? json_integer_value(v) : 0, got,
                       msg, sizeof(msg)) != TN_OK) {
       fail(err, errlen, path, "%s", msg);
@@ -190,17 +190,17 @@ static int load_limits(const json_t *lim, struct td_limits *l, const char *path,
 
 static int load_admins(const json_t *v, struct td_config *cfg, const char *path, char *err, size_t errlen)
 {
-  char got[GOT_MAX + 8];
+  char got[TN_JSON_DESC_LEN];
 
   if (!json_is_array(v) || json_array_size(v) == 0) {
-    td_table_describe_json(v, got, sizeof(got));
+    tn_json_describe(got, sizeof(got), v);
     fail(err, errlen, path, "\"AdminIdentities\": must be a non-empty array of certificate names, got %s", got);
     return TN_ERR_INVALID;
   }
   for (size_t i = 0; i < json_array_size(v); i++) {
     const json_t *e = json_array_get(v, i);
     if (!plain_string(e) || json_string_length(e) > 255) {
-      td_table_describe_json(e, got, sizeof(got));
+      tn_json_describe(got, sizeof(got), e);
       fail(err, errlen, path, "\"AdminIdentities[%zu]\": must be a non-empty string of at most 255 bytes, got %s", i,
            got);
       return TN_ERR_INVALID;
@@ -243,10 +243,10 @@ static int key_management_port(struct loader *ld, const json_t *v)
 
 static int key_listen(struct loader *ld, const json_t *v)
 {
-  char got[GOT_MAX + 8];
+  char got[TN_JSON_DESC_LEN];
 
   if (!plain_string(v) || tn_addr_parse_ip(&ld->cfg->listen, json_string_value(v)) != TN_OK) {
-    td_table_describe_json(v, got, sizeof(got));
+    tn_json_describe(got, sizeof(got), v);
     fail(ld->err, ld->errlen, ld->path, "\"ListenAddress\": must be an IPv4 or IPv6 address literal, got %s", got);
     return TN_ERR_INVALID;
   }
@@ -288,12 +288,12 @@ static int key_state_file(struct loader *ld, const json_t *v)
 
 static int key_metrics(struct loader *ld, const json_t *v)
 {
-  char got[GOT_MAX + 8];
+  char got[TN_JSON_DESC_LEN];
 
   if (json_is_null(v))
     return TN_OK;
   if (!plain_string(v) || !parse_host_port(json_string_value(v), &ld->cfg->metrics)) {
-    td_table_describe_json(v, got, sizeof(got));
+    tn_json_describe(got, sizeof(got), v);
     fail(ld->err, ld->errlen, ld->path,
          "\"MetricsListen\": must be \"host:port\" with an IP literal host ([...] for IPv6) and port 1-65535, got %s",
          got);
@@ -305,10 +305,10 @@ static int key_metrics(struct loader *ld, const json_t *v)
 
 static int key_debug_log(struct loader *ld, const json_t *v)
 {
-  char got[GOT_MAX + 8];
+  char got[TN_JSON_DESC_LEN];
 
   if (!json_is_boolean(v)) {
-    td_table_describe_json(v, got, sizeof(got));
+    tn_json_describe(got, sizeof(got), v);
     fail(ld->err, ld->errlen, ld->path, "\"DebugLog\": must be true or false, got %s", got);
     return TN_ERR_INVALID;
   }
@@ -318,10 +318,10 @@ static int key_debug_log(struct loader *ld, const json_t *v)
 
 static int key_use_tls(struct loader *ld, const json_t *v)
 {
-  char got[GOT_MAX + 8];
+  char got[TN_JSON_DESC_LEN];
 
   if (!json_is_true(v)) {
-    td_table_describe_json(v, got, sizeof(got));
+    tn_json_describe(got, sizeof(got), v);
     fail(ld->err, ld->errlen, ld->path, "\"UseTls\": must be true (there is no plaintext mode), got %s", got);
     return TN_ERR_INVALID;
   }
@@ -395,11 +395,11 @@ static int check_ports(struct loader *ld)
 static int load_root(struct loader *ld, const json_t *root)
 {
   struct td_config *cfg = ld->cfg;
-  char got[GOT_MAX + 8];
+  char got[TN_JSON_DESC_LEN];
   int rc;
 
   if (!json_is_object(root)) {
-    td_table_describe_json(root, got, sizeof(got));
+    tn_json_describe(got, sizeof(got), root);
     fail(ld->err, ld->errlen, ld->path, "must be a JSON object at the top level, got %s", got);
     return TN_ERR_INVALID;
   }

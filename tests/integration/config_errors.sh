@@ -95,3 +95,10 @@ rc=0; out=$("$TUNNELC" --config "$GOOD_C" --check-config 2>&1) || rc=$?
 echo "tunnelc --check-config good -> exit $rc: $out"
 [ "$rc" = 0 ] || fail "tunnelc --check-config on a good config: exit $rc: $out"
 pass "tunnelc: unknown key (with case hint), ClientIdentifier not the certificate's CN, bad AllowedBackEndPorts, UseTls false"
+
+# One description of a bad value in both programs (tn_json_describe): the same mistake reads the same, in words.
+variant "$GOOD_D" "$TEST_TMP/d-limitsarray.json" 'd["Limits"] = [1, 2]'
+expect_error "$TUNNELD" "$TEST_TMP/d-limitsarray.json" '"Limits": must be an object, got an array$'
+variant "$GOOD_C" "$TEST_TMP/c-limitsarray.json" 'd["Limits"] = [1, 2]'
+expect_error "$TUNNELC" "$TEST_TMP/c-limitsarray.json" '"Limits": must be an object, got an array$'
+pass "tunneld and tunnelc describe a bad value the same way"

@@ -14,6 +14,7 @@
 #include "tunnel/defaults.h"
 #include "tunnel/limits.h"
 #include "tunnel/error.h"
+#include "tunnel/json.h"
 
 struct fixture {
   char dir[64];
@@ -201,7 +202,7 @@ static void test_strings(void **state)
   expect_error(f, "\"ListenAddress\": \"[::1]\"", "\"ListenAddress\": must be an IPv4 or IPv6 address literal, got \"[::1]\"");
   expect_error(f, "\"ListenAddress\": 1", "\"ListenAddress\": must be an IPv4 or IPv6 address literal, got 1");
   expect_error(f, "\"StateFile\": \"\"", "\"StateFile\": must be a non-empty string, got \"\"");
-  expect_error(f, "\"StateFile\": [\"x\"]", "\"StateFile\": must be a non-empty string, got [\"x\"]");
+  expect_error(f, "\"StateFile\": [\"x\"]", "\"StateFile\": must be a non-empty string, got an array");
   /* jansson itself refuses NUL inside strings, so paths never hide a truncation. */
   expect_error(f, "\"StateFile\": \"a\\u0000b\"",
                "1:197: invalid JSON: \\u0000 is not allowed without JSON_ALLOW_NUL near '\"a\\u0000b\"'");
@@ -321,7 +322,7 @@ static void test_admins(void **state)
   static const struct {
     const char *value, *message;
   } cases[] = {
-    {"[]", "\"AdminIdentities\": must be a non-empty array of certificate names, got []"},
+    {"[]", "\"AdminIdentities\": must be a non-empty array of certificate names, got an empty array"},
     {"\"admin\"", "\"AdminIdentities\": must be a non-empty array of certificate names, got \"admin\""},
     {"[\"a\", 1]", "\"AdminIdentities[1]\": must be a non-empty string of at most 255 bytes, got 1"},
     {"[\"\"]", "\"AdminIdentities[0]\": must be a non-empty string of at most 255 bytes, got \"\""},
@@ -429,7 +430,7 @@ static void test_limits(void **state)
   /* The same case-insensitive hint for the shared limits and tunneld's own. */
   expect_error(f, "\"Limits\": {\"maxwindow\": 1}", "\"Limits.maxwindow\": unknown key (did you mean \"MaxWindow\"?)");
   expect_error(f, "\"Limits\": {\"MAXTUNNELS\": 1}", "\"Limits.MAXTUNNELS\": unknown key (did you mean \"MaxTunnels\"?)");
-  expect_error(f, "\"Limits\": [1]", "\"Limits\": must be an object, got [1]");
+  expect_error(f, "\"Limits\": [1]", "\"Limits\": must be an object, got an array");
   expect_error(f, "\"Limits\": {\"KeepaliveIntervalMs\": 20000}",
                "\"Limits.DeadPeerTimeoutMs\": must be greater than KeepaliveIntervalMs (20000), got 15000");
   expect_error(f, "\"Limits\": {\"PipeLowWater\": 262144}",
@@ -458,7 +459,7 @@ static void test_syntax_and_file(void **state)
 
   write_text(f, "[1, 2]");
   assert_int_equal(td_config_load(&cfg, f->path, err, sizeof(err)), TN_ERR_INVALID);
-  snprintf(want, sizeof(want), "%s: must be a JSON object at the top level, got [1,2]", f->path);
+  snprintf(want, sizeof(want), "%s: must be a JSON object at the top level, got an array", f->path);
   assert_string_equal(err, want);
 
   assert_int_equal(td_config_load(&cfg, "/nonexistent/tunneld.json", err, sizeof(err)), TN_ERR_INVALID);
@@ -473,7 +474,8 @@ static void test_long_values_truncated(void **state)
   char msg[512];
 
   snprintf(extra, sizeof(extra), "\"ManagementPort\": \"%0200d\"", 0);
-  snprintf(msg, sizeof(msg), "\"ManagementPort\": must be an integer 1-65535, got \"%047d...", 0);
+  /* Cut as tunnelc cuts it (tn_json_quote): TN_JSON_QUOTE_MAX bytes, then "..." inside the quotes. */
+  snprintf(msg, sizeof(msg), "\"ManagementPort\": must be an integer 1-65535, got \"%0*d...\"", TN_JSON_QUOTE_MAX, 0);
   expect_error(f, extra, msg);
 }
 
