@@ -281,6 +281,35 @@ static int set_extensions(mbedtls_x509write_cert *crt, const struct tn_pki_reque
 }
 
 /*
+ * Encodes crt and its subject key as PEM and writes the key (0600), then the certificate (0644). TN_OK, PKI_REFUSED,
+ * or an error with err set. The key's PEM is wiped before it is freed.
+ */
+static int write_pem_files(mbedtls_x509write_cert *crt, mbedtls_pk_context *subject_key, struct pki_rng *r,
+                           const char *cert_path, const char *key_path, char *err, size_t err_len)
+{
+  unsigned char *pem = malloc(PKI_PEM_MAX);
+  unsigned char *key_pem = malloc(PKI_PEM_MAX);
+  int rc = PKI_REFUSED;
+
+  if (pem == NULL || key_pem == NULL) {
+    tn_errf(err, err_len, "out of memory");
+    rc = TN_ERR_NOMEM;
+  } else if (mbedtls_x509write_crt_pem(crt, pem, PKI_PEM_MAX, mbedtls_ctr_drbg_random, &r->drbg) == 0 &&
+             mbedtls_pk_write_key_pem(subject_key, key_pem, PKI_PEM_MAX) == 0) {
+    /* Key first: a certificate without its key is useless, a leftover key is removed below. */
+    rc = write_new_file(key_path, key_pem, strlen((const char *)key_pem), 0600, err, err_len);
+    if (rc == TN_OK && (rc = write_new_file(cert_path, pem, strlen((const char *)pem), 0644, err, err_len)) != TN_OK)
+      unlink(key_path);
+  }
+  if (key_pem != NULL) {
+    mbedtls_platform_zeroize(key_pem, PKI_PEM_MAX);
+    free(key_pem);
+  }
+  free(pem);
+  return rc;
+}
+
+/*
  * The common part of create_ca and issue: subject_key is freshly generated, issuer_key
  * and issuer_name are the CA's (or the same key and subject for a self-signed CA).
  */
@@ -294,14 +323,7 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
   mbedtls_mpi serial;
   mbedtls_mpi_init(&serial);
 #endif
-  unsigned char *pem = malloc(PKI_PEM_MAX);
-  unsigned char *key_pem = malloc(PKI_PEM_MAX);
   int rc = TN_ERR_INVALID;
-  if (pem == NULL || key_pem == NULL) {
-    tn_errf(err, err_len, "out of memory");
-    rc = TN_ERR_NOMEM;
-    goto out;
-  }
 
   char nb[15], na[15];
   if (req->not_after <= req->not_before || x509_time_string(req->not_before, nb) != 0 ||
@@ -346,34 +368,15 @@ static int write_cert(const struct tn_pki_request *req, mbedtls_pk_context *subj
   if (mbedtls_x509write_crt_set_validity(&crt, nb, na) != 0)
     goto internal;
 
-  if ((rc = set_extensions(&crt, req, subject_key, err, err_len)) == PKI_REFUSED)
-    goto internal;
-  if (rc != TN_OK)
+  if ((rc = set_extensions(&crt, req, subject_key, err, err_len)) == TN_OK)
+    rc = write_pem_files(&crt, subject_key, r, cert_path, key_path, err, err_len);
+  if (rc != PKI_REFUSED)
     goto out;
-
-  if (mbedtls_x509write_crt_pem(&crt, pem, PKI_PEM_MAX, mbedtls_ctr_drbg_random, &r->drbg) != 0)
-    goto internal;
-  if (mbedtls_pk_write_key_pem(subject_key, key_pem, PKI_PEM_MAX) != 0)
-    goto internal;
-  /* Key first: a certificate without its key is useless, a leftover key is removed below. */
-  if ((rc = write_new_file(key_path, key_pem, strlen((const char *)key_pem), 0600, err, err_len)) != TN_OK)
-    goto out;
-  if ((rc = write_new_file(cert_path, pem, strlen((const char *)pem), 0644, err, err_len)) != TN_OK) {
-    unlink(key_path);
-    goto out;
-  }
-  rc = TN_OK;
-  goto out;
 
 internal:
   tn_errf(err, err_len, "cannot build the certificate (mbedTLS refused a field)");
   rc = TN_ERR_INVALID;
 out:
-  if (key_pem != NULL) {
-    mbedtls_platform_zeroize(key_pem, PKI_PEM_MAX);
-    free(key_pem);
-  }
-  free(pem);
 #if MBEDTLS_VERSION_NUMBER < 0x03040000
   mbedtls_mpi_free(&serial);
 #endif
