@@ -261,60 +261,36 @@ static struct tc_server *find_server(const struct tc_client *c, const struct tc_
   return NULL;
 }
 
-void tc_client_reload(struct tc_client *c, const char *cfg_path)
+/* The reload with ServerHost before and after: one link, whose target may change. */
+static void reload_single(struct tc_client *c, bool server_changed, bool cert_changed)
 {
-  struct tc_config cfg;
-  tn_tls_config *tls = NULL;
-  char identity[TN_TLS_CN_MAX], sha256[65], err[512];
-  bool reconnect, server_changed = false, cert_changed, untrusted = false, single;
+  struct tc_server *s = NULL;
+  bool reconnect = server_changed || cert_changed, untrusted = false;
+
+  for (size_t i = 0; s == NULL && i < c->n_servers; i++)
+    if (!c->servers[i]->removed)
+      s = c->servers[i];
+  if (s == NULL)
+    return;
+  if (server_changed && tc_server_retarget(s, &c->cfg.servers[0], false) != TN_OK)
+    tn_log_error("client %s: out of memory changing the server; keeping the old one", c->identity);
+  /* A new CA or CRL may no longer trust the server this link reached. */
+  if (!server_changed && tc_server_untrusted(s))
+    reconnect = untrusted = true;
+  tn_log_info("client %s: configuration reloaded (%zu services, %zu allowed ports)%s", c->identity,
+              c->cfg.n_services, c->cfg.n_allowed_ports,
+              !reconnect ? "" : server_changed || untrusted ? "; reconnecting" : "; new certificate");
+  if (!c->stopping)
+    tc_server_reloaded(s, reconnect, server_changed, untrusted);
+}
+
+/* The reload with Servers on either side: kept servers keep their links; the rest are removed or added. */
+static void reload_servers(struct tc_client *c, bool cert_changed)
+{
   size_t kept = 0, added = 0, removed = 0, n_old;
   struct tc_server **old;
 
-  if (tc_config_load(&cfg, cfg_path, err, sizeof(err)) != 0) {
-    tn_log_error("client %s: reload refused, keeping the running configuration: %s", c->identity, err);
-    return;
-  }
-  if (load_tls(&cfg, &tls, identity, sha256, err, sizeof(err)) != 0) {
-    tn_log_error("client %s: reload refused, keeping the running configuration: %s", c->identity, err);
-    tc_config_free(&cfg);
-    return;
-  }
-  /* ServerHost before and after: one link whose target may change, as it always was. */
-  single = !cfg.servers_listed && !c->cfg.servers_listed;
-  if (single)
-    server_changed = !tc_config_server_same(&cfg.servers[0], &c->cfg.servers[0]);
-  cert_changed = strcmp(sha256, c->cert_sha256) != 0;
-  reconnect = server_changed || cert_changed;
-  tc_config_free(&c->cfg);
-  c->cfg = cfg;
-  tn_tls_config_unref(c->tls);
-  c->tls = tls;
-  memcpy(c->identity, identity, sizeof(identity));
-  memcpy(c->cert_sha256, sha256, sizeof(sha256));
-
-  if (single) {
-    struct tc_server *s = NULL;
-
-    for (size_t i = 0; s == NULL && i < c->n_servers; i++)
-      if (!c->servers[i]->removed)
-        s = c->servers[i];
-    if (s == NULL)
-      return;
-    if (server_changed && tc_server_retarget(s, &c->cfg.servers[0], false) != TN_OK)
-      tn_log_error("client %s: out of memory changing the server; keeping the old one", c->identity);
-    /* A new CA or CRL may no longer trust the server this link reached. */
-    if (!server_changed && tc_server_untrusted(s))
-      reconnect = untrusted = true;
-    tn_log_info("client %s: configuration reloaded (%zu services, %zu allowed ports)%s", c->identity,
-                c->cfg.n_services, c->cfg.n_allowed_ports,
-                !reconnect ? "" : server_changed || untrusted ? "; reconnecting" : "; new certificate");
-    if (!c->stopping)
-      tc_server_reloaded(s, reconnect, server_changed, untrusted);
-    return;
-  }
-
-  /* Servers: kept ones keep their links; the rest are removed or added. Old ones first, on a copy: a removed
-   * server with nothing to drain may leave the list at once. */
+  /* Old ones first, on a copy: a removed server with nothing to drain may leave the list at once. */
   n_old = c->n_servers;
   old = malloc((n_old ? n_old : 1) * sizeof(*old));
   if (old == NULL) {
@@ -350,6 +326,7 @@ void tc_client_reload(struct tc_client *c, const char *cfg_path)
   n_old = c->n_servers;
   for (size_t i = 0; i < n_old; i++) {
     struct tc_server *s = c->servers[i];
+    bool untrusted;
 
     if (s->removed)
       continue;
@@ -368,6 +345,38 @@ void tc_client_reload(struct tc_client *c, const char *cfg_path)
     tc_server_start(c->servers[c->n_servers - 1]);
   }
   tc_client_server_changed(c);
+}
+
+void tc_client_reload(struct tc_client *c, const char *cfg_path)
+{
+  struct tc_config cfg;
+  tn_tls_config *tls = NULL;
+  char identity[TN_TLS_CN_MAX], sha256[65], err[512];
+  bool server_changed = false, cert_changed, single;
+
+  if (tc_config_load(&cfg, cfg_path, err, sizeof(err)) != 0) {
+    tn_log_error("client %s: reload refused, keeping the running configuration: %s", c->identity, err);
+    return;
+  }
+  if (load_tls(&cfg, &tls, identity, sha256, err, sizeof(err)) != 0) {
+    tn_log_error("client %s: reload refused, keeping the running configuration: %s", c->identity, err);
+    tc_config_free(&cfg);
+    return;
+  }
+  single = !cfg.servers_listed && !c->cfg.servers_listed;
+  if (single)
+    server_changed = !tc_config_server_same(&cfg.servers[0], &c->cfg.servers[0]);
+  cert_changed = strcmp(sha256, c->cert_sha256) != 0;
+  tc_config_free(&c->cfg);
+  c->cfg = cfg;
+  tn_tls_config_unref(c->tls);
+  c->tls = tls;
+  memcpy(c->identity, identity, sizeof(identity));
+  memcpy(c->cert_sha256, sha256, sizeof(sha256));
+  if (single)
+    reload_single(c, server_changed, cert_changed);
+  else
+    reload_servers(c, cert_changed);
 }
 
 void tc_client_free(struct tc_client *c)
