@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "client.h"
+#include "tunnel/args.h"
 #include "tunnel/certcheck.h"
 #include "tunnel/defaults.h"
 #include "tunnel/log.h"
@@ -63,33 +64,14 @@ static void on_signal(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
   struct program p;
+  struct tn_args args = { TN_DEFAULT_CLIENT_CONFIG, NULL, 0 };
   char err[1024];
-  int check_only = 0;
-  const char *service_user = NULL;
+  int rc;
 
+  if ((rc = tn_args_parse(argc, argv, "tunnelc", usage, &args)) >= 0)
+    return rc;
   memset(&p, 0, sizeof(p));
-  p.config_path = TN_DEFAULT_CLIENT_CONFIG;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--version") == 0) {
-      printf("tunnelc %s\n", TUNNEL_VERSION);
-      return 0;
-    }
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      usage(stdout);
-      return 0;
-    }
-    if (strcmp(argv[i], "--check-config") == 0) {
-      check_only = 1;
-    } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-      p.config_path = argv[++i];
-    } else if (strcmp(argv[i], "--service-user") == 0 && i + 1 < argc) {
-      service_user = argv[++i];
-    } else {
-      fprintf(stderr, "tunnelc: unknown argument \"%s\"\n", argv[i]);
-      usage(stderr);
-      return 2;
-    }
-  }
+  p.config_path = args.config_path;
 
   tn_log_init("tunnelc", TN_LOG_INFO);
   signal(SIGPIPE, SIG_IGN);
@@ -99,7 +81,7 @@ int main(int argc, char **argv)
     uv_loop_close(&p.loop);
     return 1;
   }
-  if (check_only) {
+  if (args.check_only) {
     const struct tc_config *cfg = &p.client.cfg;
     const struct tn_certcheck_file files[] = {
       { cfg->path, "--config", TN_CERTCHECK_FILE },
@@ -109,10 +91,11 @@ int main(int argc, char **argv)
       { cfg->crl_file, "CrlFile", TN_CERTCHECK_FILE },
     };
     struct tn_certcheck cc;
-    int rc = 0;
+
+    rc = 0;
 
     tn_certcheck_init(&cc, stdout, "tunnelc", (int64_t)time(NULL));
-    tn_certcheck_files(&cc, files, sizeof(files) / sizeof(files[0]), service_user);
+    tn_certcheck_files(&cc, files, sizeof(files) / sizeof(files[0]), args.service_user);
     if (cc.errors > 0) {
       printf("tunnelc: %s: %u problem(s) found\n", p.config_path, cc.errors);
       rc = 1;

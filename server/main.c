@@ -8,6 +8,7 @@
 
 #include "pki.h"
 #include "server.h"
+#include "tunnel/args.h"
 #include "tunnel/certcheck.h"
 #include "tunnel/defaults.h"
 #include "tunnel/log.h"
@@ -64,35 +65,17 @@ static void on_signal(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
   struct program p;
-  const char *config_path = TN_DEFAULT_SERVER_CONFIG;
+  struct tn_args args = { TN_DEFAULT_SERVER_CONFIG, NULL, 0 };
+  const char *config_path;
   char err[1024];
-  int check_only = 0;
-  const char *service_user = NULL;
+  int rc;
 
   if (argc >= 2 && strcmp(argv[1], "pki") == 0)
     return td_pki_main(argc - 1, argv + 1);
+  if ((rc = tn_args_parse(argc, argv, "tunneld", usage, &args)) >= 0)
+    return rc;
+  config_path = args.config_path;
   memset(&p, 0, sizeof(p));
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--version") == 0) {
-      printf("tunneld %s\n", TUNNEL_VERSION);
-      return 0;
-    }
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      usage(stdout);
-      return 0;
-    }
-    if (strcmp(argv[i], "--check-config") == 0) {
-      check_only = 1;
-    } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-      config_path = argv[++i];
-    } else if (strcmp(argv[i], "--service-user") == 0 && i + 1 < argc) {
-      service_user = argv[++i];
-    } else {
-      fprintf(stderr, "tunneld: unknown argument \"%s\"\n", argv[i]);
-      usage(stderr);
-      return 2;
-    }
-  }
 
   tn_log_init("tunneld", TN_LOG_INFO);
   signal(SIGPIPE, SIG_IGN);
@@ -102,7 +85,7 @@ int main(int argc, char **argv)
     uv_loop_close(&p.loop);
     return 1;
   }
-  if (check_only) {
+  if (args.check_only) {
     const struct td_config *cfg = &p.server.cfg;
     const struct tn_certcheck_file files[] = {
       { config_path, "--config", TN_CERTCHECK_FILE },
@@ -112,10 +95,11 @@ int main(int argc, char **argv)
       { cfg->crl_file, "CrlFile", TN_CERTCHECK_FILE },
     };
     struct tn_certcheck cc;
-    int rc = 0;
+
+    rc = 0;
 
     tn_certcheck_init(&cc, stdout, "tunneld", (int64_t)time(NULL));
-    tn_certcheck_files(&cc, files, sizeof(files) / sizeof(files[0]), service_user);
+    tn_certcheck_files(&cc, files, sizeof(files) / sizeof(files[0]), args.service_user);
     if (cc.errors > 0) {
       printf("tunneld: %s: %u problem(s) found\n", config_path, cc.errors);
       rc = 1;
