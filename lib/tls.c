@@ -645,6 +645,29 @@ static const char *alert_text(unsigned code)
 
 #define append tn_errf_append
 
+/* The verification flags in the order they are told, each with its words (or what it names beside them). */
+enum flag_says { SAYS_TEXT, SAYS_NAME, SAYS_ROLE };
+struct flag_text {
+  uint32_t mask;
+  enum flag_says says;
+  const char *text;
+};
+static const struct flag_text flag_texts[] = {
+  { MBEDTLS_X509_BADCERT_NOT_TRUSTED, SAYS_TEXT, "unknown CA (not signed by a trusted CA)" },
+  { MBEDTLS_X509_BADCERT_EXPIRED, SAYS_TEXT, "certificate expired" },
+  { MBEDTLS_X509_BADCERT_FUTURE, SAYS_TEXT, "certificate not yet valid" },
+  { MBEDTLS_X509_BADCERT_REVOKED, SAYS_TEXT, "certificate revoked" },
+  { MBEDTLS_X509_BADCERT_CN_MISMATCH, SAYS_NAME, NULL },
+  { MBEDTLS_X509_BADCERT_EXT_KEY_USAGE | MBEDTLS_X509_BADCERT_NS_CERT_TYPE, SAYS_ROLE, NULL },
+  { MBEDTLS_X509_BADCERT_KEY_USAGE, SAYS_TEXT, "key usage does not allow TLS signatures" },
+  { MBEDTLS_X509_BADCERT_BAD_MD | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY, SAYS_TEXT,
+    "weak or unsupported signature or key" },
+  { MBEDTLS_X509_BADCRL_EXPIRED, SAYS_TEXT, "the CRL for its CA in CrlFile is past its nextUpdate (make a new one)" },
+  { MBEDTLS_X509_BADCRL_NOT_TRUSTED | MBEDTLS_X509_BADCRL_FUTURE | MBEDTLS_X509_BADCRL_BAD_MD |
+      MBEDTLS_X509_BADCRL_BAD_PK | MBEDTLS_X509_BADCRL_BAD_KEY,
+    SAYS_TEXT, "a CRL in CrlFile is not usable (signature or date)" },
+};
+
 /*
  * Verification flags in words: "client certificate rejected: <reasons>; CN "x", sha256 ...".
  * A specific reason (why) comes first; the leaf, when known, last, so a log line says which certificate.
@@ -665,46 +688,18 @@ static void describe_flags(char *out, size_t cap, enum tn_tls_role role, uint32_
     /* The reason already says it; the flag's generic words would only repeat it. */
     flags &= ~why_flags;
   }
-  if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) {
-    at = append(out, cap, at, "%sunknown CA (not signed by a trusted CA)", sep);
-    sep = ", ";
-  }
-  if (flags & MBEDTLS_X509_BADCERT_EXPIRED) {
-    at = append(out, cap, at, "%scertificate expired", sep);
-    sep = ", ";
-  }
-  if (flags & MBEDTLS_X509_BADCERT_FUTURE) {
-    at = append(out, cap, at, "%scertificate not yet valid", sep);
-    sep = ", ";
-  }
-  if (flags & MBEDTLS_X509_BADCERT_REVOKED) {
-    at = append(out, cap, at, "%scertificate revoked", sep);
-    sep = ", ";
-  }
-  if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
-    at = append(out, cap, at, "%s%s mismatch (certificate is not for %s)", sep, name_is_ip ? "IP address" : "hostname",
-                name);
-    sep = ", ";
-  }
-  if (flags & (MBEDTLS_X509_BADCERT_EXT_KEY_USAGE | MBEDTLS_X509_BADCERT_NS_CERT_TYPE)) {
-    at = append(out, cap, at, "%scertificate not for %s use (extended key usage)", sep, who);
-    sep = ", ";
-  }
-  if (flags & MBEDTLS_X509_BADCERT_KEY_USAGE) {
-    at = append(out, cap, at, "%skey usage does not allow TLS signatures", sep);
-    sep = ", ";
-  }
-  if (flags & (MBEDTLS_X509_BADCERT_BAD_MD | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY)) {
-    at = append(out, cap, at, "%sweak or unsupported signature or key", sep);
-    sep = ", ";
-  }
-  if (flags & MBEDTLS_X509_BADCRL_EXPIRED) {
-    at = append(out, cap, at, "%sthe CRL for its CA in CrlFile is past its nextUpdate (make a new one)", sep);
-    sep = ", ";
-  }
-  if (flags & (MBEDTLS_X509_BADCRL_NOT_TRUSTED | MBEDTLS_X509_BADCRL_FUTURE | MBEDTLS_X509_BADCRL_BAD_MD |
-               MBEDTLS_X509_BADCRL_BAD_PK | MBEDTLS_X509_BADCRL_BAD_KEY)) {
-    at = append(out, cap, at, "%sa CRL in CrlFile is not usable (signature or date)", sep);
+  for (size_t i = 0; i < sizeof(flag_texts) / sizeof(flag_texts[0]); i++) {
+    const struct flag_text *f = &flag_texts[i];
+
+    if (!(flags & f->mask))
+      continue;
+    if (f->says == SAYS_NAME)
+      at = append(out, cap, at, "%s%s mismatch (certificate is not for %s)", sep,
+                  name_is_ip ? "IP address" : "hostname", name);
+    else if (f->says == SAYS_ROLE)
+      at = append(out, cap, at, "%scertificate not for %s use (extended key usage)", sep, who);
+    else
+      at = append(out, cap, at, "%s%s", sep, f->text);
     sep = ", ";
   }
   if (*sep == '\0')
