@@ -149,88 +149,103 @@ static int td_pki_is_opt(const char *arg, const char *opt)
   return strncmp(arg, opt, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
 }
 
-static int td_pki_issue(int argc, char **argv)
+/* The options of "tunneld pki issue DIR ...", read and judged together before anything is written. */
+struct td_pki_issue_args {
+  const char *dir, *name;
+  const char *dns[TN_PKI_MAX_SANS], *ips[TN_PKI_MAX_SANS];
+  size_t ndns, nip;
+  int server, admin;
+  long days;
+};
+
+/* Fills a from argv; 0 when the request is complete and consistent, else the usage error's exit status. */
+static int td_pki_issue_parse(int argc, char **argv, struct td_pki_issue_args *a)
 {
   if (argc < 2 || argv[1][0] == '-')
     return td_pki_usage_error("%s", "issue needs the CA directory first: tunneld pki issue DIR --name NAME ...");
-  const char *dir = argv[1];
-  const char *name = NULL;
-  const char *dns[TN_PKI_MAX_SANS], *ips[TN_PKI_MAX_SANS];
-  size_t ndns = 0, nip = 0;
-  int server = 0, admin = 0;
-  long days = TN_PKI_LEAF_DAYS;
+  memset(a, 0, sizeof(*a));
+  a->dir = argv[1];
+  a->days = TN_PKI_LEAF_DAYS;
   for (int i = 2; i < argc; i++) {
     const char *arg = argv[i];
     const char *v;
     if (strcmp(arg, "--server") == 0) {
-      server = 1;
+      a->server = 1;
     } else if (strcmp(arg, "--admin") == 0) {
-      admin = 1;
+      a->admin = 1;
     } else if (td_pki_is_opt(arg, "--name")) {
       if ((v = td_pki_value(argc, argv, &i, "--name")) == NULL)
         return td_pki_usage_error("%s", "--name needs a value");
-      name = v;
+      a->name = v;
     } else if (td_pki_is_opt(arg, "--dns")) {
       if ((v = td_pki_value(argc, argv, &i, "--dns")) == NULL)
         return td_pki_usage_error("%s", "--dns needs a host name");
-      if (ndns + nip >= TN_PKI_MAX_SANS)
+      if (a->ndns + a->nip >= TN_PKI_MAX_SANS)
         return td_pki_usage_error("too many --dns/--ip (at most %d)", TN_PKI_MAX_SANS);
-      dns[ndns++] = v;
+      a->dns[a->ndns++] = v;
     } else if (td_pki_is_opt(arg, "--ip")) {
       if ((v = td_pki_value(argc, argv, &i, "--ip")) == NULL)
         return td_pki_usage_error("%s", "--ip needs an address");
-      if (ndns + nip >= TN_PKI_MAX_SANS)
+      if (a->ndns + a->nip >= TN_PKI_MAX_SANS)
         return td_pki_usage_error("too many --dns/--ip (at most %d)", TN_PKI_MAX_SANS);
-      ips[nip++] = v;
+      a->ips[a->nip++] = v;
     } else if (td_pki_is_opt(arg, "--days")) {
       if ((v = td_pki_value(argc, argv, &i, "--days")) == NULL)
         return td_pki_usage_error("%s", "--days needs a number");
-      if (td_pki_days(v, &days) != 0)
+      if (td_pki_days(v, &a->days) != 0)
         return TD_PKI_EXIT_USAGE;
     } else {
       return td_pki_usage_error("issue: unknown argument \"%s\"", arg);
     }
   }
-  if (name == NULL)
+  if (a->name == NULL)
     return td_pki_usage_error("%s", "issue needs --name NAME");
-  if (!td_pki_name_ok(name))
-    return td_pki_usage_error("--name: \"%s\" must be 1-64 letters, digits, '.', '_' or '-' (not starting with '.' or '-')", name);
-  if (server && admin)
+  if (!td_pki_name_ok(a->name))
+    return td_pki_usage_error("--name: \"%s\" must be 1-64 letters, digits, '.', '_' or '-' (not starting with '.' or '-')", a->name);
+  if (a->server && a->admin)
     return td_pki_usage_error("%s", "--admin is for client certificates; it cannot be combined with --server");
-  if (server && ndns + nip == 0)
+  if (a->server && a->ndns + a->nip == 0)
     return td_pki_usage_error("%s", "--server needs at least one --dns HOST or --ip ADDR (the names tunnelc will dial)");
-  if (!server && ndns + nip > 0)
+  if (!a->server && a->ndns + a->nip > 0)
     return td_pki_usage_error("%s", "--dns and --ip are for server certificates: add --server");
+  if (strcmp(a->name, "ca") == 0)
+    return td_pki_usage_error("--name: \"%s\" is the CA's own file name; choose another", a->name);
+  return 0;
+}
 
-  char subject[128], file[80];
-  snprintf(subject, sizeof subject, admin ? "CN=%s,OU=admin" : "CN=%s", name);
-  char ca_crt[4096], ca_key[4096], crt[4096], key[4096], err[512];
-  td_pki_join(ca_crt, sizeof ca_crt, dir, "ca.crt");
-  td_pki_join(ca_key, sizeof ca_key, dir, "ca.key");
-  snprintf(file, sizeof file, "%s.crt", name);
-  td_pki_join(crt, sizeof crt, dir, file);
-  snprintf(file, sizeof file, "%s.key", name);
-  td_pki_join(key, sizeof key, dir, file);
-  if (strcmp(name, "ca") == 0)
-    return td_pki_usage_error("--name: \"%s\" is the CA's own file name; choose another", name);
-
+static int td_pki_issue(int argc, char **argv)
+{
+  struct td_pki_issue_args a;
   struct tn_pki_request req;
-  tn_pki_request_init(&req, subject, server ? TN_PKI_USAGE_SERVER : TN_PKI_USAGE_CLIENT, (unsigned)days);
-  req.dns = dns;
-  req.dns_count = ndns;
-  req.ips = ips;
-  req.ip_count = nip;
-  int rc = tn_pki_issue(ca_crt, ca_key, crt, key, &req, err, sizeof err);
+  char subject[128], file[80], ca_crt[4096], ca_key[4096], crt[4096], key[4096], err[512];
+  int rc = td_pki_issue_parse(argc, argv, &a);
+
+  if (rc != 0)
+    return rc;
+  snprintf(subject, sizeof subject, a.admin ? "CN=%s,OU=admin" : "CN=%s", a.name);
+  td_pki_join(ca_crt, sizeof ca_crt, a.dir, "ca.crt");
+  td_pki_join(ca_key, sizeof ca_key, a.dir, "ca.key");
+  snprintf(file, sizeof file, "%s.crt", a.name);
+  td_pki_join(crt, sizeof crt, a.dir, file);
+  snprintf(file, sizeof file, "%s.key", a.name);
+  td_pki_join(key, sizeof key, a.dir, file);
+
+  tn_pki_request_init(&req, subject, a.server ? TN_PKI_USAGE_SERVER : TN_PKI_USAGE_CLIENT, (unsigned)a.days);
+  req.dns = a.dns;
+  req.dns_count = a.ndns;
+  req.ips = a.ips;
+  req.ip_count = a.nip;
+  rc = tn_pki_issue(ca_crt, ca_key, crt, key, &req, err, sizeof err);
   if (rc != TN_OK) {
     fprintf(stderr, "tunneld pki: %s\n", err);
     return rc == TN_ERR_ARG ? TD_PKI_EXIT_USAGE : TD_PKI_EXIT_FAIL;
   }
   printf("issued %s certificate %s and key %s (valid %ld days)\n",
-         server ? "server" : admin ? "admin client" : "client", crt, key, days);
+         a.server ? "server" : a.admin ? "admin client" : "client", crt, key, a.days);
   if (td_pki_print_fingerprint(crt) != 0)
     return TD_PKI_EXIT_FAIL;
-  if (admin)
-    printf("  to grant admin rights, add \"%s\" (or the fingerprint) to AdminIdentities in tunneld's config\n", name);
+  if (a.admin)
+    printf("  to grant admin rights, add \"%s\" (or the fingerprint) to AdminIdentities in tunneld's config\n", a.name);
   return 0;
 }
 
