@@ -208,88 +208,69 @@ static void config_free(tn_tls_config *cfg)
   free(cfg);
 }
 
-int tn_tls_config_new_mem(tn_tls_config **out, enum tn_tls_role role, const struct tn_tls_input *ca,
-                          const struct tn_tls_input *cert, const struct tn_tls_input *key, char *err, size_t err_len)
+/* PSA (3.x) and the DRBG every handshake of this configuration draws from. */
+static int seed_random(tn_tls_config *cfg, char *err, size_t err_len)
 {
-  const char *ca_file = ca != NULL ? ca->name : NULL;
-  const char *cert_file = cert != NULL ? cert->name : NULL;
-  const char *key_file = key != NULL ? key->name : NULL;
-
-  if (err != NULL && err_len > 0)
-    err[0] = '\0';
-  if (out == NULL || ca_file == NULL || cert_file == NULL || key_file == NULL ||
-      (role != TN_TLS_CLIENT && role != TN_TLS_SERVER)) {
-    tn_errf(err, err_len, "TLS configuration: missing CA, certificate or key file");
-    return TN_ERR_ARG;
-  }
-  *out = NULL;
-  tn_tls_config *cfg = calloc(1, sizeof *cfg);
-  if (cfg == NULL) {
-    tn_errf(err, err_len, "TLS configuration: out of memory");
-    return TN_ERR_NOMEM;
-  }
-  cfg->refs = 1;
-  cfg->role = role;
-  mbedtls_entropy_init(&cfg->entropy);
-  mbedtls_ctr_drbg_init(&cfg->drbg);
-  mbedtls_x509_crt_init(&cfg->ca);
-  mbedtls_x509_crt_init(&cfg->own);
-  mbedtls_pk_init(&cfg->key);
-  mbedtls_x509_crl_init(&cfg->crl);
-  mbedtls_ssl_config_init(&cfg->conf);
-
   static const unsigned char pers[] = "tunnel tls";
-  int rc;
+
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
   /* TLS 1.3 and 3.x's key handling run on PSA crypto, which must be up before any handshake. */
   if (psa_crypto_init() != PSA_SUCCESS) {
     tn_errf(err, err_len, "TLS configuration: cannot initialise PSA crypto");
-    rc = TN_ERR_INTERNAL;
-    goto fail;
+    return TN_ERR_INTERNAL;
   }
 #endif
-  int ret = mbedtls_ctr_drbg_seed(&cfg->drbg, mbedtls_entropy_func, &cfg->entropy, pers, sizeof pers - 1);
-  if (ret != 0) {
+  if (mbedtls_ctr_drbg_seed(&cfg->drbg, mbedtls_entropy_func, &cfg->entropy, pers, sizeof pers - 1) != 0) {
     tn_errf(err, err_len, "TLS configuration: cannot seed the random generator");
-    rc = TN_ERR_INTERNAL;
-    goto fail;
+    return TN_ERR_INTERNAL;
   }
-  if ((cfg->ca_file = strdup(ca_file)) == NULL) {
+  return TN_OK;
+}
+
+/* The CA, our certificate and its key, checked to belong together. */
+static int load_identity(tn_tls_config *cfg, const struct tn_tls_input *ca, const struct tn_tls_input *cert,
+                         const struct tn_tls_input *key, char *err, size_t err_len)
+{
+  int rc, ret;
+
+  if ((cfg->ca_file = strdup(ca->name)) == NULL) {
     tn_errf(err, err_len, "TLS configuration: out of memory");
-    rc = TN_ERR_NOMEM;
-    goto fail;
+    return TN_ERR_NOMEM;
   }
   if ((rc = load_certs(&cfg->ca, ca, err, err_len)) != TN_OK)
-    goto fail;
+    return rc;
   if ((rc = load_certs(&cfg->own, cert, err, err_len)) != TN_OK)
-    goto fail;
+    return rc;
   if ((rc = load_key(&cfg->key, key, &cfg->drbg, err, err_len)) != TN_OK)
-    goto fail;
+    return rc;
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
   ret = mbedtls_pk_check_pair(&cfg->own.pk, &cfg->key, mbedtls_ctr_drbg_random, &cfg->drbg);
 #else
   ret = mbedtls_pk_check_pair(&cfg->own.pk, &cfg->key);
 #endif
   if (ret != 0) {
-    tn_errf(err, err_len, "%s: private key does not match the certificate in %s", key_file, cert_file);
-    rc = TN_ERR_INVALID;
-    goto fail;
+    tn_errf(err, err_len, "%s: private key does not match the certificate in %s", key->name, cert->name);
+    return TN_ERR_INVALID;
   }
   /*
    * A certificate issued for the other role still loads (the peer will refuse it with a
    * clear alert), but the operator learns it here first.
    */
-  const char *own_eku = role == TN_TLS_SERVER ? MBEDTLS_OID_SERVER_AUTH : MBEDTLS_OID_CLIENT_AUTH;
+  const char *own_eku = cfg->role == TN_TLS_SERVER ? MBEDTLS_OID_SERVER_AUTH : MBEDTLS_OID_CLIENT_AUTH;
   cfg->own_usage_ok =
     mbedtls_x509_crt_check_extended_key_usage(&cfg->own, own_eku, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) == 0;
+  return TN_OK;
+}
 
-  ret = mbedtls_ssl_config_defaults(&cfg->conf,
-                                    role == TN_TLS_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-                                    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+/* The TLS profile of PROTOCOL.md, in one place: versions, AEAD suites, groups, no renegotiation, no tickets. */
+static int apply_profile(tn_tls_config *cfg, char *err, size_t err_len)
+{
+  int ret = mbedtls_ssl_config_defaults(&cfg->conf,
+                                        cfg->role == TN_TLS_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+                                        MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
   if (ret != 0) {
     tn_errf(err, err_len, "TLS configuration: mbedTLS defaults failed");
-    rc = TN_ERR_INTERNAL;
-    goto fail;
+    return TN_ERR_INTERNAL;
   }
 #if MBEDTLS_VERSION_NUMBER >= 0x03020000
   mbedtls_ssl_conf_min_tls_version(&cfg->conf, MBEDTLS_SSL_VERSION_TLS1_2);
@@ -320,15 +301,45 @@ int tn_tls_config_new_mem(tn_tls_config **out, enum tn_tls_role role, const stru
   mbedtls_ssl_conf_ca_chain(&cfg->conf, &cfg->ca, NULL);
   if (mbedtls_ssl_conf_own_cert(&cfg->conf, &cfg->own, &cfg->key) != 0) {
     tn_errf(err, err_len, "TLS configuration: out of memory");
-    rc = TN_ERR_NOMEM;
-    goto fail;
+    return TN_ERR_NOMEM;
+  }
+  return TN_OK;
+}
+
+int tn_tls_config_new_mem(tn_tls_config **out, enum tn_tls_role role, const struct tn_tls_input *ca,
+                          const struct tn_tls_input *cert, const struct tn_tls_input *key, char *err, size_t err_len)
+{
+  int rc;
+
+  if (err != NULL && err_len > 0)
+    err[0] = '\0';
+  if (out == NULL || ca == NULL || ca->name == NULL || cert == NULL || cert->name == NULL || key == NULL ||
+      key->name == NULL || (role != TN_TLS_CLIENT && role != TN_TLS_SERVER)) {
+    tn_errf(err, err_len, "TLS configuration: missing CA, certificate or key file");
+    return TN_ERR_ARG;
+  }
+  *out = NULL;
+  tn_tls_config *cfg = calloc(1, sizeof *cfg);
+  if (cfg == NULL) {
+    tn_errf(err, err_len, "TLS configuration: out of memory");
+    return TN_ERR_NOMEM;
+  }
+  cfg->refs = 1;
+  cfg->role = role;
+  mbedtls_entropy_init(&cfg->entropy);
+  mbedtls_ctr_drbg_init(&cfg->drbg);
+  mbedtls_x509_crt_init(&cfg->ca);
+  mbedtls_x509_crt_init(&cfg->own);
+  mbedtls_pk_init(&cfg->key);
+  mbedtls_x509_crl_init(&cfg->crl);
+  mbedtls_ssl_config_init(&cfg->conf);
+  if ((rc = seed_random(cfg, err, err_len)) != TN_OK || (rc = load_identity(cfg, ca, cert, key, err, err_len)) != TN_OK ||
+      (rc = apply_profile(cfg, err, err_len)) != TN_OK) {
+    config_free(cfg);
+    return rc;
   }
   *out = cfg;
   return TN_OK;
-
-fail:
-  config_free(cfg);
-  return rc;
 }
 
 void tn_tls_config_ref(tn_tls_config *cfg)
@@ -709,13 +720,80 @@ static void describe_flags(char *out, size_t cap, enum tn_tls_role role, uint32_
 }
 
 /* Turns an mbedTLS failure into words; during the handshake, verify flags say the most. */
+/*
+ * A TLS 1.3 client finishes its handshake before the server has judged the client's certificate: a failure
+ * before any application data is the server's refusal arriving late.
+ */
+static int tls13_client_before_data(const tn_tls *t)
+{
+  return t->cfg->role == TN_TLS_CLIENT && !t->got_data && strcmp(mbedtls_ssl_get_version(&t->ssl), "TLSv1.3") == 0;
+}
+
+static void describe_fatal_alert(tn_tls *t, int in_handshake)
+{
+  unsigned code = t->ssl.MBEDTLS_PRIVATE(in_msg) != NULL ? t->ssl.MBEDTLS_PRIVATE(in_msg)[1] : 255;
+  int refusal = in_handshake || tls13_client_before_data(t);
+
+  snprintf(t->err, sizeof t->err, "peer %s: %s (alert %u)", refusal ? "rejected the handshake" : "sent a fatal alert",
+           alert_text(code), code);
+}
+
+static void describe_bad_mac(tn_tls *t, int in_handshake)
+{
+  /*
+   * A TLS 1.3 client that refuses the server's certificate sends its alert before it has
+   * keys, in the clear, where the server expects a protected record: show it as the alert.
+   */
+  const unsigned char *h = t->ssl.MBEDTLS_PRIVATE(in_hdr);
+  if (in_handshake && h != NULL && h[0] == MBEDTLS_SSL_MSG_ALERT && h[3] == 0 && h[4] == 2 && h[5] == 2) {
+    snprintf(t->err, sizeof t->err, "peer rejected the handshake: %s (alert %u)", alert_text(h[6]), h[6]);
+    return;
+  }
+  /*
+   * The other way round: an mbedTLS 3.6 server refuses a TLS 1.3 client's certificate
+   * with an alert under its handshake keys, after this client has moved on to the
+   * application keys, so the alert cannot be read. Nothing else arrives that early.
+   */
+  if (!in_handshake && tls13_client_before_data(t)) {
+    snprintf(t->err, sizeof t->err, "peer rejected the handshake (TLS 1.3: its alert is unreadable here; the "
+                                    "server's log says why)");
+    return;
+  }
+  snprintf(t->err, sizeof t->err, "malformed record: authentication failed (bad MAC)");
+}
+
+static void describe_no_suite(tn_tls *t)
+{
+  /* mbedTLS will not offer a suite with a certificate whose usage forbids it. */
+  if (!t->cfg->own_usage_ok) {
+    snprintf(t->err, sizeof t->err, "own certificate is not for %s use (extended key usage); no usable certificate",
+             t->cfg->role == TN_TLS_SERVER ? "server" : "client");
+    return;
+  }
+  snprintf(t->err, sizeof t->err, "no shared cipher suite (ECDHE with CHACHA20-POLY1305 or AES-GCM required)");
+}
+
+/* Anything without a case of its own: the verification flags if the handshake set any, else mbedTLS's text. */
+static void describe_other(tn_tls *t, int ret, uint32_t flags, int in_handshake)
+{
+  char m[128];
+
+  if (flags != 0 && flags != MBEDTLS_X509_BADCERT_SKIP_VERIFY && in_handshake) {
+    describe_flags(t->err, sizeof t->err, t->cfg->role, flags, t->name_is_ip, t->name, t->why, t->why_flags, t->leaf);
+    return;
+  }
+  mbed_text(ret, m, sizeof m);
+  /* mbedTLS's texts start with the module ("SSL - "); the rest reads as a reason. */
+  const char *reason = strncmp(m, "SSL - ", 6) == 0 ? m + 6 : m;
+  snprintf(t->err, sizeof t->err, "%s: %s", in_handshake ? "handshake failed" : "connection failed", reason);
+}
+
 static void describe_failure(tn_tls *t, int ret, int in_handshake)
 {
   uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
   if (flags == (uint32_t)-1)
     flags = 0;
   const char *who = t->cfg->role == TN_TLS_SERVER ? "client" : "server";
-  char m[128];
   switch (ret) {
   case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE:
     snprintf(t->err, sizeof t->err, "no client certificate");
@@ -733,18 +811,9 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
     }
     snprintf(t->err, sizeof t->err, "%s certificate rejected: malformed certificate message", who);
     return;
-  case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
-    unsigned code = t->ssl.MBEDTLS_PRIVATE(in_msg) != NULL ? t->ssl.MBEDTLS_PRIVATE(in_msg)[1] : 255;
-    /*
-     * A TLS 1.3 client finishes its handshake before the server has judged the client's
-     * certificate; the server's refusal then arrives as the first thing read.
-     */
-    int refusal = in_handshake || (t->cfg->role == TN_TLS_CLIENT && !t->got_data &&
-                                   strcmp(mbedtls_ssl_get_version(&t->ssl), "TLSv1.3") == 0);
-    snprintf(t->err, sizeof t->err, "peer %s: %s (alert %u)",
-             refusal ? "rejected the handshake" : "sent a fatal alert", alert_text(code), code);
+  case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE:
+    describe_fatal_alert(t, in_handshake);
     return;
-  }
   case MBEDTLS_ERR_SSL_CONN_EOF:
   case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
     snprintf(t->err, sizeof t->err, in_handshake ? "peer closed during handshake"
@@ -755,29 +824,8 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
     snprintf(t->err, sizeof t->err, "malformed record");
     return;
 #endif
-  case MBEDTLS_ERR_SSL_INVALID_MAC: {
-    /*
-     * A TLS 1.3 client that refuses the server's certificate sends its alert before it has
-     * keys, in the clear, where the server expects a protected record: show it as the alert.
-     */
-    const unsigned char *h = t->ssl.MBEDTLS_PRIVATE(in_hdr);
-    if (in_handshake && h != NULL && h[0] == MBEDTLS_SSL_MSG_ALERT && h[3] == 0 && h[4] == 2 && h[5] == 2) {
-      snprintf(t->err, sizeof t->err, "peer rejected the handshake: %s (alert %u)", alert_text(h[6]), h[6]);
-      return;
-    }
-    /*
-     * The other way round: an mbedTLS 3.6 server refuses a TLS 1.3 client's certificate
-     * with an alert under its handshake keys, after this client has moved on to the
-     * application keys, so the alert cannot be read. Nothing else arrives that early.
-     */
-    if (!in_handshake && t->cfg->role == TN_TLS_CLIENT && !t->got_data &&
-        strcmp(mbedtls_ssl_get_version(&t->ssl), "TLSv1.3") == 0) {
-      snprintf(t->err, sizeof t->err, "peer rejected the handshake (TLS 1.3: its alert is unreadable here; the "
-                                      "server's log says why)");
-      return;
-    }
-  }
-    snprintf(t->err, sizeof t->err, "malformed record: authentication failed (bad MAC)");
+  case MBEDTLS_ERR_SSL_INVALID_MAC:
+    describe_bad_mac(t, in_handshake);
     return;
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
   case MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION:
@@ -792,13 +840,7 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
   case MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN:
   case MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE:
 #endif
-    /* mbedTLS will not offer a suite with a certificate whose usage forbids it. */
-    if (!t->cfg->own_usage_ok) {
-      snprintf(t->err, sizeof t->err, "own certificate is not for %s use (extended key usage); no usable certificate",
-               t->cfg->role == TN_TLS_SERVER ? "server" : "client");
-      return;
-    }
-    snprintf(t->err, sizeof t->err, "no shared cipher suite (ECDHE with CHACHA20-POLY1305 or AES-GCM required)");
+    describe_no_suite(t);
     return;
 #if MBEDTLS_VERSION_NUMBER < 0x03000000
   case MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO:
@@ -825,14 +867,7 @@ static void describe_failure(tn_tls *t, int ret, int in_handshake)
   default:
     break;
   }
-  if (flags != 0 && flags != MBEDTLS_X509_BADCERT_SKIP_VERIFY && in_handshake) {
-    describe_flags(t->err, sizeof t->err, t->cfg->role, flags, t->name_is_ip, t->name, t->why, t->why_flags, t->leaf);
-    return;
-  }
-  mbed_text(ret, m, sizeof m);
-  /* mbedTLS's texts start with the module ("SSL - "); the rest reads as a reason. */
-  const char *reason = strncmp(m, "SSL - ", 6) == 0 ? m + 6 : m;
-  snprintf(t->err, sizeof t->err, "%s: %s", in_handshake ? "handshake failed" : "connection failed", reason);
+  describe_other(t, ret, flags, in_handshake);
 }
 
 /* ---- connection ---- */
