@@ -138,6 +138,12 @@ static void on_public_connection(uv_stream_t *server, int status)
     return;
   }
   t = &srv->table.tunnels[l->tunnel_index];
+  if (t->glob != NULL) {
+    /* Choosing by the name a connection asks for is not built yet: only a port's "*" tunnel takes connections. */
+    td_gate_drop(server);
+    refuse_logged(l, "no \"*\" tunnel on this port");
+    return;
+  }
   c = td_registry_active(srv, (size_t)l->tunnel_index);
   if (c == NULL) {
     char why[TD_REFUSAL_WHY_MAX];
@@ -201,10 +207,12 @@ bool td_listener_retire(struct td_listener *l, uint64_t drain_ms)
 {
   if (l->closed)
     return false;
-  if (l->tunnel_index >= 0 && l->srv->listener_of != NULL && (size_t)l->tunnel_index < l->srv->table.n)
-    l->srv->listener_of[l->tunnel_index] = NULL;
+  for (size_t k = l->route_first; k < l->route_first + l->n_routes && l->srv->listener_of != NULL; k++)
+    if (l->srv->table_ix != NULL && k < l->srv->table.n)
+      l->srv->listener_of[l->srv->table_ix[k].idx] = NULL;
   l->closed = true;
   l->tunnel_index = -1;
+  l->n_routes = 0;
   l->drain_deadline_ms = uv_now(l->srv->loop) + drain_ms;
   return true;
 }

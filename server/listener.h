@@ -13,12 +13,18 @@ struct td_server;
 struct td_client;
 struct td_conv;
 
-/* A public listener for one tunnel. Outlives its tunnel while its connections drain. */
+/*
+ * A public listener for the tunnels on one address and port: one tunnel with "*" takes every connection as it
+ * comes; several, or one with a hostname glob, are chosen among by the name each connection asks for. Outlives
+ * its tunnels while its connections drain.
+ */
 struct td_listener {
   uv_tcp_t tcp;
   struct td_server *srv;
   struct tn_addr addr;
-  long tunnel_index;             /* into srv->table, -1 once removed */
+  long tunnel_index;             /* into srv->table, -1 once removed: the first of its tunnels */
+  size_t route_first;            /* its tunnels are srv->table_ix[route_first ..], "*" first when there is one */
+  size_t n_routes;               /* 0 once removed */
   bool closed;                   /* handle closed (removed or shutdown) */
   bool handle_freed;
   uint64_t drain_deadline_ms;    /* removed: open connections are cut after this */

@@ -91,7 +91,8 @@ enum td_put_result td_put_parse(const uint8_t *text, size_t len, const struct td
   rc = td_table_from_json(body, reserved, limits, out, err, errlen);
   json_decref(body);
   return rc == TN_OK ? TD_PUT_APPLIED : rc == TN_ERR_NOMEM ? TD_PUT_FAILED
-                                    : rc == TN_ERR_TOO_LARGE ? TD_PUT_TOO_LARGE : TD_PUT_INVALID;
+                                    : rc == TN_ERR_TOO_LARGE ? TD_PUT_TOO_LARGE
+                                    : rc == TN_ERR_CONFLICT ? TD_PUT_CONFLICT : TD_PUT_INVALID;
 }
 
 static void parse_work(uv_work_t *w)
