@@ -21,6 +21,8 @@ struct td_conv {
   struct td_client *client;
   tn_pipe *pipe;
   char peer[TN_ADDR_STRLEN];
+  bool routed;                   /* its stream is open (a port shared by hostname reads first) ... */
+  char *glob;                    /* ... to the tunnel with this glob (NULL: "*"), to count per tunnel */
   struct td_conv *next;          /* listener->convs */
   struct td_conv *prev;
   struct td_conv *cnext;         /* client->convs */
@@ -69,6 +71,7 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
     l->convs = v->next;
   if (v->next != NULL)
     v->next->prev = v->prev;
+  free(v->glob);
   free(v);
   listener_release(l);
 }
@@ -228,6 +231,11 @@ static void on_peeked(tn_pipe *p, const uint8_t *data, size_t len, enum tn_pipe_
     tn_pipe_refuse(p, NULL, 0, why);
     return;
   }
+  v->routed = true;
+  if (l->srv->table.tunnels[idx].glob != NULL && (v->glob = strdup(l->srv->table.tunnels[idx].glob)) == NULL) {
+    tn_pipe_refuse(p, NULL, 0, "out of memory");
+    return;
+  }
   conv_open(v, c, &l->srv->table.tunnels[idx]);
 }
 
@@ -275,6 +283,7 @@ static void on_public_connection(uv_stream_t *server, int status)
   }
   conv_track(v, l, p);
   if (!by_name) {
+    v->routed = true;
     conv_open(v, c, &srv->table.tunnels[l->tunnel_index]);
     return;
   }
@@ -460,6 +469,24 @@ struct td_listener *td_listener_next(const struct td_server *srv, const struct t
 struct td_listener *td_listener_for(const struct td_server *srv, size_t index)
 {
   return index < srv->table.n && srv->listener_of != NULL ? srv->listener_of[index] : NULL;
+}
+
+/* A port shared by hostname counts by the glob each connection was routed by: tunnel indexes change at every PUT,
+ * globs on one listener do not. */
+uint64_t td_listener_open_for(const struct td_server *srv, size_t index)
+{
+  const struct td_listener *l = td_listener_for(srv, index);
+  const char *glob;
+  uint64_t n = 0;
+
+  if (l == NULL)
+    return 0;
+  if (l->n_routes == 1 && srv->table.tunnels[index].glob == NULL)
+    return l->open_connections;
+  glob = srv->table.tunnels[index].glob;
+  for (const struct td_conv *v = l->convs; v != NULL; v = v->next)
+    n += v->routed && (glob == NULL ? v->glob == NULL : v->glob != NULL && strcmp(v->glob, glob) == 0);
+  return n;
 }
 
 /* Closed after the swap, one by one, so thousands of them do not stall one iteration. */

@@ -51,6 +51,8 @@ void td_listener_add(struct td_server *srv, struct td_listener *l);
 struct td_listener *td_listener_next(const struct td_server *srv, const struct td_listener *l);
 /* The listener serving tunnel index, or NULL. */
 struct td_listener *td_listener_for(const struct td_server *srv, size_t index);
+/* Public connections open now for tunnel index (on a port shared by hostname, those routed to it). */
+uint64_t td_listener_open_for(const struct td_server *srv, size_t index);
 
 /* The open listeners sorted by address (*n of them); NULL with *n 0 when there are none, NULL with *n 1 on ENOMEM. */
 struct td_listener **td_listener_index(const struct td_server *srv, size_t *n);

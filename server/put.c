@@ -160,9 +160,8 @@ static void take_snapshot(struct td_put *p)
   p->n_status = t->n;
   for (size_t i = 0; i < t->n; i++) {
     const struct td_client *c = td_registry_active(p->srv, i);
-    const struct td_listener *l = td_listener_for(p->srv, i);
     p->active[i] = c != NULL ? strdup(c->id) : NULL;
-    p->open[i] = l != NULL ? l->open_connections : 0;
+    p->open[i] = td_listener_open_for(p->srv, i);
     p->problems[i] = td_allow_problems(p->srv, i);
   }
 }

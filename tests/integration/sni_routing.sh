@@ -6,7 +6,8 @@
 # byte for byte that site's. A name no glob matches is refused with an unrecognized_name alert and counted;
 # once a "*" tunnel is added it reaches that fallback. On a plain HTTP port the Host header routes the same way
 # and an unknown host gets 421. The same glob twice is a 409 that leaves the table in force. A visitor sending a
-# partial ClientHello is cut at HostnameTimeoutMs while other visitors are served meanwhile.
+# partial ClientHello is cut at HostnameTimeoutMs while other visitors are served meanwhile. OpenConnections counts
+# per tunnel on the shared port; the globs survive a restart; one site's client gone leaves the others served.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fixture.sh"
 
@@ -56,7 +57,8 @@ CONF
 }
 
 make_pki
-start_tunneld "{\"KeepaliveIntervalMs\": 500, \"DeadPeerTimeoutMs\": 2000, \"DrainTimeoutMs\": 3000, \"HostnameTimeoutMs\": $HOSTNAME_TIMEOUT_MS}"
+TUNNELD_LIMITS="{\"KeepaliveIntervalMs\": 500, \"DeadPeerTimeoutMs\": 2000, \"DrainTimeoutMs\": 3000, \"HostnameTimeoutMs\": $HOSTNAME_TIMEOUT_MS}"
+start_tunneld "$TUNNELD_LIMITS"
 A_TLS=$(free_port); A_HTTP=$(free_port); B_TLS=$(free_port); B_HTTP=$(free_port); F_TLS=$(free_port); F_HTTP=$(free_port)
 web_site site-a "$A_TLS" "$A_HTTP"
 web_site site-b "$B_TLS" "$B_HTTP"
@@ -170,5 +172,44 @@ body=$(curl -sS --max-time 20 --resolve "other.test:$PT:127.0.0.1" --cacert "$WE
 [ "$(tls_get b.example.test)" = "site-b over TLS" ] || fail "b.example.test no longer reaches site B beside a fallback"
 echo "with \"*\": other.test -> fallback (home3), a and b unchanged"
 
-stop_checked home1 home2 home3 tunneld
-pass "one TLS port and one HTTP port serve three sites by name, TLS end to end; unknown names refused or sent to \"*\"; 409 leaves the table; slowloris cut at ${slow_ms} ms while others were served"
+# ---- a connection routed by name counts for its tunnel only ----
+cat >"$TEST_TMP/hold.py" <<'PY'
+import os, socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="a.example.test")
+open(sys.argv[3] + ".up", "w").close()
+deadline = time.monotonic() + 120
+while not os.path.exists(sys.argv[3] + ".stop") and time.monotonic() < deadline:
+    time.sleep(0.05)
+s.close()
+PY
+bg python3 "$TEST_TMP/hold.py" "$PT" "$WEB_PKI/ca.crt" "$TEST_TMP/hold"
+HOLD_PID=$BG_PID
+wait_until 20 test -e "$TEST_TMP/hold.up" || fail "the held TLS connection to a.example.test never came up"
+open_counts() {
+  api GET /tunnels && python3 -c 'import json,sys; sys.exit([t["OpenConnections"] for t in json.loads(sys.argv[1])] != [1, 0, 0])' "$API_BODY"
+}
+wait_until 20 open_counts || fail "OpenConnections with one connection to a.example.test held: $API_BODY"
+touch "$TEST_TMP/hold.stop"
+wait "$HOLD_PID" || fail "the held connection failed"
+echo "one connection held to a.example.test: OpenConnections 1, 0, 0"
+
+# ---- the state file keeps the globs: after a restart the same names reach the same sites ----
+stop_checked tunneld
+start_tunneld "$TUNNELD_LIMITS"
+api GET /tunnels
+python3 -c 'import json,sys; g=[t["ListenHostnameGlob"] for t in json.loads(sys.argv[1])]; sys.exit(g != ["a.example.test", "*.example.test", "*"])' \
+  "$API_BODY" || fail "globs after a restart: $API_BODY"
+for c in home1 home2 home3; do wait_client_connected "$c"; done
+[ "$(tls_get a.example.test)" = "site-a over TLS" ] || fail "a.example.test after a restart"
+[ "$(tls_get b.example.test)" = "site-b over TLS" ] || fail "b.example.test after a restart"
+
+# ---- one site's client gone: its names are refused, the others' are untouched ----
+stop_checked home2
+wait_until 20 bash -c '! curl -sS --max-time 5 --resolve "b.example.test:'"$PT"':127.0.0.1" --cacert "'"$WEB_PKI"'/ca.crt" "https://b.example.test:'"$PT"'/"' ||
+  fail "b.example.test still served with home2 gone"
+[ "$(tls_get a.example.test)" = "site-a over TLS" ] || fail "a.example.test not served with home2 gone"
+echo "home2 gone: b.example.test refused, a.example.test still served"
+
+stop_checked home1 home3 tunneld
+pass "one TLS port and one HTTP port serve three sites by name, TLS end to end; unknown names refused or sent to \"*\"; 409 leaves the table; slowloris cut at ${slow_ms} ms while others were served; per-tunnel counts, restart, one client gone"
