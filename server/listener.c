@@ -21,6 +21,7 @@ struct td_conv {
   struct td_client *client;
   tn_pipe *pipe;
   char peer[TN_ADDR_STRLEN];
+  uint32_t peeks;                /* reads parsed while waiting for a host name */
   bool routed;                   /* its stream is open (a port shared by hostname reads first) ... */
   char *glob;                    /* ... to the tunnel with this glob (NULL: "*"), to count per tunnel */
   struct td_conv *next;          /* listener->convs */
@@ -33,6 +34,9 @@ struct td_conv {
 #define TD_PUBLIC_BACKLOG 1024
 /* Far above any real ClientHello or request head, and small enough that thousands of waiting visitors are cheap. */
 #define TD_HOSTNAME_PEEK_MAX 16384
+/* Each read re-parses everything held: a visitor dribbling a byte per segment would cost 16 KiB of parsing per
+ * byte. Real ClientHellos and request heads arrive in a few reads; past this many, what is held is all there is. */
+#define TD_HOSTNAME_PEEK_READS 32
 #define TD_REFUSAL_WHY_MAX 320
 
 static void listener_release(struct td_listener *l);
@@ -187,7 +191,7 @@ static void on_peeked(tn_pipe *p, const uint8_t *data, size_t len, enum tn_pipe_
   long idx;
   int rc = tn_sni_peek(data, len, &kind, name);
 
-  if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_MORE)
+  if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_MORE && ++v->peeks < TD_HOSTNAME_PEEK_READS)
     return;
   if (l->closed || l->n_routes == 0) {
     tn_pipe_refuse(p, NULL, 0, "tunnel removed");
@@ -212,11 +216,22 @@ static void on_peeked(tn_pipe *p, const uint8_t *data, size_t len, enum tn_pipe_
   idx = pick_tunnel(l, name);
   if (idx < 0) {
     l->unrouted++;
+    char what[TN_SNI_NAME_MAX + 64];
+    if (rc == TN_OK && name[0] != 0)
+      snprintf(what, sizeof(what), "%s \"%s\"", kind == TN_SNI_TLS ? "TLS server name" : "HTTP Host", name);
+    else if (rc == TN_OK)
+      snprintf(what, sizeof(what), "%s", kind == TN_SNI_TLS ? "a ClientHello without server name"
+                                                            : "an HTTP request without Host");
+    else if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_EOF)
+      snprintf(what, sizeof(what), "a connection that ended before naming a host");
+    else if (rc == TN_ERR_NEED_MORE)
+      snprintf(what, sizeof(what), "a host name not complete within %u bytes or %u reads", TD_HOSTNAME_PEEK_MAX,
+               TD_HOSTNAME_PEEK_READS);
+    else
+      snprintf(what, sizeof(what), "bytes that are neither TLS nor HTTP");
     td_server_log_limited(l->srv, TN_LOG_WARN, "tunnel port unrouted", port,
-                          "tunnel port %u: refused %s: no tunnel for %s%s%s and no \"*\"", (unsigned)l->addr.port,
-                          v->peer, kind == TN_SNI_TLS ? "TLS server name \"" : kind == TN_SNI_HTTP ? "HTTP Host \"" : "",
-                          kind != TN_SNI_UNKNOWN ? name : rc == TN_OK ? "a connection naming no host" : "bytes that are neither TLS nor HTTP",
-                          kind != TN_SNI_UNKNOWN ? "\"" : "");
+                          "tunnel port %u: refused %s: no tunnel for %s and no \"*\"", (unsigned)l->addr.port,
+                          v->peer, what);
     if (kind == TN_SNI_TLS)
       tn_pipe_refuse(p, tls_unrecognized_name, sizeof(tls_unrecognized_name), "no tunnel for its TLS server name");
     else if (kind == TN_SNI_HTTP)

@@ -150,6 +150,40 @@ echo "slowloris closed after $slow_ms ms (HostnameTimeoutMs $HOSTNAME_TIMEOUT_MS
 [ "$slow_data" = "b''" ] || fail "slowloris got something other than a close: $slow_data"
 [ "$(metric "tunneld_tunnel_hostname_timeouts_total{listen=\"127.0.0.1:$PT\"}")" = 1 ] || fail "timeout not counted"
 
+# ---- a dribbler (a byte or two per segment) is judged after 32 reads, not parsed 16 KiB times ----
+cat >"$TEST_TMP/dribble.py" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.settimeout(0.05)
+# A handshake record of 16000 bytes whose ClientHello never completes: the pieces are paced (the behaviour under
+# test), and the server must end it after 32 reads, long before HostnameTimeoutMs.
+hello = (bytes([0x16, 0x03, 0x01, 0x3e, 0x80, 0x01, 0x00, 0x3e, 0x7c, 0x03, 0x03]) + b"\x41" * 32  # random
+         + b"\x20" + b"\x42" * 32 + b"\x01\x00" + b"\x13\x01" * 128)  # session id, 128 cipher suites: 334 bytes
+t0 = time.monotonic()
+result = "not closed"
+for i in range(0, len(hello), 1):
+    try:
+        s.send(hello[i:i + 1])
+        if s.recv(100) == b"":
+            result = "closed"
+            break
+    except socket.timeout:
+        continue
+    except OSError as e:
+        result = "closed (%s)" % e.__class__.__name__
+        break
+print("%d %d %s" % (int((time.monotonic() - t0) * 1000), i, result))
+PY
+unrouted_before=$(metric "tunneld_tunnel_connections_unrouted_total{listen=\"127.0.0.1:$PT\"}")
+read -r drib_ms drib_bytes drib_result < <(python3 "$TEST_TMP/dribble.py" "$PT")
+echo "dribbler: $drib_result after $drib_ms ms and $drib_bytes one-byte segments"
+[ "${drib_result%% *}" = closed ] || fail "a dribbler was never cut: $drib_result after $drib_bytes bytes"
+[ "$drib_ms" -lt "$HOSTNAME_TIMEOUT_MS" ] || fail "a dribbler was cut only at the timeout ($drib_ms ms)"
+[ "$(metric "tunneld_tunnel_connections_unrouted_total{listen=\"127.0.0.1:$PT\"}")" = $((unrouted_before + 1)) ] ||
+  fail "the dribbler was not counted as unrouted"
+wait_log "$TEST_TMP/tunneld.log" "no tunnel for a host name not complete within 16384 bytes or 32 reads"
+
 # ---- 409: the same glob twice (case aside) leaves the table in force ----
 GOOD_TABLE=$(api GET /tunnels; echo "$API_BODY")
 api PUT /tunnels "[$(tunnel "$PT" home1 "$A_TLS" a.example.test), $(tunnel "$PT" home3 "$F_TLS" A.EXAMPLE.TEST)]"
