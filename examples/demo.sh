@@ -10,10 +10,11 @@
 #   4. PUT /tunnels with curl and the admin certificate: one public port, primary home1, backup home2, PROXY v2 on
 #   5. fetches a page through the public port, and shows the real client address nginx logged from the PROXY header
 #   6. shows GET /clients and GET /tunnels
-#   7. kills home1 (kill -9) and shows the next request served by home2, with the measured failover time
-#   8. two VPSes: starts a second tunneld (vps2), lists both in home2's "Servers" (SIGHUP: its link to the first
+#   7. a second site on the same public port: the Host blog.demo.test goes to home2, every other name to home1
+#   8. kills home1 (kill -9) and shows the next request served by home2, with the measured failover time
+#   9. two VPSes: starts a second tunneld (vps2), lists both in home2's "Servers" (SIGHUP: its link to the first
 #      stays, a second link opens), PUTs the same table on vps2 and fetches a page through both public ports
-#   9. kills the first tunneld (kill -9) while requests go through vps2, and counts them: none fails
+#  10. kills the first tunneld (kill -9) while requests go through vps2, and counts them: none fails
 # Everything it starts is stopped, and its temporary directory removed, when it exits (also on failure or Ctrl-C).
 # Exit status 0 when every step worked; otherwise a message saying which step failed, and the logs.
 #
@@ -231,7 +232,30 @@ api GET /clients | python3 -m json.tool | show
 step "GET /tunnels"
 api GET /tunnels | python3 -m json.tool | show
 
-# ---- 7. failover ----
+# ---- 7. a second site on the same port ----
+
+step "A second site on public port $PUBLIC_PORT: Host blog.demo.test -> home2, every other name -> home1"
+TABLE2="[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\",
+  \"BackupClientIdentifiers\": [\"home2\"], \"BackEndService\": \"web\",
+  \"HaProxyProxyProtocol\": true, \"ProxyProtocolVersion\": 2, \"ListenHostnameGlob\": \"*\"},
+ {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home2\",
+  \"BackEndService\": \"web\", \"HaProxyProxyProtocol\": true, \"ProxyProtocolVersion\": 2,
+  \"ListenHostnameGlob\": \"blog.demo.test\"}]"
+reply=$(api PUT /tunnels "$TABLE2") || die "PUT /tunnels with two sites on one port was refused: $reply"
+echo "$reply" | python3 -c 'import json,sys; [print(t["ListenPort"], t["ListenHostnameGlob"], "->", t["ClientIdentifier"]) for t in json.load(sys.stdin)]' | show
+say "tunneld reads each visitor's Host (or TLS server name: the same works for HTTPS, never decrypted) and picks the tunnel"
+say "curl --resolve blog.demo.test:$PUBLIC_PORT:127.0.0.1 http://blog.demo.test:$PUBLIC_PORT/"
+page=$(curl -sS --max-time 10 --resolve "blog.demo.test:$PUBLIC_PORT:127.0.0.1" "http://blog.demo.test:$PUBLIC_PORT/") ||
+  die "no answer for blog.demo.test"
+echo "$page" | show
+case "$page" in "Hello from web2's nginx"*) ;; *) die "expected home2's page for blog.demo.test, got '$page'" ;; esac
+say "curl http://127.0.0.1:$PUBLIC_PORT/ (any other name: the \"*\" tunnel)"
+page=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/") || die "no answer for another name"
+echo "$page" | show
+case "$page" in "Hello from web1's nginx"*) ;; *) die "expected home1's page for another name, got '$page'" ;; esac
+say "two sites, two home machines, one public port"
+
+# ---- 8. failover ----
 
 step "Kill the primary client home1 (kill -9) and fetch again: home2 serves"
 t_kill=$(now_ms)
@@ -255,7 +279,7 @@ tail -n 1 "$DEMO/web2/access.log" | show
 api GET /tunnels | python3 -c 'import json,sys; t=json.load(sys.stdin)[0]; print("ActiveClient:", t["ActiveClient"])' | show
 api GET /clients | python3 -c 'import json,sys; d=json.load(sys.stdin); [print(k, d[k]["CurrentState"]) for k in sorted(d)]' | show
 
-# ---- 8. two VPSes ----
+# ---- 9. two VPSes ----
 
 CONTROL2_PORT=$(free_port); MGMT2_PORT=$(free_port); PUBLIC2_PORT=$(free_port)
 step "Two VPSes: a second tunneld (vps2), and home2 listing both in \"Servers\""
@@ -293,7 +317,7 @@ for port in "$PUBLIC_PORT" "$PUBLIC2_PORT"; do
   say "through $([ "$port" = "$PUBLIC_PORT" ] && echo vps1 || echo vps2) (port $port): $page"
 done
 
-# ---- 9. one VPS dies ----
+# ---- 10. one VPS dies ----
 
 step "Kill the first tunneld, vps1 (kill -9), while requests go through vps2"
 # One request after another through vps2, across the kill, until told to stop; one line each: ok or fail.

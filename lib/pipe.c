@@ -54,6 +54,8 @@ struct tn_pipe {
   bool dial_failed;          /* ended because the backend could not be reached */
   bool has_fallback;
   struct sockaddr_storage fallback;
+  tn_pipe_peek_cb peek_cb;   /* tunneld: first bytes held until the caller decides (NULL: not peeking) */
+  size_t peek_max;
 
   /* socket -> stream bytes the stream could not take yet (also the open header on tunneld) */
   uint8_t *stash;
@@ -484,12 +486,47 @@ static bool stash_append(tn_pipe *p, uint8_t *buf, size_t cap, size_t n)
   return true;
 }
 
+/* The wait for the first bytes ends with status; the callback decides, so nothing may touch p after it. */
+static void peek_end(tn_pipe *p, enum tn_pipe_peek_status status)
+{
+  tn_pipe_peek_cb cb = p->peek_cb;
+
+  stop_reading(p);
+  uv_timer_stop(&p->timer);
+  p->peek_cb = NULL;
+  cb(p, p->stash != NULL ? p->stash + p->stash_off : NULL, stash_pending(p), status);
+}
+
+static void on_peek_read(tn_pipe *p, ssize_t nread, const uv_buf_t *buf)
+{
+  if (nread > 0) {
+    if (!stash_append(p, (uint8_t *)buf->base, buf->len, (size_t)nread))
+      return;
+    if (stash_pending(p) >= p->peek_max)
+      peek_end(p, TN_PIPE_PEEK_FULL);
+    else
+      p->peek_cb(p, p->stash + p->stash_off, stash_pending(p), TN_PIPE_PEEK_MORE);
+    return;
+  }
+  free(buf->base);
+  if (nread == UV_EOF) {
+    p->socket_eof = true;
+    peek_end(p, TN_PIPE_PEEK_EOF);
+  } else if (nread < 0) {
+    pipe_finish(p, nread == UV_ECONNRESET ? "socket reset by its peer" : "socket read failed", false);
+  }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
   tn_pipe *p = s->data;
 
   if (p->done) {
     free(buf->base);
+    return;
+  }
+  if (p->peek_cb != NULL) {
+    on_peek_read(p, nread, buf);
     return;
   }
   if (nread > 0) {
@@ -571,6 +608,46 @@ int tn_pipe_accept(tn_pipe **out, uv_stream_t *listener, const struct tn_pipe_op
   return 0;
 }
 
+static void on_peek_timeout(uv_timer_t *t)
+{
+  tn_pipe *p = t->data;
+
+  if (!p->done && p->peek_cb != NULL)
+    peek_end(p, TN_PIPE_PEEK_TIMEOUT);
+}
+
+int tn_pipe_peek(tn_pipe *p, size_t max, uint64_t timeout_ms, tn_pipe_peek_cb cb)
+{
+  int rc;
+
+  if (p->done || !p->socket_up || p->link != NULL || cb == NULL || max == 0)
+    return UV_EINVAL;
+  p->peek_cb = cb;
+  p->peek_max = max;
+  rc = uv_timer_start(&p->timer, on_peek_timeout, timeout_ms, 0);
+  if (rc == 0)
+    rc = uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
+  if (rc != 0) {
+    uv_timer_stop(&p->timer);
+    p->peek_cb = NULL;
+    return rc;
+  }
+  p->reading = true;
+  return 0;
+}
+
+void tn_pipe_refuse(tn_pipe *p, const uint8_t *reply, size_t len, const char *reason)
+{
+  if (p->done)
+    return;
+  p->peek_cb = NULL;
+  if (len > 0 && p->socket_up) {
+    uv_buf_t b = uv_buf_init((char *)(uintptr_t)reply, (unsigned)len);
+    (void)uv_try_write((uv_stream_t *)&p->tcp, &b, 1);  /* a socket that cannot take a few bytes now gets none */
+  }
+  pipe_finish(p, reason, true);
+}
+
 int tn_pipe_addresses(const tn_pipe *p, struct tn_addr *peer, struct tn_addr *local)
 {
   struct sockaddr_storage ss;
@@ -594,8 +671,8 @@ int tn_pipe_addresses(const tn_pipe *p, struct tn_addr *peer, struct tn_addr *lo
 int tn_pipe_start(tn_pipe *p, tn_link *link, const struct tn_open *hdr)
 {
   tn_mux *m = tn_link_mux(link);
-  uint8_t buf[TN_OPEN_MAX_LEN];
-  size_t n;
+  uint8_t buf[TN_OPEN_MAX_LEN], *stash;
+  size_t n, held;
   int rc;
 
   if (m == NULL) {
@@ -613,16 +690,36 @@ int tn_pipe_start(tn_pipe *p, tn_link *link, const struct tn_open *hdr)
     return rc;
   }
   p->link = link;
-  /* The header goes first, through the same path as socket bytes so backpressure applies. */
-  p->stash = malloc(n);
-  if (p->stash == NULL) {
+  if (p->peek_cb != NULL) {
+    uv_timer_stop(&p->timer);
+    p->peek_cb = NULL;
+  }
+  /* The header goes first, through the same path as socket bytes so backpressure applies; bytes read while the
+   * caller chose the tunnel follow it unchanged. */
+  held = stash_pending(p);
+  stash = malloc(n + held);
+  if (stash == NULL) {
     pipe_finish(p, "out of memory", false);
     return TN_ERR_NOMEM;
   }
-  memcpy(p->stash, buf, n);
-  p->stash_len = p->stash_cap = n;
-  if (drain_stash(p) || (!p->done && stash_pending(p) <= p->opt.low_water))
+  memcpy(stash, buf, n);
+  if (held > 0)
+    memcpy(stash + n, p->stash + p->stash_off, held);
+  free(p->stash);
+  p->stash = stash;
+  p->stash_off = 0;
+  p->stash_len = p->stash_cap = n + held;
+  p->bytes_to_stream += held;
+  if (drain_stash(p)) {
+    if (p->socket_eof)
+      send_fin(p);
+    else
+      start_reading(p);
+  } else if (!p->done && stash_pending(p) <= p->opt.low_water) {
     start_reading(p);
+  } else if (!p->done && stash_pending(p) > p->opt.high_water) {
+    stop_reading(p);
+  }
   return TN_OK;
 }
 

@@ -24,7 +24,10 @@ static void describe_tunnel(const struct td_tunnel *t, char *out, size_t outlen)
   else if (n < outlen)
     n += (size_t)snprintf(out + n, outlen - n, "], backend port %u", (unsigned)t->backend_port);
   if (n < outlen)
-    snprintf(out + n, outlen - n, t->proxy_version ? ", PROXY v%u" : ", no PROXY header", (unsigned)t->proxy_version);
+    n += (size_t)snprintf(out + n, outlen - n, t->proxy_version ? ", PROXY v%u" : ", no PROXY header",
+                          (unsigned)t->proxy_version);
+  if (n < outlen && t->glob != NULL)
+    snprintf(out + n, outlen - n, ", hostnames %s", t->glob);
 }
 
 /*
@@ -38,7 +41,7 @@ static void audit_changes(const struct td_table *old, const struct td_table *nt,
   size_t added = 0, changed = 0, removed = 0;
 
   for (size_t i = 0; i < nt->n; i++) {
-    long j = td_table_index_find(old_ix, old->n, &nt->tunnels[i].listen);
+    long j = td_table_index_find_glob(old_ix, old->n, &nt->tunnels[i].listen, nt->tunnels[i].glob);
     if (j >= 0 && td_table_equal_tunnel(&old->tunnels[j], &nt->tunnels[i]))
       continue;
     tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr));
@@ -53,7 +56,7 @@ static void audit_changes(const struct td_table *old, const struct td_table *nt,
     }
   }
   for (size_t k = 0; k < old->n; k++) {
-    if (td_table_index_find(new_ix, nt->n, &old->tunnels[k].listen) >= 0)
+    if (td_table_index_find_glob(new_ix, nt->n, &old->tunnels[k].listen, old->tunnels[k].glob) >= 0)
       continue;
     removed++;
     describe_tunnel(&old->tunnels[k], was, sizeof(was));
@@ -180,10 +183,15 @@ int td_apply_bind(struct td_server *srv, struct td_apply *a, uint64_t deadline_n
 
   *done = false;
   for (; a->next_bind < a->nt.n; a->next_bind++) {
-    size_t i = a->next_bind;
+    size_t i = a->next_bind, count;
+    long first;
     if (deadline_ns != 0 && (i & 63) == 0 && i > 0 && uv_hrtime() >= deadline_ns)
       return 0;
     if (td_listener_index_find(a->open_ix, a->n_open, &a->nt.tunnels[i].listen) != NULL)
+      continue;
+    /* Tunnels sharing an address share its listener, bound for the first of them in the index. */
+    first = td_table_index_run(a->new_ix, a->nt.n, &a->nt.tunnels[i].listen, &count);
+    if (first >= 0 && a->new_ix[first].idx != i)
       continue;
     a->fresh[i] = td_listener_new(srv, &a->nt.tunnels[i].listen, &rc);
     if (a->fresh[i] == NULL) {
@@ -200,6 +208,16 @@ const struct td_table *td_apply_table(const struct td_apply *a)
   return &a->nt;
 }
 
+/* l serves the tunnels of a->new_ix[first .. first + count). */
+static void route_listener(struct td_apply *a, struct td_listener *l, size_t first, size_t count)
+{
+  l->tunnel_index = (long)a->new_ix[first].idx;
+  l->route_first = first;
+  l->n_routes = count;
+  for (size_t k = first; k < first + count; k++)
+    a->listener_of[a->new_ix[k].idx] = l;
+}
+
 void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *actor, const char *peer)
 {
   struct td_table *nt = &a->nt;
@@ -210,40 +228,51 @@ void td_apply_commit(struct td_server *srv, struct td_apply *a, const char *acto
     audit_changes(&srv->table, nt, a->old_ix, a->new_ix, actor, peer != NULL ? peer : "-");
   /* Keep listeners whose address stays, close the ones that go, route the new. */
   for (l = td_listener_next(srv, NULL); l != NULL; l = td_listener_next(srv, l)) {
-    long j;
+    size_t count;
+    long first;
     if (l->closed)
       continue;
-    j = td_table_index_find(a->new_ix, nt->n, &l->addr);
-    if (j < 0) {
+    first = td_table_index_run(a->new_ix, nt->n, &l->addr, &count);
+    if (first < 0) {
       if (td_listener_retire(l, srv->cfg.limits.common.drain_timeout_ms))
         a->retired[a->n_retired++] = l;
     } else {
+      size_t j = a->new_ix[first].idx;
       /* A kept listener whose routing changes gets a line, so a move shows in the log. */
-      if (l->tunnel_index >= 0 && strcmp(srv->table.tunnels[l->tunnel_index].client_id, nt->tunnels[j].client_id) != 0)
+      if (count == 1 && l->n_routes == 1 && l->tunnel_index >= 0 &&
+          strcmp(srv->table.tunnels[l->tunnel_index].client_id, nt->tunnels[j].client_id) != 0)
         tn_log_info("tunnel port %u: new connections go to client %s (was %s); %u open connections stay where they are",
                     (unsigned)l->addr.port, nt->tunnels[j].client_id, srv->table.tunnels[l->tunnel_index].client_id,
                     l->open_connections);
-      l->tunnel_index = j;
-      a->listener_of[j] = l;
+      route_listener(a, l, (size_t)first, count);
     }
   }
   for (size_t i = 0; i < nt->n; i++) {
+    size_t count;
+    long first;
     if (a->fresh[i] == NULL)
       continue;
-    a->fresh[i]->tunnel_index = (long)i;
+    first = td_table_index_run(a->new_ix, nt->n, &nt->tunnels[i].listen, &count);
+    route_listener(a, a->fresh[i], (size_t)first, count);
     td_listener_add(srv, a->fresh[i]);
-    a->listener_of[i] = a->fresh[i];
     a->fresh[i] = NULL;
-    tn_log_info("tunnel port %u: listening on %s for client %s", (unsigned)nt->tunnels[i].listen.port,
-                tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), nt->tunnels[i].client_id);
+    if (count == 1)
+      tn_log_info("tunnel port %u: listening on %s for client %s", (unsigned)nt->tunnels[i].listen.port,
+                  tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), nt->tunnels[i].client_id);
+    else
+      tn_log_info("tunnel port %u: listening on %s for %zu tunnels by hostname", (unsigned)nt->tunnels[i].listen.port,
+                  tn_addr_format(&nt->tunnels[i].listen, addr, sizeof(addr)), count);
   }
   td_table_free(&srv->table);
   srv->table = *nt;
   td_table_init(nt);
   free(srv->listener_of);
+  free(srv->table_ix);
   free(srv->route);
   free(srv->route_start);
   srv->listener_of = a->listener_of;
+  srv->table_ix = a->new_ix;  /* its globs are the table's, which srv now owns */
+  a->new_ix = NULL;
   srv->route = a->route;
   srv->route_start = a->route_start;
   a->listener_of = NULL;

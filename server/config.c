@@ -35,6 +35,7 @@ static const struct tn_limit_def limit_defs[] = {
   L("ApiMaxBody", api_max_body, 1024, 67108864, TN_DEFAULT_API_MAX_BODY),
   L("ApiMaxHeader", api_max_header, 1024, 1048576, TN_DEFAULT_API_MAX_HEADER),
   L("ApiHeaderTimeoutMs", api_header_timeout_ms, 100, 600000, TN_DEFAULT_API_HEADER_TIMEOUT_MS),
+  L("HostnameTimeoutMs", hostname_timeout_ms, 100, 600000, TN_DEFAULT_HOSTNAME_TIMEOUT_MS),
   L("ApiIdleTimeoutMs", api_idle_timeout_ms, 100, 86400000, TN_DEFAULT_API_IDLE_TIMEOUT_MS),
   L("ApiMaxConnections", api_max_connections, 1, 10000, TN_DEFAULT_API_MAX_CONNECTIONS),
   L("TakeoverPingTimeoutMs", takeover_ping_timeout_ms, 50, 60000, TN_DEFAULT_TAKEOVER_PING_TIMEOUT_MS),

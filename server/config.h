@@ -24,6 +24,7 @@ struct td_limits {
   uint32_t api_max_body;               /* ApiMaxBody */
   uint32_t api_max_header;             /* ApiMaxHeader */
   uint32_t api_header_timeout_ms;      /* ApiHeaderTimeoutMs */
+  uint32_t hostname_timeout_ms;        /* HostnameTimeoutMs */
   uint32_t api_idle_timeout_ms;        /* ApiIdleTimeoutMs */
   uint32_t api_max_connections;        /* ApiMaxConnections */
   uint32_t takeover_ping_timeout_ms;   /* TakeoverPingTimeoutMs */

@@ -9,9 +9,11 @@
 #include "gate.h"
 #include "registry.h"
 #include "server.h"
+#include "tunnel/error.h"
 #include "tunnel/log.h"
 #include "tunnel/open.h"
 #include "tunnel/pipe.h"
+#include "tunnel/sni.h"
 
 /* A public connection: which listener and client it counts against. */
 struct td_conv {
@@ -19,6 +21,9 @@ struct td_conv {
   struct td_client *client;
   tn_pipe *pipe;
   char peer[TN_ADDR_STRLEN];
+  uint32_t peeks;                /* reads parsed while waiting for a host name */
+  bool routed;                   /* its stream is open (a port shared by hostname reads first) ... */
+  char *glob;                    /* ... to the tunnel with this glob (NULL: "*"), to count per tunnel */
   struct td_conv *next;          /* listener->convs */
   struct td_conv *prev;
   struct td_conv *cnext;         /* client->convs */
@@ -27,6 +32,11 @@ struct td_conv {
 
 /* Public ports: a burst of users connecting at once waits in the kernel rather than being refused. */
 #define TD_PUBLIC_BACKLOG 1024
+/* Far above any real ClientHello or request head, and small enough that thousands of waiting visitors are cheap. */
+#define TD_HOSTNAME_PEEK_MAX 16384
+/* Each read re-parses everything held: a visitor dribbling a byte per segment would cost 16 KiB of parsing per
+ * byte. Real ClientHellos and request heads arrive in a few reads; past this many, what is held is all there is. */
+#define TD_HOSTNAME_PEEK_READS 32
 #define TD_REFUSAL_WHY_MAX 320
 
 static void listener_release(struct td_listener *l);
@@ -65,6 +75,7 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
     l->convs = v->next;
   if (v->next != NULL)
     v->next->prev = v->prev;
+  free(v->glob);
   free(v);
   listener_release(l);
 }
@@ -81,31 +92,39 @@ static void refuse_logged(struct td_listener *l, const char *why)
                         (unsigned)l->addr.port, why);
 }
 
-/* The accepted connection is counted against its listener and client, and its stream opens with the tunnel's
- * open header. */
-static void conv_open(struct td_conv *v, struct td_listener *l, struct td_client *c, const struct td_tunnel *t,
-                      tn_pipe *p)
+/* The accepted connection is counted against its listener from the start, so a listener waiting for a name is
+ * not freed under it. */
+static void conv_track(struct td_conv *v, struct td_listener *l, tn_pipe *p)
 {
-  struct tn_open hdr;
+  struct tn_addr peer;
 
   v->listener = l;
-  v->client = c;
   v->pipe = p;
   v->next = l->convs;
   if (l->convs != NULL)
     l->convs->prev = v;
   l->convs = v;
+  l->open_connections++;
+  if (tn_pipe_addresses(p, &peer, NULL) == 0)
+    tn_addr_format(&peer, v->peer, sizeof(v->peer));
+}
+
+/* ... and against its client once routed; its stream opens with the tunnel's open header. */
+static void conv_open(struct td_conv *v, struct td_client *c, const struct td_tunnel *t)
+{
+  struct td_listener *l = v->listener;
+  struct tn_open hdr;
+
+  v->client = c;
   v->cnext = c->convs;
   if (c->convs != NULL)
     c->convs->cprev = v;
   c->convs = v;
-  l->open_connections++;
   l->accepted++;
   c->open_streams++;
 
   memset(&hdr, 0, sizeof(hdr));
-  tn_pipe_addresses(p, &hdr.peer, &hdr.listener);
-  tn_addr_format(&hdr.peer, v->peer, sizeof(v->peer));
+  tn_pipe_addresses(v->pipe, &hdr.peer, &hdr.listener);
   hdr.proxy_version = t->proxy_version;
   if (t->backend_service != NULL) {
     hdr.backend_kind = TN_OPEN_BACKEND_SERVICE;
@@ -115,47 +134,156 @@ static void conv_open(struct td_conv *v, struct td_listener *l, struct td_client
     hdr.backend_port = t->backend_port;
   }
   tn_log_debug("tunnel port %u: %s -> client %s", (unsigned)l->addr.port, v->peer, c->id);
-  tn_pipe_start(p, c->link, &hdr);  /* on failure it has already closed through conv_on_close */
+  tn_pipe_start(v->pipe, c->link, &hdr);  /* on failure it has already closed through conv_on_close */
+}
+
+/* The client tunnel index should go to now, or NULL with why (the connection is refused). */
+static struct td_client *route_client(struct td_listener *l, size_t index, char *why, size_t whylen)
+{
+  struct td_server *srv = l->srv;
+  const struct td_tunnel *t = &srv->table.tunnels[index];
+  struct td_client *c = td_registry_active(srv, index);
+
+  if (c == NULL) {
+    /* Name the clients: the operator's next step is finding out why that one is not connected. */
+    snprintf(why, whylen, "none of its clients is connected (%.255s%s)", t->client_id,
+             t->n_backups > 0 ? " and its backups" : "");
+    return NULL;
+  }
+  if (c->open_streams >= srv->cfg.limits.max_connections_per_client) {
+    snprintf(why, whylen, "MaxConnectionsPerClient reached");
+    return NULL;
+  }
+  return c;
+}
+
+/* The listener's tunnel whose glob matches name most specifically ("" matches "*" only), or -1. */
+static long pick_tunnel(const struct td_listener *l, const char *name)
+{
+  const struct td_listener_index *ix = l->srv->table_ix;
+  enum tn_sni_match best = TN_SNI_NO_MATCH;
+  long pick = -1;
+
+  for (size_t k = l->route_first; ix != NULL && k < l->route_first + l->n_routes; k++) {
+    enum tn_sni_match m = ix[k].glob == NULL ? TN_SNI_MATCH_ANY : tn_sni_glob_match(ix[k].glob, name);
+    if (m > best) {
+      best = m;
+      pick = (long)ix[k].idx;
+    }
+  }
+  return pick;
+}
+
+/* A fatal unrecognized_name alert (RFC 6066 section 3): the visitor's browser says which name was not served. */
+static const uint8_t tls_unrecognized_name[] = { 0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70 };
+static const char http_misdirected[] = "HTTP/1.1 421 Misdirected Request\r\nContent-Type: text/plain\r\n"
+                                       "Content-Length: 40\r\nConnection: close\r\n\r\n"
+                                       "no site for this host name on this port\n";
+
+/* Hostname routing: the first bytes so far; decides once they name a host, or once no more will come. */
+static void on_peeked(tn_pipe *p, const uint8_t *data, size_t len, enum tn_pipe_peek_status status)
+{
+  struct td_conv *v = tn_pipe_data(p);
+  struct td_listener *l = v->listener;
+  char name[TN_SNI_NAME_MAX + 1], why[TD_REFUSAL_WHY_MAX], port[8];
+  enum tn_sni_kind kind = TN_SNI_UNKNOWN;
+  struct td_client *c;
+  long idx;
+  int rc = tn_sni_peek(data, len, &kind, name);
+
+  if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_MORE && ++v->peeks < TD_HOSTNAME_PEEK_READS)
+    return;
+  if (l->closed || l->n_routes == 0) {
+    tn_pipe_refuse(p, NULL, 0, "tunnel removed");
+    return;
+  }
+  snprintf(port, sizeof(port), "%u", (unsigned)l->addr.port);
+  if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_TIMEOUT) {
+    /* A visitor that names no host in time holds a descriptor and a buffer: cut it, whatever "*" would take. */
+    l->hostname_timeouts++;
+    td_server_log_limited(l->srv, TN_LOG_WARN, "tunnel port hostname timeouts", port,
+                          "tunnel port %u: %s named no host within HostnameTimeoutMs (%u ms, %zu bytes); closed",
+                          (unsigned)l->addr.port, v->peer, l->srv->cfg.limits.hostname_timeout_ms, len);
+    tn_pipe_refuse(p, NULL, 0, "no host name in time");
+    return;
+  }
+  if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_EOF && len == 0) {
+    tn_pipe_refuse(p, NULL, 0, "closed before sending anything");
+    return;
+  }
+  if (rc != TN_OK)
+    name[0] = 0;  /* neither TLS nor HTTP, or cut short: only "*" takes it */
+  idx = pick_tunnel(l, name);
+  if (idx < 0) {
+    l->unrouted++;
+    char what[TN_SNI_NAME_MAX + 64];
+    if (rc == TN_OK && name[0] != 0)
+      snprintf(what, sizeof(what), "%s \"%s\"", kind == TN_SNI_TLS ? "TLS server name" : "HTTP Host", name);
+    else if (rc == TN_OK)
+      snprintf(what, sizeof(what), "%s", kind == TN_SNI_TLS ? "a ClientHello without server name"
+                                                            : "an HTTP request without Host");
+    else if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_EOF)
+      snprintf(what, sizeof(what), "a connection that ended before naming a host");
+    else if (rc == TN_ERR_NEED_MORE)
+      snprintf(what, sizeof(what), "a host name not complete within %u bytes or %u reads", TD_HOSTNAME_PEEK_MAX,
+               TD_HOSTNAME_PEEK_READS);
+    else
+      snprintf(what, sizeof(what), "bytes that are neither TLS nor HTTP");
+    td_server_log_limited(l->srv, TN_LOG_WARN, "tunnel port unrouted", port,
+                          "tunnel port %u: refused %s: no tunnel for %s and no \"*\"", (unsigned)l->addr.port,
+                          v->peer, what);
+    if (kind == TN_SNI_TLS)
+      tn_pipe_refuse(p, tls_unrecognized_name, sizeof(tls_unrecognized_name), "no tunnel for its TLS server name");
+    else if (kind == TN_SNI_HTTP)
+      tn_pipe_refuse(p, (const uint8_t *)http_misdirected, sizeof(http_misdirected) - 1, "no tunnel for its HTTP Host");
+    else
+      tn_pipe_refuse(p, NULL, 0, "no tunnel for it");
+    return;
+  }
+  c = route_client(l, (size_t)idx, why, sizeof(why));
+  if (c == NULL) {
+    refuse_logged(l, why);
+    tn_pipe_refuse(p, NULL, 0, why);
+    return;
+  }
+  v->routed = true;
+  if (l->srv->table.tunnels[idx].glob != NULL && (v->glob = strdup(l->srv->table.tunnels[idx].glob)) == NULL) {
+    tn_pipe_refuse(p, NULL, 0, "out of memory");
+    return;
+  }
+  conv_open(v, c, &l->srv->table.tunnels[idx]);
 }
 
 static void on_public_connection(uv_stream_t *server, int status)
 {
   struct td_listener *l = server->data;
   struct td_server *srv = l->srv;
-  const struct td_tunnel *t;
-  struct td_client *c;
+  struct td_client *c = NULL;
   struct td_conv *v;
   struct tn_pipe_options pipe_opt;
   tn_pipe *p;
+  char why[TD_REFUSAL_WHY_MAX];
+  bool by_name;
 
   if (status < 0) {
     if (!td_gate_shed_on_emfile(srv, server, status))
       tn_log_warn("tunnel port %u: accept failed: %s", (unsigned)l->addr.port, uv_strerror(status));
     return;
   }
-  if (l->closed || l->tunnel_index < 0) {
+  if (l->closed || l->tunnel_index < 0 || l->n_routes == 0) {
     td_gate_drop(server);
     return;
   }
-  t = &srv->table.tunnels[l->tunnel_index];
-  c = td_registry_active(srv, (size_t)l->tunnel_index);
-  if (c == NULL) {
-    char why[TD_REFUSAL_WHY_MAX];
+  /* One "*" tunnel: today's path, no read before the stream opens. */
+  by_name = l->n_routes > 1 || srv->table.tunnels[l->tunnel_index].glob != NULL;
+  if (!by_name && (c = route_client(l, (size_t)l->tunnel_index, why, sizeof(why))) == NULL) {
     td_gate_drop(server);
-    /* Name the clients: the operator's next step is finding out why that one is not connected. */
-    snprintf(why, sizeof(why), "none of its clients is connected (%.255s%s)", t->client_id,
-             t->n_backups > 0 ? " and its backups" : "");
     refuse_logged(l, why);
     return;
   }
   if (l->open_connections >= srv->cfg.limits.max_connections_per_tunnel) {
     td_gate_drop(server);
     refuse_logged(l, "MaxConnectionsPerTunnel reached");
-    return;
-  }
-  if (c->open_streams >= srv->cfg.limits.max_connections_per_client) {
-    td_gate_drop(server);
-    refuse_logged(l, "MaxConnectionsPerClient reached");
     return;
   }
   v = calloc(1, sizeof(*v));
@@ -168,7 +296,14 @@ static void on_public_connection(uv_stream_t *server, int status)
     free(v);
     return;
   }
-  conv_open(v, l, c, t, p);
+  conv_track(v, l, p);
+  if (!by_name) {
+    v->routed = true;
+    conv_open(v, c, &srv->table.tunnels[l->tunnel_index]);
+    return;
+  }
+  if (tn_pipe_peek(p, TD_HOSTNAME_PEEK_MAX, srv->cfg.limits.hostname_timeout_ms, on_peeked) != 0)
+    tn_pipe_abort(p, "socket read failed");
 }
 
 static void on_listener_closed(uv_handle_t *h)
@@ -201,10 +336,12 @@ bool td_listener_retire(struct td_listener *l, uint64_t drain_ms)
 {
   if (l->closed)
     return false;
-  if (l->tunnel_index >= 0 && l->srv->listener_of != NULL && (size_t)l->tunnel_index < l->srv->table.n)
-    l->srv->listener_of[l->tunnel_index] = NULL;
+  for (size_t k = l->route_first; k < l->route_first + l->n_routes && l->srv->listener_of != NULL; k++)
+    if (l->srv->table_ix != NULL && k < l->srv->table.n)
+      l->srv->listener_of[l->srv->table_ix[k].idx] = NULL;
   l->closed = true;
   l->tunnel_index = -1;
+  l->n_routes = 0;
   l->drain_deadline_ms = uv_now(l->srv->loop) + drain_ms;
   return true;
 }
@@ -347,6 +484,24 @@ struct td_listener *td_listener_next(const struct td_server *srv, const struct t
 struct td_listener *td_listener_for(const struct td_server *srv, size_t index)
 {
   return index < srv->table.n && srv->listener_of != NULL ? srv->listener_of[index] : NULL;
+}
+
+/* A port shared by hostname counts by the glob each connection was routed by: tunnel indexes change at every PUT,
+ * globs on one listener do not. */
+uint64_t td_listener_open_for(const struct td_server *srv, size_t index)
+{
+  const struct td_listener *l = td_listener_for(srv, index);
+  const char *glob;
+  uint64_t n = 0;
+
+  if (l == NULL)
+    return 0;
+  if (l->n_routes == 1 && srv->table.tunnels[index].glob == NULL)
+    return l->open_connections;
+  glob = srv->table.tunnels[index].glob;
+  for (const struct td_conv *v = l->convs; v != NULL; v = v->next)
+    n += v->routed && (glob == NULL ? v->glob == NULL : v->glob != NULL && strcmp(v->glob, glob) == 0);
+  return n;
 }
 
 /* Closed after the swap, one by one, so thousands of them do not stall one iteration. */

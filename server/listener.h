@@ -13,18 +13,26 @@ struct td_server;
 struct td_client;
 struct td_conv;
 
-/* A public listener for one tunnel. Outlives its tunnel while its connections drain. */
+/*
+ * A public listener for the tunnels on one address and port: one tunnel with "*" takes every connection as it
+ * comes; several, or one with a hostname glob, are chosen among by the name each connection asks for. Outlives
+ * its tunnels while its connections drain.
+ */
 struct td_listener {
   uv_tcp_t tcp;
   struct td_server *srv;
   struct tn_addr addr;
-  long tunnel_index;             /* into srv->table, -1 once removed */
+  long tunnel_index;             /* into srv->table, -1 once removed: the first of its tunnels */
+  size_t route_first;            /* its tunnels are srv->table_ix[route_first ..], "*" first when there is one */
+  size_t n_routes;               /* 0 once removed */
   bool closed;                   /* handle closed (removed or shutdown) */
   bool handle_freed;
   uint64_t drain_deadline_ms;    /* removed: open connections are cut after this */
   uint32_t open_connections;
   uint64_t accepted;
   uint64_t refused;
+  uint64_t unrouted;             /* hostname routing: no tunnel for the name asked (or none asked) and no "*" */
+  uint64_t hostname_timeouts;    /* hostname routing: no name within HostnameTimeoutMs */
   uint64_t bytes_in;
   uint64_t bytes_out;
   struct td_conv *convs;         /* open conversations, for draining */
@@ -43,6 +51,8 @@ void td_listener_add(struct td_server *srv, struct td_listener *l);
 struct td_listener *td_listener_next(const struct td_server *srv, const struct td_listener *l);
 /* The listener serving tunnel index, or NULL. */
 struct td_listener *td_listener_for(const struct td_server *srv, size_t index);
+/* Public connections open now for tunnel index (on a port shared by hostname, those routed to it). */
+uint64_t td_listener_open_for(const struct td_server *srv, size_t index);
 
 /* The open listeners sorted by address (*n of them); NULL with *n 0 when there are none, NULL with *n 1 on ENOMEM. */
 struct td_listener **td_listener_index(const struct td_server *srv, size_t *n);

@@ -97,6 +97,10 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
                                "# TYPE tunneld_tunnel_connections_accepted_total counter\n"
                                "# HELP tunneld_tunnel_connections_refused_total Public connections refused per tunnel (no client, limits).\n"
                                "# TYPE tunneld_tunnel_connections_refused_total counter\n"
+                               "# HELP tunneld_tunnel_connections_unrouted_total Connections to a hostname-routed port refused: no tunnel for the name they asked and no fallback tunnel.\n"
+                               "# TYPE tunneld_tunnel_connections_unrouted_total counter\n"
+                               "# HELP tunneld_tunnel_hostname_timeouts_total Connections to a hostname-routed port closed for naming no host within HostnameTimeoutMs.\n"
+                               "# TYPE tunneld_tunnel_hostname_timeouts_total counter\n"
                                "# HELP tunneld_tunnel_connections_open Public connections open per tunnel.\n"
                                "# TYPE tunneld_tunnel_connections_open gauge\n"
                                "# HELP tunneld_tunnel_bytes_in_total Bytes from internet users per tunnel.\n"
@@ -111,10 +115,13 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
     rc |= td_buf_printf(out,
                         "tunneld_tunnel_connections_accepted_total{listen=\"%s\"} %llu\n"
                         "tunneld_tunnel_connections_refused_total{listen=\"%s\"} %llu\n"
+                        "tunneld_tunnel_connections_unrouted_total{listen=\"%s\"} %llu\n"
+                        "tunneld_tunnel_hostname_timeouts_total{listen=\"%s\"} %llu\n"
                         "tunneld_tunnel_connections_open{listen=\"%s\"} %u\n"
                         "tunneld_tunnel_bytes_in_total{listen=\"%s\"} %llu\n"
                         "tunneld_tunnel_bytes_out_total{listen=\"%s\"} %llu\n",
                         addr, (unsigned long long)l->accepted, addr, (unsigned long long)l->refused, addr,
+                        (unsigned long long)l->unrouted, addr, (unsigned long long)l->hostname_timeouts, addr,
                         l->open_connections, addr, (unsigned long long)in, addr, (unsigned long long)out_bytes);
   }
   rc |= td_buf_append_str(out, "# HELP tunneld_client_bytes_in_total Bytes carried towards each client.\n"

@@ -62,10 +62,8 @@ static void ops_status(void *s, size_t index, const char **active, uint64_t *ope
 {
   struct td_server *srv = s;
   struct td_client *c = td_registry_active(srv, index);
-  struct td_listener *l = td_listener_for(srv, index);
-
   *active = c != NULL ? c->id : NULL;
-  *open = l != NULL ? l->open_connections : 0;
+  *open = td_listener_open_for(srv, index);
 }
 
 static const char *state_name(enum td_client_state s)

@@ -91,7 +91,8 @@ enum td_put_result td_put_parse(const uint8_t *text, size_t len, const struct td
   rc = td_table_from_json(body, reserved, limits, out, err, errlen);
   json_decref(body);
   return rc == TN_OK ? TD_PUT_APPLIED : rc == TN_ERR_NOMEM ? TD_PUT_FAILED
-                                    : rc == TN_ERR_TOO_LARGE ? TD_PUT_TOO_LARGE : TD_PUT_INVALID;
+                                    : rc == TN_ERR_TOO_LARGE ? TD_PUT_TOO_LARGE
+                                    : rc == TN_ERR_CONFLICT ? TD_PUT_CONFLICT : TD_PUT_INVALID;
 }
 
 static void parse_work(uv_work_t *w)
@@ -159,9 +160,8 @@ static void take_snapshot(struct td_put *p)
   p->n_status = t->n;
   for (size_t i = 0; i < t->n; i++) {
     const struct td_client *c = td_registry_active(p->srv, i);
-    const struct td_listener *l = td_listener_for(p->srv, i);
     p->active[i] = c != NULL ? strdup(c->id) : NULL;
-    p->open[i] = l != NULL ? l->open_connections : 0;
+    p->open[i] = td_listener_open_for(p->srv, i);
     p->problems[i] = td_allow_problems(p->srv, i);
   }
 }

@@ -314,9 +314,11 @@ void td_server_free(struct td_server *srv)
 {
   td_registry_free(srv);
   free(srv->listener_of);
+  free(srv->table_ix);
   free(srv->route);
   free(srv->route_start);
   srv->listener_of = NULL;
+  srv->table_ix = NULL;
   srv->route = NULL;
   srv->route_start = NULL;
   td_table_free(&srv->table);

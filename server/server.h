@@ -48,6 +48,7 @@ struct td_server {
   struct td_revoked revoked;     /* PUT /revoked-certificates, persisted with the table */
   /* Resolved with the table at every apply, so routing a connection costs no lookups by name. */
   struct td_listener **listener_of;  /* [table.n]: the open listener of tunnel i */
+  struct td_listener_index *table_ix; /* [table.n]: by listener then glob; a listener's tunnels are one run of it */
   struct td_client **route;          /* primary then backups of every tunnel, in table order */
   size_t *route_start;               /* [table.n + 1]: tunnel i's clients are route[route_start[i] ..] */
   struct td_listener *listeners;     /* listener.c's, reached through td_listener_* */

@@ -9,6 +9,7 @@
 
 #include "tunnel/error.h"
 #include "tunnel/open.h"
+#include "tunnel/sni.h"
 #include "tunnel/tls.h"
 #include "tunnel/utf8.h"
 
@@ -67,6 +68,7 @@ static void tunnel_free(struct td_tunnel *tu)
     free(tu->backups[i]);
   free(tu->backups);
   free(tu->backend_service);
+  free(tu->glob);
   memset(tu, 0, sizeof(*tu));
 }
 
@@ -371,20 +373,36 @@ static int parse_proxy(const json_t *o, size_t idx, struct td_tunnel *tu, char *
   return TN_OK;
 }
 
-static int check_glob(const json_t *o, size_t idx, char *err, size_t errlen)
+/* ListenHostnameGlob into tu->glob, lower case so that globs differing only in case are one glob. */
+static int parse_glob(const json_t *o, size_t idx, struct td_tunnel *tu, char *err, size_t errlen)
 {
   const json_t *glob;
   char got[GOT_MAX + 8];
+  size_t n;
+  const char *s;
 
   glob = opt(o, "ListenHostnameGlob");
-  if (glob && !(json_is_string(glob) && strcmp(json_string_value(glob), "*") == 0 &&
-                json_string_length(glob) == 1)) {
+  if (glob == NULL)
+    return TN_OK;
+  s = json_text(glob, TN_SNI_NAME_MAX + 2, &n);
+  if (s == NULL || tn_sni_glob_valid(s) != TN_OK) {
     td_table_describe_json(glob, got, sizeof(got));
     fail(err, errlen,
-         "tunnels[%zu].ListenHostnameGlob: hostname routing is not supported yet; must be absent or \"*\", got %s",
+         "tunnels[%zu].ListenHostnameGlob: must be \"*\", a host name (A-labels: letters, digits, '-' and '.') or "
+         "\"*.\" and a host name, got %s",
          idx, got);
     return TN_ERR_INVALID;
   }
+  if (strcmp(s, "*") == 0)
+    return TN_OK;
+  tu->glob = strdup(s);
+  if (tu->glob == NULL) {
+    fail(err, errlen, "tunnels[%zu]: out of memory", idx);
+    return TN_ERR_NOMEM;
+  }
+  for (char *c = tu->glob; *c; c++)
+    if (*c >= 'A' && *c <= 'Z')
+      *c = (char)(*c - 'A' + 'a');
   return TN_OK;
 }
 
@@ -437,8 +455,11 @@ static int parse_tunnel(const json_t *o, size_t idx, const struct td_table_limit
   if ((rc = check_tunnel_keys(o, idx, err, errlen)) != TN_OK || (rc = parse_listen(o, idx, tu, err, errlen)) != TN_OK ||
       (rc = check_clients(o, idx, limits, err, errlen)) != TN_OK ||
       (rc = parse_backend(o, idx, tu, err, errlen)) != TN_OK || (rc = parse_proxy(o, idx, tu, err, errlen)) != TN_OK ||
-      (rc = check_glob(o, idx, err, errlen)) != TN_OK)
+      (rc = parse_glob(o, idx, tu, err, errlen)) != TN_OK) {
+    free(tu->glob);
+    tu->glob = NULL;
     return rc;
+  }
   return copy_names(o, idx, tu, err, errlen);
 }
 
@@ -484,9 +505,19 @@ int td_table_endpoints_conflict(const struct tn_addr *a, const struct tn_addr *b
   return tn_addr_equal(&x, &y);
 }
 
+/* "*" (NULL) first, so a listener's fallback leads its run. */
+static int glob_cmp(const char *a, const char *b)
+{
+  if (a == NULL || b == NULL)
+    return (a != NULL) - (b != NULL);
+  return strcmp(a, b);
+}
+
 struct port_index {
   uint16_t port;
+  uint8_t family;      /* the address as written: a v4-mapped IPv6 address is another listener than its IPv4 */
   size_t idx;
+  const char *glob;
   struct tn_addr norm; /* the address as bound: v4-mapped IPv6 folded to IPv4 */
 };
 
@@ -511,6 +542,11 @@ static int cmp_port_addr_index(const void *pa, const void *pb)
   c = memcmp(a->norm.ip, b->norm.ip, sizeof(a->norm.ip));
   if (c)
     return c;
+  if (a->family != b->family)
+    return a->family < b->family ? -1 : 1;
+  c = glob_cmp(a->glob, b->glob);
+  if (c)
+    return c;
   return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
@@ -520,11 +556,40 @@ static int is_v6_any(const struct tn_addr *a)
 }
 
 /*
+ * For each tunnel, the lowest earlier index it cannot share its bound address with (SIZE_MAX: none), from pi
+ * sorted by cmp_port_addr_index. Tunnels share one listener when they name the same address the same way and
+ * their globs differ; the same glob twice, or one address written as IPv4 and as v4-mapped IPv6, cannot.
+ */
+static void same_address_conflicts(const struct port_index *pi, size_t n, size_t *dup_of)
+{
+  for (size_t g = 0; g < n;) {
+    size_t end = g + 1, fam_min[2] = {SIZE_MAX, SIZE_MAX};
+    while (end < n && pi[end].port == pi[g].port && tn_addr_equal(&pi[end].norm, &pi[g].norm))
+      end++;
+    for (size_t k = g; k < end; k++) {
+      size_t f = pi[k].family == TN_AF_INET;
+      if (pi[k].idx < fam_min[f])
+        fam_min[f] = pi[k].idx;
+    }
+    for (size_t k = g, run = g; k < end; k++) {
+      size_t j = pi[k].idx, other = fam_min[pi[k].family != TN_AF_INET];
+      if (k > run && (pi[k].family != pi[run].family || glob_cmp(pi[k].glob, pi[run].glob) != 0))
+        run = k;
+      if (other < j)
+        dup_of[j] = other;
+      if (run < k && pi[run].idx < dup_of[j])
+        dup_of[j] = pi[run].idx;
+    }
+    g = end;
+  }
+}
+
+/*
  * Finds the conflicting pair with the lowest later index (and for it the lowest earlier
  * index) in O(n log n): a PUT body of 1 MiB holds over ten thousand tunnels, and a
  * pairwise check of many addresses sharing one port would stall the event loop.
- * Exact duplicates come from sorting by address; wildcard overlaps from one pass per
- * port in index order, remembering the first wildcard and the first IPv4 address seen.
+ * Same-address conflicts come from sorting by address; wildcard overlaps from one pass per
+ * port in index order, remembering the first wildcard and the first other address seen.
  */
 static int check_conflicts(const struct td_table *t, char *err, size_t errlen)
 {
@@ -544,45 +609,45 @@ static int check_conflicts(const struct td_table *t, char *err, size_t errlen)
   }
   for (size_t k = 0; k < t->n; k++) {
     pi[k].port = t->tunnels[k].listen.port;
+    pi[k].family = t->tunnels[k].listen.family;
     pi[k].idx = k;
+    pi[k].glob = t->tunnels[k].glob;
     as_v4(&t->tunnels[k].listen, &pi[k].norm);
     pi[k].norm.port = 0;
     dup_of[k] = SIZE_MAX;
   }
   qsort(pi, t->n, sizeof(*pi), cmp_port_addr_index);
-  for (size_t k = 1, first = 0; k < t->n; k++) {
-    if (pi[k].port == pi[first].port && tn_addr_equal(&pi[k].norm, &pi[first].norm))
-      dup_of[pi[k].idx] = pi[first].idx;
-    else
-      first = k;
-  }
+  same_address_conflicts(pi, t->n, dup_of);
   qsort(pi, t->n, sizeof(*pi), cmp_port_index);
   for (size_t g = 0; g < t->n;) {
-    size_t end = g + 1, v6any = SIZE_MAX, v4any = SIZE_MAX, v4 = SIZE_MAX;
+    size_t end = g + 1, v6any = SIZE_MAX, not_v6any = SIZE_MAX, v4any = SIZE_MAX, v4 = SIZE_MAX;
     while (end < t->n && pi[end].port == pi[g].port)
       end++;
     for (size_t k = g; k < end && pi[k].idx < best_j; k++) {
       const struct tn_addr *a = &pi[k].norm;
       size_t j = pi[k].idx, i = dup_of[j];
-      int is4 = a->family == TN_AF_INET;
-      if (v6any < i)
+      int is4 = a->family == TN_AF_INET, v6a = is_v6_any(a), v4a = is4 && is_any(a);
+      /* Other addresses only: the same address is same_address_conflicts' to judge. */
+      if (!v6a && v6any < i)
         i = v6any;
-      if (is_v6_any(a) && k > g && pi[g].idx < i)
-        i = pi[g].idx; /* :: covers everything before it */
-      if (is4 && v4any < i)
+      if (v6a && not_v6any < i)
+        i = not_v6any; /* :: covers everything before it */
+      if (is4 && !v4a && v4any < i)
         i = v4any;
-      if (is4 && is_any(a) && v4 < i)
+      if (v4a && v4 < i)
         i = v4;
       if (i != SIZE_MAX) {
         best_j = j;
         best_i = i;
         break;
       }
-      if (is_v6_any(a) && v6any == SIZE_MAX)
+      if (v6a && v6any == SIZE_MAX)
         v6any = j;
-      if (is4 && is_any(a) && v4any == SIZE_MAX)
+      if (!v6a && not_v6any == SIZE_MAX)
+        not_v6any = j;
+      if (v4a && v4any == SIZE_MAX)
         v4any = j;
-      if (is4 && v4 == SIZE_MAX)
+      if (is4 && !v4a && v4 == SIZE_MAX)
         v4 = j;
     }
     g = end;
@@ -591,12 +656,21 @@ static int check_conflicts(const struct td_table *t, char *err, size_t errlen)
   free(dup_of);
   if (best_j != SIZE_MAX) {
     char a[TN_ADDR_STRLEN], b[TN_ADDR_STRLEN];
-    const struct tn_addr *x = &t->tunnels[best_i].listen, *y = &t->tunnels[best_j].listen;
+    const struct td_tunnel *ti = &t->tunnels[best_i], *tj = &t->tunnels[best_j];
+    const struct tn_addr *x = &ti->listen, *y = &tj->listen;
     struct tn_addr nx, ny;
     tn_addr_format(y, b, sizeof(b));
     tn_addr_format(x, a, sizeof(a));
     as_v4(x, &nx);
     as_v4(y, &ny);
+    if (tn_addr_equal(x, y) && tj->glob != NULL) {
+      /* Both tunnels are in force as far as each is concerned: the operator must drop or rename one. */
+      fail(err, errlen,
+           "tunnels[%zu] (client %s): listener %s with ListenHostnameGlob \"%s\" is already tunnels[%zu]'s "
+           "(client %s): one port routes each glob to one tunnel",
+           best_j, tj->client_id, b, tj->glob, best_i, ti->client_id);
+      return TN_ERR_CONFLICT;
+    }
     if (tn_addr_equal(x, y))
       fail(err, errlen, "tunnels[%zu]: listener %s duplicates tunnels[%zu]", best_j, b, best_i);
     else if (tn_addr_equal(&nx, &ny))
@@ -713,7 +787,7 @@ static json_t *tunnel_json(const struct td_tunnel *tu)
   /* Only with the switch on: PUT refuses a version without it. */
   if (tu->proxy_version)
     bad |= put(o, "ProxyProtocolVersion", json_integer(tu->proxy_version));
-  bad |= put(o, "ListenHostnameGlob", json_string("*"));
+  bad |= put(o, "ListenHostnameGlob", json_string(tu->glob ? tu->glob : "*"));
   if (bad) {
     json_decref(o);
     return NULL;
@@ -762,7 +836,7 @@ int td_table_equal_tunnel(const struct td_tunnel *a, const struct td_tunnel *b)
 {
   if (!td_table_same_listener(a, b) || !str_eq(a->client_id, b->client_id) || a->n_backups != b->n_backups ||
       a->backend_port != b->backend_port || !str_eq(a->backend_service, b->backend_service) ||
-      a->proxy_version != b->proxy_version)
+      a->proxy_version != b->proxy_version || !str_eq(a->glob, b->glob))
     return 0;
   for (size_t i = 0; i < a->n_backups; i++)
     if (!str_eq(a->backups[i], b->backups[i]))
@@ -795,6 +869,8 @@ static int cmp_listener_index(const void *pa, const void *pb)
   const struct td_listener_index *a = pa, *b = pb;
   int c = td_addr_cmp(&a->addr, &b->addr);
 
+  if (c == 0)
+    c = glob_cmp(a->glob, b->glob);
   return c ? c : (a->idx < b->idx ? -1 : a->idx > b->idx);
 }
 
@@ -806,19 +882,54 @@ struct td_listener_index *td_table_index_new(const struct td_table *t)
     return NULL;
   for (size_t i = 0; i < t->n; i++) {
     ix[i].addr = t->tunnels[i].listen;
+    ix[i].glob = t->tunnels[i].glob;
     ix[i].idx = i;
   }
   qsort(ix, t->n, sizeof(*ix), cmp_listener_index);
   return ix;
 }
 
-long td_table_index_find(const struct td_listener_index *ix, size_t n, const struct tn_addr *listen)
+long td_table_index_run(const struct td_listener_index *ix, size_t n, const struct tn_addr *listen, size_t *count)
 {
-  size_t lo = 0, hi = ix ? n : 0;
+  size_t lo = 0, hi = ix ? n : 0, end;
 
+  *count = 0;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    int c = td_addr_cmp(&ix[mid].addr, listen);
+    if (td_addr_cmp(&ix[mid].addr, listen) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (ix == NULL || lo >= n || td_addr_cmp(&ix[lo].addr, listen) != 0)
+    return -1;
+  for (end = lo + 1; end < n && td_addr_cmp(&ix[end].addr, listen) == 0; end++)
+    ;
+  *count = end - lo;
+  return (long)lo;
+}
+
+long td_table_index_find(const struct td_listener_index *ix, size_t n, const struct tn_addr *listen)
+{
+  size_t count;
+  long first = td_table_index_run(ix, n, listen, &count);
+
+  return first < 0 ? -1 : (long)ix[first].idx;
+}
+
+long td_table_index_find_glob(const struct td_listener_index *ix, size_t n, const struct tn_addr *listen,
+                              const char *glob)
+{
+  size_t count, lo, hi;
+  long first = td_table_index_run(ix, n, listen, &count);
+
+  if (first < 0)
+    return -1;
+  lo = (size_t)first;
+  hi = lo + count;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = glob_cmp(ix[mid].glob, glob);
     if (c == 0)
       return (long)ix[mid].idx;
     if (c < 0)
@@ -858,6 +969,7 @@ int td_table_copy(struct td_table *dst, const struct td_table *src)
     *d = *s;
     d->client_id = dup_or_null(s->client_id, &bad);
     d->backend_service = dup_or_null(s->backend_service, &bad);
+    d->glob = dup_or_null(s->glob, &bad);
     d->backups = NULL;
     d->n_backups = 0;
     if (s->n_backups) {

@@ -17,6 +17,7 @@ struct td_tunnel {
   uint16_t backend_port;   /* nonzero: a port on the client's loopback ... */
   char *backend_service;   /* ... else a service name the client maps (exactly one is set) */
   uint8_t proxy_version;   /* 0 none, 1 or 2: PROXY protocol header version */
+  char *glob;              /* ListenHostnameGlob in lower case; NULL for "*" (every name, or the port's fallback) */
 };
 
 struct td_table {
@@ -56,6 +57,9 @@ void td_table_free(struct td_table *t);
  * returns TN_ERR_INVALID with err naming index and field, e.g.
  * "tunnels[2].ListenPort: must be 1-65535, got 0", and leaves *out empty; more tunnels
  * than limits->max_tunnels is TN_ERR_TOO_LARGE (checked before anything is parsed).
+ * Tunnels on one address and port must differ in ListenHostnameGlob; the same glob twice
+ * there is TN_ERR_CONFLICT naming both (two "*" stay the TN_ERR_INVALID "duplicates" of
+ * before hostname routing).
  * reserved and limits may be NULL (no limit). The read-only GET keys ActiveClient and
  * OpenConnections are accepted and ignored, so GET output can be PUT back verbatim.
  * O(n log n) in the number of tunnels and backups: a body of ApiMaxBody must not stall
@@ -84,16 +88,23 @@ long td_table_find_listener(const struct td_table *t, const struct tn_addr *list
 int td_addr_cmp(const struct tn_addr *a, const struct tn_addr *b);
 
 /*
- * The tunnels sorted by listener, for many lookups in O(log n) each: td_table_index_new
- * returns t->n entries (free them), NULL on allocation failure or for an empty table;
- * td_table_index_find returns the index of the tunnel on exactly listen, or -1.
+ * The tunnels sorted by listener and then glob ("*" first), for many lookups in O(log n)
+ * each: td_table_index_new returns t->n entries (free them), NULL on allocation failure or
+ * for an empty table; the tunnels of one listener are one run of it. td_table_index_find
+ * returns the index of a tunnel on exactly listen, or -1; td_table_index_find_glob the one
+ * on listen with glob (NULL: "*"), or -1; td_table_index_run the position in the index of
+ * the first entry on listen and, in *count, how many there are (-1 and 0 for none).
  */
 struct td_listener_index {
   struct tn_addr addr;
+  const char *glob;   /* the tunnel's, borrowed from the table */
   size_t idx;
 };
 struct td_listener_index *td_table_index_new(const struct td_table *t);
 long td_table_index_find(const struct td_listener_index *index, size_t n, const struct tn_addr *listen);
+long td_table_index_find_glob(const struct td_listener_index *index, size_t n, const struct tn_addr *listen,
+                              const char *glob);
+long td_table_index_run(const struct td_listener_index *index, size_t n, const struct tn_addr *listen, size_t *count);
 
 /*
  * True when two endpoints cannot both be bound: same port and the same address, or one

@@ -214,3 +214,17 @@ play revoke3 tunnel_routes "$(routes_vars "$wanted")"; play_ok revoke3
 api GET /revoked-certificates
 [ "$(json_get "$API_BODY" 'd')" = "[\"$FP2\"]" ] || fail "a play without tunnel_revoked_certificates touched the list: $API_BODY"
 pass "tunnel_routes: tunnel_revoked_certificates revokes (changed=1), is idempotent (changed=0), and is left alone when unset"
+
+# ---- tunnel_routes: several sites on one port by hostname; a glob's case does not make a change ----
+sites="[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT, \"ListenHostnameGlob\": \"Blog.Example.Test\"},
+        {\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND_PORT, \"ListenHostnameGlob\": \"*.example.test\"}]"
+play sites1 tunnel_routes "$(routes_vars "$sites")"; play_ok sites1
+[ "$PLAY_CHANGED" = 1 ] || fail "hostname-routed table: changed=$PLAY_CHANGED, want 1"
+api GET /tunnels
+[ "$(json_get "$API_BODY" '[t["ListenHostnameGlob"] for t in d]')" = '["blog.example.test", "*.example.test"]' ] ||
+  fail "the role's hostname globs are not in force: $API_BODY"
+body=$(curl -sS --max-time 10 -H "Host: blog.example.test" "http://127.0.0.1:$PUBLIC_PORT/index.html")
+[ "$body" = "hello via ansible" ] || fail "blog.example.test through the role's table: got '$body'"
+play sites2 tunnel_routes "$(routes_vars "$sites")"; play_ok sites2
+[ "$PLAY_CHANGED" = 0 ] || fail "the same hostname-routed table again: changed=$PLAY_CHANGED, want 0"
+pass "tunnel_routes: two sites on one port by ListenHostnameGlob (changed=1), the same list again changed=0"

@@ -77,8 +77,12 @@ put_expect 400 '^tunnels\[1\].*127\.0\.0\.1:'"$P1"'.*duplicates tunnels\[0\]' "d
 put_expect 400 "collides with the server's ManagementPort" "the management port" "[$(tunnel "$MGMT_PORT")]"
 put_expect 400 "collides with the server's TunnelControlPort" "the control port" \
   "[{\"ListenPort\": $CONTROL_PORT, \"ClientIdentifier\": \"home1\", \"BackEndPort\": 80}]"
-put_expect 400 '^tunnels\[0\]\.ListenHostnameGlob: hostname routing is not supported' "ListenHostnameGlob" \
-  "[$(tunnel "$P1" '"ListenHostnameGlob": "*.example.com"')]"
+put_expect 400 '^tunnels\[0\]\.ListenHostnameGlob: must be "\*", a host name .*got "a\.\*\.example\.com"' "ListenHostnameGlob" \
+  "[$(tunnel "$P1" '"ListenHostnameGlob": "a.*.example.com"')]"
+# 409: the same glob twice on one address and port (case does not make globs differ); both tunnels are named.
+put_expect 409 '^tunnels\[2\] \(client home1\): listener 127\.0\.0\.1:'"$P1"' with ListenHostnameGlob "\*\.example\.com" is already tunnels\[0\]'"'"'s \(client home1\)' \
+  "the same hostname glob twice on one port" \
+  "[$(tunnel "$P1" '"ListenHostnameGlob": "*.example.com"'), $(tunnel "$P1" '"ListenHostnameGlob": "a.example.com"'), $(tunnel "$P1" '"ListenHostnameGlob": "*.EXAMPLE.com"')]"
 
 # 409: a port another process listens on. The other, bindable new listener must not stay open (nothing applied).
 BUSY_PORT=$(free_port)
@@ -128,5 +132,5 @@ check_error 404 "no such endpoint: /tunnel" "GET /tunnel"
 api GET /metrics
 grep tunneld_api_put_requests_total <<<"$API_BODY"
 grep -q 'tunneld_api_put_requests_total{result="invalid"} 8' <<<"$API_BODY" || fail "invalid PUTs not counted: $API_BODY"
-grep -q 'tunneld_api_put_requests_total{result="conflict"} 2' <<<"$API_BODY" || fail "409 not counted"
-pass "400 (JSON, field, duplicate, own ports, hostname glob), 409, 413, 415, 405+Allow, 404: JSON errors, old table intact"
+grep -q 'tunneld_api_put_requests_total{result="conflict"} 3' <<<"$API_BODY" || fail "409 not counted"
+pass "400 (JSON, field, duplicate, own ports, hostname glob), 409 (same glob twice, port in use), 413, 415, 405+Allow, 404: JSON errors, old table intact"

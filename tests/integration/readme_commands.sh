@@ -22,6 +22,7 @@ tail -n 12 "$TEST_TMP/demo.log"
 [ "$status" = 0 ] || fail "'$demo' exited $status (output in $TEST_TMP/demo.log)"
 grep -q "demo: every step worked" "$TEST_TMP/demo.log" || fail "the demo did not report success"
 grep -q "failover: the first request served by the backup home2" "$TEST_TMP/demo.log" || fail "the demo skipped its failover step"
+grep -q "two sites, two home machines, one public port" "$TEST_TMP/demo.log" || fail "the demo skipped its second site on one port"
 grep -qE "two VPSes: [1-9][0-9]* requests through vps2 across the kill of vps1, 0 failed" "$TEST_TMP/demo.log" ||
   fail "the demo skipped its two-VPS step"
 pass "README commands: '$demo' ran to the end; .ci/run runs '$test_command'"

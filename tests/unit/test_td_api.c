@@ -302,9 +302,16 @@ static void test_put_errors(void **state)
                        "[{\"ListenPort\": 9057, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]", 400,
                        "tunnels[0].ListenPort: listener 0.0.0.0:9057 collides with the server's ManagementPort ([::]:9057)");
   put_expect_unchanged(f, "application/json",
-                       "[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"a.b\"}]",
+                       "[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"a.*\"}]",
                        400,
-                       "tunnels[0].ListenHostnameGlob: hostname routing is not supported yet; must be absent or \"*\", got \"a.b\"");
+                       "tunnels[0].ListenHostnameGlob: must be \"*\", a host name (A-labels: letters, digits, '-' and '.') "
+                       "or \"*.\" and a host name, got \"a.*\"");
+  put_expect_unchanged(f, "application/json",
+                       "[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"a.b\"},"
+                       " {\"ListenPort\": 1, \"ClientIdentifier\": \"c\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"A.B\"}]",
+                       409,
+                       "tunnels[1] (client c): listener 0.0.0.0:1 with ListenHostnameGlob \"a.b\" is already tunnels[0]'s "
+                       "(client a): one port routes each glob to one tunnel");
   put_expect_unchanged(f, "application/json",
                        "[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"ClientIdentifier\": \"b\", \"BackEndPort\": 1}]",
                        400, "invalid JSON at line 1, column 62: duplicate object key near '\"ClientIdentifier\"'");
@@ -315,7 +322,7 @@ static void test_put_errors(void **state)
   f->srv.fail_message = "tunnels[0]: cannot listen on 0.0.0.0:1: address already in use";
   put_expect_unchanged(f, "application/json", "[{\"ListenPort\": 1, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1}]",
                        409, "tunnels[0]: cannot listen on 0.0.0.0:1: address already in use");
-  assert_int_equal(f->counters.put_conflict, 1);
+  assert_int_equal(f->counters.put_conflict, 2);
   assert_int_equal(f->srv.table.n, 2);
 
   f->srv.fail_code = TN_ERR_IO;

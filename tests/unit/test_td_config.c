@@ -120,6 +120,7 @@ static void test_defaults(void **state)
   assert_int_equal(cfg.limits.api_max_body, TN_DEFAULT_API_MAX_BODY);
   assert_int_equal(cfg.limits.api_max_header, TN_DEFAULT_API_MAX_HEADER);
   assert_int_equal(cfg.limits.api_header_timeout_ms, TN_DEFAULT_API_HEADER_TIMEOUT_MS);
+  assert_int_equal(cfg.limits.hostname_timeout_ms, TN_DEFAULT_HOSTNAME_TIMEOUT_MS);
   assert_int_equal(cfg.limits.api_idle_timeout_ms, TN_DEFAULT_API_IDLE_TIMEOUT_MS);
   assert_int_equal(cfg.limits.api_max_connections, TN_DEFAULT_API_MAX_CONNECTIONS);
   td_config_free(&cfg);
@@ -374,6 +375,7 @@ static const struct {
   LIM("ApiMaxBody", api_max_body, 1024, 67108864),
   LIM("ApiMaxHeader", api_max_header, 1024, 1048576),
   LIM("ApiHeaderTimeoutMs", api_header_timeout_ms, 100, 600000),
+  LIM("HostnameTimeoutMs", hostname_timeout_ms, 100, 600000),
   LIM("ApiIdleTimeoutMs", api_idle_timeout_ms, 100, 86400000),
   LIM("ApiMaxConnections", api_max_connections, 1, 10000),
 #undef LIM

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 
@@ -268,13 +269,79 @@ static void test_proxy_and_glob(void **state)
                    "tunnels[0].ProxyProtocolVersion: only allowed when HaProxyProxyProtocol is true");
   expect_one_error("\"HaProxyProxyProtocol\": false, \"ProxyProtocolVersion\": 1",
                    "tunnels[0].ProxyProtocolVersion: only allowed when HaProxyProxyProtocol is true");
-  expect_one_error("\"ListenHostnameGlob\": \"*.example.com\"",
-                   "tunnels[0].ListenHostnameGlob: hostname routing is not supported yet; must be absent or \"*\", got "
-                   "\"*.example.com\"");
-  expect_one_error("\"ListenHostnameGlob\": \"\"",
-                   "tunnels[0].ListenHostnameGlob: hostname routing is not supported yet; must be absent or \"*\", got \"\"");
-  expect_one_error("\"ListenHostnameGlob\": 1",
-                   "tunnels[0].ListenHostnameGlob: hostname routing is not supported yet; must be absent or \"*\", got 1");
+  expect_one_error("\"ListenHostnameGlob\": \"\"", "tunnels[0].ListenHostnameGlob: must be \"*\", a host name (A-labels: letters, digits, '-' and '.') or \"*.\" and a host name, got \"\"");
+  expect_one_error("\"ListenHostnameGlob\": 1", "tunnels[0].ListenHostnameGlob: must be \"*\", a host name (A-labels: letters, digits, '-' and '.') or \"*.\" and a host name, got 1");
+  expect_one_error("\"ListenHostnameGlob\": \"a.*.example.com\"", "tunnels[0].ListenHostnameGlob: must be \"*\", a host name (A-labels: letters, digits, '-' and '.') or \"*.\" and a host name, got \"a.*.example.com\"");
+  expect_one_error("\"ListenHostnameGlob\": \"**.example.com\"", "tunnels[0].ListenHostnameGlob: must be \"*\", a host name (A-labels: letters, digits, '-' and '.') or \"*.\" and a host name, got \"**.example.com\"");
+  expect_one_error("\"ListenHostnameGlob\": \"*example.com\"", "tunnels[0].ListenHostnameGlob: must be \"*\", a host name (A-labels: letters, digits, '-' and '.') or \"*.\" and a host name, got \"*example.com\"");
+  expect_one_error("\"ListenHostnameGlob\": \"*.\"", "tunnels[0].ListenHostnameGlob: must be \"*\", a host name (A-labels: letters, digits, '-' and '.') or \"*.\" and a host name, got \"*.\"");
+  expect_one_error("\"ListenHostnameGlob\": \"b\\u00e9b\u00e9.example\"", "tunnels[0].ListenHostnameGlob: must be \"*\", a host name (A-labels: letters, digits, '-' and '.') or \"*.\" and a host name, got \"b\u00e9b\u00e9.example\"");
+  expect_one_error("\"ListenHostnameGlob\": \"10.0.0.1:443\"", "tunnels[0].ListenHostnameGlob: must be \"*\", a host name (A-labels: letters, digits, '-' and '.') or \"*.\" and a host name, got \"10.0.0.1:443\"");
+}
+
+/* Globs are kept in lower case, "*" as none; GET shows them, and what GET shows parses back the same. */
+static void test_hostname_globs(void **state)
+{
+  struct td_table t, t2;
+  char err[512];
+  json_t *j;
+
+  (void)state;
+  assert_int_equal(from_text("[{\"ListenPort\": 443, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"A.Example.TEST\"},"
+                             " {\"ListenPort\": 443, \"ClientIdentifier\": \"b\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"*.example.test\"},"
+                             " {\"ListenPort\": 443, \"ClientIdentifier\": \"c\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"*\"},"
+                             " {\"ListenPort\": 443, \"ClientIdentifier\": \"d\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"xn--bb-eka.example\"}]",
+                             NULL, &t, err, sizeof(err)),
+                   TN_OK);
+  assert_string_equal(t.tunnels[0].glob, "a.example.test");
+  assert_string_equal(t.tunnels[1].glob, "*.example.test");
+  assert_null(t.tunnels[2].glob);
+  j = td_table_to_json(&t, NULL, NULL);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "ListenHostnameGlob")), "a.example.test");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(j, 2), "ListenHostnameGlob")), "*");
+  assert_int_equal(td_table_from_json(j, NULL, NULL, &t2, err, sizeof(err)), TN_OK);
+  for (size_t i = 0; i < t.n; i++)
+    assert_true(td_table_equal_tunnel(&t.tunnels[i], &t2.tunnels[i]));
+  assert_false(td_table_equal_tunnel(&t.tunnels[0], &t2.tunnels[1]));
+  json_decref(j);
+  td_table_free(&t2);
+
+  /* The index keeps one listener's tunnels together, "*" first, and finds each by its glob. */
+  {
+    struct td_listener_index *ix = td_table_index_new(&t);
+    size_t count;
+    assert_int_equal(td_table_index_run(ix, t.n, &t.tunnels[0].listen, &count), 0);
+    assert_int_equal(count, 4);
+    assert_null(ix[0].glob);
+    assert_int_equal(td_table_index_find_glob(ix, t.n, &t.tunnels[0].listen, "*.example.test"), 1);
+    assert_int_equal(td_table_index_find_glob(ix, t.n, &t.tunnels[0].listen, NULL), 2);
+    assert_int_equal(td_table_index_find_glob(ix, t.n, &t.tunnels[0].listen, "xn--bb-eka.example"), 3);
+    assert_int_equal(td_table_index_find_glob(ix, t.n, &t.tunnels[0].listen, "b.example.test"), -1);
+    free(ix);
+  }
+  td_table_free(&t);
+
+  /* The same glob twice on one address and port is a conflict naming both tunnels and their clients. */
+  assert_int_equal(from_text("[{\"ListenPort\": 443, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"*.x.test\"},"
+                             " {\"ListenPort\": 80, \"ClientIdentifier\": \"b\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"*.x.test\"},"
+                             " {\"ListenPort\": 443, \"ClientIdentifier\": \"c\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"*.X.test\"}]",
+                             NULL, &t, err, sizeof(err)),
+                   TN_ERR_CONFLICT);
+  assert_string_equal(err, "tunnels[2] (client c): listener 0.0.0.0:443 with ListenHostnameGlob \"*.x.test\" is already "
+                           "tunnels[0]'s (client a): one port routes each glob to one tunnel");
+  assert_int_equal(t.n, 0);
+  /* Globs do not let two bound addresses overlap: 0.0.0.0 and 10.0.0.1 still cannot share a port. */
+  assert_int_equal(from_text("[{\"ListenPort\": 443, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"a.test\"},"
+                             " {\"ListenAddress\": \"10.0.0.1\", \"ListenPort\": 443, \"ClientIdentifier\": \"b\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"b.test\"}]",
+                             NULL, &t, err, sizeof(err)),
+                   TN_ERR_INVALID);
+  assert_string_equal(err, "tunnels[1]: listener 10.0.0.1:443 overlaps tunnels[0] (0.0.0.0:443): a wildcard address and "
+                           "another address cannot share a port");
+  /* Nor one address written two ways (two listeners would be needed). */
+  assert_int_equal(from_text("[{\"ListenAddress\": \"10.0.0.1\", \"ListenPort\": 443, \"ClientIdentifier\": \"a\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"a.test\"},"
+                             " {\"ListenAddress\": \"::ffff:10.0.0.1\", \"ListenPort\": 443, \"ClientIdentifier\": \"b\", \"BackEndPort\": 1, \"ListenHostnameGlob\": \"b.test\"}]",
+                             NULL, &t, err, sizeof(err)),
+                   TN_ERR_INVALID);
 }
 
 static void test_duplicates_and_overlap(void **state)
@@ -507,13 +574,17 @@ static void test_conflicts_match_pairwise(void **state)
 {
   static const char *const pool[] = {"0.0.0.0", "::", "10.0.0.1", "10.0.0.2", "::1", "2001:db8::1",
                                      "::ffff:10.0.0.1", "::ffff:0.0.0.0"};
+  /* Tunnels on one address share it when their globs differ. */
+  static const char *const globs[] = {"*", "a.test", "*.test", "A.test"};
   unsigned seed = 12345;
 
   for (int round = 0; round < 3000; round++) {
     json_t *arr = json_array();
     struct tn_addr addrs[12];
+    const char *g[12];
     size_t n = 2 + (size_t)(seed % 10);
     size_t want_j = SIZE_MAX, want_i = 0;
+    int want_rc = TN_ERR_INVALID;
     struct td_table t;
     char err[512], prefix[64], other[64];
 
@@ -523,22 +594,27 @@ static void test_conflicts_match_pairwise(void **state)
       ip = pool[(seed >> 16) % (sizeof(pool) / sizeof(pool[0]))];
       tn_addr_parse_ip(&addrs[k], ip);
       addrs[k].port = (uint16_t)(80 + ((seed >> 8) % 3));
-      json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:i}", "ListenAddress", ip, "ListenPort", addrs[k].port,
-                                           "ClientIdentifier", "c", "BackEndPort", 1));
+      g[k] = globs[(seed >> 4) % (sizeof(globs) / sizeof(globs[0]))];
+      json_array_append_new(arr, json_pack("{s:s,s:i,s:s,s:i,s:s}", "ListenAddress", ip, "ListenPort", addrs[k].port,
+                                           "ClientIdentifier", "c", "BackEndPort", 1, "ListenHostnameGlob", g[k]));
     }
     for (size_t j = 1; j < n && want_j == SIZE_MAX; j++)
-      for (size_t i = 0; i < j; i++)
-        if (td_table_endpoints_conflict(&addrs[i], &addrs[j])) {
+      for (size_t i = 0; i < j; i++) {
+        int same = tn_addr_equal(&addrs[i], &addrs[j]), same_glob = strcasecmp(g[i], g[j]) == 0;
+        if (td_table_endpoints_conflict(&addrs[i], &addrs[j]) && !(same && !same_glob)) {
           want_j = j;
           want_i = i;
+          want_rc = same && strcmp(g[i], "*") != 0 ? TN_ERR_CONFLICT : TN_ERR_INVALID;
           break;
         }
+      }
     if (want_j == SIZE_MAX) {
       assert_int_equal(td_table_from_json(arr, NULL, NULL, &t, err, sizeof(err)), TN_OK);
       td_table_free(&t);
     } else {
-      assert_int_equal(td_table_from_json(arr, NULL, NULL, &t, err, sizeof(err)), TN_ERR_INVALID);
-      snprintf(prefix, sizeof(prefix), "tunnels[%zu]: listener ", want_j);
+      assert_int_equal(td_table_from_json(arr, NULL, NULL, &t, err, sizeof(err)), want_rc);
+      snprintf(prefix, sizeof(prefix), want_rc == TN_ERR_CONFLICT ? "tunnels[%zu] (client c): listener "
+                                                                  : "tunnels[%zu]: listener ", want_j);
       snprintf(other, sizeof(other), " tunnels[%zu]", want_i);
       if (strncmp(err, prefix, strlen(prefix)) != 0 || !strstr(err, other))
         fail_msg("round %d: got \"%s\", want tunnels[%zu] vs tunnels[%zu]", round, err, want_j, want_i);
@@ -628,6 +704,7 @@ int main(void)
     cmocka_unit_test(test_backend),
     cmocka_unit_test(test_backend_service),
     cmocka_unit_test(test_proxy_and_glob),
+    cmocka_unit_test(test_hostname_globs),
     cmocka_unit_test(test_duplicates_and_overlap),
     cmocka_unit_test(test_reserved),
     cmocka_unit_test(test_round_trip),

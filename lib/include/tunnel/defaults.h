@@ -39,6 +39,7 @@
 #define TN_DEFAULT_API_MAX_BODY (1024u * 1024u)
 #define TN_DEFAULT_API_MAX_HEADER (16u * 1024u)
 #define TN_DEFAULT_API_HEADER_TIMEOUT_MS 10000u  /* whole request head must arrive within this */
+#define TN_DEFAULT_HOSTNAME_TIMEOUT_MS 5000u     /* a hostname-routed connection names its host within this */
 #define TN_DEFAULT_API_IDLE_TIMEOUT_MS 60000u    /* keep-alive connection closed after this idle time */
 #define TN_DEFAULT_API_MAX_CONNECTIONS 64u
 #define TN_DEFAULT_STATE_FILE "/var/lib/tunnel/tunnels.json"

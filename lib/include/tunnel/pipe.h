@@ -64,6 +64,20 @@ struct tn_pipe_callbacks {
 /* tunneld: accepts a public connection from listener (not yet on any link). opt NULL: the defaults. 0 or a libuv code. */
 int tn_pipe_accept(tn_pipe **out, uv_stream_t *listener, const struct tn_pipe_options *opt,
                    const struct tn_pipe_callbacks *cb, void *data);
+/*
+ * tunneld, hostname routing: before any stream exists, the connection's first bytes are read and held (at most
+ * max of them are asked for; one read may bring more) so the caller can choose where it goes. cb gets every
+ * byte held so far each time more arrive, and once more when the wait ends: TN_PIPE_PEEK_FULL (max reached),
+ * TN_PIPE_PEEK_EOF (the peer will send nothing more) or TN_PIPE_PEEK_TIMEOUT (timeout_ms since tn_pipe_peek).
+ * It decides with tn_pipe_start (the held bytes follow the open header unchanged), tn_pipe_refuse or
+ * tn_pipe_abort; returning without deciding (only on TN_PIPE_PEEK_MORE) waits for more. 0 or a libuv code.
+ */
+enum tn_pipe_peek_status { TN_PIPE_PEEK_MORE = 0, TN_PIPE_PEEK_FULL, TN_PIPE_PEEK_EOF, TN_PIPE_PEEK_TIMEOUT };
+typedef void (*tn_pipe_peek_cb)(tn_pipe *pipe, const uint8_t *data, size_t len, enum tn_pipe_peek_status status);
+int tn_pipe_peek(tn_pipe *pipe, size_t max, uint64_t timeout_ms, tn_pipe_peek_cb cb);
+/* Ends a connection no stream was opened for: reply (may be empty) is written if the socket takes it now, then the
+ * socket closes without a reset so the reply is not discarded. */
+void tn_pipe_refuse(tn_pipe *pipe, const uint8_t *reply, size_t len, const char *reason);
 /* The accepted socket's peer and local addresses. */
 int tn_pipe_addresses(const tn_pipe *pipe, struct tn_addr *peer, struct tn_addr *local);
 /* tunneld: opens a stream on link, writes hdr first, then splices. On error (a TN_ERR_* code) the pipe is closed (on_close). */

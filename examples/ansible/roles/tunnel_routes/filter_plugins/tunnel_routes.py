@@ -36,6 +36,8 @@ def _normalize_tunnel(tunnel):
     if out["HaProxyProxyProtocol"] is True:
         out.setdefault("ProxyProtocolVersion", 1)
     out.setdefault("ListenHostnameGlob", "*")
+    if isinstance(out["ListenHostnameGlob"], str):
+        out["ListenHostnameGlob"] = out["ListenHostnameGlob"].lower()  # tunneld keeps globs in lower case
     return out
 
 
