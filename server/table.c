@@ -31,13 +31,12 @@ static void fail(char *err, size_t errlen, const char *fmt, ...)
 {
   va_list ap;
 
-  if (!err || errlen == 0)
-    return;
   va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
+  tn_verrf(err, errlen, NULL, fmt, ap);
   va_end(ap);
   /* Keys and values quoted from the input may hold control characters: a message stays one line (logs). */
-  tn_err_one_line(err);
+  if (err != NULL && errlen > 0)
+    tn_err_one_line(err);
 }
 
 void td_table_describe_json(const json_t *v, char *out, size_t outlen)
