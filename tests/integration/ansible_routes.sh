@@ -162,7 +162,7 @@ play invalid tunnel_routes "$(routes_vars "$invalid")"
 api_error='tunnels[0].ListenPort: must be 1-65535, got 70000'
 grep -qF "$api_error" "$TEST_TMP/invalid.out" ||
   fail "the failed run does not show the API's message '$api_error': $(grep -i -A3 'fatal\|failed' "$TEST_TMP/invalid.out" | head -20)"
-grep -F "$api_error" "$TEST_TMP/invalid.out" | head -1 | sed 's/^ */ansible showed: /'
+grep -F "$api_error" "$TEST_TMP/invalid.out" | sed -n 1p | sed 's/^ */ansible showed: /'
 [ "$(table_now)" = "$table_after_first" ] || fail "the refused run changed the table: $API_BODY"
 body=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html")
 [ "$body" = "hello via ansible" ] || fail "tunnel broken after the refused run: got '$body'"
@@ -179,7 +179,7 @@ play problems tunnel_routes "$(routes_vars "$refused")"; play_ok problems
 [ "$PLAY_CHANGED" = 1 ] || fail "a table with a refused backend: changed=$PLAY_CHANGED, want 1"
 grep -qF "tunnel 127.0.0.1:$PUBLIC_PORT: client home1 does not allow BackEndPort $OTHER_PORT" "$TEST_TMP/problems.out" ||
   fail "the run does not print the tunnel's problem: $(grep -A4 'Problems' "$TEST_TMP/problems.out" | head)"
-grep -F "does not allow" "$TEST_TMP/problems.out" | head -1 | sed 's/^ */ansible showed: /'
+grep -F "does not allow" "$TEST_TMP/problems.out" | sed -n 1p | sed 's/^ */ansible showed: /'
 play problems2 tunnel_routes "$(routes_vars "$wanted")"; play_ok problems2
 grep -q "does not allow" "$TEST_TMP/problems2.out" && fail "problems printed for a table without any"
 body=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC_PORT/index.html")

@@ -143,7 +143,7 @@ grep -E "^fatal: \[vps1\]" -A3 "$TEST_TMP/down.out" | grep -qF "GET https://127.
 grep -E "^fatal: \[vps1\]" -A3 "$TEST_TMP/down.out" | grep -qi "connection refused" ||
   fail "vps1's failure does not say why: $(grep -A3 '^fatal' "$TEST_TMP/down.out")"
 grep -qE "^fatal: \[vps2[] ]" "$TEST_TMP/down.out" && fail "vps2 failed too: $(grep -A3 '^fatal: \[vps2[] ]' "$TEST_TMP/down.out")"
-grep -E "^fatal: \[vps1\]" -A3 "$TEST_TMP/down.out" | grep -o 'GET https[^"]*' | head -1 | sed 's/^/ansible showed for vps1: /'
+grep -E "^fatal: \[vps1\]" -A3 "$TEST_TMP/down.out" | grep -o 'GET https[^"]*' | sed -n 1p | sed 's/^/ansible showed for vps1: /'
 [ "$(table_on vps2)" = "127.0.0.1:$OTHER_vps2->$BACKEND" ] || fail "vps2's table is not the new one: $(table_on vps2)"
 wait_port "$OTHER_vps2"
 [ "$(http_get_marker 127.0.0.1 "$OTHER_vps2")" = home ] || fail "no traffic through vps2's new tunnel"

@@ -56,7 +56,8 @@ scratch_bin="$TEST_TMP/deps"
 dpkg-deb -x "$deb" "$scratch_bin"
 owners=()
 for so in $(objdump -p "$scratch_bin/usr/bin/tunneld" "$scratch_bin/usr/bin/tunnelc" | awk '/NEEDED/ {print $2}' | sort -u); do
-  path=$(ldconfig -p | awk -v so="$so" '$1 == so { print $NF; exit }')
+  # awk reads to the end: leaving early would kill ldconfig with SIGPIPE, a failure under pipefail (exit 141).
+  path=$(ldconfig -p | awk -v so="$so" '$1 == so && !found { print $NF; found = 1 }')
   [ -n "$path" ] || fail "$so: not found by ldconfig"
   owner=$(so_owner "$path")
   [ -n "$owner" ] || fail "$so ($path): no package owns it"
@@ -175,7 +176,7 @@ if strace -f -qq -o /dev/null true 2>/dev/null; then
     chmod +x "$TEST_TMP/strace-$prog"
   done
   TUNNELD="$TEST_TMP/strace-tunneld" TUNNELC="$TEST_TMP/strace-tunnelc"
-  tracee() { pgrep -P "$1" | head -1; }
+  tracee() { pgrep -P "$1" | sed -n 1p; }
   start_tunneld
   td=$(tracee "$TUNNELD_PID")
   backend=$(free_port); public=$(free_port)
@@ -224,7 +225,7 @@ PY
   DONE+="packaged binaries within the units' SystemCallFilter"
 else
   # A container without ptrace: the one reason this check may not run, said in the result line.
-  SKIPPED+=("SystemCallFilter check (ptrace is not permitted here: $(strace -f -qq -o /dev/null true 2>&1 | head -n 1))")
+  SKIPPED+=("SystemCallFilter check (ptrace is not permitted here: $(strace -f -qq -o /dev/null true 2>&1 | sed -n 1p))")
 fi
 
 for s in "${SKIPPED[@]:-}"; do [ -z "$s" ] || echo "SKIP: package_deb: $s"; done
