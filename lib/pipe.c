@@ -684,6 +684,9 @@ int tn_pipe_start(tn_pipe *p, tn_link *link, const struct tn_open *hdr)
     pipe_finish(p, "invalid stream-open header", false);
     return TN_ERR_ARG;
   }
+  /* The session clock moves only on input and ticks; a stream stamped with it could be up to a tick old and be
+   * reset before StreamOpenTimeoutMs has really passed. */
+  tn_mux_set_time(m, uv_now(tn_link_loop(link)));
   rc = tn_mux_open_stream(m, p, &p->id);
   if (rc != TN_OK) {
     pipe_finish(p, tn_strerror(rc), false);
