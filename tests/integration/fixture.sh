@@ -305,7 +305,7 @@ assert_clean_exit() {
   local log="$TEST_TMP/$1.log"
   [ -f "$log" ] || fail "assert_clean_exit: no log $log"
   if grep -qE 'LeakSanitizer|AddressSanitizer|runtime error' "$log"; then
-    grep -nE -A12 'LeakSanitizer|AddressSanitizer|runtime error' "$log" | head -n 60 >&2
+    grep -nE -A12 'LeakSanitizer|AddressSanitizer|runtime error' "$log" | sed -n 1,60p >&2
     fail "sanitizer report in $log"
   fi
 }
@@ -478,6 +478,8 @@ start_old_tunneld() {
 #   stop_server NAME               SIGTERM; fails unless it exits 0 without a sanitizer report
 #   write_servers_tunnelc NAME SERVERS_JSON [PORTS_JSON]
 #                                  $TEST_TMP/tunnelc-NAME.json with "Servers": SERVERS_JSON and the fast limits
+#   route_on_server NAME CLIENT BACKEND
+#                                  a tunnel $PUBLIC_<NAME> -> BACKEND on tunneld NAME, once CLIENT is connected
 #   log_ms FILE PATTERN            epoch milliseconds of the last line matching PATTERN (the logs' UTC timestamps)
 
 server_ports() {
@@ -516,6 +518,16 @@ stop_server() {
   if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|Assertion .* failed" "$log"; then
     fail "tunneld $1: sanitizer report in $log"
   fi
+}
+
+# route_on_server NAME CLIENT BACKEND: on tunneld NAME (use_server), once CLIENT is connected, one tunnel from
+# $PUBLIC_<NAME> on 127.0.0.1 to BACKEND; returns once the public port listens
+route_on_server() {
+  local p="PUBLIC_$1"
+  use_server "$1"
+  wait_client_connected "$2"
+  put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": ${!p}, \"ClientIdentifier\": \"$2\", \"BackEndPort\": $3}]"
+  wait_port "${!p}"
 }
 
 write_servers_tunnelc() {

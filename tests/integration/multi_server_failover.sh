@@ -27,11 +27,8 @@ CLOG="$TEST_TMP/tunnelc-home1.log"
 
 # ---- 1. both servers carry traffic ----
 for s in A B; do
-  use_server "$s"
-  wait_client_connected home1
+  route_on_server "$s" home1 "$BACKEND"
   p="PUBLIC_$s"
-  put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": ${!p}, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND}]"
-  wait_port "${!p}"
   [ "$(http_get_marker 127.0.0.1 "${!p}")" = home ] || fail "no traffic through server $s's public port"
 done
 grep -q "client home1: starting; 2 servers, one link each: 127.0.0.1:$CONTROL_A, 127.0.0.1:$CONTROL_B" "$CLOG" ||

@@ -34,11 +34,8 @@ TUNNELC_PID_home1=$SPAWNED_PID
 notified() { grep -qE "$1" "$TEST_TMP/notify.txt"; }
 CLOG="$TEST_TMP/tunnelc-home1.log"
 for s in A B; do
-  use_server "$s"
-  wait_client_connected home1
+  route_on_server "$s" home1 "$BACKEND"
   p="PUBLIC_$s"
-  put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": ${!p}, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND}]"
-  wait_port "${!p}"
   [ "$(http_get_marker 127.0.0.1 "${!p}")" = home ] || fail "no traffic through server $s"
 done
 connected_since() { use_server "$1"; api GET /clients; json_get "$API_BODY" 'd["home1"]["ConnectedSince"]'; }

@@ -26,10 +26,7 @@ CLOG="$TEST_TMP/tunnelc-home1.log"
 probe_has_ok_after() { probe_first_ok_after "$1" home "$2" >/dev/null; }
 for s in A B; do
   p="PUBLIC_$s"
-  use_server "$s"
-  wait_client_connected home1
-  put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": ${!p}, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND}]"
-  wait_port "${!p}"
+  route_on_server "$s" home1 "$BACKEND"
   start_held_download "dl$s" "${!p}"
   start_http_probe "probe$s" 127.0.0.1 "${!p}"
   printf -v "PROBE_PID_$s" '%s' "$SPAWNED_PID"

@@ -22,9 +22,7 @@ CLOG="$TEST_TMP/tunnelc-home1.log"
 wait_client_connected home1
 route() {  # SERVER: its tunnel, checked with one request
   local p="PUBLIC_$1"
-  use_server "$1"
-  put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": ${!p}, \"ClientIdentifier\": \"home1\", \"BackEndPort\": $BACKEND}]"
-  wait_port "${!p}"
+  route_on_server "$1" home1 "$BACKEND"
   [ "$(http_get_marker 127.0.0.1 "${!p}")" = home ] || fail "no traffic through server $1"
 }
 route A
