@@ -590,6 +590,38 @@ static void same_address_conflicts(const struct port_index *pi, size_t n, size_t
  * Same-address conflicts come from sorting by address; wildcard overlaps from one pass per
  * port in index order, remembering the first wildcard and the first other address seen.
  */
+/* tunnels[j] conflicts with the earlier tunnels[i]: one message naming both, and the status it deserves. */
+static int report_conflict(const struct td_table *t, size_t best_i, size_t best_j, char *err, size_t errlen)
+{
+  char a[TN_ADDR_STRLEN], b[TN_ADDR_STRLEN];
+  const struct td_tunnel *ti = &t->tunnels[best_i], *tj = &t->tunnels[best_j];
+  const struct tn_addr *x = &ti->listen, *y = &tj->listen;
+  struct tn_addr nx, ny;
+  tn_addr_format(y, b, sizeof(b));
+  tn_addr_format(x, a, sizeof(a));
+  as_v4(x, &nx);
+  as_v4(y, &ny);
+  if (tn_addr_equal(x, y) && tj->glob != NULL) {
+    /* Both tunnels are in force as far as each is concerned: the operator must drop or rename one. */
+    fail(err, errlen,
+         "tunnels[%zu] (client %s): listener %s with ListenHostnameGlob \"%s\" is already tunnels[%zu]'s "
+         "(client %s): one port routes each glob to one tunnel",
+         best_j, tj->client_id, b, tj->glob, best_i, ti->client_id);
+    return TN_ERR_CONFLICT;
+  }
+  if (tn_addr_equal(x, y))
+    fail(err, errlen, "tunnels[%zu]: listener %s duplicates tunnels[%zu]", best_j, b, best_i);
+  else if (tn_addr_equal(&nx, &ny))
+    fail(err, errlen, "tunnels[%zu]: listener %s is the same address and port as tunnels[%zu] (%s)", best_j, b,
+         best_i, a);
+  else
+    fail(err, errlen,
+         "tunnels[%zu]: listener %s overlaps tunnels[%zu] (%s): a wildcard address and another address "
+         "cannot share a port",
+         best_j, b, best_i, a);
+  return TN_ERR_INVALID;
+}
+
 static int check_conflicts(const struct td_table *t, char *err, size_t errlen)
 {
   struct port_index *pi;
@@ -653,36 +685,7 @@ static int check_conflicts(const struct td_table *t, char *err, size_t errlen)
   }
   free(pi);
   free(dup_of);
-  if (best_j != SIZE_MAX) {
-    char a[TN_ADDR_STRLEN], b[TN_ADDR_STRLEN];
-    const struct td_tunnel *ti = &t->tunnels[best_i], *tj = &t->tunnels[best_j];
-    const struct tn_addr *x = &ti->listen, *y = &tj->listen;
-    struct tn_addr nx, ny;
-    tn_addr_format(y, b, sizeof(b));
-    tn_addr_format(x, a, sizeof(a));
-    as_v4(x, &nx);
-    as_v4(y, &ny);
-    if (tn_addr_equal(x, y) && tj->glob != NULL) {
-      /* Both tunnels are in force as far as each is concerned: the operator must drop or rename one. */
-      fail(err, errlen,
-           "tunnels[%zu] (client %s): listener %s with ListenHostnameGlob \"%s\" is already tunnels[%zu]'s "
-           "(client %s): one port routes each glob to one tunnel",
-           best_j, tj->client_id, b, tj->glob, best_i, ti->client_id);
-      return TN_ERR_CONFLICT;
-    }
-    if (tn_addr_equal(x, y))
-      fail(err, errlen, "tunnels[%zu]: listener %s duplicates tunnels[%zu]", best_j, b, best_i);
-    else if (tn_addr_equal(&nx, &ny))
-      fail(err, errlen, "tunnels[%zu]: listener %s is the same address and port as tunnels[%zu] (%s)", best_j, b,
-           best_i, a);
-    else
-      fail(err, errlen,
-           "tunnels[%zu]: listener %s overlaps tunnels[%zu] (%s): a wildcard address and another address "
-           "cannot share a port",
-           best_j, b, best_i, a);
-    return TN_ERR_INVALID;
-  }
-  return TN_OK;
+  return best_j != SIZE_MAX ? report_conflict(t, best_i, best_j, err, errlen) : TN_OK;
 }
 
 static int check_reserved(const struct td_table *t, const struct td_reserved *r, char *err, size_t errlen)
