@@ -56,11 +56,10 @@ int td_metrics_label(struct td_buf *out, const char *value)
   return rc == TN_OK ? TN_OK : TN_ERR_NOMEM;
 }
 
-int td_metrics_text(const struct td_server *srv, struct td_buf *out)
+/* Server-wide gauges and counters. */
+static int metrics_totals(const struct td_server *srv, struct td_buf *out)
 {
   const struct td_metrics *m = &srv->metrics;
-  const struct td_client *c;
-  const struct td_listener *l;
   uint64_t connected, streams;
   int rc = TN_OK;
 
@@ -93,6 +92,15 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
                       (unsigned long long)m->links_replaced, (unsigned long long)m->links_dead,
                       (unsigned long long)m->mgmt_forbidden, (unsigned long long)m->links_refused_in_use,
                       (unsigned long long)m->links_closed_revoked, (unsigned long long)srv->revoked.n);
+  return rc;
+}
+
+/* One series per public listener. */
+static int metrics_listeners(const struct td_server *srv, struct td_buf *out)
+{
+  const struct td_listener *l;
+  int rc = TN_OK;
+
   rc |= td_buf_append_str(out, "# HELP tunneld_tunnel_connections_accepted_total Public connections accepted per tunnel.\n"
                                "# TYPE tunneld_tunnel_connections_accepted_total counter\n"
                                "# HELP tunneld_tunnel_connections_refused_total Public connections refused per tunnel (no client, limits).\n"
@@ -124,6 +132,15 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
                         (unsigned long long)l->unrouted, addr, (unsigned long long)l->hostname_timeouts, addr,
                         l->open_connections, addr, (unsigned long long)in, addr, (unsigned long long)out_bytes);
   }
+  return rc;
+}
+
+/* One series per client identity. */
+static int metrics_clients(const struct td_server *srv, struct td_buf *out)
+{
+  const struct td_client *c;
+  int rc = TN_OK;
+
   rc |= td_buf_append_str(out, "# HELP tunneld_client_bytes_in_total Bytes carried towards each client.\n"
                                "# TYPE tunneld_client_bytes_in_total counter\n"
                                "# HELP tunneld_client_bytes_out_total Bytes carried from each client.\n"
@@ -142,6 +159,15 @@ int td_metrics_text(const struct td_server *srv, struct td_buf *out)
       rc |= td_buf_printf(out, "\"} %llu\n", (unsigned long long)v[i]);
     }
   }
+  return rc;
+}
+
+int td_metrics_text(const struct td_server *srv, struct td_buf *out)
+{
+  int rc = metrics_totals(srv, out);
+
+  rc |= metrics_listeners(srv, out);
+  rc |= metrics_clients(srv, out);
   return rc == TN_OK ? TN_OK : TN_ERR_NOMEM;
 }
 
