@@ -98,6 +98,75 @@ cert_of() { openssl x509 -in "$WEB_PKI/$1.crt" -noout -fingerprint -sha256; }
 [ "$(cert_seen b.example.test)" = "$(cert_of site-b)" ] || fail "b.example.test: the certificate seen is not site B's"
 echo "TLS port $PT: a -> site A (home1), b and c -> site B (home2), each with its own certificate"
 
+# ---- a ClientHello in pieces: across TCP segments (the name itself cut), and across two TLS records ----
+# A real TLS client (Python's ssl over memory BIOs) whose first flight is written in pieces; the site must answer.
+cat >"$TEST_TMP/split_hello.py" <<'PY'
+import socket, ssl, sys, time
+port, name, ca, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(inc, out, server_hostname=name)
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = out.read()
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+if mode == "segments":
+    cut = hello.index(name.encode()) + 3
+    pieces = [hello[:5], hello[5:cut], hello[cut:]]
+else:
+    body = hello[5:]
+    half = len(body) // 2
+    pieces = [hello[:3] + len(b).to_bytes(2, "big") + b for b in (body[:half], body[half:])]
+for piece in pieces:
+    s.sendall(piece)
+    time.sleep(0.1)  # separate segments; the outcome must not depend on it
+
+
+def pump():
+    data = out.read()
+    if data:
+        s.sendall(data)
+    chunk = s.recv(65536)
+    if not chunk:
+        inc.write_eof()
+        return False
+    inc.write(chunk)
+    return True
+
+
+while True:
+    try:
+        tls.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        if not pump():
+            sys.exit("closed during the handshake")
+tls.write(("GET / HTTP/1.0\r\nHost: %s\r\n\r\n" % name).encode())
+reply = b""
+while True:
+    try:
+        data = tls.read(65536)
+        if not data:  # close_notify read
+            break
+        reply += data
+    except ssl.SSLWantReadError:
+        if not pump():
+            break
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+        break
+print(reply.split(b"\r\n\r\n", 1)[-1].decode().strip())
+PY
+for mode in segments records; do
+  got=$(python3 "$TEST_TMP/split_hello.py" "$PT" a.example.test "$WEB_PKI/ca.crt" "$mode" 2>&1) || true
+  [ "$got" = "site-a over TLS" ] || fail "a ClientHello split across $mode did not reach site A: $got"
+  got=$(python3 "$TEST_TMP/split_hello.py" "$PT" c.example.test "$WEB_PKI/ca.crt" "$mode" 2>&1) || true
+  [ "$got" = "site-b over TLS" ] || fail "a ClientHello split across $mode did not reach site B: $got"
+done
+echo "ClientHello split across TCP segments (inside the name) and across two TLS records: routed by its name"
+
 # ---- no match, no "*": refused with unrecognized_name, counted, logged ----
 if out=$(curl -sS --max-time 20 --resolve "other.test:$PT:127.0.0.1" --cacert "$WEB_PKI/ca.crt" "https://other.test:$PT/" 2>&1); then
   fail "other.test was served on $PT without a tunnel for it: $out"
