@@ -276,14 +276,15 @@ static void on_public_connection(uv_stream_t *server, int status)
   }
   /* One "*" tunnel: today's path, no read before the stream opens. */
   by_name = l->n_routes > 1 || srv->table.tunnels[l->tunnel_index].glob != NULL;
-  if (!by_name && (c = route_client(l, (size_t)l->tunnel_index, why, sizeof(why))) == NULL) {
-    td_gate_drop(server);
-    refuse_logged(l, why);
-    return;
-  }
+  /* The tunnel's own limit is named before the client's: it is the one its operator set for this port. */
   if (l->open_connections >= srv->cfg.limits.max_connections_per_tunnel) {
     td_gate_drop(server);
     refuse_logged(l, "MaxConnectionsPerTunnel reached");
+    return;
+  }
+  if (!by_name && (c = route_client(l, (size_t)l->tunnel_index, why, sizeof(why))) == NULL) {
+    td_gate_drop(server);
+    refuse_logged(l, why);
     return;
   }
   v = calloc(1, sizeof(*v));
