@@ -117,25 +117,30 @@ wait_client_connected() { wait_until 20 client_connected "$1" || fail "client $1
 # Milliseconds since the epoch, for measured figures.
 now_ms() { date +%s%3N; }
 
-# start_nginx NAME ROOT PORT [EXTRA_SERVER_DIRECTIVES]: nginx serving ROOT on 127.0.0.1:PORT (config and logs in
-# $TEST_TMP/NAME/); waits for the port.
-start_nginx() {
-  local name=$1 root=$2 port=$3 extra=${4:-}
-  local dir="$TEST_TMP/$name"
-  mkdir -p "$dir"
+# nginx_with NAME CONNECTIONS SERVER_BLOCKS PORT...: nginx with the given server blocks (config, logs and temp files
+# in $TEST_TMP/NAME/), spawned; waits for each PORT.
+nginx_with() {
+  local name=$1 conns=$2 servers=$3; shift 3
+  local dir="$TEST_TMP/$name" port
+  mkdir -p "$dir/tmp"
   cat >"$dir/nginx.conf" <<CONF
 daemon off; master_process off; worker_processes 1;
 pid $dir/nginx.pid; error_log $dir/error.log;
-events { worker_connections 256; }
+events { worker_connections $conns; }
 http {
   access_log $dir/access.log;
-  client_body_temp_path $dir; proxy_temp_path $dir; fastcgi_temp_path $dir;
-  uwsgi_temp_path $dir; scgi_temp_path $dir;
-  server { listen 127.0.0.1:$port; root $root; $extra }
+  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
+  $servers
 }
 CONF
-  spawn "$name" nginx -c "$dir/nginx.conf" -p "$dir"
-  wait_port "$port"
+  spawn "$name" nginx -e stderr -c "$dir/nginx.conf" -p "$dir"
+  for port in "$@"; do wait_port "$port"; done
+}
+
+# start_nginx NAME ROOT PORT [EXTRA_SERVER_DIRECTIVES]: nginx serving ROOT on 127.0.0.1:PORT; waits for the port.
+start_nginx() {
+  nginx_with "$1" 256 "server { listen 127.0.0.1:$3; root $2; ${4:-} }" "$3"
 }
 
 # api_as CERT_NAME METHOD PATH: a management request with $PKI/CERT_NAME.{crt,key} (a path under $PKI such as
@@ -183,22 +188,7 @@ is_json_error() {
 free_port6() { free_port; }  # free_port already checks ::1 too
 
 start_marker_nginx() {
-  local name=$1 port=$2 marker=$3
-  local dir="$TEST_TMP/$name"
-  mkdir -p "$dir/tmp"
-  cat >"$dir/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1;
-pid $dir/nginx.pid; error_log $dir/error.log;
-events { worker_connections 1024; }
-http {
-  access_log $dir/access.log;
-  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
-  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
-  server { listen 127.0.0.1:$port; location / { return 200 "$marker\n"; } }
-}
-CONF
-  spawn "$name" nginx -e stderr -c "$dir/nginx.conf" -p "$dir"
-  wait_port "$port"
+  nginx_with "$1" 1024 "server { listen 127.0.0.1:$2; location / { return 200 \"$3\\n\"; } }" "$2"
 }
 
 # The Python pieces below share one GET: a new connection, HTTP/1.0, the whole answer read to EOF.

@@ -32,28 +32,14 @@ web_cert site-f "DNS:other.test"
 
 # web_site NAME TLS_PORT HTTP_PORT: nginx answering "NAME" over TLS (its own certificate) and plain HTTP.
 web_site() {
-  local dir="$TEST_TMP/$1"
-  mkdir -p "$dir/tmp"
-  cat >"$dir/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1;
-pid $dir/nginx.pid; error_log $dir/error.log;
-events { worker_connections 256; }
-http {
-  access_log $dir/access.log;
-  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
-  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
+  nginx_with "$1" 256 "
   server {
     listen 127.0.0.1:$2 ssl;
     ssl_certificate $WEB_PKI/$1.crt;
     ssl_certificate_key $WEB_PKI/$1.key;
-    location / { return 200 "$1 over TLS\n"; }
+    location / { return 200 \"$1 over TLS\\n\"; }
   }
-  server { listen 127.0.0.1:$3; location / { return 200 "$1 over HTTP\n"; } }
-}
-CONF
-  spawn "$1" nginx -e stderr -p "$dir" -c "$dir/nginx.conf"
-  wait_port "$2"
-  wait_port "$3"
+  server { listen 127.0.0.1:$3; location / { return 200 \"$1 over HTTP\\n\"; } }" "$2" "$3"
 }
 
 make_pki
