@@ -7,7 +7,8 @@
 # once a "*" tunnel is added it reaches that fallback. On a plain HTTP port the Host header routes the same way
 # and an unknown host gets 421. The same glob twice is a 409 that leaves the table in force. A visitor sending a
 # partial ClientHello is cut at HostnameTimeoutMs while other visitors are served meanwhile. OpenConnections counts
-# per tunnel on the shared port; the globs survive a restart; one site's client gone leaves the others served.
+# per tunnel on the shared port; a PROXY v2 tunnel on it gives its site the visitor's own address; the globs survive
+# a restart; one site's client gone leaves the others served. A ClientHello split across segments or records routes.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fixture.sh"
 
@@ -292,6 +293,30 @@ python3 -c 'import json,sys; g=[t["ListenHostnameGlob"] for t in json.loads(sys.
 for c in home1 home2 home3; do wait_client_connected "$c"; done
 [ "$(tls_get a.example.test)" = "site-a over TLS" ] || fail "a.example.test after a restart"
 [ "$(tls_get b.example.test)" = "site-b over TLS" ] || fail "b.example.test after a restart"
+
+# ---- PROXY v2 on a name-routed port: the site behind it logs the visitor's own address ----
+P_TLS=$(free_port)
+nginx_with site-p 256 "
+  log_format pp '\$proxy_protocol_addr \$ssl_server_name';
+  server {
+    listen 127.0.0.1:$P_TLS ssl proxy_protocol;
+    ssl_certificate $WEB_PKI/site-b.crt;
+    ssl_certificate_key $WEB_PKI/site-b.key;
+    access_log $TEST_TMP/site-p/pp.log pp;
+    location / { return 200 \"site-p over TLS\\n\"; }
+  }" "$P_TLS"
+stop_checked home3
+start_tunnelc home3 "[$F_TLS, $P_TLS]"
+wait_client_connected home3
+put_tunnels "[$(tunnel "$PT" home1 "$A_TLS" a.example.test), $(tunnel "$PT" home2 "$B_TLS" '*.example.test'),
+  $(tunnel "$PT" home3 "$F_TLS" '*'), $(tunnel "$PT" home3 "$P_TLS" p.example.test | sed 's/}$/, "HaProxyProxyProtocol": true, "ProxyProtocolVersion": 2}/')]"
+# The visitor comes from 127.0.0.3; tunnelc's own connection to the site comes from 127.0.0.1.
+got=$(curl -sS --max-time 20 --interface 127.0.0.3 --resolve "p.example.test:$PT:127.0.0.1" --cacert "$WEB_PKI/ca.crt" \
+  "https://p.example.test:$PT/") || true
+[ "$got" = "site-p over TLS" ] || fail "p.example.test (PROXY v2) did not reach site P: $got"
+wait_until 10 grep -qx "127.0.0.3 p.example.test" "$TEST_TMP/site-p/pp.log" ||
+  fail "site P did not log the visitor's address from the PROXY v2 header: $(cat "$TEST_TMP/site-p/pp.log")"
+echo "p.example.test with PROXY v2: site P logged the visitor's 127.0.0.3"
 
 # ---- one site's client gone: its names are refused, the others' are untouched ----
 stop_checked home2
