@@ -69,8 +69,9 @@ wait_port "$PH"
 python3 -c 'import json,sys; g=[t["ListenHostnameGlob"] for t in json.loads(sys.argv[1])]; sys.exit(g != ["a.example.test", "*.example.test", "a.example.test", "b.example.test"])' \
   "$API_BODY" || fail "PUT answer does not show the globs: $API_BODY"
 
-tls_get() {  # tls_get NAME: the page at https://NAME:$PT/, verified with the web CA
-  curl -sS --max-time 20 --resolve "$1:$PT:127.0.0.1" --cacert "$WEB_PKI/ca.crt" "https://$1:$PT/"
+tls_get() {  # tls_get NAME [CURL_ARGS...]: the page at https://NAME:$PT/, verified with the web CA
+  local name=$1; shift
+  curl -sS --max-time 20 "$@" --resolve "$name:$PT:127.0.0.1" --cacert "$WEB_PKI/ca.crt" "https://$name:$PT/"
 }
 cert_seen() {  # cert_seen NAME: the SHA-256 fingerprint of the certificate presented for NAME on $PT
   openssl s_client -connect "127.0.0.1:$PT" -servername "$1" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256
@@ -254,8 +255,7 @@ sys.exit(strip(sys.argv[1]) != strip(sys.argv[2]))' "$GOOD_TABLE" "$API_BODY" ||
 
 # ---- a "*" fallback takes the names no other glob matches; the port stays open throughout ----
 put_tunnels "[$(tunnel "$PT" home1 "$A_TLS" a.example.test), $(tunnel "$PT" home2 "$B_TLS" '*.example.test'), $(tunnel "$PT" home3 "$F_TLS" '*')]"
-body=$(curl -sS --max-time 20 --resolve "other.test:$PT:127.0.0.1" --cacert "$WEB_PKI/ca.crt" "https://other.test:$PT/") ||
-  fail "other.test did not reach the fallback"
+body=$(tls_get other.test) || fail "other.test did not reach the fallback"
 [ "$body" = "site-f over TLS" ] || fail "other.test with a fallback: got '$body'"
 [ "$(cert_seen other.test)" = "$(cert_of site-f)" ] || fail "other.test: the certificate seen is not the fallback's"
 [ "$(tls_get a.example.test)" = "site-a over TLS" ] || fail "a.example.test no longer reaches site A beside a fallback"
@@ -311,8 +311,7 @@ wait_client_connected home3
 put_tunnels "[$(tunnel "$PT" home1 "$A_TLS" a.example.test), $(tunnel "$PT" home2 "$B_TLS" '*.example.test'),
   $(tunnel "$PT" home3 "$F_TLS" '*'), $(tunnel "$PT" home3 "$P_TLS" p.example.test | sed 's/}$/, "HaProxyProxyProtocol": true, "ProxyProtocolVersion": 2}/')]"
 # The visitor comes from 127.0.0.3; tunnelc's own connection to the site comes from 127.0.0.1.
-got=$(curl -sS --max-time 20 --interface 127.0.0.3 --resolve "p.example.test:$PT:127.0.0.1" --cacert "$WEB_PKI/ca.crt" \
-  "https://p.example.test:$PT/") || true
+got=$(tls_get p.example.test --interface 127.0.0.3) || true
 [ "$got" = "site-p over TLS" ] || fail "p.example.test (PROXY v2) did not reach site P: $got"
 wait_until 10 grep -qx "127.0.0.3 p.example.test" "$TEST_TMP/site-p/pp.log" ||
   fail "site P did not log the visitor's address from the PROXY v2 header: $(cat "$TEST_TMP/site-p/pp.log")"
@@ -320,8 +319,8 @@ echo "p.example.test with PROXY v2: site P logged the visitor's 127.0.0.3"
 
 # ---- one site's client gone: its names are refused, the others' are untouched ----
 stop_checked home2
-wait_until 20 bash -c '! curl -sS --max-time 5 --resolve "b.example.test:'"$PT"':127.0.0.1" --cacert "'"$WEB_PKI"'/ca.crt" "https://b.example.test:'"$PT"'/"' ||
-  fail "b.example.test still served with home2 gone"
+b_refused() { ! tls_get b.example.test --max-time 5 >/dev/null 2>&1; }
+wait_until 20 b_refused || fail "b.example.test still served with home2 gone"
 [ "$(tls_get a.example.test)" = "site-a over TLS" ] || fail "a.example.test not served with home2 gone"
 echo "home2 gone: b.example.test refused, a.example.test still served"
 
