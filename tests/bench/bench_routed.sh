@@ -16,10 +16,8 @@ DUR=${1:-5}
 ROUNDS=${2:-3}
 command -v wrk >/dev/null || bash tests/bench/install-bench-deps.sh
 
-echo "== build (Release, no sanitizers) in build/bench"
-cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DTUNNEL_SANITIZE=OFF -DTUNNEL_FUZZ=OFF -DTUNNEL_TESTS=ON >/dev/null
-cmake --build build/bench -j "$(nproc 2>/dev/null || echo 2)" --target tunneld tunnelc >/dev/null
-export TUNNELD="$here/build/bench/server/tunneld" TUNNELC="$here/build/bench/client/tunnelc"
+source "$here/tests/bench/release_build.sh"
+bench_build tunneld tunnelc
 source "$here/tests/integration/lib.sh"
 source "$here/tests/integration/fixture.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

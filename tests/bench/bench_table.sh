@@ -21,10 +21,8 @@ B=${2:-16}
 if [ -n "${BENCH_TUNNELD:-}" ]; then
   export TUNNELD=$BENCH_TUNNELD TUNNELC=/bin/false
 else
-  echo "== build (Release, no sanitizers) in build/bench"
-  cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DTUNNEL_SANITIZE=OFF -DTUNNEL_FUZZ=OFF -DTUNNEL_TESTS=ON >/dev/null
-  cmake --build build/bench -j "$(nproc 2>/dev/null || echo 2)" --target tunneld tunnelc >/dev/null
-  export TUNNELD="$here/build/bench/server/tunneld" TUNNELC="$here/build/bench/client/tunnelc"
+  source "$here/tests/bench/release_build.sh"
+  bench_build tunneld tunnelc
 fi
 source "$here/tests/integration/lib.sh"
 source "$here/tests/integration/fixture.sh"

@@ -34,13 +34,9 @@ T_START=$(date +%s)
 bash tests/install-deps.sh
 bash tests/bench/install-bench-deps.sh
 
-echo "== build (Release, no sanitizers) in build/bench"
-cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DTUNNEL_SANITIZE=OFF -DTUNNEL_FUZZ=OFF -DTUNNEL_TESTS=ON \
-  >/dev/null
-cmake --build build/bench -j "$(nproc 2>/dev/null || echo 2)" --target tunneld tunnelc bench_tls bench_conn >/dev/null
+source "$here/tests/bench/release_build.sh"
+bench_build tunneld tunnelc bench_tls bench_conn
 
-export TUNNELD="$here/build/bench/server/tunneld"
-export TUNNELC="$here/build/bench/client/tunnelc"
 BENCH_BIN="$here/build/bench/bench"
 RESULTS="$here/tests/bench/results"
 
