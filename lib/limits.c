@@ -6,6 +6,7 @@
 
 #include "tunnel/defaults.h"
 #include "tunnel/error.h"
+#include "tunnel/json.h"
 #include "tunnel/keys.h"
 
 #define L(key, field, min, max, def) { key, offsetof(struct tn_limits, field), min, max, def }
@@ -61,10 +62,15 @@ int tn_limits_set(void *limits, const struct tn_limit_table *own, const char *ke
   if (d == NULL)
     d = table_find(own, key, &hint);
   if (d == NULL) {
+    char path[TN_JSON_QUOTE_MAX + 8], q[TN_JSON_DESC_LEN];
+
+    /* The key is the user's bytes: quoted so a newline in it cannot split the error into two log lines. */
+    snprintf(path, sizeof(path), "Limits.%s", key);
+    tn_json_quote(q, sizeof(q), path);
     if (hint != NULL)
-      snprintf(msg, msglen, "\"Limits.%.64s\": unknown key (did you mean \"%s\"?)", key, hint);
+      snprintf(msg, msglen, "%s: unknown key (did you mean \"%s\"?)", q, hint);
     else
-      snprintf(msg, msglen, "\"Limits.%.64s\": unknown key", key);
+      snprintf(msg, msglen, "%s: unknown key", q);
     return TN_ERR_INVALID;
   }
   if (!is_integer || value < (long long)d->min || value > (long long)d->max) {

@@ -364,12 +364,15 @@ static int check_unknown_keys(struct loader *ld, const json_t *root)
 
   json_object_foreach((json_t *)root, key, v) {
     const char *hint = NULL;
+    char q[TN_JSON_DESC_LEN];
+
     if (tn_keys_find(key_defs, N_KEYS, sizeof(key_defs[0]), key, &hint) != NULL)
       continue;
+    tn_json_quote(q, sizeof(q), key);
     if (hint != NULL)
-      fail(ld->err, ld->errlen, ld->path, "\"%.64s\": unknown key (did you mean \"%s\"?)", key, hint);
+      fail(ld->err, ld->errlen, ld->path, "%s: unknown key (did you mean \"%s\"?)", q, hint);
     else
-      fail(ld->err, ld->errlen, ld->path, "\"%.64s\": unknown key", key);
+      fail(ld->err, ld->errlen, ld->path, "%s: unknown key", q);
     return TN_ERR_INVALID;
   }
   return TN_OK;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tunnel/error.h"
+#include "tunnel/json.h"
 #include "tunnel/open.h"
 #include "tunnel/sni.h"
 #include "tunnel/tls.h"
@@ -232,7 +233,10 @@ static int check_tunnel_keys(const json_t *o, size_t idx, char *err, size_t errl
       if (strcmp(key, known_keys[k]) == 0)
         break;
     if (k == sizeof(known_keys) / sizeof(known_keys[0])) {
-      fail(err, errlen, "tunnels[%zu]: unknown key \"%.64s\"", idx, key);
+      char q[TN_JSON_DESC_LEN];
+
+      tn_json_quote(q, sizeof(q), key);
+      fail(err, errlen, "tunnels[%zu]: unknown key %s", idx, q);
       return TN_ERR_INVALID;
     }
   }

@@ -43,8 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     td_config_reserved(&cfg, &r);
     if (!td_config_is_admin(&cfg, cfg.admin_identities[cfg.n_admin_identities - 1]))
       abort();
-  } else if (strncmp(err, path, strlen(path)) != 0) {
-    abort(); /* every message names the file */
+  } else if (strncmp(err, path, strlen(path)) != 0 || strchr(err, '\n') != NULL) {
+    abort(); /* every message names the file, on one line */
   }
   td_config_free(&cfg);
   return 0;

@@ -705,6 +705,8 @@ static void test_limits_other(void **state)
   expect_error(fx, "\"Limits\": [1]", "\"Limits\": must be an object, got an array");
   expect_error(fx, "\"Limits\": {\"DialTimeout\": 5000}", "\"Limits.DialTimeout\": unknown key");
   expect_error(fx, "\"Limits\": {\"MaxConnectionsPerTunnel\": 5}", "\"Limits.MaxConnectionsPerTunnel\": unknown key");
+  /* A control byte in a key is shown escaped: the error stays one log line. */
+  expect_error(fx, "\"Limits\": {\"StreamOp\\nTimeoutMs\": 100}", "\"Limits.StreamOp\\x0aTimeoutMs\": unknown key");
   /* The same case-insensitive hint as at the top level. */
   expect_error(fx, "\"Limits\": {\"dialtimeoutms\": 5000}",
                "\"Limits.dialtimeoutms\": unknown key (did you mean \"DialTimeoutMs\"?)");

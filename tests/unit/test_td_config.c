@@ -211,6 +211,7 @@ static void test_strings(void **state)
   expect_error(f, "\"UseTls\": false", "\"UseTls\": must be true (there is no plaintext mode), got false");
   expect_error(f, "\"UseTls\": 1", "\"UseTls\": must be true (there is no plaintext mode), got 1");
   expect_error(f, "\"Bogus\": 1", "\"Bogus\": unknown key");
+  expect_error(f, "\"Bo\\r\\ngus\": 1", "\"Bo\\x0d\\x0agus\": unknown key");
   expect_error(f, "\"usetls\": true", "\"usetls\": unknown key (did you mean \"UseTls\"?)");
 
   /* Relative file names are relative to the config file's directory. */
@@ -429,6 +430,7 @@ static void test_limits(void **state)
     expect_error(f, extra, msg);
   }
   expect_error(f, "\"Limits\": {\"MaxWindows\": 1}", "\"Limits.MaxWindows\": unknown key");
+  expect_error(f, "\"Limits\": {\"Max\\nWindow\": 1}", "\"Limits.Max\\x0aWindow\": unknown key");
   /* The same case-insensitive hint for the shared limits and tunneld's own. */
   expect_error(f, "\"Limits\": {\"maxwindow\": 1}", "\"Limits.maxwindow\": unknown key (did you mean \"MaxWindow\"?)");
   expect_error(f, "\"Limits\": {\"MAXTUNNELS\": 1}", "\"Limits.MAXTUNNELS\": unknown key (did you mean \"MaxTunnels\"?)");

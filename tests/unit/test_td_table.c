@@ -117,6 +117,7 @@ static void test_body_shape(void **state)
   expect_error("[[]]", "tunnels[0]: must be an object, got []");
   expect_one_error("\"Foo\": 1", "tunnels[0]: unknown key \"Foo\"");
   expect_one_error("\"listenport\": 1", "tunnels[0]: unknown key \"listenport\"");
+  expect_one_error("\"Listen\\nPort\": 1", "tunnels[0]: unknown key \"Listen\\x0aPort\"");
 }
 
 static void test_listen_address(void **state)
