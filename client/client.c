@@ -8,6 +8,7 @@
 #include "tunnel/error.h"
 #include "tunnel/log.h"
 #include "tunnel/notify.h"
+#include "tunnel/open.h"
 
 /* ---- configuration ---- */
 
@@ -17,8 +18,13 @@ static int load_tls(const struct tc_config *cfg, tn_tls_config **tls, char *iden
   struct tn_tls_peer own;
   char why[256];
 
+  /* Offered so tunneld sends stream-open version 2 (the visitor's host name); an older tunneld ignores it. */
+  static const char *const alpn[] = { TN_OPEN_ALPN_V2, NULL };
+
   if (tn_tls_config_new(tls, TN_TLS_CLIENT, cfg->ca_file, cfg->cert_file, cfg->key_file, err, errlen) != TN_OK)
     return -1;
+  if (tn_tls_config_set_alpn(*tls, alpn) == TN_ERR_UNSUPPORTED)
+    tn_log_debug("client: this mbedTLS has no ALPN; tunneld will send no host names for PROXY v2");
   if (cfg->crl_file != NULL && tn_tls_config_set_crl(*tls, cfg->crl_file, why, sizeof(why)) != TN_OK) {
     snprintf(err, errlen, "%s: \"CrlFile\": %s", cfg->path, why);
     goto fail;

@@ -122,8 +122,8 @@ static void conv_on_open_header(tn_pipe *p, const struct tn_open *hdr)
     return;
   }
   tc_backends_format(&t, v->target, sizeof(v->target));
-  tn_log_debug("client %s%s: stream %u from %s (listener port %u) -> %s", ID(s), v->id, peer,
-               (unsigned)hdr->listener.port, v->target);
+  tn_log_debug("client %s%s: stream %u from %s (listener port %u%s%s) -> %s", ID(s), v->id, peer,
+               (unsigned)hdr->listener.port, hdr->authority[0] != '\0' ? ", host " : "", hdr->authority, v->target);
   if (t.host_is_ip) {
     struct sockaddr_storage fb;
     bool has_fb = t.fallback_host[0] != '\0' && ip_sockaddr(t.fallback_host, t.port, &fb);

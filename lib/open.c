@@ -12,6 +12,7 @@
  *  4: backend kind u8         5: proxy version u8       6: backend port u16
  *  8: peer address            then listener address     (family u8, port u16, 4|16 ip bytes)
  *  then, for a service backend only: name length u8, name bytes
+ *  then, version 2 only: authority length u8, authority bytes
  */
 #define OPEN_FIXED_LEN 8
 #define OPEN_ADDR_HEAD_LEN 3
@@ -21,6 +22,24 @@ int tn_open_service_char(unsigned char ch)
 {
   return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
          ch == '.' || ch == '_' || ch == '-';
+}
+
+int tn_open_authority_char(unsigned char ch)
+{
+  /* [ ] : for the IPv6 literal an HTTP Host may carry. */
+  return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == ':' || ch == '[' ||
+         ch == ']';
+}
+
+/* Length of a valid authority, or 0 when it is empty, too long or has a bad byte. */
+static size_t open_authority_len(const char *s)
+{
+  size_t n;
+
+  for (n = 0; n <= TN_OPEN_MAX_AUTHORITY && s[n] != '\0'; n++)
+    if (!tn_open_authority_char((uint8_t)s[n]))
+      return 0;
+  return n > TN_OPEN_MAX_AUTHORITY ? 0 : n;
 }
 
 /* Length of a valid service name, or 0 when it is empty, too long or has a bad byte. */
@@ -46,7 +65,7 @@ static size_t open_put_addr(uint8_t *p, const struct tn_addr *a)
 
 size_t tn_open_encode(const struct tn_open *o, uint8_t *out, size_t out_len)
 {
-  size_t svc_len = 0;
+  size_t svc_len = 0, auth_len = 0;
   size_t total;
   size_t pos;
 
@@ -63,11 +82,13 @@ size_t tn_open_encode(const struct tn_open *o, uint8_t *out, size_t out_len)
   }
   if (tn_addr_ip_len(o->peer.family) == 0 || tn_addr_ip_len(o->listener.family) == 0)
     return 0;
+  if (o->authority[0] != '\0' && (auth_len = open_authority_len(o->authority)) == 0)
+    return 0;
   total = OPEN_FIXED_LEN + 2 * OPEN_ADDR_HEAD_LEN + tn_addr_ip_len(o->peer.family) +
-          tn_addr_ip_len(o->listener.family) + (svc_len ? 1 + svc_len : 0);
+          tn_addr_ip_len(o->listener.family) + (svc_len ? 1 + svc_len : 0) + (auth_len ? 1 + auth_len : 0);
   if (total > out_len)
     return 0;
-  out[0] = TN_OPEN_VERSION;
+  out[0] = auth_len ? TN_OPEN_VERSION_AUTHORITY : TN_OPEN_VERSION;
   out[1] = 0;
   tn_put_be16(out + 2, (uint16_t)total);
   out[4] = o->backend_kind;
@@ -80,6 +101,11 @@ size_t tn_open_encode(const struct tn_open *o, uint8_t *out, size_t out_len)
     out[pos++] = (uint8_t)svc_len;
     memcpy(out + pos, o->service, svc_len);
     pos += svc_len;
+  }
+  if (auth_len) {
+    out[pos++] = (uint8_t)auth_len;
+    memcpy(out + pos, o->authority, auth_len);
+    pos += auth_len;
   }
   return pos;
 }
@@ -125,11 +151,31 @@ static int open_get_addr(struct open_cur *c, struct tn_addr *a)
   return 1;
 }
 
+/* A length byte (1..max) and that many bytes each passing ok, copied with a NUL into out. */
+static int open_get_name(struct open_cur *c, char *out, size_t max, int (*ok)(unsigned char))
+{
+  size_t n;
+  int r;
+
+  if ((r = open_need(c, 1)) != 1)
+    return r;
+  n = c->in[c->pos++];
+  if (n == 0 || n > max)
+    return TN_ERR_INVALID;
+  for (size_t i = 0; i < n; i++) {
+    if ((r = open_need(c, 1)) != 1)
+      return r;
+    if (!ok(c->in[c->pos]))
+      return TN_ERR_INVALID;
+    out[i] = (char)c->in[c->pos++];
+  }
+  out[n] = '\0';
+  return 1;
+}
+
 static int open_decode(struct tn_open *o, const uint8_t *in, size_t in_len)
 {
   struct open_cur c;
-  size_t i;
-  size_t n;
   int r;
 
   if (in_len < 1)
@@ -137,7 +183,7 @@ static int open_decode(struct tn_open *o, const uint8_t *in, size_t in_len)
   /* 0 was never a version; anything newer is refused so the caller can reset the stream. */
   if (in[0] == 0)
     return TN_ERR_INVALID;
-  if (in[0] != TN_OPEN_VERSION)
+  if (in[0] != TN_OPEN_VERSION && in[0] != TN_OPEN_VERSION_AUTHORITY)
     return TN_ERR_UNSUPPORTED;
   if (in_len < 2)
     return TN_ERR_NEED_MORE;
@@ -152,8 +198,9 @@ static int open_decode(struct tn_open *o, const uint8_t *in, size_t in_len)
   if (c.total < OPEN_MIN_LEN || c.total > TN_OPEN_MAX_LEN)
     return TN_ERR_INVALID;
 
-  /* No memset of the whole struct: the 256-byte name buffer would dominate the cost. */
+  /* No memset of the whole struct: the name buffers would dominate the cost. */
   o->service[0] = '\0';
+  o->authority[0] = '\0';
   if ((r = open_need(&c, 1)) != 1)
     return r;
   o->backend_kind = in[c.pos++];
@@ -179,22 +226,13 @@ static int open_decode(struct tn_open *o, const uint8_t *in, size_t in_len)
     return r;
   if ((r = open_get_addr(&c, &o->listener)) != 1)
     return r;
-  if (o->backend_kind == TN_OPEN_BACKEND_SERVICE) {
-    if ((r = open_need(&c, 1)) != 1)
-      return r;
-    n = in[c.pos++];
-    if (n == 0)
-      return TN_ERR_INVALID;
-    for (i = 0; i < n; i++) {
-      if ((r = open_need(&c, 1)) != 1)
-        return r;
-      if (!tn_open_service_char(in[c.pos]))
-        return TN_ERR_INVALID;
-      o->service[i] = (char)in[c.pos++];
-    }
-    o->service[n] = '\0';
-  }
-  /* Version 1 has no optional fields: a longer total is a broken or confused sender. */
+  if (o->backend_kind == TN_OPEN_BACKEND_SERVICE &&
+      (r = open_get_name(&c, o->service, TN_OPEN_MAX_SERVICE, tn_open_service_char)) != 1)
+    return r;
+  if (in[0] == TN_OPEN_VERSION_AUTHORITY &&
+      (r = open_get_name(&c, o->authority, TN_OPEN_MAX_AUTHORITY, tn_open_authority_char)) != 1)
+    return r;
+  /* No version has optional fields: a longer total is a broken or confused sender. */
   if (c.pos != c.total)
     return TN_ERR_INVALID;
   return (int)c.pos;

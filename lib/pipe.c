@@ -779,6 +779,7 @@ static void on_backend_connected(uv_connect_t *req, int status)
       memset(info.dst.ip, 0, sizeof(info.dst.ip));
       info.dst.port = p->open.listener.port;
     }
+    memcpy(info.authority, p->open.authority, sizeof(info.authority));
     n = tn_proxy_encode(p->open.proxy_version, &info, proxy, sizeof(proxy));
     if (n == 0 || (c = chunk_new(p, proxy, n, false)) == NULL || submit_chunk(p, c) != 0) {
       pipe_finish(p, "could not write the PROXY header", false);

@@ -69,13 +69,13 @@ size_t tn_proxy_v1_encode(const struct tn_proxy_info *info, char *out, size_t ou
 
 size_t tn_proxy_v2_encode(const struct tn_proxy_info *info, uint8_t *out, size_t out_len)
 {
-  size_t alen;
+  size_t alen, auth_len = strnlen(info->authority, sizeof(info->authority));
   size_t total;
 
-  if (!proxy_info_families_ok(info))
+  if (!proxy_info_families_ok(info) || auth_len > TN_PROXY_AUTHORITY_MAX)
     return 0;
   alen = tn_addr_ip_len(info->src.family);
-  total = TN_PROXY_V2_HEADER_LEN + (alen ? 2 * alen + 4 : 0);
+  total = TN_PROXY_V2_HEADER_LEN + (alen ? 2 * alen + 4 + (auth_len ? PROXY_V2_TLV_HEADER_LEN + auth_len : 0) : 0);
   if (out_len < total)
     return 0;
   memcpy(out, tn_proxy_v2_signature, sizeof(tn_proxy_v2_signature));
@@ -93,6 +93,13 @@ size_t tn_proxy_v2_encode(const struct tn_proxy_info *info, uint8_t *out, size_t
   memcpy(out + 16 + alen, info->dst.ip, alen);
   tn_put_be16(out + 16 + 2 * alen, info->src.port);
   tn_put_be16(out + 18 + 2 * alen, info->dst.port);
+  if (auth_len) {
+    uint8_t *tlv = out + 20 + 2 * alen;
+
+    tlv[0] = TN_PROXY_V2_TYPE_AUTHORITY;
+    tn_put_be16(tlv + 1, (uint16_t)auth_len);
+    memcpy(tlv + PROXY_V2_TLV_HEADER_LEN, info->authority, auth_len);
+  }
   return total;
 }
 
@@ -299,8 +306,22 @@ static int proxy_v2_family_known(uint8_t fam)
   }
 }
 
-/* TLVs must tile the rest of the block exactly: a length that overruns is a broken sender. */
-static int proxy_v2_tlvs_ok(const uint8_t *p, size_t len)
+/* The authority TLV's value when it is one the caller can show and use: 1..max printable ASCII bytes. */
+static int proxy_v2_authority_usable(const uint8_t *v, size_t len)
+{
+  if (len == 0 || len > TN_PROXY_AUTHORITY_MAX)
+    return 0;
+  for (size_t i = 0; i < len; i++)
+    if (v[i] <= 0x20 || v[i] >= 0x7f)
+      return 0;
+  return 1;
+}
+
+/*
+ * TLVs must tile the rest of the block exactly: a length that overruns is a broken sender. The first usable
+ * authority TLV goes into authority.
+ */
+static int proxy_v2_tlvs_ok(const uint8_t *p, size_t len, char *authority)
 {
   size_t vlen;
 
@@ -310,6 +331,11 @@ static int proxy_v2_tlvs_ok(const uint8_t *p, size_t len)
     vlen = tn_get_be16(p + 1);
     if (vlen > len - PROXY_V2_TLV_HEADER_LEN)
       return 0;
+    if (p[0] == TN_PROXY_V2_TYPE_AUTHORITY && authority[0] == '\0' &&
+        proxy_v2_authority_usable(p + PROXY_V2_TLV_HEADER_LEN, vlen)) {
+      memcpy(authority, p + PROXY_V2_TLV_HEADER_LEN, vlen);
+      authority[vlen] = '\0';
+    }
     p += PROXY_V2_TLV_HEADER_LEN + vlen;
     len -= PROXY_V2_TLV_HEADER_LEN + vlen;
   }
@@ -361,7 +387,7 @@ static int proxy_v2_decode(struct tn_proxy_info *info, const uint8_t *in, size_t
     info->local = 1;
     return (int)(TN_PROXY_V2_HEADER_LEN + block);
   }
-  if (!proxy_v2_tlvs_ok(in + TN_PROXY_V2_HEADER_LEN + alen, block - alen))
+  if (!proxy_v2_tlvs_ok(in + TN_PROXY_V2_HEADER_LEN + alen, block - alen, info->authority))
     return TN_ERR_INVALID;
   {
     const uint8_t *a = in + TN_PROXY_V2_HEADER_LEN;

@@ -374,6 +374,19 @@ void tn_tls_config_set_peer_check(tn_tls_config *cfg, tn_tls_peer_check_fn fn, v
   cfg->peer_check_ctx = ctx;
 }
 
+int tn_tls_config_set_alpn(tn_tls_config *cfg, const char *const *protocols)
+{
+  if (cfg == NULL || protocols == NULL || protocols[0] == NULL)
+    return TN_ERR_ARG;
+#if defined(MBEDTLS_SSL_ALPN)
+  /* mbedTLS only reads the list; its prototype predates const-correct lists. */
+  return mbedtls_ssl_conf_alpn_protocols(&cfg->conf, (const char **)(uintptr_t)protocols) == 0 ? TN_OK
+                                                                                                : TN_ERR_ARG;
+#else
+  return TN_ERR_UNSUPPORTED;
+#endif
+}
+
 /* The issuer's CN of a CRL (or "?"), printable, for messages. */
 static void crl_issuer_text(const mbedtls_x509_crl *crl, char *out, size_t cap)
 {
@@ -1140,6 +1153,19 @@ int tn_tls_has_tls13(void)
 #else
   return 0;
 #endif
+}
+
+const char *tn_tls_alpn(const tn_tls *t)
+{
+#if defined(MBEDTLS_SSL_ALPN)
+  if (t != NULL && t->state == TLS_OPEN) {
+    const char *s = mbedtls_ssl_get_alpn_protocol(&t->ssl);
+    return s != NULL ? s : "";
+  }
+#else
+  (void)t;
+#endif
+  return "";
 }
 
 const char *tn_tls_version(const tn_tls *t)

@@ -109,8 +109,12 @@ static void conv_track(struct td_conv *v, struct td_listener *l, tn_pipe *p)
     tn_addr_format(&peer, v->peer, sizeof(v->peer));
 }
 
-/* ... and against its client once routed; its stream opens with the tunnel's open header. */
-static void conv_open(struct td_conv *v, struct td_client *c, const struct td_tunnel *t)
+/*
+ * ... and against its client once routed; its stream opens with the tunnel's open header. name is the host name
+ * the visitor asked for on a port shared by hostname (NULL or "" for none): it goes in the header (version 2)
+ * when the client's TLS handshake agreed ALPN "tunnel/2", for its PROXY v2 header.
+ */
+static void conv_open(struct td_conv *v, struct td_client *c, const struct td_tunnel *t, const char *name)
 {
   struct td_listener *l = v->listener;
   struct tn_open hdr;
@@ -133,6 +137,8 @@ static void conv_open(struct td_conv *v, struct td_client *c, const struct td_tu
     hdr.backend_kind = TN_OPEN_BACKEND_PORT;
     hdr.backend_port = t->backend_port;
   }
+  if (name != NULL && name[0] != '\0' && strcmp(tn_tls_alpn(tn_link_tls(c->link)), TN_OPEN_ALPN_V2) == 0)
+    snprintf(hdr.authority, sizeof(hdr.authority), "%s", name);
   tn_log_debug("tunnel port %u: %s -> client %s", (unsigned)l->addr.port, v->peer, c->id);
   tn_pipe_start(v->pipe, c->link, &hdr);  /* on failure it has already closed through conv_on_close */
 }
@@ -251,7 +257,7 @@ static void on_peeked(tn_pipe *p, const uint8_t *data, size_t len, enum tn_pipe_
     tn_pipe_refuse(p, NULL, 0, "out of memory");
     return;
   }
-  conv_open(v, c, &l->srv->table.tunnels[idx]);
+  conv_open(v, c, &l->srv->table.tunnels[idx], name);
 }
 
 static void on_public_connection(uv_stream_t *server, int status)
@@ -300,7 +306,7 @@ static void on_public_connection(uv_stream_t *server, int status)
   conv_track(v, l, p);
   if (!by_name) {
     v->routed = true;
-    conv_open(v, c, &srv->table.tunnels[l->tunnel_index]);
+    conv_open(v, c, &srv->table.tunnels[l->tunnel_index], NULL);
     return;
   }
   if (tn_pipe_peek(p, TD_HOSTNAME_PEEK_MAX, srv->cfg.limits.hostname_timeout_ms, on_peeked) != 0)

@@ -603,7 +603,7 @@ void td_mgmt_accept(struct td_server *srv)
   ctx->management = true;
   ctx->mgmt = m;
   tn_link_options_default(&opt);
-  opt.tls = srv->tls;
+  opt.tls = srv->mgmt_tls;
   opt.raw = 1;
   opt.handshake_timeout_ms = srv->cfg.limits.common.handshake_timeout_ms;
   opt.max_raw_output = TD_API_MAX_WIRE;

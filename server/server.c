@@ -15,6 +15,7 @@
 #include "tunnel/error.h"
 #include "tunnel/log.h"
 #include "tunnel/notify.h"
+#include "tunnel/open.h"
 
 #define SWEEP_INTERVAL_MS 250u
 #define RATELOG_MAX_KEYS 256u
@@ -69,9 +70,14 @@ static int server_peer_check(void *ctx, const struct tn_tls_peer *peer, char *wh
   return 1;
 }
 
-/* The TLS config from the configured files: CA, own certificate and key, CrlFile, and the revocation hook. */
-static int server_tls_load(struct td_server *srv, tn_tls_config **out, char *err, size_t errlen)
+/*
+ * A TLS config from the configured files: CA, own certificate and key, CrlFile, and the revocation hook. The
+ * control port's also agrees ALPN "tunnel/2" with a tunnelc that speaks stream-open version 2; the management
+ * port's has no list, since a list makes mbedTLS refuse clients that offer only other protocols.
+ */
+static int server_tls_load_one(struct td_server *srv, bool control, tn_tls_config **out, char *err, size_t errlen)
 {
+  static const char *const control_alpn[] = { TN_OPEN_ALPN_V2, NULL };
   const struct td_config *cfg = &srv->cfg;
 
   if (tn_tls_config_new(out, TN_TLS_SERVER, cfg->ca_file, cfg->cert_file, cfg->key_file, err, errlen) != TN_OK) {
@@ -87,6 +93,26 @@ static int server_tls_load(struct td_server *srv, tn_tls_config **out, char *err
     return -1;
   }
   tn_tls_config_set_peer_check(*out, server_peer_check, srv);
+  /* Without ALPN in mbedTLS, tunnelc is simply sent version 1 headers. */
+  if (control && tn_tls_config_set_alpn(*out, control_alpn) == TN_ERR_UNSUPPORTED)
+    tn_log_debug("server: this mbedTLS has no ALPN; stream-open headers stay at version 1");
+  return 0;
+}
+
+/* Both configs, or neither (the ones in *control and *mgmt are untouched on failure). */
+static int server_tls_load(struct td_server *srv, tn_tls_config **control, tn_tls_config **mgmt, char *err,
+                           size_t errlen)
+{
+  tn_tls_config *c = NULL, *m = NULL;
+
+  if (server_tls_load_one(srv, true, &c, err, errlen) != 0)
+    return -1;
+  if (server_tls_load_one(srv, false, &m, err, errlen) != 0) {
+    tn_tls_config_unref(c);
+    return -1;
+  }
+  *control = c;
+  *mgmt = m;
   return 0;
 }
 
@@ -103,13 +129,14 @@ int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_pa
   td_sources_init(&srv->sources);
   if (td_config_load(&srv->cfg, config_path, err, errlen) != TN_OK)
     return -1;
-  if (server_tls_load(srv, &srv->tls, err, errlen) != 0) {
+  if (server_tls_load(srv, &srv->tls, &srv->mgmt_tls, err, errlen) != 0) {
     td_config_free(&srv->cfg);
     return -1;
   }
   td_config_reserved(&srv->cfg, &reserved);
   if (td_state_load(srv->cfg.state_file, &reserved, &srv->table, &srv->revoked, err, errlen) != TN_OK) {
     tn_tls_config_unref(srv->tls);
+    tn_tls_config_unref(srv->mgmt_tls);
     td_config_free(&srv->cfg);
     return -1;
   }
@@ -216,15 +243,17 @@ static void recheck_links(struct td_server *srv)
 
 void td_server_reload(struct td_server *srv)
 {
-  tn_tls_config *tls;
+  tn_tls_config *tls, *mgmt_tls;
   char err[768];
 
-  if (server_tls_load(srv, &tls, err, sizeof(err)) != 0) {
+  if (server_tls_load(srv, &tls, &mgmt_tls, err, sizeof(err)) != 0) {
     tn_log_error("server: certificate reload failed, keeping the loaded ones: %s", err);
     return;
   }
   tn_tls_config_unref(srv->tls);
   srv->tls = tls;
+  tn_tls_config_unref(srv->mgmt_tls);
+  srv->mgmt_tls = mgmt_tls;
   tn_log_info("server: certificates and CA%s reloaded from disk; new connections use them",
               srv->cfg.crl_file != NULL ? " (and CrlFile)" : "");
   recheck_links(srv);
@@ -324,6 +353,7 @@ void td_server_free(struct td_server *srv)
   td_table_free(&srv->table);
   td_revoked_free(&srv->revoked);
   tn_tls_config_unref(srv->tls);
+  tn_tls_config_unref(srv->mgmt_tls);
   td_config_free(&srv->cfg);
   td_sources_free(&srv->sources);
   tn_ratelog_free(srv->ratelog, uv_now(srv->loop));

@@ -37,7 +37,8 @@ struct td_server {
   uv_loop_t *loop;
   struct td_config cfg;
   const char *config_path;
-  tn_tls_config *tls;
+  tn_tls_config *tls;            /* the control port: offers ALPN TN_OPEN_ALPN_V2 */
+  tn_tls_config *mgmt_tls;       /* the management port: the same files, no ALPN (curl offers h2 and http/1.1) */
   uv_tcp_t control;
   uv_tcp_t management;
   uv_timer_t sweep;              /* retiring links and draining listeners */

@@ -13,7 +13,8 @@ static void fuzz_open_same(const struct tn_open *a, const struct tn_open *b)
 {
   if (a->backend_kind != b->backend_kind || a->proxy_version != b->proxy_version ||
       a->backend_port != b->backend_port || strcmp(a->service, b->service) != 0 ||
-      !tn_addr_equal(&a->peer, &b->peer) || !tn_addr_equal(&a->listener, &b->listener))
+      !tn_addr_equal(&a->peer, &b->peer) || !tn_addr_equal(&a->listener, &b->listener) ||
+      strcmp(a->authority, b->authority) != 0)
     abort();
 }
 

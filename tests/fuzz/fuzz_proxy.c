@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void fuzz_proxy_same(const struct tn_proxy_info *a, const struct tn_proxy_info *b)
 {
   if (a->version != b->version || a->local != b->local || !tn_addr_equal(&a->src, &b->src) ||
-      !tn_addr_equal(&a->dst, &b->dst))
+      !tn_addr_equal(&a->dst, &b->dst) || strcmp(a->authority, b->authority) != 0)
     abort();
 }
 

@@ -44,7 +44,8 @@ static void assert_open_equal(const char *name, const struct tn_open *a, const s
 {
   if (a->backend_kind != b->backend_kind || a->proxy_version != b->proxy_version ||
       a->backend_port != b->backend_port || strcmp(a->service, b->service) != 0 ||
-      !tn_addr_equal(&a->peer, &b->peer) || !tn_addr_equal(&a->listener, &b->listener))
+      !tn_addr_equal(&a->peer, &b->peer) || !tn_addr_equal(&a->listener, &b->listener) ||
+      strcmp(a->authority, b->authority) != 0)
     fail_msg("%s: decoded header differs", name);
 }
 
@@ -72,6 +73,23 @@ static struct tn_open make_port_v6(void)
   return open_of(TN_OPEN_BACKEND_PORT, 1, NULL, TN_PROXY_NONE, "::1", 65535, "2001:db8::1", 1);
 }
 
+/* Version 2: the same headers with the host name the visitor asked for appended. */
+static struct tn_open make_port_v4_authority(void)
+{
+  struct tn_open o = make_port_v4();
+
+  snprintf(o.authority, sizeof(o.authority), "a.example.test");
+  return o;
+}
+
+static struct tn_open make_service_authority_literal(void)
+{
+  struct tn_open o = make_service_mixed();
+
+  snprintf(o.authority, sizeof(o.authority), "[2001:db8::1]");
+  return o;
+}
+
 static const struct vector vectors[] = {
   { "port backend, ipv4", make_port_v4,
     BYTES("\x01\x00\x00\x16" "\x01\x01\x1f\x90"
@@ -86,6 +104,17 @@ static const struct vector vectors[] = {
     BYTES("\x01\x00\x00\x2e" "\x01\x00\x00\x01"
           "\x06\xff\xff" "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01"
           "\x06\x00\x01" "\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01") },
+  { "version 2, port backend, ipv4, authority", make_port_v4_authority,
+    BYTES("\x02\x00\x00\x25" "\x01\x01\x1f\x90"
+          "\x04\xa1\x12" "\xcb\x00\x71\x07"
+          "\x04\x01\xbb" "\xc0\x00\x02\x01"
+          "\x0e" "a.example.test") },
+  { "version 2, service backend, IPv6 literal authority", make_service_authority_literal,
+    BYTES("\x02\x00\x00\x34" "\x02\x02\x00\x00"
+          "\x06\xc7\x38" "\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x05"
+          "\x04\x01\xbb" "\xc0\x00\x02\x01"
+          "\x03" "web"
+          "\x0d" "[2001:db8::1]") },
 };
 
 #define NVECTORS (sizeof(vectors) / sizeof(vectors[0]))
@@ -159,7 +188,7 @@ static void test_decode_leaves_payload(void **state)
 static void test_round_trip(void **state)
 {
   char longest[TN_OPEN_MAX_SERVICE + 1];
-  struct tn_open cases[6];
+  struct tn_open cases[8];
   uint8_t out[TN_OPEN_MAX_LEN];
   struct tn_open got;
   size_t i, n, cut;
@@ -177,6 +206,12 @@ static void test_round_trip(void **state)
   cases[3] = open_of(TN_OPEN_BACKEND_PORT, 22, NULL, TN_PROXY_V1, "192.0.2.1", 5, "::ffff:192.0.2.9", 6);
   cases[4] = make_port_v4();
   cases[5] = make_service_mixed();
+  /* The longest header of all: longest service, longest host name, two IPv6 addresses. */
+  cases[6] = cases[2];
+  memset(cases[6].authority, 'b', TN_OPEN_MAX_AUTHORITY);
+  cases[6].authority[TN_OPEN_MAX_AUTHORITY] = '\0';
+  cases[6].authority[1] = '.';
+  cases[7] = make_port_v4_authority();
   for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     n = tn_open_encode(&cases[i], out, sizeof(out));
     if (n == 0)
@@ -189,10 +224,14 @@ static void test_round_trip(void **state)
         fail_msg("case %zu: prefix %zu not need-more", i, cut);
     }
   }
-  /* The longest valid header stays well inside the limit. */
+  /* The longest version 1 header, and the longest of all is exactly the limit. */
   n = tn_open_encode(&cases[2], out, sizeof(out));
   assert_int_equal(n, 8 + 19 + 19 + 1 + 255);
-  assert_true(n <= TN_OPEN_MAX_LEN);
+  assert_int_equal(out[0], TN_OPEN_VERSION);
+  n = tn_open_encode(&cases[6], out, sizeof(out));
+  assert_int_equal(n, 8 + 19 + 19 + 1 + 255 + 1 + 253);
+  assert_int_equal(n, TN_OPEN_MAX_LEN);
+  assert_int_equal(out[0], TN_OPEN_VERSION_AUTHORITY);
 }
 
 static void test_encode_short_buffer(void **state)
@@ -238,11 +277,25 @@ static void test_encode_rejects(void **state)
   /* A service name without its NUL (256 name bytes) is refused, not overread. */
   o = make_service_mixed(); memset(o.service, 'a', sizeof(o.service));
   assert_int_equal(tn_open_encode(&o, out, sizeof(out)), 0);
+  /* An authority is what tn_sni hands over: lower case, no spaces, no controls, no other bytes. */
+  o = make_port_v4_authority(); strcpy(o.authority, "A.example.test");
+  assert_int_equal(tn_open_encode(&o, out, sizeof(out)), 0);
+  o = make_port_v4_authority(); strcpy(o.authority, "a example");
+  assert_int_equal(tn_open_encode(&o, out, sizeof(out)), 0);
+  o = make_port_v4_authority(); strcpy(o.authority, "a\nb");
+  assert_int_equal(tn_open_encode(&o, out, sizeof(out)), 0);
+  o = make_port_v4_authority(); strcpy(o.authority, "a_b.test");
+  assert_int_equal(tn_open_encode(&o, out, sizeof(out)), 0);
+  o = make_port_v4_authority(); strcpy(o.authority, "caf\xc3\xa9.test");
+  assert_int_equal(tn_open_encode(&o, out, sizeof(out)), 0);
+  o = make_port_v4_authority(); memset(o.authority, 'a', sizeof(o.authority));
+  assert_int_equal(tn_open_encode(&o, out, sizeof(out)), 0);
 }
 
 /* ---- rejections: each case is a valid header with one thing wrong ---- */
 
 #define GOOD_V4 "\x01\x00\x00\x16" "\x01\x01\x1f\x90" "\x04\xa1\x12" "\xcb\x00\x71\x07" "\x04\x01\xbb" "\xc0\x00\x02\x01"
+#define V2_HEAD "\x02\x00\x00\x19" "\x01\x01\x1f\x90" "\x04\xa1\x12" "\xcb\x00\x71\x07" "\x04\x01\xbb" "\xc0\x00\x02\x01"
 #define SVC_HEAD "\x01\x00\x00\x18" "\x02\x00\x00\x00" "\x04\x00\x01" "\x01\x02\x03\x04" "\x04\x00\x02" "\x05\x06\x07\x08"
 
 static void test_decode_rejects(void **state)
@@ -254,13 +307,14 @@ static void test_decode_rejects(void **state)
     int want;
   } cases[] = {
     { "version 0", BYTES("\x00"), TN_ERR_INVALID },
-    { "version 2", BYTES("\x02"), TN_ERR_UNSUPPORTED },
+    { "version 3", BYTES("\x03"), TN_ERR_UNSUPPORTED },
     { "version 255 full", BYTES("\xff\x00\x00\x16" "\x01\x01\x1f\x90" "\x04\xa1\x12" "\xcb\x00\x71\x07" "\x04\x01\xbb" "\xc0\x00\x02\x01"),
       TN_ERR_UNSUPPORTED },
     { "reserved byte", BYTES("\x01\x80"), TN_ERR_INVALID },
     { "total 21", BYTES("\x01\x00\x00\x15"), TN_ERR_INVALID },
     { "total 0", BYTES("\x01\x00\x00\x00"), TN_ERR_INVALID },
-    { "total 513", BYTES("\x01\x00\x02\x01"), TN_ERR_INVALID },
+    { "total 557", BYTES("\x01\x00\x02\x2d"), TN_ERR_INVALID },
+    { "version 2 total 557", BYTES("\x02\x00\x02\x2d"), TN_ERR_INVALID },
     { "total 65535", BYTES("\x01\x00\xff\xff"), TN_ERR_INVALID },
     { "total one too long", BYTES("\x01\x00\x00\x17" "\x01\x01\x1f\x90" "\x04\xa1\x12" "\xcb\x00\x71\x07" "\x04\x01\xbb" "\xc0\x00\x02\x01" "\x00"),
       TN_ERR_INVALID },
@@ -285,6 +339,19 @@ static void test_decode_rejects(void **state)
     { "service longer than total", BYTES(SVC_HEAD "\x02" "ab"), TN_ERR_INVALID },
     { "service shorter than total", BYTES("\x01\x00\x00\x1b" "\x02\x00\x00\x00" "\x04\x00\x01" "\x01\x02\x03\x04" "\x04\x00\x02" "\x05\x06\x07\x08" "\x01" "a" "b"),
       TN_ERR_INVALID },
+    { "version 2 without authority", BYTES("\x02\x00\x00\x16" "\x01\x01\x1f\x90" "\x04\xa1\x12" "\xcb\x00\x71\x07" "\x04\x01\xbb" "\xc0\x00\x02\x01"),
+      TN_ERR_INVALID },
+    { "authority length 0", BYTES(V2_HEAD "\x00"), TN_ERR_INVALID },
+    { "authority upper case", BYTES(V2_HEAD "\x02" "aB"), TN_ERR_INVALID },
+    { "authority space", BYTES(V2_HEAD "\x02" "a "), TN_ERR_INVALID },
+    { "authority newline", BYTES(V2_HEAD "\x02" "a\n"), TN_ERR_INVALID },
+    { "authority slash", BYTES(V2_HEAD "\x02" "a/"), TN_ERR_INVALID },
+    { "authority high byte", BYTES(V2_HEAD "\x02" "a\xc3"), TN_ERR_INVALID },
+    { "authority longer than total", BYTES(V2_HEAD "\x03" "abc"), TN_ERR_INVALID },
+    { "authority shorter than total", BYTES("\x02\x00\x00\x1a" "\x01\x01\x1f\x90" "\x04\xa1\x12" "\xcb\x00\x71\x07" "\x04\x01\xbb" "\xc0\x00\x02\x01" "\x02" "ab" "c"),
+      TN_ERR_INVALID },
+    { "authority in a version 1 header", BYTES("\x01\x00\x00\x19" "\x01\x01\x1f\x90" "\x04\xa1\x12" "\xcb\x00\x71\x07" "\x04\x01\xbb" "\xc0\x00\x02\x01" "\x02" "ab"),
+      TN_ERR_INVALID },
     { "service missing", BYTES("\x01\x00\x00\x16" "\x02\x00\x00\x00" "\x04\x00\x01" "\x01\x02\x03\x04" "\x04\x00\x02" "\x05\x06\x07\x08"),
       TN_ERR_INVALID },
   };
@@ -295,6 +362,8 @@ static void test_decode_rejects(void **state)
   /* The service header prefix itself is sound: with its one name byte it decodes. */
   assert_int_equal(tn_open_decode(&got, BYTES(SVC_HEAD "\x01" "a")), 0x18);
   assert_int_equal(tn_open_decode(&got, BYTES(GOOD_V4)), 0x16);
+  assert_int_equal(tn_open_decode(&got, BYTES(V2_HEAD "\x02" "ab")), 0x19);
+  assert_string_equal(got.authority, "ab");
   for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     memset(&got, 0x5A, sizeof(got));
     before = got;

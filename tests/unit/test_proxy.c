@@ -261,6 +261,57 @@ static void test_decode_accepts_other_senders(void **state)
   }
 }
 
+/* ---- the authority TLV (PP2_TYPE_AUTHORITY: the host name the visitor asked for) ---- */
+
+static void test_authority(void **state)
+{
+  static const uint8_t want_v4[] = SIG "\x21\x11\x00\x1d" "\xcb\x00\x71\x07" "\xc0\x00\x02\x01" "\xa1\x12" "\x01\xbb"
+                                   "\x02\x00\x0e" "a.example.test";
+  uint8_t out[TN_PROXY_V2_MAX_LEN + 1], big[16 + 12 + 3 + 254 + 6];
+  struct tn_proxy_info info = info_of("203.0.113.7", 41234, "192.0.2.1", 443), got;
+  size_t n, cut;
+
+  snprintf(info.authority, sizeof(info.authority), "a.example.test");
+  n = tn_proxy_encode(TN_PROXY_V2, &info, out, sizeof(out));
+  assert_int_equal(n, sizeof(want_v4) - 1);
+  assert_memory_equal(out, want_v4, n);
+  assert_int_equal(tn_proxy_decode(&got, out, n), (int)n);
+  assert_string_equal(got.authority, "a.example.test");
+  for (cut = 0; cut < n; cut++)
+    assert_int_equal(tn_proxy_decode(&got, out, cut), TN_ERR_NEED_MORE);
+  for (cut = 0; cut < n; cut++)
+    assert_int_equal(tn_proxy_encode(TN_PROXY_V2, &info, out, cut), 0);
+
+  /* v1 has no room for it; LOCAL describes no connection: both leave it out. */
+  n = tn_proxy_encode(TN_PROXY_V1, &info, out, sizeof(out));
+  assert_int_equal(n, strlen("PROXY TCP4 203.0.113.7 192.0.2.1 41234 443\r\n"));
+  info.src.family = info.dst.family = TN_AF_UNSPEC;
+  assert_int_equal(tn_proxy_encode(TN_PROXY_V2, &info, out, sizeof(out)), 16);
+
+  /* The longest header: TCP6 and a 253-byte name, exactly TN_PROXY_V2_MAX_LEN; one byte more is refused. */
+  info = info_of("2001:db8::5", 1, "2001:db8::1", 2);
+  memset(info.authority, 'a', TN_PROXY_AUTHORITY_MAX);
+  info.authority[TN_PROXY_AUTHORITY_MAX] = '\0';
+  n = tn_proxy_encode(TN_PROXY_V2, &info, out, sizeof(out));
+  assert_int_equal(n, TN_PROXY_V2_MAX_LEN);
+  assert_int_equal(tn_proxy_decode(&got, out, n), (int)n);
+  assert_string_equal(got.authority, info.authority);
+  memset(info.authority, 'a', sizeof(info.authority));
+  assert_int_equal(tn_proxy_encode(TN_PROXY_V2, &info, out, sizeof(out)), 0);
+
+  /* From other senders: the first usable authority counts; unusable ones are skipped like unknown TLVs. */
+  assert_int_equal(tn_proxy_decode(&got, BYTES(SIG "\x21\x11\x00\x1a" "\1\2\3\4" "\5\6\7\x08" "\0\1" "\0\2"
+                                               "\x02\x00\x01" "\x07" "\x02\x00\x03" "b.c" "\x02\x00\x01" "d")), 42);
+  assert_string_equal(got.authority, "b.c");
+  assert_int_equal(tn_proxy_decode(&got, BYTES(SIG "\x21\x11\x00\x12" "\1\2\3\4" "\5\6\7\x08" "\0\1" "\0\2"
+                                               "\x02\x00\x03" "a b")), 34);
+  assert_string_equal(got.authority, "");
+  memcpy(big, SIG "\x21\x11\x01\x0d" "\1\2\3\4" "\5\6\7\x08" "\0\1" "\0\2" "\x02\x00\xfe", 31);
+  memset(big + 31, 'a', 254);
+  assert_int_equal(tn_proxy_decode(&got, big, 31 + 254), 31 + 254);
+  assert_string_equal(got.authority, "");
+}
+
 /* ---- rejections ---- */
 
 static void test_decode_rejects(void **state)
@@ -392,6 +443,7 @@ int main(void)
     cmocka_unit_test(test_encode_short_buffer),
     cmocka_unit_test(test_encode_rejects),
     cmocka_unit_test(test_decode_accepts_other_senders),
+    cmocka_unit_test(test_authority),
     cmocka_unit_test(test_decode_rejects),
     cmocka_unit_test(test_decode_fails_fast),
   };

@@ -255,6 +255,52 @@ static void test_handshake_ok(void **state)
   pair_del(&p);
 }
 
+/* ALPN: what both sides list is agreed; a side without a list agrees nothing and refuses nothing. */
+static void alpn_case(const char *const *client, const char *const *server, int want_ok, const char *want)
+{
+  tn_tls_config *cc = cfg_for(TN_TLS_CLIENT, "ca", "client"), *sc = cfg_for(TN_TLS_SERVER, "ca", "server");
+  struct pair p;
+
+  if (client != NULL)
+    assert_int_equal(tn_tls_config_set_alpn(cc, client), TN_OK);
+  if (server != NULL)
+    assert_int_equal(tn_tls_config_set_alpn(sc, server), TN_OK);
+  pair_new(&p, cc, sc, "localhost");
+  assert_string_equal(tn_tls_alpn(p.c), "");
+  handshake(&p);
+  if (!want_ok) {
+    assert_int_equal(p.rc_s, TN_ERR_TLS);
+    pair_del(&p);
+    return;
+  }
+  assert_int_equal(p.rc_c, TN_OK);
+  assert_int_equal(p.rc_s, TN_OK);
+  assert_string_equal(tn_tls_alpn(p.c), want);
+  assert_string_equal(tn_tls_alpn(p.s), want);
+  pair_del(&p);
+}
+
+static void test_alpn(void **state)
+{
+  static const char *const v2[] = { "tunnel/2", NULL };
+  static const char *const v3_v2[] = { "tunnel/3", "tunnel/2", NULL };
+  static const char *const http[] = { "http/1.1", NULL };
+  static const char *const none[] = { NULL };
+  (void)state;
+
+  alpn_case(v2, v2, 1, "tunnel/2");
+  alpn_case(v3_v2, v2, 1, "tunnel/2");  /* a later client still offers what an older server speaks */
+  alpn_case(v2, NULL, 1, "");           /* an older server ignores the offer */
+  alpn_case(NULL, v2, 1, "");           /* an older client offers nothing and is served */
+  alpn_case(http, v2, 0, "");           /* offering only other protocols is refused (RFC 7301 section 3.2) */
+  assert_int_equal(tn_tls_config_set_alpn(NULL, v2), TN_ERR_ARG);
+  {
+    tn_tls_config *cc = cfg_for(TN_TLS_CLIENT, "ca", "client");
+    assert_int_equal(tn_tls_config_set_alpn(cc, none), TN_ERR_ARG);
+    tn_tls_config_unref(cc);
+  }
+}
+
 static void test_identity_before_handshake(void **state)
 {
   (void)state;
@@ -987,6 +1033,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_handshake_ok),
     cmocka_unit_test(test_identity_before_handshake),
+    cmocka_unit_test(test_alpn),
     cmocka_unit_test(test_data_both_ways),
     cmocka_unit_test(test_data_right_after_handshake),
     cmocka_unit_test(test_bounded_buffers),

@@ -138,6 +138,14 @@ int tn_tls_config_set_crl(tn_tls_config *cfg, const char *crl_file, char *err, s
 typedef int (*tn_tls_peer_check_fn)(void *ctx, const struct tn_tls_peer *peer, char *why, size_t why_len);
 void tn_tls_config_set_peer_check(tn_tls_config *cfg, tn_tls_peer_check_fn fn, void *ctx);
 
+/*
+ * The application protocols (ALPN, RFC 7301) a client offers or a server accepts, most preferred first: a
+ * NULL-terminated list in static storage. Without a list a server ignores what clients offer; with one, a client
+ * that offers only other names is refused (so a client offers every protocol it speaks). Call before the first
+ * tn_tls_new. TN_OK, or TN_ERR_UNSUPPORTED when the mbedTLS build lacks ALPN.
+ */
+int tn_tls_config_set_alpn(tn_tls_config *cfg, const char *const *protocols);
+
 /* Takes one more reference (each tn_tls holds one, so a reload never disturbs live links). */
 void tn_tls_config_ref(tn_tls_config *cfg);
 /* Drops one reference; the last one frees the config. NULL is ignored. */
@@ -233,6 +241,9 @@ int tn_tls_has_tls13(void);
 
 /* The negotiated protocol version ("TLSv1.2", "TLSv1.3") for logs, or "" before the handshake. */
 const char *tn_tls_version(const tn_tls *t);
+
+/* The application protocol both sides agreed on (tn_tls_config_set_alpn), or "" for none or before the handshake. */
+const char *tn_tls_alpn(const tn_tls *t);
 
 /* Fills peer from a DER certificate (no verification); for tools that show certificates. TN_OK or TN_ERR_INVALID. */
 int tn_tls_identity_from_der(const uint8_t *der, size_t len, struct tn_tls_peer *peer);

@@ -20,6 +20,10 @@
  *                    to reset it (its public user went away), then keeps sending Data frames on it as fast
  *                    as it can for up to S seconds; prints "closed" (with the bytes sent and the GoAway
  *                    code, -1 when none came) or "still_open".
+ *   open-header      reads the stream-open header of the first stream the server opens (a public user must
+ *                    connect) and prints "version=N authority=NAME backend=PORT|SERVICE proxy=V" (docs/PROTOCOL.md 8),
+ *                    or "no_header". With --alpn NAME the handshake offers that application protocol (tunnelc
+ *                    offers "tunnel/2"); without it the tool is a tunnelc that predates ALPN.
  *   control-message  opens stream 1 and sends the bytes of --message HEX on it with FIN (a control message,
  *                    docs/PROTOCOL.md 8a), then reads for up to S seconds; prints "answered_fin" (the server
  *                    took it and kept the link), "reset" or "closed go_away=N".
@@ -40,6 +44,7 @@
 
 #include "tunnel/error.h"
 #include "tunnel/frame.h"
+#include "tunnel/open.h"
 #include "tunnel/tls.h"
 
 #define IN_CAP (256u * 1024u)
@@ -55,6 +60,9 @@ struct hc {
   uint32_t last_reset_id;
   uint32_t last_fin_id;
   long go_away_code;       /* -1 until a GoAway arrives */
+  uint32_t first_stream;   /* the first stream the server opened, and the start of its data */
+  uint8_t first_data[TN_OPEN_MAX_LEN];
+  size_t first_data_len;
 };
 
 static uint64_t now_ms(void)
@@ -146,6 +154,13 @@ static void parse_frames(struct hc *h, int answer_pings)
     if ((f.flags & TN_FLAG_SYN) && f.type != TN_FRAME_PING && f.stream_id != 0) {
       h->syns_in++;
       h->last_syn_id = f.stream_id;
+      if (h->first_stream == 0)
+        h->first_stream = f.stream_id;
+    }
+    if (f.type == TN_FRAME_DATA && f.stream_id != 0 && f.stream_id == h->first_stream) {
+      size_t room = sizeof(h->first_data) - h->first_data_len, n = f.length < room ? f.length : room;
+      memcpy(h->first_data + h->first_data_len, h->plain + off - f.length, n);
+      h->first_data_len += n;
     }
   }
   memmove(h->plain, h->plain + off, h->plain_len - off);
@@ -184,8 +199,9 @@ static int pump(struct hc *h, int timeout_ms, int answer_pings)
   return 1;
 }
 
-static void connect_tls(struct hc *h, int port, const char *ca, const char *crt, const char *key)
+static void connect_tls(struct hc *h, int port, const char *ca, const char *crt, const char *key, const char *alpn)
 {
+  const char *alpn_list[2] = { alpn, NULL };
   struct sockaddr_in sa = { 0 };
   tn_tls_config *cfg;
   char err[256];
@@ -193,6 +209,8 @@ static void connect_tls(struct hc *h, int port, const char *ca, const char *crt,
 
   if (tn_tls_config_new(&cfg, TN_TLS_CLIENT, ca, crt, key, err, sizeof(err)) != TN_OK)
     die(err);
+  if (alpn != NULL && tn_tls_config_set_alpn(cfg, alpn_list) != TN_OK)
+    die("tn_tls_config_set_alpn");
   if (tn_tls_new(&h->tls, cfg, "127.0.0.1") != TN_OK)
     die("tn_tls_new");
   tn_tls_config_unref(cfg);
@@ -227,13 +245,13 @@ static void connect_tls(struct hc *h, int port, const char *ca, const char *crt,
 
 int main(int argc, char **argv)
 {
-  const char *ca = NULL, *crt = NULL, *key = NULL, *mode = NULL, *message = "";
+  const char *ca = NULL, *crt = NULL, *key = NULL, *mode = NULL, *message = "", *alpn = NULL;
   int port = 0, count = 1000, seconds = 10, c;
   struct hc *h = calloc(1, sizeof(*h));
   static const struct option opts[] = {
     { "port", 1, 0, 'p' }, { "ca", 1, 0, 'a' }, { "cert", 1, 0, 'c' }, { "key", 1, 0, 'k' },
     { "mode", 1, 0, 'm' }, { "count", 1, 0, 'n' }, { "seconds", 1, 0, 's' }, { "message", 1, 0, 'x' },
-    { 0, 0, 0, 0 }
+    { "alpn", 1, 0, 'l' }, { 0, 0, 0, 0 }
   };
   uint64_t t0, deadline;
 
@@ -247,17 +265,19 @@ int main(int argc, char **argv)
     case 'n': count = atoi(optarg); break;
     case 's': seconds = atoi(optarg); break;
     case 'x': message = optarg; break;
+    case 'l': alpn = optarg; break;
     default: die("bad option");
     }
   }
   if (h == NULL || !port || !ca || !crt || !key || !mode)
-    die("usage: hostile_client --port P --ca CA --cert CRT --key KEY --mode MODE [--count N] [--seconds S]");
+    die("usage: hostile_client --port P --ca CA --cert CRT --key KEY --mode MODE [--count N] [--seconds S] "
+        "[--message HEX] [--alpn NAME]");
   signal(SIGPIPE, SIG_IGN);
   h->go_away_code = -1;
-  connect_tls(h, port, ca, crt, key);
+  connect_tls(h, port, ca, crt, key, alpn);
   t0 = now_ms();
   deadline = t0 + (uint64_t)seconds * 1000u;
-  printf("established\n");
+  printf("established alpn=%s\n", tn_tls_alpn(h->tls)[0] != '\0' ? tn_tls_alpn(h->tls) : "none");
   fflush(stdout);
 
   if (strcmp(mode, "silent") == 0) {
@@ -359,6 +379,18 @@ int main(int argc, char **argv)
       printf("result: closed sent_bytes=%llu go_away=%ld\n", (unsigned long long)sent, h->go_away_code);
     else
       printf("result: still_open sent_bytes=%llu\n", (unsigned long long)sent);
+  } else if (strcmp(mode, "open-header") == 0) {
+    struct tn_open o;
+    int r = TN_ERR_NEED_MORE;
+
+    while (!h->closed && now_ms() < deadline &&
+           (r = tn_open_decode(&o, h->first_data, h->first_data_len)) == TN_ERR_NEED_MORE)
+      pump(h, 100, 1);
+    if (r > 0)
+      printf("result: version=%u authority=%s backend=%s%u proxy=%u\n", h->first_data[0],
+             o.authority[0] != '\0' ? o.authority : "none", o.service, (unsigned)o.backend_port, o.proxy_version);
+    else
+      printf("result: no_header (%s)\n", tn_strerror(r));
   } else if (strcmp(mode, "control-message") == 0) {
     static uint8_t msg[4096];
     size_t n = 0;
