@@ -145,7 +145,12 @@ wait_client_connected home2
 sed "s#\"ServerHost\": \"127.0.0.1\",#\"ServerHost\": \"127.0.0.1\", \"ServerName\": \"wrong.example.com\",#" \
   "$TEST_TMP/tunnelc-home2.json" >"$TEST_TMP/wrongname.json"
 spawn_checked wrongname "$TUNNELC" --config "$TEST_TMP/wrongname.json"
+WRONGNAME_PID=$SPAWNED_PID
 wait_log "$TEST_TMP/wrongname.log" "hostname mismatch"
+# It retries for as long as it runs, and its handshakes come from the source whose MaxPendingHandshakesPerSource
+# slots the held handshakes below fill: on a slow machine one of its retries would evict a held one. Done now.
+kill -TERM "$WRONGNAME_PID"
+wait "$WRONGNAME_PID" || fail "the wrong-name tunnelc exited with status $? on SIGTERM"
 sed "s#\"ServerTunnelControlPort\": $CONTROL_PORT#\"ServerTunnelControlPort\": $CLOSED#" \
   "$TEST_TMP/tunnelc-home2.json" >"$TEST_TMP/downserver.json"
 spawn_checked downserver "$TUNNELC" --config "$TEST_TMP/downserver.json"
