@@ -31,26 +31,15 @@ int tn_open_authority_char(unsigned char ch)
          ch == ']';
 }
 
-/* Length of a valid authority, or 0 when it is empty, too long or has a bad byte. */
-static size_t open_authority_len(const char *s)
+/* Length of a valid name (service or authority), or 0 when it is empty, longer than max or has a bad byte. */
+static size_t open_name_len(const char *s, size_t max, int (*ok)(unsigned char))
 {
   size_t n;
 
-  for (n = 0; n <= TN_OPEN_MAX_AUTHORITY && s[n] != '\0'; n++)
-    if (!tn_open_authority_char((uint8_t)s[n]))
+  for (n = 0; n <= max && s[n] != '\0'; n++)
+    if (!ok((uint8_t)s[n]))
       return 0;
-  return n > TN_OPEN_MAX_AUTHORITY ? 0 : n;
-}
-
-/* Length of a valid service name, or 0 when it is empty, too long or has a bad byte. */
-static size_t open_service_len(const char *s)
-{
-  size_t n;
-
-  for (n = 0; n <= TN_OPEN_MAX_SERVICE && s[n] != '\0'; n++)
-    if (!tn_open_service_char((uint8_t)s[n]))
-      return 0;
-  return n > TN_OPEN_MAX_SERVICE ? 0 : n;
+  return n > max ? 0 : n;
 }
 
 static size_t open_put_addr(uint8_t *p, const struct tn_addr *a)
@@ -75,14 +64,15 @@ size_t tn_open_encode(const struct tn_open *o, uint8_t *out, size_t out_len)
     if (o->backend_port == 0)
       return 0;
   } else if (o->backend_kind == TN_OPEN_BACKEND_SERVICE) {
-    if ((svc_len = open_service_len(o->service)) == 0)
+    if ((svc_len = open_name_len(o->service, TN_OPEN_MAX_SERVICE, tn_open_service_char)) == 0)
       return 0;
   } else {
     return 0;
   }
   if (tn_addr_ip_len(o->peer.family) == 0 || tn_addr_ip_len(o->listener.family) == 0)
     return 0;
-  if (o->authority[0] != '\0' && (auth_len = open_authority_len(o->authority)) == 0)
+  if (o->authority[0] != '\0' &&
+      (auth_len = open_name_len(o->authority, TN_OPEN_MAX_AUTHORITY, tn_open_authority_char)) == 0)
     return 0;
   total = OPEN_FIXED_LEN + 2 * OPEN_ADDR_HEAD_LEN + tn_addr_ip_len(o->peer.family) +
           tn_addr_ip_len(o->listener.family) + (svc_len ? 1 + svc_len : 0) + (auth_len ? 1 + auth_len : 0);

@@ -11,6 +11,8 @@
 #   wait_client_connected NAME     polls GET /clients until NAME is ClientConnected
 #   api METHOD PATH [BODY]         admin request; body in $API_BODY, status in $API_STATUS
 #   put_tunnels JSON               PUT /tunnels, fails the test unless 200
+#   web_ca; web_cert NAME SAN      the home sites' own PKI (not tunnel's), in $WEB_PKI: a CA (ca.crt), then NAME.crt
+#                                  and NAME.key for SAN ("DNS:a.example.test,IP:127.0.0.1"), serverAuth
 #
 # Tests use short keepalive and dead-peer timeouts so failures are detected in seconds.
 
@@ -18,6 +20,7 @@
 : "${TUNNELC:?TUNNELC must point at the tunnelc binary}"
 
 PKI="$TEST_TMP/pki"
+WEB_PKI="$TEST_TMP/web-pki"
 STATE_FILE="$TEST_TMP/state/tunnels.json"
 FAST_LIMITS='{"KeepaliveIntervalMs": 500, "DeadPeerTimeoutMs": 2000, "DrainTimeoutMs": 3000, "ReplacedLinkGraceMs": 3000}'
 FAST_CLIENT_LIMITS='{"KeepaliveIntervalMs": 500, "DeadPeerTimeoutMs": 2000, "DrainTimeoutMs": 3000, "ReconnectMinMs": 100, "ReconnectMaxMs": 1000}'
@@ -539,4 +542,19 @@ log_ms() {
   grep -E "$2" "$1" | tail -1 | python3 -c 'import sys,datetime
 t=sys.stdin.read().split(" ")[0]
 print(int(datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()*1000))'
+}
+
+# The home sites' PKI: tests where the visitor's TLS goes end to end to a site at home, never through tunnel's PKI.
+web_ca() {
+  mkdir -p "$WEB_PKI"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=home web test CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+    -keyout "$WEB_PKI/ca.key" -out "$WEB_PKI/ca.crt" 2>>"$TEST_TMP/openssl.log" || fail "openssl: the web CA"
+}
+web_cert() {  # web_cert NAME SAN
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$1" \
+    -keyout "$WEB_PKI/$1.key" -out "$WEB_PKI/$1.csr" 2>>"$TEST_TMP/openssl.log" || fail "openssl: request for $1"
+  printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$2" >"$WEB_PKI/$1.cnf"
+  openssl x509 -req -days 2 -in "$WEB_PKI/$1.csr" -CA "$WEB_PKI/ca.crt" -CAkey "$WEB_PKI/ca.key" -CAcreateserial \
+    -extfile "$WEB_PKI/$1.cnf" -out "$WEB_PKI/$1.crt" 2>>"$TEST_TMP/openssl.log" || fail "openssl: certificate for $1"
 }

@@ -189,3 +189,8 @@ wait_port() { wait_until 15 port_open "$1" "${2:-127.0.0.1}" || fail "nothing li
 
 # wait_log FILE PATTERN [SECONDS]: waits until a log file holds a line matching PATTERN.
 wait_log() { wait_until "${3:-15}" grep -qE "$2" "$1" || fail "no line matching '$2' in $1"; }
+
+# The "defaults" section every haproxy receiver of the tests starts with: http mode, 5 s timeouts.
+haproxy_http_defaults() {
+  printf 'defaults\n  mode http\n  timeout connect 5s\n  timeout client 5s\n  timeout server 5s\n'
+}

@@ -36,12 +36,7 @@ spawn nginx nginx -e stderr -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf"
 wait_port "$NGINX_PORT"
 
 HAPROXY_PORT=$(free_port)
-cat >"$TEST_TMP/haproxy.cfg" <<CONF
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 5s
-  timeout server 5s
+{ haproxy_http_defaults; cat <<CONF; } >"$TEST_TMP/haproxy.cfg"
 frontend fe
   bind 127.0.0.1:$HAPROXY_PORT accept-proxy
   http-request return status 200 content-type text/plain lf-string "src=%[src]:%[src_port] dst=%[dst]:%[dst_port]"

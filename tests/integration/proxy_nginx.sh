@@ -45,12 +45,7 @@ wait_port "$NGINX_PORT6" ::1
 # ---- haproxy ----
 HAPROXY_PORT4=$(free_port)
 HAPROXY_PORT6=$(free_port6)
-cat >"$TEST_TMP/haproxy.cfg" <<CONF
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 5s
-  timeout server 5s
+{ haproxy_http_defaults; cat <<CONF; } >"$TEST_TMP/haproxy.cfg"
 frontend fe
   bind 127.0.0.1:$HAPROXY_PORT4 accept-proxy
   bind [::1]:$HAPROXY_PORT6 accept-proxy

@@ -14,29 +14,16 @@ command -v haproxy >/dev/null || fail "haproxy not installed (tests/install-deps
 HOSTILE="$TUNNEL_TOOLS/hostile_client"
 
 # ---- the home site's own certificate (haproxy terminates the visitor's TLS) ----
-WEB=$TEST_TMP/web
-mkdir -p "$WEB"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=home web test CA" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
-  -keyout "$WEB/ca.key" -out "$WEB/ca.crt" 2>"$TEST_TMP/openssl.log"
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=site" \
-  -keyout "$WEB/site.key" -out "$WEB/site.csr" 2>>"$TEST_TMP/openssl.log"
-printf 'subjectAltName=DNS:*.example.test,DNS:x.test\nextendedKeyUsage=serverAuth\n' >"$WEB/site.cnf"
-openssl x509 -req -days 2 -in "$WEB/site.csr" -CA "$WEB/ca.crt" -CAkey "$WEB/ca.key" -CAcreateserial \
-  -extfile "$WEB/site.cnf" -out "$WEB/site.crt" 2>>"$TEST_TMP/openssl.log"
-cat "$WEB/site.crt" "$WEB/site.key" >"$WEB/site.pem"
+web_ca
+web_cert site "DNS:*.example.test,DNS:x.test"
+cat "$WEB_PKI/site.crt" "$WEB_PKI/site.key" >"$WEB_PKI/site.pem"
 
 make_pki
 start_tunneld
 HA_TLS=$(free_port); HA_HTTP=$(free_port)
-cat >"$TEST_TMP/haproxy.cfg" <<CONF
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 5s
-  timeout server 5s
+{ haproxy_http_defaults; cat <<CONF; } >"$TEST_TMP/haproxy.cfg"
 frontend tls
-  bind 127.0.0.1:$HA_TLS accept-proxy ssl crt $WEB/site.pem
+  bind 127.0.0.1:$HA_TLS accept-proxy ssl crt $WEB_PKI/site.pem
   http-request return status 200 content-type text/plain lf-string "authority=%[fc_pp_authority] sni=%[ssl_fc_sni] src=%[src]:%[src_port]"
 frontend plain
   bind 127.0.0.1:$HA_HTTP accept-proxy
@@ -79,7 +66,7 @@ for p in "$PT" "$PH" "$PP"; do wait_port "$p"; done
 # before each call: a port claimed in the command substitution's subshell would not be seen here).
 through() {
   local port=$1 name=$2 scheme=$3; shift 3
-  curl -sS --max-time 20 --local-port "$SPORT" --resolve "$name:$port:127.0.0.1" --cacert "$WEB/ca.crt" "$@" \
+  curl -sS --max-time 20 --local-port "$SPORT" --resolve "$name:$port:127.0.0.1" --cacert "$WEB_PKI/ca.crt" "$@" \
     "$scheme://$name:$port/" 2>&1
 }
 

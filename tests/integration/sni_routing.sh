@@ -15,18 +15,7 @@ source "$(dirname "$0")/fixture.sh"
 HOSTNAME_TIMEOUT_MS=5000  # long enough for a visitor to be served meanwhile on a busy machine
 
 # ---- the home web servers' own PKI ----
-WEB_PKI=$TEST_TMP/web-pki
-mkdir -p "$WEB_PKI"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=home web test CA" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
-  -keyout "$WEB_PKI/ca.key" -out "$WEB_PKI/ca.crt" 2>"$TEST_TMP/openssl.log"
-web_cert() {  # web_cert NAME SAN
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$1" \
-    -keyout "$WEB_PKI/$1.key" -out "$WEB_PKI/$1.csr" 2>>"$TEST_TMP/openssl.log"
-  printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$2" >"$WEB_PKI/$1.cnf"
-  openssl x509 -req -days 2 -in "$WEB_PKI/$1.csr" -CA "$WEB_PKI/ca.crt" -CAkey "$WEB_PKI/ca.key" -CAcreateserial \
-    -extfile "$WEB_PKI/$1.cnf" -out "$WEB_PKI/$1.crt" 2>>"$TEST_TMP/openssl.log"
-}
+web_ca
 web_cert site-a "DNS:a.example.test"
 web_cert site-b "DNS:*.example.test"
 web_cert site-f "DNS:other.test"

@@ -8,16 +8,8 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fixture.sh"
 
 # ---- the home web server's own PKI ----
-WEB_PKI=$TEST_TMP/web-pki
-mkdir -p "$WEB_PKI"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=home web test CA" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
-  -keyout "$WEB_PKI/ca.key" -out "$WEB_PKI/ca.crt" 2>"$TEST_TMP/openssl.log"
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
-  -keyout "$WEB_PKI/web.key" -out "$WEB_PKI/web.csr" 2>>"$TEST_TMP/openssl.log"
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$WEB_PKI/ext.cnf"
-openssl x509 -req -days 2 -in "$WEB_PKI/web.csr" -CA "$WEB_PKI/ca.crt" -CAkey "$WEB_PKI/ca.key" -CAcreateserial \
-  -extfile "$WEB_PKI/ext.cnf" -out "$WEB_PKI/web.crt" 2>>"$TEST_TMP/openssl.log"
+web_ca
+web_cert web "DNS:localhost,IP:127.0.0.1"
 
 make_pki
 start_tunneld
