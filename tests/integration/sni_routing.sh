@@ -8,7 +8,8 @@
 # and an unknown host gets 421. The same glob twice is a 409 that leaves the table in force. A visitor sending a
 # partial ClientHello is cut at HostnameTimeoutMs while other visitors are served meanwhile. OpenConnections counts
 # per tunnel on the shared port; a PROXY v2 tunnel on it gives its site the visitor's own address; the globs survive
-# a restart; one site's client gone leaves the others served. A ClientHello split across segments or records routes.
+# a restart; one site's failover to its backup client leaves the others untouched, and with no client left its
+# names are refused. A ClientHello split across segments or records routes.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fixture.sh"
 
@@ -295,9 +296,10 @@ nginx_with site-p 256 "
     location / { return 200 \"site-p over TLS\\n\"; }
   }" "$P_TLS"
 stop_checked home3
-start_tunnelc home3 "[$F_TLS, $P_TLS]"
+start_tunnelc home3 "[$F_TLS, $P_TLS, $B_TLS]"  # also site B's backup client (failover, below)
 wait_client_connected home3
-put_tunnels "[$(tunnel "$PT" home1 "$A_TLS" a.example.test), $(tunnel "$PT" home2 "$B_TLS" '*.example.test'),
+put_tunnels "[$(tunnel "$PT" home1 "$A_TLS" a.example.test),
+  $(tunnel "$PT" home2 "$B_TLS" '*.example.test' | sed 's/}$/, "BackupClientIdentifiers": ["home3"]}/'),
   $(tunnel "$PT" home3 "$F_TLS" '*'), $(tunnel "$PT" home3 "$P_TLS" p.example.test | sed 's/}$/, "HaProxyProxyProtocol": true, "ProxyProtocolVersion": 2}/')]"
 # The visitor comes from 127.0.0.3; tunnelc's own connection to the site comes from 127.0.0.1.
 got=$(tls_get p.example.test --interface 127.0.0.3) || true
@@ -306,12 +308,24 @@ wait_until 10 grep -qx "127.0.0.3 p.example.test" "$TEST_TMP/site-p/pp.log" ||
   fail "site P did not log the visitor's address from the PROXY v2 header: $(cat "$TEST_TMP/site-p/pp.log")"
 echo "p.example.test with PROXY v2: site P logged the visitor's 127.0.0.3"
 
-# ---- one site's client gone: its names are refused, the others' are untouched ----
+# ---- failover of one site: its backup takes its names, the other site is untouched; no client left: refused ----
+active_is() {  # active_is GLOB CLIENT: GET /tunnels names CLIENT as the active client of the tunnel with GLOB
+  api GET /tunnels
+  python3 -c 'import json,sys; t=[t for t in json.loads(sys.argv[1]) if t["ListenHostnameGlob"]==sys.argv[2]]; sys.exit(len(t)!=1 or t[0]["ActiveClient"]!=sys.argv[3])' \
+    "$API_BODY" "$1" "$2"
+}
+b_via_backup() { [ "$(tls_get b.example.test --max-time 5 2>/dev/null)" = "site-b over TLS" ] && active_is '*.example.test' home3; }
+active_is '*.example.test' home2 || fail "site B's tunnel is not on home2 before the failover: $API_BODY"
 stop_checked home2
+wait_until 20 b_via_backup || fail "b.example.test did not fail over to its backup home3: $API_BODY"
+[ "$(tls_get a.example.test)" = "site-a over TLS" ] || fail "a.example.test not served after site B's failover"
+active_is a.example.test home1 || fail "site A's tunnel moved during site B's failover: $API_BODY"
+echo "home2 gone: b.example.test failed over to home3, a.example.test still on home1"
+stop_checked home3
 b_refused() { ! tls_get b.example.test --max-time 5 >/dev/null 2>&1; }
-wait_until 20 b_refused || fail "b.example.test still served with home2 gone"
-[ "$(tls_get a.example.test)" = "site-a over TLS" ] || fail "a.example.test not served with home2 gone"
-echo "home2 gone: b.example.test refused, a.example.test still served"
+wait_until 20 b_refused || fail "b.example.test still served with home2 and home3 gone"
+[ "$(tls_get a.example.test)" = "site-a over TLS" ] || fail "a.example.test not served with home2 and home3 gone"
+echo "home2 and home3 gone: b.example.test refused, a.example.test still served"
 
-stop_checked home1 home3 tunneld
-pass "one TLS port and one HTTP port serve three sites by name, TLS end to end; unknown names refused or sent to \"*\"; 409 leaves the table; slowloris cut at ${slow_ms} ms while others were served; per-tunnel counts, restart, one client gone"
+stop_checked home1 tunneld
+pass "one TLS port and one HTTP port serve three sites by name, TLS end to end; unknown names refused or sent to \"*\"; 409 leaves the table; slowloris cut at ${slow_ms} ms while others were served; per-tunnel counts, restart, one site's failover to its backup, no client left"
