@@ -91,8 +91,8 @@ int td_allow_client_json(const struct td_client *c, json_t *o)
   return 0;
 }
 
-/* One warning per tunnel that routes to c (primary or backup) and that c's list does not allow; c NULL: every client. */
-static void allow_log(const struct td_server *srv, const struct td_client *only, const char *when)
+/* One warning per tunnel of the table in force that a known list does not allow (an admin's PUT decides how many). */
+void td_allow_log_table(const struct td_server *srv)
 {
   char line[TN_TLS_CN_MAX + 320];
 
@@ -100,26 +100,55 @@ static void allow_log(const struct td_server *srv, const struct td_client *only,
     size_t n;
     struct td_client *const *route = td_registry_route(srv, i, &n);
     for (size_t r = 0; r < n; r++) {
-      if (only != NULL && route[r] != only)
-        continue;
       if (allow_problem(route[r], &srv->table.tunnels[i], line, sizeof(line))[0] != '\0')
-        tn_log_warn("tunnel port %u: %s (%s); its connections to that client will be refused",
-                    (unsigned)srv->table.tunnels[i].listen.port, line, when);
+        tn_log_warn("tunnel port %u: %s (table applied); its connections to that client will be refused",
+                    (unsigned)srv->table.tunnels[i].listen.port, line);
     }
   }
 }
 
-void td_allow_log_table(const struct td_server *srv)
+/*
+ * The client decides how often it announces, and the table how many tunnels name it: one line per announcement
+ * (a count and the first tunnel), rate-limited per client. Each tunnel's problem stays in GET /tunnels.
+ */
+static void allow_log_client(struct td_server *srv, const struct td_client *c)
 {
-  allow_log(srv, NULL, "table applied");
+  char line[TN_TLS_CN_MAX + 320], first[TN_CTL_MAX_NAME + 64] = "";
+  size_t count = 0;
+
+  for (size_t i = 0; i < srv->table.n; i++) {
+    size_t n;
+    const struct td_tunnel *t = &srv->table.tunnels[i];
+    struct td_client *const *route = td_registry_route(srv, i, &n);
+    for (size_t r = 0; r < n; r++) {
+      if (route[r] != c || allow_problem(c, t, line, sizeof(line))[0] == '\0')
+        continue;
+      if (count++ == 0) {
+        if (t->backend_service != NULL)
+          snprintf(first, sizeof(first), "port %u -> service %s", (unsigned)t->listen.port, t->backend_service);
+        else
+          snprintf(first, sizeof(first), "port %u -> %u", (unsigned)t->listen.port, (unsigned)t->backend_port);
+      }
+      break;
+    }
+  }
+  if (count == 0)
+    td_server_log_limited(srv, TN_LOG_INFO, "allow-list announced", c->id,
+                          "client %s: allow-list announced: allows %zu BackEndPorts and %zu services", c->id,
+                          c->allow->n_ports, c->allow->n_names);
+  else
+    td_server_log_limited(srv, TN_LOG_WARN, "allow-list announced", c->id,
+                          "client %s: allow-list announced (%zu BackEndPorts, %zu services); %zu tunnel%s a "
+                          "backend it does not accept (first: %s); their connections to that client will be "
+                          "refused (GET /tunnels lists each under Problems)",
+                          c->id, c->allow->n_ports, c->allow->n_names, count, count == 1 ? " names" : "s name", first);
 }
 
 static void allow_set(struct td_server *srv, struct td_client *c, struct td_allow *a)
 {
   td_allow_free(c->allow);
   c->allow = a;
-  tn_log_info("client %s: allows %zu BackEndPorts and %zu services", c->id, a->n_ports, a->n_names);
-  allow_log(srv, c, "client's allow-list");
+  allow_log_client(srv, c);
 }
 
 void td_allow_link_admitted(struct td_server *srv, struct td_client *c, struct td_allow **link_allow)

@@ -71,7 +71,8 @@ echo "after SIGHUP: no problems, both tunnels answer"
 # A reload that takes a port away again is logged against the tunnel routed to it.
 start_tunnelc_config "[$ALLOWED]" "{\"api\": \"127.0.0.1:$ALLOWED\", \"web\": \"127.0.0.1:$OTHER\"}"
 kill -HUP "$TUNNELC_PID_home1"
-wait_log "$TEST_TMP/tunneld.log" "warn: tunnel port $P_PORT: client home1 does not allow BackEndPort $OTHER \(client's allow-list\)"
+# One line per announcement, rate-limited per client: within 10 s of the last one it is in the summary ("last: ...").
+wait_log "$TEST_TMP/tunneld.log" "client home1: allow-list announced \(1 BackEndPorts, 2 services\); 1 tunnel names a backend it does not accept \(first: port $P_PORT -> $OTHER\)" 30
 
 # A client that announces nothing (an older tunnelc) is unknown: no list, no problems for its tunnels.
 # An unknown message type is ignored; a malformed allow-list closes that link only, with GoAway(1).

@@ -26,7 +26,11 @@
  *                    offers "tunnel/2"); without it the tool is a tunnelc that predates ALPN.
  *   control-message  opens stream 1 and sends the bytes of --message HEX on it with FIN (a control message,
  *                    docs/PROTOCOL.md 8a), then reads for up to S seconds; prints "answered_fin" (the server
- *                    took it and kept the link), "reset" or "closed go_away=N".
+ *                    took it and kept the link), "reset" or "closed go_away=N". With --size N the message is
+ *                    --message followed by zeros up to N bytes, sent in 16 KiB frames within the stream's window.
+ *   control-flood    sends --message (a control message) N times (--count), each on a new stream with FIN, at
+ *                    most 4 unanswered at once (the receiver's limit), for up to S seconds; prints
+ *                    "sent=N answered=M" (FIN or RST back), or "closed go_away=N" when the server ended the link.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -59,6 +63,8 @@ struct hc {
   uint32_t last_syn_id;
   uint32_t last_reset_id;
   uint32_t last_fin_id;
+  uint64_t odd_answers;    /* FIN or RST on client-opened streams: control messages answered */
+  uint64_t credit1;        /* window the server granted stream 1 beyond the initial one */
   long go_away_code;       /* -1 until a GoAway arrives */
   uint32_t first_stream;   /* the first stream the server opened, and the start of its data */
   uint8_t first_data[TN_OPEN_MAX_LEN];
@@ -141,6 +147,10 @@ static void parse_frames(struct hc *h, int answer_pings)
     }
     if ((f.flags & TN_FLAG_FIN) && f.type != TN_FRAME_PING)
       h->last_fin_id = f.stream_id;
+    if ((f.flags & (TN_FLAG_FIN | TN_FLAG_RST)) && f.type != TN_FRAME_PING && (f.stream_id & 1u))
+      h->odd_answers++;
+    if (f.type == TN_FRAME_WINDOW_UPDATE && f.stream_id == 1)
+      h->credit1 += f.length;
     if (f.type == TN_FRAME_GO_AWAY) {
       h->go_away_in++;
       h->go_away_code = (long)f.length;
@@ -246,12 +256,12 @@ static void connect_tls(struct hc *h, int port, const char *ca, const char *crt,
 int main(int argc, char **argv)
 {
   const char *ca = NULL, *crt = NULL, *key = NULL, *mode = NULL, *message = "", *alpn = NULL;
-  int port = 0, count = 1000, seconds = 10, c;
+  int port = 0, count = 1000, seconds = 10, size = 0, c;
   struct hc *h = calloc(1, sizeof(*h));
   static const struct option opts[] = {
     { "port", 1, 0, 'p' }, { "ca", 1, 0, 'a' }, { "cert", 1, 0, 'c' }, { "key", 1, 0, 'k' },
     { "mode", 1, 0, 'm' }, { "count", 1, 0, 'n' }, { "seconds", 1, 0, 's' }, { "message", 1, 0, 'x' },
-    { "alpn", 1, 0, 'l' }, { 0, 0, 0, 0 }
+    { "alpn", 1, 0, 'l' }, { "size", 1, 0, 'z' }, { 0, 0, 0, 0 }
   };
   uint64_t t0, deadline;
 
@@ -266,6 +276,7 @@ int main(int argc, char **argv)
     case 's': seconds = atoi(optarg); break;
     case 'x': message = optarg; break;
     case 'l': alpn = optarg; break;
+    case 'z': size = atoi(optarg); break;
     default: die("bad option");
     }
   }
@@ -391,18 +402,67 @@ int main(int argc, char **argv)
              o.authority[0] != '\0' ? o.authority : "none", o.service, (unsigned)o.backend_port, o.proxy_version);
     else
       printf("result: no_header (%s)\n", tn_strerror(r));
-  } else if (strcmp(mode, "control-message") == 0) {
-    static uint8_t msg[4096];
-    size_t n = 0;
-    for (const char *x = message; x[0] && x[1] && n < sizeof(msg); x += 2) {
+  } else if (strcmp(mode, "control-message") == 0 || strcmp(mode, "control-flood") == 0) {
+    size_t cap = size > 4096 ? (size_t)size : 4096, n = 0;
+    uint8_t *msg = calloc(1, cap);
+    if (msg == NULL)
+      die("out of memory");
+    for (const char *x = message; x[0] && x[1] && n < cap; x += 2) {
       unsigned v;
       if (sscanf(x, "%2x", &v) != 1)
         die("--message: bad hex");
       msg[n++] = (uint8_t)v;
     }
+    if ((size_t)size > n)
+      n = (size_t)size;
+    if (strcmp(mode, "control-flood") == 0) {
+      uint64_t sent = 0;
+      uint32_t id = 1;
+      while (!h->closed && sent < (uint64_t)count && now_ms() < deadline) {
+        if (sent - h->odd_answers >= 4) {
+          pump(h, 100, 1);
+          continue;
+        }
+        send_frame(h, TN_FRAME_WINDOW_UPDATE, TN_FLAG_SYN, id, 0);
+        send_frame(h, TN_FRAME_DATA, TN_FLAG_FIN, id, (uint32_t)n);
+        send_plain(h, msg, n);
+        id += 2;
+        sent++;
+        while (pump(h, 0, 1)) {
+        }
+      }
+      for (uint64_t end = now_ms() + 5000; !h->closed && h->odd_answers < sent && now_ms() < end;)
+        pump(h, 100, 1);
+      if (h->closed)
+        printf("result: closed go_away=%ld sent=%llu\n", h->go_away_code, (unsigned long long)sent);
+      else
+        printf("result: sent=%llu answered=%llu\n", (unsigned long long)sent, (unsigned long long)h->odd_answers);
+      if (n == 0)
+      send_frame(h, TN_FRAME_DATA, TN_FLAG_FIN, 1, 0);
+    free(msg);
+      fflush(stdout);
+      tn_tls_del(h->tls);
+      close(h->fd);
+      free(h);
+      return 0;
+    }
     send_frame(h, TN_FRAME_WINDOW_UPDATE, TN_FLAG_SYN, 1, 0);
-    send_frame(h, TN_FRAME_DATA, TN_FLAG_FIN, 1, (uint32_t)n);
-    send_plain(h, msg, n);
+    /* Within the stream's window (256 KiB, then what the server grants): the length is the offence, not the window. */
+    for (size_t off = 0; off < n && !h->closed;) {
+      size_t chunk = n - off < 16384 ? n - off : 16384;
+      if (off + chunk > 262144u + h->credit1) {
+        if (now_ms() >= deadline)
+          break;
+        pump(h, 100, 1);
+        continue;
+      }
+      send_frame(h, TN_FRAME_DATA, off + chunk == n ? TN_FLAG_FIN : 0, 1, (uint32_t)chunk);
+      send_plain(h, msg + off, chunk);
+      off += chunk;
+      while (pump(h, 0, 1)) {
+      }
+    }
+    free(msg);
     while (!h->closed && h->last_fin_id != 1 && h->last_reset_id != 1 && now_ms() < deadline)
       pump(h, 100, 1);
     /* A server that ends the link may still be flushing its GoAway: read on briefly. */
