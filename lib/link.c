@@ -129,6 +129,7 @@ static void msg_on_data(tn_mux *m, struct link_msg *msg, const uint8_t *data, si
   if (msg->sending)
     return;
   if (msg->len + len > TN_CTL_MAX_LEN) {
+    tn_mux_go_away(m, TN_GO_AWAY_PROTOCOL_ERROR);  /* the close keeps the code a going-away link already sent */
     tn_link_close(l, "protocol error from peer: control message longer than 262144 bytes");
     return;
   }

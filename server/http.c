@@ -84,6 +84,19 @@ static int on_header_value_complete(llhttp_t *p)
     else if (td_buf_append(&c->content_type, v, c->value.len) != TN_OK)
       rc = fail(c, 431, "Content-Type header too long");
     c->has_content_type = 1;
+  } else if (field_is(c, "Transfer-Encoding")) {
+    /*
+     * llhttp de-chunks when chunked comes last and ignores the rest, so "gzip, chunked" would reach the API as
+     * if it were plain JSON. Only a body that means what it says is read: chunked alone, in one header.
+     */
+    size_t n = c->value.len;
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+      n--;
+    if (c->has_transfer_encoding)
+      rc = fail(c, 400, "more than one Transfer-Encoding header");
+    else if (n != 7 || strncasecmp(v, "chunked", 7) != 0)
+      rc = fail(c, 501, "Transfer-Encoding not supported: only \"chunked\" alone is");
+    c->has_transfer_encoding = 1;
   } else if (field_is(c, "Expect")) {
     if (strcasecmp(v, "100-continue") == 0 && c->expect_continue == 0)
       c->expect_continue = 1;
@@ -193,6 +206,7 @@ static void reset_message(struct td_http_conn *c)
   td_buf_reset(&c->body);
   c->field_overflow = 0;
   c->has_content_type = 0;
+  c->has_transfer_encoding = 0;
   c->expect_continue = 0;
   memset(&c->req, 0, sizeof(c->req));
 }
@@ -371,6 +385,7 @@ const char *td_http_reason(int status)
   case 415: return "Unsupported Media Type";
   case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
   case 503: return "Service Unavailable";
   case 505: return "HTTP Version Not Supported";
   default: return "Unknown";

@@ -55,6 +55,7 @@ struct td_http_conn {
   struct td_buf value;         /* current header value */
   struct td_buf content_type;
   int has_content_type;
+  int has_transfer_encoding;
   int expect_continue;         /* 0 none, 1 wanted, 2 reported */
   struct td_buf body;
   struct td_buf stash;         /* bytes received while a request is outstanding (pipelining) */

@@ -42,17 +42,6 @@ int td_revoked_from_json(const json_t *array, struct td_revoked *out, char *err,
     snprintf(err, errlen, "%zu entries, more than the limit of %u", n, TD_REVOKED_MAX);
     return TN_ERR_INVALID;
   }
-  for (size_t i = 0; i < n; i++) {
-    const json_t *e = json_array_get(array, i);
-    /* One exact form, so what GET returns is what was PUT and no two spellings name one certificate. */
-    if (!json_is_string(e) || json_string_length(e) != 64 || !tn_tls_fingerprint_is_canonical(json_string_value(e))) {
-      td_table_describe_json(e, got, sizeof(got));
-      snprintf(err, errlen,
-               "[%zu]: must be 64 lowercase hex digits (a SHA-256 fingerprint as tunneld pki show prints it), got %s",
-               i, got);
-      return TN_ERR_INVALID;
-    }
-  }
   if (n == 0)
     return TN_OK;
   out->fp = calloc(n, sizeof(*out->fp));
@@ -60,15 +49,32 @@ int td_revoked_from_json(const json_t *array, struct td_revoked *out, char *err,
     snprintf(err, errlen, "out of memory");
     return TN_ERR_NOMEM;
   }
-  for (size_t i = 0; i < n; i++)
-    memcpy(out->fp[i], json_string_value(json_array_get(array, i)), 65);
+  for (size_t i = 0; i < n; i++) {
+    const json_t *e = json_array_get(array, i);
+    /*
+     * Any form people copy (upper case, colons, openssl's "SHA256 Fingerprint=" prefix), stored as 64 lowercase
+     * hex digits: what GET returns is canonical and no two spellings name one certificate.
+     */
+    if (!json_is_string(e) || strlen(json_string_value(e)) != json_string_length(e) ||
+        tn_tls_fingerprint_parse(json_string_value(e), out->fp[i]) != TN_OK) {
+      td_table_describe_json(e, got, sizeof(got));
+      snprintf(err, errlen,
+               "[%zu]: must be a SHA-256 fingerprint, 64 hex digits with or without colons (as tunneld pki show or "
+               "openssl x509 -fingerprint -sha256 prints it), got %s",
+               i, got);
+      td_revoked_free(out);
+      return TN_ERR_INVALID;
+    }
+  }
   out->n = n;
   qsort(out->fp, n, sizeof(*out->fp), fp_cmp);
   for (size_t i = 1; i < n; i++) {
     if (strcmp(out->fp[i - 1], out->fp[i]) == 0) {
       /* Name the first place it appears, as the operator wrote the list. */
       size_t first = 0;
-      while (strcmp(json_string_value(json_array_get(array, first)), out->fp[i]) != 0)
+      char fp[65] = "";
+      while (first < n && (tn_tls_fingerprint_parse(json_string_value(json_array_get(array, first)), fp) != TN_OK ||
+                           strcmp(fp, out->fp[i]) != 0))
         first++;
       snprintf(err, errlen, "[%zu]: \"%s\" is listed twice", first, out->fp[i]);
       td_revoked_free(out);

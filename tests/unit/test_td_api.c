@@ -485,8 +485,8 @@ static void test_revoked_routes(void **state)
   assert_int_equal(f->srv.revoked_calls, 2);
 
   call(f, "PUT", "/revoked-certificates", "application/json", "[\"" FP1 "\", \"AB:CD\"]");
-  expect_error(f, 400, "revoked-certificates[1]: must be 64 lowercase hex digits (a SHA-256 fingerprint as tunneld pki "
-                       "show prints it), got \"AB:CD\"");
+  expect_error(f, 400, "revoked-certificates[1]: must be a SHA-256 fingerprint, 64 hex digits with or without colons "
+                       "(as tunneld pki show or openssl x509 -fingerprint -sha256 prints it), got \"AB:CD\"");
   call(f, "PUT", "/revoked-certificates", "application/json", "{\"a\": 1}");
   expect_error(f, 400, "revoked-certificates: must be a JSON array of SHA-256 fingerprints, got {\"a\":1}");
   call(f, "PUT", "/revoked-certificates", "application/json", "[\"" FP1 "\", \"" FP1 "\"]");

@@ -294,6 +294,12 @@ static void test_malformed(void **state)
     {"PUT / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400},
     {"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
     {"GET / HTTP/1.1\r\nContent-Type: a\r\nContent-Type: b\r\n\r\n", 400},
+    /* A coding other than chunked alone would be read as if the body were plain: refused, never half-applied. */
+    {"PUT / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\n[1]\r\n0\r\n\r\n", 501},
+    {"PUT / HTTP/1.1\r\nTransfer-Encoding: identity\r\nContent-Length: 3\r\n\r\n[1]", 501},
+    {"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400}, /* llhttp refuses it first */
+    {"PUT / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
+    {"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
     {"GET / HTTP/2.0\r\n\r\n", 505},
     {"GET / HTTP/0.9\r\n\r\n", 505},
     {"GET / HTTP/1.7\r\n\r\n", 505},

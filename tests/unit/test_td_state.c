@@ -16,6 +16,7 @@
 
 #include "state.h"
 #include "tunnel/error.h"
+#include "tunnel/tls.h"
 
 /* Old-format files carry no revoked list; the loader still fills one. */
 static struct td_revoked g_rev;
@@ -337,8 +338,8 @@ static void test_revoked_invalid(void **state)
 
   write_text(f->path, "{\"Tunnels\": [], \"RevokedCertificates\": [\"" FP_A "\", \"AB:CD\"]}");
   assert_int_equal(td_state_load(f->path, NULL, &t, &g_rev, err, sizeof(err)), TN_ERR_INVALID);
-  snprintf(want, sizeof(want), "%s: invalid state file: RevokedCertificates[1]: must be 64 lowercase hex digits (a "
-           "SHA-256 fingerprint as tunneld pki show prints it)", f->path);  /* the file's content is never quoted */
+  snprintf(want, sizeof(want), "%s: invalid state file: RevokedCertificates[1]: must be a SHA-256 fingerprint, 64 hex "
+           "digits with or without colons (as tunneld pki show or openssl x509 -fingerprint -sha256 prints it)", f->path);  /* the file's content is never quoted */
   assert_string_equal(err, want);
   assert_int_equal(g_rev.n, 0);
 
@@ -369,12 +370,18 @@ static void test_revoked_parse(void **state)
     { "[\"" FP_A "\", \"" FP_B "\"]", NULL },
     { "{}", "must be a JSON array of SHA-256 fingerprints, got {}" },
     { "[\"" FP_A "\", \"" FP_B "\", \"" FP_A "\"]", "[0]: \"" FP_A "\" is listed twice" },
-    { "[1]", "[0]: must be 64 lowercase hex digits (a SHA-256 fingerprint as tunneld pki show prints it), got 1" },
-    { "[\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"]", "[0]: must be 64 lowercase hex" },
-    { "[\"" FP_A "a\"]", "[0]: must be 64 lowercase hex" },
-    { "[\"aa:bb\"]", "[0]: must be 64 lowercase hex" },
-    { "[\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\\u0000\"]", "[0]: must be 64 lowercase hex" },
-    { "[null]", "[0]: must be 64 lowercase hex" },
+    { "[1]", "[0]: must be a SHA-256 fingerprint, 64 hex digits with or without colons (as tunneld pki show or "
+             "openssl x509 -fingerprint -sha256 prints it), got 1" },
+    /* docs/PKI.md: either form wherever a fingerprint is read, kept as 64 lowercase hex digits. */
+    { "[\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"]", NULL },
+    { "[\"01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF\"]", NULL },
+    { "[\"" FP_A "\", \"AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA\"]",
+      "[0]: \"" FP_A "\" is listed twice" },
+    { "[\"" FP_B "\\u0000" FP_A "\"]", "[0]: must be a SHA-256" },
+    { "[\"" FP_A "a\"]", "[0]: must be a SHA-256" },
+    { "[\"aa:bb\"]", "[0]: must be a SHA-256" },
+    { "[\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\\u0000\"]", "[0]: must be a SHA-256" },
+    { "[null]", "[0]: must be a SHA-256" },
   };
   (void)state;
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -390,6 +397,8 @@ static void test_revoked_parse(void **state)
     if (cases[i].err == NULL) {
       if (rc != TN_OK)
         fail_msg("case %zu refused: %s", i, err);
+      for (size_t k = 0; k < r.n; k++)
+        assert_true(tn_tls_fingerprint_is_canonical(r.fp[k]));
     } else if (rc != TN_ERR_INVALID || strncmp(err, cases[i].err, strlen(cases[i].err)) != 0) {
       fail_msg("case %zu: rc %d \"%s\", want \"%s\"", i, rc, err, cases[i].err);
     } else {
