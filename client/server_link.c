@@ -269,6 +269,7 @@ static void link_on_established(tn_link *l, const struct tn_tls_peer *peer)
     tn_log_info("client %s%s: connected to %s (server certificate CN %s) over %s", ID(s), tn_link_peer_address(l),
                 peer->cn, tn_tls_version(tn_link_tls(l)));
   s->attempts_since_up = 0;
+  s->down_since_ms = 0;  /* the next "ms down" counts from the next real loss, not from this one */
   s->last_failure[0] = '\0';
   if (s->addrs != NULL) {
     uv_freeaddrinfo(s->addrs);
@@ -320,6 +321,8 @@ static void link_on_closed(tn_link *l, const char *reason)
     s->old_link = NULL;
     tn_log_info("client %s%s: old link from %s closed after the certificate rotation: %s", ID(s),
                 tn_link_peer_address(l), reason);
+    if (s->link == NULL && s->down_since_ms == 0)
+      s->down_since_ms = uv_now(s->client->loop);  /* no link carries traffic any more: down from now */
     if (s->state == TC_SERVER_STOPPING && s->link == NULL)
       server_finish_stop(s);
     return;
@@ -428,7 +431,8 @@ static void server_schedule_retry(struct tc_server *s, const char *reason)
     uv_freeaddrinfo(s->addrs);
     s->addrs = s->next_addr = NULL;
   }
-  if (s->down_since_ms == 0)
+  /* While a rotation's old link still serves, a failed attempt of the new one is no time down. */
+  if (s->down_since_ms == 0 && s->old_link == NULL)
     s->down_since_ms = uv_now(s->client->loop);
   /* One line per change of reason, not one per retry. */
   if (strncmp(s->last_failure, reason, 127) != 0) {
