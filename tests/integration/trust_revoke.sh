@@ -82,7 +82,7 @@ fi
 [ "$(metric tunneld_links_revoked_total)" -ge 1 ] || fail "tunneld_links_revoked_total did not count the closed link"
 pass "PUT /revoked-certificates closed home1's link in $took ms; its reconnects are refused as revoked"
 
-for bad in '["AB:CD"]' "[\"$FP1\", \"$FP1\"]" '{"a": 1}' "[\"${FP1^^}\"]" '[1]'; do
+for bad in '["AB:CD"]' "[\"$FP1\", \"$FP1\"]" '{"a": 1}' "[\"$FP1\", \"${FP1^^}\"]" '[1]'; do
   api PUT /revoked-certificates "$bad"
   [ "$API_STATUS" = 400 ] && is_json_error "$API_BODY" || fail "PUT $bad: $API_STATUS $API_BODY"
 done
