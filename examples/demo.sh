@@ -155,7 +155,7 @@ cat >"$DEMO/tunneld.json" <<JSON
 JSON
 mkdir -p "$DEMO/state"
 show <"$DEMO/tunneld.json"
-start tunneld "$TUNNELD" --config "$DEMO/tunneld.json"; TUNNELD_PID=$STARTED
+start tunneld "$TUNNELD" --config "$DEMO/tunneld.json" --init-state; TUNNELD_PID=$STARTED
 
 # api METHOD PATH [JSON]: the management API with the admin certificate, exactly as automation would call it.
 # API_PORT picks another tunneld's management port (step 8).
@@ -287,7 +287,7 @@ sed -e "s/\"TunnelControlPort\": $CONTROL_PORT,/\"TunnelControlPort\": $CONTROL2
     -e "s/\"ManagementPort\": $MGMT_PORT,/\"ManagementPort\": $MGMT2_PORT,/" \
     -e "s#$DEMO/state/#$DEMO/state2/#" "$DEMO/tunneld.json" >"$DEMO/tunneld-vps2.json"
 mkdir -p "$DEMO/state2"
-start tunneld-vps2 "$TUNNELD" --config "$DEMO/tunneld-vps2.json"
+start tunneld-vps2 "$TUNNELD" --config "$DEMO/tunneld-vps2.json" --init-state
 API_PORT=$MGMT2_PORT wait_for 15 "tunneld vps2 answering GET /ping" api GET /ping
 say "vps2: control port $CONTROL2_PORT, management port $MGMT2_PORT (the first tunneld, vps1, is still up)"
 # The same file with "Servers" in place of ServerHost: the link to vps1 is kept across the reload.

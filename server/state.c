@@ -122,6 +122,53 @@ out:
   return step ? TN_ERR_INVALID : TN_OK;
 }
 
+int td_state_check_place(const char *path, uid_t service_uid, char *err, size_t errlen)
+{
+  char *dir = dir_of(path);
+  struct stat st;
+  int rc = TN_ERR_INVALID;
+
+  if (dir == NULL) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    return TN_ERR_NOMEM;
+  }
+  /*
+   * Whoever can write the directory can delete the file (every revocation with it) or plant a table that opens
+   * ports for any client at the next start; the sticky bit does not stop the owner of a planted file. So the
+   * directory is writable by root and the service user only, whatever its sticky bit (/tmp is the classic case).
+   */
+  if (stat(dir, &st) != 0) {
+    snprintf(err, errlen, "%s: its directory %s %s", path, dir,
+             errno == ENOENT ? "does not exist (create it, owned by the service user, mode 0750)" : strerror(errno));
+  } else if (!S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "%s: %s is not a directory", path, dir);
+  } else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    snprintf(err, errlen, "%s: its directory %s is writable by %s (mode %04o): anyone who can write there can delete "
+             "the state file with its revocations or plant a table; make it writable by its owner only (chmod 0750)",
+             path, dir, (st.st_mode & S_IWOTH) ? "others" : "its group", (unsigned)(st.st_mode & 07777));
+  } else if (st.st_uid != 0 && st.st_uid != service_uid) {
+    snprintf(err, errlen, "%s: its directory %s is owned by uid %u, neither root nor the service user (uid %u)", path,
+             dir, (unsigned)st.st_uid, (unsigned)service_uid);
+  } else if (lstat(path, &st) == 0 && st.st_uid != 0 && st.st_uid != service_uid) {
+    snprintf(err, errlen, "%s: owned by uid %u, neither root nor the service user (uid %u)", path,
+             (unsigned)st.st_uid, (unsigned)service_uid);
+  } else if (lstat(path, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH))) {
+    snprintf(err, errlen, "%s: writable by group or others (mode %04o); tunneld writes it 0600", path,
+             (unsigned)(st.st_mode & 07777));
+  } else {
+    rc = TN_OK;
+  }
+  free(dir);
+  return rc;
+}
+
+int td_state_missing(const char *path)
+{
+  struct stat st;
+
+  return lstat(path, &st) != 0 && errno == ENOENT;
+}
+
 /* Keeps the part of a message before any quoted input: jansson's "near '...'" and the table's ", got ...". */
 static void drop_quoted(char *msg)
 {
@@ -191,7 +238,7 @@ int td_state_load(const char *path, const struct td_reserved *reserved, struct t
       return TN_ERR_INVALID;
     }
   }
-  /* No size limits here: a table once accepted must come back even if MaxTunnels was lowered since. */
+  /* Sizes are judged by the caller against MaxTunnels, with a message that says which limit to raise. */
   rc = td_table_from_json(tunnels, reserved, NULL, out, inner, sizeof(inner));
   if (rc != TN_OK) {
     drop_quoted(inner);

@@ -3,6 +3,7 @@
 #define TD_STATE_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "revoked.h"
 #include "table.h"
@@ -31,5 +32,16 @@ int td_state_save(const char *path, const struct td_table *t, const struct td_re
  */
 int td_state_load(const char *path, const struct td_reserved *reserved, struct td_table *out,
                   struct td_revoked *revoked, char *err, size_t errlen);
+
+/*
+ * Refuses a StateFile whose directory is missing, not a directory, writable by group or others (sticky or not),
+ * or owned by someone other than root or service_uid, and a file owned by someone else or writable by group or
+ * others: whoever can replace it decides the table and the revocations. TN_OK, or TN_ERR_INVALID with err
+ * naming the path and the problem.
+ */
+int td_state_check_place(const char *path, uid_t service_uid, char *err, size_t errlen);
+
+/* True when nothing is at path (a start that must not take that for an empty table). */
+int td_state_missing(const char *path);
 
 #endif

@@ -39,7 +39,7 @@ for addr in 127.0.0.1 ::1; do
   [ "$addr" = ::1 ] && API_HOST="[::1]" || API_HOST=127.0.0.1
   write_tunneld_config
   sed -i "s/\"ListenAddress\": \"127.0.0.1\"/\"ListenAddress\": \"$addr\"/" "$TEST_TMP/tunneld.json"
-  spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json"
+  spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json" --init-state
   TUNNELD_PID=$SPAWNED_PID
   wait_until 15 api_ping || fail "tunneld did not start on $addr"
   ! port_open "$CONTROL_PORT" "$other" || fail "tunneld with ListenAddress $addr also listens on $other"

@@ -68,6 +68,7 @@ server_config() {  # server_config CERT
  "ServerTlsCertificateFile": "$1", "ServerTlsKeyFile": "$ETC/server.key", "AdminIdentities": ["admin"],
  "StateFile": "$TEST_TMP/state/tunnels.json"}
 JSON
+  mkdir -p "$TEST_TMP/state" && echo '[]' >"$TEST_TMP/state/tunnels.json"  # a missing state file is a problem too
 }
 check() {  # check PROGRAM [ARGS...]: output in $OUT, exit status in $RC
   local prog=$1; shift

@@ -62,7 +62,7 @@ start_tunneld() {
     while [ "$MGMT_PORT" = "$CONTROL_PORT" ]; do MGMT_PORT=$(free_port); done
   fi
   write_tunneld_config "${1:-}"
-  spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json"
+  spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json" --init-state
   TUNNELD_PID=$SPAWNED_PID
   wait_until 15 api_ping || fail "tunneld did not start (see $TEST_TMP/tunneld.log)"
 }
@@ -492,7 +492,7 @@ start_server() {
   use_server "$1"
   write_tunneld_config
   mv "$TEST_TMP/tunneld.json" "$TEST_TMP/tunneld-$1.json"
-  spawn_checked "tunneld-$1" "$TUNNELD" --config "$TEST_TMP/tunneld-$1.json"
+  spawn_checked "tunneld-$1" "$TUNNELD" --config "$TEST_TMP/tunneld-$1.json" --init-state
   printf -v "PID_$1" '%s' "$SPAWNED_PID"
   wait_until 15 api_ping || fail "tunneld $1 did not start (see $TEST_TMP/tunneld-$1.log)"
 }

@@ -95,6 +95,6 @@ refused "$TUNNELC" "$TEST_TMP/c-key.json" "client-644\.key: permissions 0644 are
 [ "$(stat -c %a "$PKI/server.key")" = 600 ] || fail "tunneld pki wrote server.key with mode $(stat -c %a "$PKI/server.key")"
 cp "$PKI/server.key" "$TEST_TMP/server-640.key"; chmod 640 "$TEST_TMP/server-640.key"; chmod 644 "$PKI/server.crt"
 variant "$TEST_TMP/d-640.json" "d['ServerTlsKeyFile'] = '$TEST_TMP/server-640.key'"
-"$TUNNELD" --config "$TEST_TMP/d-640.json" --check-config >"$TEST_TMP/out" 2>&1 || fail "0640 key refused: $(cat "$TEST_TMP/out")"
+"$TUNNELD" --config "$TEST_TMP/d-640.json" --check-config --init-state >"$TEST_TMP/out" 2>&1 || fail "0640 key refused: $(cat "$TEST_TMP/out")"
 "$TUNNELC" --config "$TEST_TMP/tunnelc.json" --check-config >"$TEST_TMP/out" 2>&1 || fail "tunnelc refused a 0600 key: $(cat "$TEST_TMP/out")"
 pass "FIFOs refused at once, StateFile link refused unquoted, corrupt state unquoted, loose key modes refused with chmod"

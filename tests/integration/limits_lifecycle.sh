@@ -20,7 +20,7 @@ CONTROL_PORT=$(free_port); MGMT_PORT=$(free_port)
 write_tunneld_config
 # Run as the user the test runs as: the readability check then has a user to check for (the default, "tunnel",
 # need not exist here) and adds nothing to the one line.
-out=$("$TUNNELD" --config "$TEST_TMP/tunneld.json" --check-config --service-user "$(id -un)") ||
+out=$("$TUNNELD" --config "$TEST_TMP/tunneld.json" --check-config --init-state --service-user "$(id -un)") ||
   fail "tunneld --check-config failed: $out"
 [ "$out" = "tunneld: $TEST_TMP/tunneld.json: configuration OK (0 tunnels in $STATE_FILE)" ] ||
   fail "tunneld --check-config printed '$out'"

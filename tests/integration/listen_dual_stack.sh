@@ -19,7 +19,7 @@ write_tunneld_config
 # The fixture pins 127.0.0.1; the subject here is the default.
 sed -i '/"ListenAddress"/d' "$TEST_TMP/tunneld.json"
 ! grep -q ListenAddress "$TEST_TMP/tunneld.json" || fail "the test config still sets ListenAddress"
-spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json"
+spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json" --init-state
 TUNNELD_PID=$SPAWNED_PID
 wait_until 15 api_ping || fail "tunneld did not answer on 127.0.0.1 with the default ListenAddress"
 status=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" \

@@ -24,7 +24,7 @@ cfg = json.load(open(path))
 cfg["MetricsListen"] = "127.0.0.1:" + port
 json.dump(cfg, open(path, "w"))
 PY
-spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json"
+spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/tunneld.json" --init-state
 wait_port "$METRICS_PORT"
 listeners "$SPAWNED_PID" | grep -qx "127.0.0.1:$METRICS_PORT" || fail "the listener check does not see the metrics port"
 body=$(curl -sS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics")

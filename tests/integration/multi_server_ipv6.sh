@@ -24,7 +24,7 @@ start_v6_server() {
   use_server "$1"
   write_tunneld_config
   sed 's/"ListenAddress": "127.0.0.1"/"ListenAddress": "::"/' "$TEST_TMP/tunneld.json" >"$TEST_TMP/tunneld-$1.json"
-  spawn_checked "tunneld-$1" "$TUNNELD" --config "$TEST_TMP/tunneld-$1.json"
+  spawn_checked "tunneld-$1" "$TUNNELD" --config "$TEST_TMP/tunneld-$1.json" --init-state
   printf -v "PID_$1" '%s' "$SPAWNED_PID"
   wait_until 15 api_ping || fail "tunneld $1 did not start (see $TEST_TMP/tunneld-$1.log)"
 }

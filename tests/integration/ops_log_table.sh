@@ -65,7 +65,7 @@ sed "s#$STATE_FILE#$TEST_TMP/state/dir.json#" "$TEST_TMP/tunneld.json" >"$TEST_T
 refuse dir-state "$TUNNELD" --config "$TEST_TMP/dirstate.json"
 spawn holder python3 -c 'import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(300)' "$CONTROL_PORT"
 wait_port "$CONTROL_PORT"
-refuse in-use "$TUNNELD" --config "$TEST_TMP/tunneld.json"
+refuse in-use "$TUNNELD" --config "$TEST_TMP/tunneld.json" --init-state
 kill "$SPAWNED_PID"; wait "$SPAWNED_PID" 2>/dev/null || true
 wait_until 15 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$CONTROL_PORT) 2>/dev/null" || fail "the port holder did not let go"
 

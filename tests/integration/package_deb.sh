@@ -131,11 +131,16 @@ done
 DPKG_ROOT="$root" sh "$root/DEBIAN/postinst" configure "" || fail "postinst configure failed"
 [ "$(stat -c %a "$root/etc/tunnel")" = 750 ] || fail "/etc/tunnel mode $(stat -c %a "$root/etc/tunnel"), want 750"
 [ "$(stat -c %a "$root/var/lib/tunnel")" = 750 ] || fail "/var/lib/tunnel mode $(stat -c %a "$root/var/lib/tunnel")"
+# tunneld refuses to start without its state file: the package gives it an empty one, private.
+[ "$(cat "$root/var/lib/tunnel/tunnels.json")" = '[]' ] && [ "$(stat -c %a "$root/var/lib/tunnel/tunnels.json")" = 600 ] ||
+  fail "postinst did not create an empty state file 0600"
 grep -q 'adduser --system' "$root/DEBIAN/postinst" || fail "postinst does not create a system user"
 grep -q 'chown root:tunnel /etc/tunnel' "$root/DEBIAN/postinst" || fail "postinst does not give /etc/tunnel to group tunnel"
 grep -q 'chown tunnel:tunnel /var/lib/tunnel' "$root/DEBIAN/postinst" || fail "postinst does not give /var/lib/tunnel to tunnel"
 # Running it twice (reconfigure, upgrade) is fine.
+echo '[{"kept": 1}]' >"$root/var/lib/tunnel/tunnels.json"
 DPKG_ROOT="$root" sh "$root/DEBIAN/postinst" configure "$version" || fail "second postinst failed"
+grep -q kept "$root/var/lib/tunnel/tunnels.json" || fail "a second postinst replaced the state file"
 DPKG_ROOT="$root" sh "$root/DEBIAN/prerm" remove || fail "prerm remove failed"
 # purge: the state goes, /etc/tunnel stays while it holds the operator's keys, goes once empty.
 echo '[]' >"$root/var/lib/tunnel/tunnels.json"
