@@ -1028,6 +1028,51 @@ static void test_crl_file_errors(void **state)
   tn_tls_config_unref(cfg);
 }
 
+/* The fixtures of tests/data/tls/crl (make.sh): a CA, its server, home-ok, and home-revoked listed in ca.crl. */
+static tn_tls_config *crl_cfg(enum tn_tls_role role, const char *leaf, int with_crl)
+{
+  char a[512], c[512], k[512], l[512], err[512];
+  tn_tls_config *cfg = NULL;
+
+  snprintf(a, sizeof a, "%s/tls/crl/ca.crt", TUNNEL_TEST_DATA);
+  snprintf(c, sizeof c, "%s/tls/crl/%s.crt", TUNNEL_TEST_DATA, leaf);
+  snprintf(k, sizeof k, "%s/tls/crl/%s.key", TUNNEL_TEST_DATA, leaf);
+  snprintf(l, sizeof l, "%s/tls/crl/ca.crl", TUNNEL_TEST_DATA);
+  if (tn_tls_config_new(&cfg, role, a, c, k, err, sizeof err) != TN_OK)
+    fail_msg("config %s: %s", leaf, err);
+  if (with_crl && tn_tls_config_set_crl(cfg, l, err, sizeof err) != TN_OK)
+    fail_msg("CRL: %s", err);
+  return cfg;
+}
+
+/* A certificate a loaded CRL lists is refused at the handshake; the same CRL lets the others through. */
+static void test_crl_revokes_at_handshake(void **state)
+{
+  (void)state;
+  struct pair p;
+
+  pair_new(&p, crl_cfg(TN_TLS_CLIENT, "home-revoked", 0), crl_cfg(TN_TLS_SERVER, "server", 1), "localhost");
+  handshake(&p);
+  assert_int_equal(p.rc_s, TN_ERR_TLS);
+  assert_rejected(tn_tls_error_text(p.s), "client certificate rejected: revoked by a CRL in CrlFile");
+  assert_int_equal(p.rc_c, TN_ERR_TLS);
+  assert_client_refused(p.c, "peer rejected the handshake: certificate revoked (alert 44)");
+  pair_del(&p);
+
+  pair_new(&p, crl_cfg(TN_TLS_CLIENT, "home-ok", 1), crl_cfg(TN_TLS_SERVER, "server", 1), "localhost");
+  handshake(&p);
+  assert_int_equal(p.rc_s, TN_OK);
+  assert_int_equal(p.rc_c, TN_OK);
+  pair_del(&p);
+
+  /* Without the CRL the same certificate is accepted: the refusal above is the CRL's. */
+  pair_new(&p, crl_cfg(TN_TLS_CLIENT, "home-revoked", 0), crl_cfg(TN_TLS_SERVER, "server", 0), "localhost");
+  handshake(&p);
+  assert_int_equal(p.rc_s, TN_OK);
+  assert_int_equal(p.rc_c, TN_OK);
+  pair_del(&p);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1061,6 +1106,7 @@ int main(void)
     cmocka_unit_test(test_identity_check_der),
     cmocka_unit_test(test_peer_check_and_recheck),
     cmocka_unit_test(test_crl_file_errors),
+    cmocka_unit_test(test_crl_revokes_at_handshake),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
