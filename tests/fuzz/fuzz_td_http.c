@@ -200,7 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       } else if (r == TD_HTTP_ERROR) {
         struct td_api_response resp;
         int st = td_http_conn_error_status(&c);
-        if (st != 400 && st != 413 && st != 431 && st != 505 && st != 500)
+        if (st != 400 && st != 413 && st != 431 && st != 501 && st != 505 && st != 500)
           abort();
         td_api_response_init(&resp, 4096);
         td_api_error(&resp, st, td_http_conn_error_text(&c));
