@@ -408,6 +408,44 @@ static void test_revoked_parse(void **state)
   }
 }
 
+/* Where the state file may live: only root and the service user may replace it (docs/CONFIG.md, State file). */
+static void test_check_place(void **state)
+{
+  struct fixture *f = *state;
+  char err[768], missing[200];
+  uid_t me = geteuid();
+
+  assert_int_equal(chmod(f->dir, 0700), 0);
+  assert_int_equal(td_state_check_place(f->path, me, err, sizeof(err)), TN_OK);
+  assert_true(td_state_missing(f->path));
+  write_text(f->path, "[]");
+  assert_false(td_state_missing(f->path));
+  assert_int_equal(td_state_check_place(f->path, me, err, sizeof(err)), TN_OK);
+
+  assert_int_equal(chmod(f->dir, 0777), 0);
+  assert_int_equal(td_state_check_place(f->path, me, err, sizeof(err)), TN_ERR_INVALID);
+  assert_non_null(strstr(err, "is writable by others (mode 0777)"));
+  assert_int_equal(chmod(f->dir, 01777), 0);  /* sticky: still refused */
+  assert_int_equal(td_state_check_place(f->path, me, err, sizeof(err)), TN_ERR_INVALID);
+  assert_non_null(strstr(err, "is writable by others (mode 1777)"));
+  assert_int_equal(chmod(f->dir, 0770), 0);
+  assert_int_equal(td_state_check_place(f->path, me, err, sizeof(err)), TN_ERR_INVALID);
+  assert_non_null(strstr(err, "is writable by its group (mode 0770)"));
+  assert_int_equal(chmod(f->dir, 0755), 0);
+
+  assert_int_equal(chmod(f->path, 0666), 0);
+  assert_int_equal(td_state_check_place(f->path, me, err, sizeof(err)), TN_ERR_INVALID);
+  assert_non_null(strstr(err, "writable by group or others (mode 0666)"));
+  assert_int_equal(chmod(f->path, 0600), 0);
+
+  /* Owned by me, judged for another service user: refused unless I am root. */
+  assert_int_equal(td_state_check_place(f->path, me + 1, err, sizeof(err)), me == 0 ? TN_OK : TN_ERR_INVALID);
+
+  snprintf(missing, sizeof(missing), "%s/no-such-dir/tunnels.json", f->dir);
+  assert_int_equal(td_state_check_place(missing, me, err, sizeof(err)), TN_ERR_INVALID);
+  assert_non_null(strstr(err, "no-such-dir does not exist"));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -421,6 +459,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_revoked_round_trip, setup, teardown),
     cmocka_unit_test_setup_teardown(test_revoked_invalid, setup, teardown),
     cmocka_unit_test(test_revoked_parse),
+    cmocka_unit_test_setup_teardown(test_check_place, setup, teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
