@@ -1018,6 +1018,25 @@ static void test_cn_check(void **state)
     { "a\x7f", 0, MBEDTLS_ASN1_IA5_STRING, "CN holds a control character (U+007F at offset 1)" },
     { "a\xc2\x85", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds a control character (U+0085 at offset 1)" },
     { "a\0b", 3, MBEDTLS_ASN1_UTF8_STRING, "CN holds a control character (U+0000 at offset 1)" },
+    /* Characters that do not show as themselves: bidi controls, zero-width, BOM, separators, odd spaces. */
+    { "home1\xe2\x80\xaegnp", 0, MBEDTLS_ASN1_UTF8_STRING,
+      "CN holds an invisible or bidi character (U+202E at offset 5)" },
+    { "ho\xe2\x80\x8bme", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+200B at offset 2)" },
+    { "\xe2\x81\xa6x\xe2\x81\xa9", 0, MBEDTLS_ASN1_UTF8_STRING,
+      "CN holds an invisible or bidi character (U+2066 at offset 0)" },
+    { "x\xe2\x81\xa9", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+2069 at offset 1)" },
+    { "\xef\xbb\xbfhome", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+FEFF at offset 0)" },
+    { "ho\xc2\xadme", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+00AD at offset 2)" },
+    { "a\xe2\x80\xa8", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+2028 at offset 1)" },
+    { "a\xe2\x80\xa9", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+2029 at offset 1)" },
+    { "a\xc2\xa0" "b", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+00A0 at offset 1)" },
+    { "a\xef\xbf\xbd", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+FFFD at offset 1)" },
+    { "a\xef\xbf\xb9", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+FFF9 at offset 1)" },
+    { "a\xf3\xa0\x80\x81", 0, MBEDTLS_ASN1_UTF8_STRING,
+      "CN holds an invisible or bidi character (U+E0001 at offset 1)" },
+    { "a\xd8\x9c", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+061C at offset 1)" },
+    { "a\xc2\x9b", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds a control character (U+009B at offset 1)" },
+    { "caf\xc3\xa9 \xe2\x80\x94 \xe4\xb8\xad", 0, MBEDTLS_ASN1_UTF8_STRING, NULL },
     { "x123456789012345678901234567890123456789012345678901234567890123", 0, MBEDTLS_ASN1_UTF8_STRING, NULL },
     { "x1234567890123456789012345678901234567890123456789012345678901234", 0, MBEDTLS_ASN1_UTF8_STRING,
       "CN is 65 bytes, longer than the identity limit of 64 bytes" },
@@ -1073,6 +1092,9 @@ static void test_identity_check_der(void **state)
     { "fingerprint.der", "CN is 64 hex digits, the form that names a certificate by its fingerprint" },
     { "bad-utf8.der", "CN is not valid UTF-8 (byte 0xff at offset 1)" },
     { "control.der", "CN holds a control character (U+0001 at offset 1)" },
+    { "bidi.der", "CN holds an invisible or bidi character (U+202E at offset 5)" },
+    { "zwsp.der", "CN holds an invisible or bidi character (U+200B at offset 4)" },
+    { "isolate.der", "CN holds an invisible or bidi character (U+2066 at offset 0)" },
   };
   uint8_t der[4096];
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1090,6 +1112,23 @@ static void test_identity_check_der(void **state)
     assert_int_equal(tn_tls_identity_from_der(der, n, &id), TN_OK);
     for (const char *c = id.cn; *c != '\0'; c++)
       assert_true((unsigned char)*c >= 0x20 && *c != 0x7f);
+  }
+  /* A refused name is shown escaped, so a log line shows what the certificate holds. */
+  static const struct {
+    const char *file, *shown;
+  } shown[] = {
+    { "bidi.der", "home1\\u{202e}gnp.exe" },
+    { "zwsp.der", "home\\u{200b}1" },
+    { "isolate.der", "\\u{2066}home1\\u{2069}" },
+    { "control.der", "h\\u{1}me" },
+    { "bad-utf8.der", "h\\xffme" },
+    { "ok.der", "home1" },
+  };
+  for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++) {
+    struct tn_tls_peer id;
+    size_t n = read_data(shown[i].file, der, sizeof der);
+    assert_int_equal(tn_tls_identity_from_der(der, n, &id), TN_OK);
+    assert_string_equal(id.cn, shown[i].shown);
   }
   assert_int_equal(tn_tls_identity_check_der((const uint8_t *)"xx", 2, NULL, 0), TN_ERR_INVALID);
 }
