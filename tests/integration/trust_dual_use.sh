@@ -37,6 +37,9 @@ NO_SAN='it has no DNS or IP subjectAltName \(a server certificate names its host
 # ---- 1. as a client ----
 start_tunneld
 start_tunnelc_as dual "$PKI/dual.crt" "$PKI/dual.key"
+gone() { ! kill -0 "$1" 2>/dev/null; }
+wait_until 60 gone "$TUNNELC_PID_dual" ||
+  fail "tunnelc runs with a certificate without extended key usage: $(tail -n2 "$TEST_TMP/tunnelc-dual.log")"
 status=0
 wait "$TUNNELC_PID_dual" 2>/dev/null || status=$?
 [ "$status" != 0 ] || fail "tunnelc ran with a certificate without extended key usage"
