@@ -1,9 +1,8 @@
-/* tls_file.c: the file side of tn_tls: reads certificates, keys and CRLs for the sans-I/O TLS layer, and logs. */
+/* tls_file.c: the file side of tn_tls: reads certificates, keys and CRLs for the sans-I/O TLS layer. */
 #include "tunnel/tls.h"
 
 #include "tunnel/error.h"
 #include "tunnel/file.h"
-#include "tunnel/log.h"
 
 #define TLS_MAX_FILE (1024u * 1024u)
 
