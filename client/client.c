@@ -21,8 +21,17 @@ static int load_tls(const struct tc_config *cfg, tn_tls_config **tls, char *iden
   /* Offered so tunneld sends stream-open version 2 (the visitor's host name); an older tunneld ignores it. */
   static const char *const alpn[] = { TN_OPEN_ALPN_V2, NULL };
 
-  if (tn_tls_config_new(tls, TN_TLS_CLIENT, cfg->ca_file, cfg->cert_file, cfg->key_file, err, errlen) != TN_OK)
+  if (tn_tls_config_new(tls, TN_TLS_CLIENT, cfg->ca_file, cfg->cert_file, cfg->key_file, err, errlen) != TN_OK) {
+    /* The message names the file; the config key it came from tells the operator what to change. */
+    size_t n = strlen(cfg->cert_file);
+    if (strncmp(err, cfg->cert_file, n) == 0 && err[n] == ':') {
+      char *msg = strdup(err);
+      if (msg != NULL)
+        snprintf(err, errlen, "%s: \"ClientTlsCertificateFile\": %s", cfg->path, msg);
+      free(msg);
+    }
     return -1;
+  }
   if (tn_tls_config_set_alpn(*tls, alpn) == TN_ERR_UNSUPPORTED)
     tn_log_debug("client: this mbedTLS has no ALPN; tunneld will send no host names for PROXY v2");
   if (cfg->crl_file != NULL && tn_tls_config_set_crl(*tls, cfg->crl_file, why, sizeof(why)) != TN_OK) {

@@ -563,7 +563,8 @@ static void describe_one(struct pki_out *o, const mbedtls_x509_crt *crt)
   }
   out_add(o, "EKU:        ");
   if (!(crt->MBEDTLS_PRIVATE(ext_types) & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE)) {
-    out_add(o, " (none: any use)");
+    /* A leaf without one could act as client and server: tunnel refuses it (docs/PKI.md, "Roles"). */
+    out_add(o, crt->MBEDTLS_PRIVATE(ca_istrue) ? " (none)" : " (none: any use, which tunnel refuses for every role)");
   } else {
     for (const mbedtls_x509_sequence *cur = &crt->ext_key_usage; cur != NULL; cur = cur->next) {
       if (cur->buf.p == NULL)

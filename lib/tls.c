@@ -79,7 +79,8 @@ static const mbedtls_ecp_group_id tls_curves[] = {
 struct tn_tls_config {
   unsigned refs;
   enum tn_tls_role role;
-  int own_usage_ok; /* own certificate's EKU allows the role */
+  int own_usage_ok; /* own certificate fits the role (crt_role_check) */
+  char own_role_why[200]; /* why it does not */
   mbedtls_entropy_context entropy;
   mbedtls_ctr_drbg_context drbg;
   mbedtls_x509_crt ca;
@@ -227,6 +228,67 @@ static int seed_random(tn_tls_config *cfg, char *err, size_t err_len)
   return TN_OK;
 }
 
+/* Whether crt's extended key usage names oid itself; anyExtendedKeyUsage does not count (it means any role). */
+static int crt_has_eku(const mbedtls_x509_crt *crt, const char *oid, size_t oid_len)
+{
+  for (const mbedtls_x509_sequence *cur = &crt->ext_key_usage; cur != NULL; cur = cur->next)
+    if (cur->buf.p != NULL && cur->buf.len == oid_len && memcmp(cur->buf.p, oid, oid_len) == 0)
+      return 1;
+  return 0;
+}
+
+/* How many dNSName and iPAddress entries crt's subjectAltName holds. */
+static unsigned crt_name_sans(const mbedtls_x509_crt *crt)
+{
+  unsigned n = 0;
+
+  for (const mbedtls_x509_sequence *cur = &crt->subject_alt_names; cur != NULL; cur = cur->next) {
+    unsigned type = cur->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK;
+    if (cur->buf.p != NULL && (type == MBEDTLS_X509_SAN_DNS_NAME || type == MBEDTLS_X509_SAN_IP_ADDRESS))
+      n++;
+  }
+  return n;
+}
+
+/*
+ * The role rule (docs/PKI.md, "Roles"), for a certificate that is to act as a server (role TN_TLS_SERVER) or as
+ * a client: its extended key usage must name the role (serverAuth, clientAuth), and a server's must name the
+ * host in a DNS or IP subjectAltName. A certificate without extended key usage is for any use, so it could be
+ * client and server at once: refused. Without a subjectAltName mbedTLS would check the server name against the
+ * CN: refused, so the CN is only ever an identity. TN_OK, or TN_ERR_INVALID with why (flags: the verify flag
+ * that matches, when not NULL).
+ */
+static int crt_role_check(const mbedtls_x509_crt *crt, enum tn_tls_role as, char *why, size_t why_len,
+                          uint32_t *flags)
+{
+  int server = as == TN_TLS_SERVER;
+  const char *oid = server ? MBEDTLS_OID_SERVER_AUTH : MBEDTLS_OID_CLIENT_AUTH;
+  const char *eku = server ? "serverAuth" : "clientAuth";
+
+  if (!(crt->MBEDTLS_PRIVATE(ext_types) & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE)) {
+    tn_errf(why, why_len, "it has no extended key usage (a %s certificate needs %s; one for any use could act as "
+            "client and server)", server ? "server" : "client", eku);
+    if (flags != NULL)
+      *flags = MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+    return TN_ERR_INVALID;
+  }
+  if (!crt_has_eku(crt, oid, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH))) {
+    tn_errf(why, why_len, "certificate not for %s use (its extended key usage lacks %s)", server ? "server" : "client",
+            eku);
+    if (flags != NULL)
+      *flags = MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+    return TN_ERR_INVALID;
+  }
+  if (server && crt_name_sans(crt) == 0) {
+    tn_errf(why, why_len, "it has no DNS or IP subjectAltName (a server certificate names its host there; the CN "
+            "is never taken as a host name)");
+    if (flags != NULL)
+      *flags = MBEDTLS_X509_BADCERT_CN_MISMATCH;
+    return TN_ERR_INVALID;
+  }
+  return TN_OK;
+}
+
 /* The CA, our certificate and its key, checked to belong together. */
 static int load_identity(tn_tls_config *cfg, const struct tn_tls_input *ca, const struct tn_tls_input *cert,
                          const struct tn_tls_input *key, char *err, size_t err_len)
@@ -252,13 +314,8 @@ static int load_identity(tn_tls_config *cfg, const struct tn_tls_input *ca, cons
     tn_errf(err, err_len, "%s: private key does not match the certificate in %s", key->name, cert->name);
     return TN_ERR_INVALID;
   }
-  /*
-   * A certificate issued for the other role still loads (the peer will refuse it with a
-   * clear alert), but the operator learns it here first.
-   */
-  const char *own_eku = cfg->role == TN_TLS_SERVER ? MBEDTLS_OID_SERVER_AUTH : MBEDTLS_OID_CLIENT_AUTH;
   cfg->own_usage_ok =
-    mbedtls_x509_crt_check_extended_key_usage(&cfg->own, own_eku, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) == 0;
+    crt_role_check(&cfg->own, cfg->role, cfg->own_role_why, sizeof cfg->own_role_why, NULL) == TN_OK;
   return TN_OK;
 }
 
@@ -361,6 +418,16 @@ int tn_tls_config_usage_ok(const tn_tls_config *cfg)
   return cfg->own_usage_ok;
 }
 
+int tn_tls_config_role_check(const tn_tls_config *cfg, char *why, size_t why_len)
+{
+  if (cfg == NULL)
+    return TN_ERR_ARG;
+  if (cfg->own_usage_ok)
+    return TN_OK;
+  tn_errf(why, why_len, "%s", cfg->own_role_why);
+  return TN_ERR_INVALID;
+}
+
 enum tn_tls_role tn_tls_config_role(const tn_tls_config *cfg)
 {
   return cfg->role;
@@ -393,10 +460,7 @@ static void crl_issuer_text(const mbedtls_x509_crl *crl, char *out, size_t cap)
   snprintf(out, cap, "?");
   for (const mbedtls_x509_name *n = &crl->issuer; n != NULL; n = n->next) {
     if (n->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
-      size_t len = n->val.len < cap - 1 ? n->val.len : cap - 1;
-      memcpy(out, n->val.p, len);
-      out[len] = '\0';
-      tn_utf8_sanitize(out, len);
+      tn_utf8_escape((const char *)n->val.p, n->val.len, out, cap);
       return;
     }
   }
@@ -573,9 +637,10 @@ static int ca_file_holds(const tn_tls_config *cfg, const mbedtls_x509_crt *crt)
  * Called by mbedTLS for every certificate of the chain it built, root first. Above the leaf,
  * every certificate must come from the CA file: mbedTLS would also take intermediates the peer
  * sent, and a peer's own word adds no trust (a leaf wrongly issued with CA:TRUE could otherwise
- * mint any identity). At the leaf: the role's extended key usage (mbedTLS checks it too; doing
- * it here keeps the rule visible), iPAddress SANs (2.28's hostname check ignores them), never a
- * CA, the identity rule for clients, and the deny hook.
+ * mint any identity). At the leaf: the role rule (crt_role_check: mbedTLS takes a certificate without
+ * extended key usage for any role and checks a server name against the CN when there is no
+ * subjectAltName), iPAddress SANs (2.28's hostname check ignores them), never a CA, the identity rule
+ * for clients, and the deny hook.
  */
 static int verify_leaf(struct verify_ctx *v, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
@@ -600,9 +665,13 @@ static int verify_leaf(struct verify_ctx *v, mbedtls_x509_crt *crt, int depth, u
     snprintf(v->leaf, v->leaf_len, "CN \"%s\", sha256 %s", id.cn, id.sha256_hex);
   else
     snprintf(v->leaf, v->leaf_len, "sha256 %s", id.sha256_hex);
-  const char *oid = cfg->role == TN_TLS_SERVER ? MBEDTLS_OID_CLIENT_AUTH : MBEDTLS_OID_SERVER_AUTH;
-  if (mbedtls_x509_crt_check_extended_key_usage(crt, oid, MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)) != 0)
-    *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+  char role_why[200];
+  uint32_t role_flag = 0;
+  if (crt_role_check(crt, cfg->role == TN_TLS_SERVER ? TN_TLS_CLIENT : TN_TLS_SERVER, role_why, sizeof role_why,
+                     &role_flag) != TN_OK) {
+    *flags |= role_flag;
+    verify_why(v, role_flag, "%s", role_why);
+  }
   if (v->name_is_ip && !crt_has_ip(crt, v->ip, v->ip_len))
     *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
   if (crt->MBEDTLS_PRIVATE(ca_istrue)) {
@@ -777,8 +846,9 @@ static void describe_bad_mac(tn_tls *t, int in_handshake)
 
 static void describe_no_suite(tn_tls *t)
 {
-  /* mbedTLS will not offer a suite with a certificate whose usage forbids it. */
-  if (!t->cfg->own_usage_ok) {
+  /* mbedTLS will not offer a suite with a certificate whose usage forbids it (by its own judgement). */
+  const char *oid = t->cfg->role == TN_TLS_SERVER ? MBEDTLS_OID_SERVER_AUTH : MBEDTLS_OID_CLIENT_AUTH;
+  if (mbedtls_x509_crt_check_extended_key_usage(&t->cfg->own, oid, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) != 0) {
     snprintf(t->err, sizeof t->err, "own certificate is not for %s use (extended key usage); no usable certificate",
              t->cfg->role == TN_TLS_SERVER ? "server" : "client");
     return;
@@ -1242,6 +1312,11 @@ int tn_tls_cn_check(const uint8_t *value, size_t len, int asn1_tag, char *why, s
       tn_errf(why, why_len, "CN holds a control character (U+%04X at offset %zu)", (unsigned)cp, i);
       return TN_ERR_INVALID;
     }
+    /* Bidi overrides, zero-width and space-like characters make one name pass for another on screen. */
+    if (tn_utf8_is_invisible(cp)) {
+      tn_errf(why, why_len, "CN holds an invisible or bidi character (U+%04X at offset %zu)", (unsigned)cp, i);
+      return TN_ERR_INVALID;
+    }
     hex += n == 1 && is_hex(value[i]);
     i += n;
   }
@@ -1319,11 +1394,13 @@ static void identity_from_crt(const mbedtls_x509_crt *crt, struct tn_tls_peer *p
   memset(peer, 0, sizeof *peer);
   for (const mbedtls_x509_name *n = &crt->subject; n != NULL; n = n->next) {
     if (n->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
-      size_t len = n->val.len < TN_TLS_CN_MAX - 1 ? n->val.len : TN_TLS_CN_MAX - 1;
-      memcpy(peer->cn, n->val.p, len);
-      peer->cn[len] = '\0';
-      /* Only for display: a client whose name needs this was refused at the handshake. */
-      tn_utf8_sanitize(peer->cn, len);
+      /* Only for display: a client whose name needs escaping was refused at the handshake. */
+      if (tn_tls_cn_check(n->val.p, n->val.len, n->val.tag, NULL, 0) == TN_OK) {
+        memcpy(peer->cn, n->val.p, n->val.len);
+        peer->cn[n->val.len] = '\0';
+      } else {
+        tn_utf8_escape((const char *)n->val.p, n->val.len, peer->cn, sizeof peer->cn);
+      }
       break;
     }
   }
@@ -1340,13 +1417,14 @@ static void identity_from_crt(const mbedtls_x509_crt *crt, struct tn_tls_peer *p
   for (const mbedtls_x509_sequence *cur = &crt->subject_alt_names; cur != NULL; cur = cur->next) {
     if (cur->buf.p == NULL)
       continue;
-    char item[300];
+    char item[4 + 4 * 255 + 1];
     unsigned type = cur->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK;
     if (type == MBEDTLS_X509_SAN_DNS_NAME) {
       size_t len = cur->buf.len < 255 ? cur->buf.len : 255;
-      snprintf(item, sizeof item, "DNS:%.*s", (int)len, (const char *)cur->buf.p);
+      memcpy(item, "DNS:", 4);
+      tn_utf8_escape((const char *)cur->buf.p, len, item + 4, sizeof item - 4);
       for (char *p = item; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == ',')
+        if (*p == ',')
           *p = '?';
     } else if (type == MBEDTLS_X509_SAN_IP_ADDRESS && (cur->buf.len == 4 || cur->buf.len == 16)) {
       char addr[INET6_ADDRSTRLEN];

@@ -1,9 +1,8 @@
-/* tls_file.c: the file side of tn_tls: reads certificates, keys and CRLs for the sans-I/O TLS layer, and logs. */
+/* tls_file.c: the file side of tn_tls: reads certificates, keys and CRLs for the sans-I/O TLS layer. */
 #include "tunnel/tls.h"
 
 #include "tunnel/error.h"
 #include "tunnel/file.h"
-#include "tunnel/log.h"
 
 #define TLS_MAX_FILE (1024u * 1024u)
 
@@ -47,9 +46,17 @@ int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca
     rc = tn_tls_config_new_mem(out, role, &in[0], &in[1], &in[2], err, err_len);
   for (int i = 0; i < 3; i++)
     input_free(&in[i]);
-  if (rc == TN_OK && !tn_tls_config_usage_ok(*out))
-    tn_log_warn("%s: certificate is not for %s use (extended key usage); handshakes will fail", cert_file,
-                role == TN_TLS_SERVER ? "server" : "client");
+  if (rc == TN_OK) {
+    char why[200];
+    /* The peer would refuse it at every handshake: better said once, at start and by --check-config. */
+    if (tn_tls_config_role_check(*out, why, sizeof why) != TN_OK) {
+      tn_errf(err, err_len, "%s: cannot be the %s certificate: %s", cert_file, role == TN_TLS_SERVER ? "server" : "client",
+              why);
+      tn_tls_config_unref(*out);
+      *out = NULL;
+      rc = TN_ERR_INVALID;
+    }
+  }
   return rc;
 }
 

@@ -2,8 +2,9 @@
 # trust_names: one certificate, one identity, never normalised.
 #  1. Client certificates from the real CA whose subject does not name one clear identity (no CN, two CNs, a
 #     multi-valued RDN with two CNs, a CN over the 64-byte limit, invalid UTF-8, a control byte, a CN shaped like a
-#     fingerprint) are refused at the control port's handshake with a log line saying which; tunnelc refuses to
-#     start with one. GET /clients, /metrics and the log stay valid UTF-8 and list none of them.
+#     fingerprint, a right-to-left override U+202E, a zero width space U+200B) are refused at the control port's
+#     handshake with a log line saying which; tunnelc refuses to start with one. GET /clients, /metrics and the log
+#     stay valid UTF-8 and list none of them, and the log holds neither invisible character.
 #  2. The fingerprint form of ClientIdentifier works end to end: a tunnel naming home2's fingerprint routes to the
 #     link presenting that certificate (ActiveClient shows its CN); one naming a certificate that is not connected
 #     routes nowhere; a fingerprint in another spelling is a 400.
@@ -67,6 +68,8 @@ sign long -utf8 -subj "/CN=$(printf 'é%.0s' $(seq 33))"
 sign badutf8 -subj "/CN=hXme" && resign badutf8 ff
 sign control -subj "/CN=hXme" && resign control 01
 sign hexname -subj "/CN=$(printf 'ab%.0s' $(seq 32))"
+sign bidi -utf8 -subj "/CN=home1$(printf '\u202e')gnp.exe"     # a right-to-left override: shows as "home1exe.png"
+sign zwsp -utf8 -subj "/CN=home$(printf '\u200b')1"            # a zero width space: shows as "home1"
 declare -A WHY=(
   [none]='certificate has no CN \(its CN is the identity\)'
   [two]='certificate has 2 CN attributes \(one certificate names one identity\)'
@@ -75,6 +78,8 @@ declare -A WHY=(
   [badutf8]='CN is not valid UTF-8 \(byte 0xff at offset 1\)'
   [control]='CN holds a control character \(U\+0001 at offset 1\)'
   [hexname]='CN is 64 hex digits, the form that names a certificate by its fingerprint'
+  [bidi]='CN holds an invisible or bidi character \(U\+202E at offset 5\)'
+  [zwsp]='CN holds an invisible or bidi character \(U\+200B at offset 4\)'
 )
 
 start_tunneld
@@ -82,7 +87,7 @@ start_tunnelc home1
 wait_client_connected home1
 
 # ---- 1. odd names at the control port ----
-for name in none two multi long badutf8 control hexname; do
+for name in none two multi long badutf8 control hexname bidi zwsp; do
   # tn_tls's own client: openssl refuses to load a certificate whose UTF8String is not UTF-8.
   "$TUNNEL_TOOLS/tls_peer" client --connect "127.0.0.1:$CONTROL_PORT" --name 127.0.0.1 --ca "$PKI/ca.crt" \
     --cert "$PKI/odd-$name.crt" --key "$PKI/odd-$name.key" --expect-error 'peer rejected the handshake' \
@@ -116,7 +121,8 @@ metrics = open(sys.argv[1], "rb").read().decode("utf-8")   # strict: raises on i
 sample = re.compile(r'^[a-z_]+(\{([a-z_]+="([^"\\\n]|\\[\\"n])*",?)*\})? [0-9]+$')
 for line in metrics.splitlines():
     assert line.startswith("#") or sample.match(line), line
-open(sys.argv[2], "rb").read().decode("utf-8")
+log = open(sys.argv[2], "rb").read().decode("utf-8")
+assert "\u202e" not in log and "\u200b" not in log, "an invisible character in the log"
 PY
 pass "GET /clients and /metrics stay valid (UTF-8, well-formed samples), and so does the log"
 

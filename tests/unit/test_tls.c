@@ -48,9 +48,9 @@ static void make_ca(const char *name)
     fail_msg("create_ca %s: %s", name, err);
 }
 
-/* Issues NAME.crt/NAME.key from CA; offsets in days relative to now. */
-static void make_leaf(const char *ca, const char *name, enum tn_pki_usage usage, enum tn_pki_key_type kt,
-                      int from_days, int to_days)
+/* Issues NAME.crt/NAME.key from CA, with SANs (localhost, tunnel.example, 127.0.0.1, ::1) or without. */
+static void make_leaf_sans(const char *ca, const char *name, enum tn_pki_usage usage, enum tn_pki_key_type kt,
+                           int from_days, int to_days, int sans)
 {
   char cacrt[64], cakey[64], crt[64], key[64], err[256], subject[64];
   snprintf(cacrt, sizeof cacrt, "%s.crt", ca);
@@ -65,7 +65,7 @@ static void make_leaf(const char *ca, const char *name, enum tn_pki_usage usage,
   req.key_type = kt;
   req.not_before = (int64_t)time(NULL) + (int64_t)from_days * 86400;
   req.not_after = (int64_t)time(NULL) + (int64_t)to_days * 86400;
-  if (usage == TN_PKI_USAGE_SERVER || usage == TN_PKI_USAGE_NONE) {
+  if (sans) {
     req.dns = dns;
     req.dns_count = 2;
     req.ips = ips;
@@ -74,6 +74,13 @@ static void make_leaf(const char *ca, const char *name, enum tn_pki_usage usage,
   int rc = tn_pki_issue(path(cacrt), path(cakey), path(crt), path(key), &req, err, sizeof err);
   if (rc != TN_OK)
     fail_msg("issue %s: %s", name, err);
+}
+
+/* As make_leaf_sans, with SANs for a server or a leaf for any use; offsets in days relative to now. */
+static void make_leaf(const char *ca, const char *name, enum tn_pki_usage usage, enum tn_pki_key_type kt,
+                      int from_days, int to_days)
+{
+  make_leaf_sans(ca, name, usage, kt, from_days, to_days, usage == TN_PKI_USAGE_SERVER || usage == TN_PKI_USAGE_NONE);
 }
 
 static int group_setup(void **state)
@@ -91,6 +98,9 @@ static int group_setup(void **state)
   make_leaf("ca2", "server2", TN_PKI_USAGE_SERVER, TN_PKI_KEY_EC_P256, -1, 30);
   make_leaf("ca2", "client2", TN_PKI_USAGE_CLIENT, TN_PKI_KEY_EC_P256, -1, 30);
   make_leaf("ca", "anyuse", TN_PKI_USAGE_NONE, TN_PKI_KEY_EC_P256, -1, 30);
+  /* The dual-use certificate: a CN and nothing else (no extended key usage, no subjectAltName). */
+  make_leaf_sans("ca", "cnonly", TN_PKI_USAGE_NONE, TN_PKI_KEY_EC_P256, -1, 30, 0);
+  make_leaf_sans("ca", "nosan", TN_PKI_USAGE_SERVER, TN_PKI_KEY_EC_P256, -1, 30, 0);
   make_leaf("ca", "rsaserver", TN_PKI_USAGE_SERVER, TN_PKI_KEY_RSA_2048, -1, 30);
   return 0;
 }
@@ -112,6 +122,32 @@ static tn_tls_config *cfg_for(enum tn_tls_role role, const char *ca, const char 
   tn_tls_config *cfg = NULL;
   int rc = tn_tls_config_new(&cfg, role, path(a), path(c), path(k), err, sizeof err);
   if (rc != TN_OK)
+    fail_msg("config %s: %s", leaf, err);
+  return cfg;
+}
+
+/* A config that skips the role rule (as tn_tls_config_new_mem does): a peer that plays the wrong role. */
+static tn_tls_config *cfg_any(enum tn_tls_role role, const char *ca, const char *leaf)
+{
+  static char bufs[3][8192];
+  char names[3][64], err[512];
+  struct tn_tls_input in[3];
+  snprintf(names[0], sizeof names[0], "%s.crt", ca);
+  snprintf(names[1], sizeof names[1], "%s.crt", leaf);
+  snprintf(names[2], sizeof names[2], "%s.key", leaf);
+  for (int i = 0; i < 3; i++) {
+    FILE *f = fopen(path(names[i]), "rb");
+    if (f == NULL)
+      fail_msg("cannot open %s", names[i]);
+    size_t n = fread(bufs[i], 1, sizeof bufs[i] - 1, f);
+    fclose(f);
+    bufs[i][n] = '\0';
+    in[i].name = names[i];
+    in[i].data = (const unsigned char *)bufs[i];
+    in[i].len = n;
+  }
+  tn_tls_config *cfg = NULL;
+  if (tn_tls_config_new_mem(&cfg, role, &in[0], &in[1], &in[2], err, sizeof err) != TN_OK)
     fail_msg("config %s: %s", leaf, err);
   return cfg;
 }
@@ -552,7 +588,8 @@ static void test_client_cert_as_server(void **state)
    * mbedTLS refuses to serve with a certificate whose EKU forbids it, so the server fails
    * first; the client-side EKU check is exercised against openssl s_server in tls_openssl.sh.
    */
-  run(&p, "ca", "client", "ca", "client", "client");
+  pair_new(&p, cfg_for(TN_TLS_CLIENT, "ca", "client"), cfg_any(TN_TLS_SERVER, "ca", "client"), "client");
+  handshake(&p);
   assert_int_equal(p.rc_s, TN_ERR_TLS);
   assert_string_equal(tn_tls_error_text(p.s),
                       "own certificate is not for server use (extended key usage); no usable certificate");
@@ -566,23 +603,116 @@ static void test_server_cert_as_client(void **state)
 {
   (void)state;
   struct pair p;
-  run(&p, "ca", "server", "ca", "server", "localhost");
+  pair_new(&p, cfg_any(TN_TLS_CLIENT, "ca", "server"), cfg_for(TN_TLS_SERVER, "ca", "server"), "localhost");
+  handshake(&p);
   assert_int_equal(p.rc_s, TN_ERR_TLS);
   assert_rejected(tn_tls_error_text(p.s),
-                  "client certificate rejected: certificate not for client use (extended key usage)");
+                  "client certificate rejected: certificate not for client use (its extended key usage lacks clientAuth)");
   assert_int_equal(p.rc_c, TN_ERR_TLS);
   assert_client_refused(p.c, "peer rejected the handshake: unsupported certificate (wrong key usage or name) (alert 43)");
   pair_del(&p);
 }
 
-static void test_no_eku_any_use(void **state)
+#define NO_EKU_CLIENT "client certificate rejected: it has no extended key usage (a client certificate needs " \
+  "clientAuth; one for any use could act as client and server)"
+#define NO_EKU_SERVER "server certificate rejected: it has no extended key usage (a server certificate needs " \
+  "serverAuth; one for any use could act as client and server)"
+#define NO_SAN_SERVER "server certificate rejected: it has no DNS or IP subjectAltName (a server certificate names " \
+  "its host there; the CN is never taken as a host name)"
+
+/* One certificate without extended key usage or subjectAltName is neither client nor server. */
+static void test_dual_use_refused(void **state)
 {
   (void)state;
   struct pair p;
-  run(&p, "ca", "anyuse", "ca", "anyuse", "localhost");
+
+  /* As a client: the server refuses it. */
+  pair_new(&p, cfg_any(TN_TLS_CLIENT, "ca", "cnonly"), cfg_for(TN_TLS_SERVER, "ca", "server"), "localhost");
+  handshake(&p);
+  assert_int_equal(p.rc_s, TN_ERR_TLS);
+  assert_rejected(tn_tls_error_text(p.s), NO_EKU_CLIENT);
+  assert_int_equal(p.rc_c, TN_ERR_TLS);
+  pair_del(&p);
+
+  /* As a server dialled by its CN (mbedTLS alone would take the CN as the name): the client refuses it. */
+  pair_new(&p, cfg_for(TN_TLS_CLIENT, "ca", "client"), cfg_any(TN_TLS_SERVER, "ca", "cnonly"), "cnonly");
+  handshake(&p);
+  assert_int_equal(p.rc_c, TN_ERR_TLS);
+  assert_rejected(tn_tls_error_text(p.c), NO_EKU_SERVER);
+  pair_del(&p);
+
+  /* With SANs but still no extended key usage: refused both ways. */
+  pair_new(&p, cfg_for(TN_TLS_CLIENT, "ca", "client"), cfg_any(TN_TLS_SERVER, "ca", "anyuse"), "localhost");
+  handshake(&p);
+  assert_int_equal(p.rc_c, TN_ERR_TLS);
+  assert_rejected(tn_tls_error_text(p.c), NO_EKU_SERVER);
+  pair_del(&p);
+  pair_new(&p, cfg_any(TN_TLS_CLIENT, "ca", "anyuse"), cfg_for(TN_TLS_SERVER, "ca", "server"), "localhost");
+  handshake(&p);
+  assert_int_equal(p.rc_s, TN_ERR_TLS);
+  assert_rejected(tn_tls_error_text(p.s), NO_EKU_CLIENT);
+  pair_del(&p);
+
+  /* serverAuth without a subjectAltName, dialled by its CN and by an address: refused. */
+  pair_new(&p, cfg_for(TN_TLS_CLIENT, "ca", "client"), cfg_any(TN_TLS_SERVER, "ca", "nosan"), "nosan");
+  handshake(&p);
+  assert_int_equal(p.rc_c, TN_ERR_TLS);
+  assert_rejected(tn_tls_error_text(p.c), NO_SAN_SERVER);
+  pair_del(&p);
+  pair_new(&p, cfg_for(TN_TLS_CLIENT, "ca", "client"), cfg_any(TN_TLS_SERVER, "ca", "nosan"), "127.0.0.1");
+  handshake(&p);
+  assert_int_equal(p.rc_c, TN_ERR_TLS);
+  assert_rejected(tn_tls_error_text(p.c), NO_SAN_SERVER);
+  pair_del(&p);
+
+  /* The right certificates for each role still meet. */
+  run(&p, "ca", "client", "ca", "server", "localhost");
   assert_int_equal(p.rc_c, TN_OK);
   assert_int_equal(p.rc_s, TN_OK);
   pair_del(&p);
+}
+
+/* The own certificate must fit the role before any handshake: tn_tls_config_new says why, naming the file. */
+static void test_own_role_refused(void **state)
+{
+  (void)state;
+  static const struct {
+    enum tn_tls_role role;
+    const char *leaf;
+    const char *why;
+  } cases[] = {
+    { TN_TLS_SERVER, "cnonly", "cannot be the server certificate: it has no extended key usage (a server certificate "
+                               "needs serverAuth; one for any use could act as client and server)" },
+    { TN_TLS_SERVER, "nosan", "cannot be the server certificate: it has no DNS or IP subjectAltName" },
+    { TN_TLS_SERVER, "client", "cannot be the server certificate: certificate not for server use (its extended key "
+                               "usage lacks serverAuth)" },
+    { TN_TLS_CLIENT, "cnonly", "cannot be the client certificate: it has no extended key usage (a client certificate "
+                               "needs clientAuth" },
+    { TN_TLS_CLIENT, "anyuse", "cannot be the client certificate: it has no extended key usage" },
+    { TN_TLS_CLIENT, "server", "cannot be the client certificate: certificate not for client use (its extended key "
+                               "usage lacks clientAuth)" },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char crt[64], key[64], err[512] = "", want[600];
+    tn_tls_config *cfg = NULL;
+    snprintf(crt, sizeof crt, "%s.crt", cases[i].leaf);
+    snprintf(key, sizeof key, "%s.key", cases[i].leaf);
+    assert_int_equal(tn_tls_config_new(&cfg, cases[i].role, path("ca.crt"), path(crt), path(key), err, sizeof err),
+                     TN_ERR_INVALID);
+    assert_null(cfg);
+    snprintf(want, sizeof want, "%s: %s", path(crt), cases[i].why);
+    if (strncmp(err, want, strlen(want)) != 0)
+      fail_msg("case %zu: \"%s\" does not start with \"%s\"", i, err, want);
+    /* Loaded without the rule, the config still answers the question. */
+    cfg = cfg_any(cases[i].role, "ca", cases[i].leaf);
+    assert_int_equal(tn_tls_config_role_check(cfg, err, sizeof err), TN_ERR_INVALID);
+    assert_int_equal(tn_tls_config_usage_ok(cfg), 0);
+    tn_tls_config_unref(cfg);
+  }
+  tn_tls_config *cfg = cfg_for(TN_TLS_SERVER, "ca", "server");
+  char why[200];
+  assert_int_equal(tn_tls_config_role_check(cfg, why, sizeof why), TN_OK);
+  tn_tls_config_unref(cfg);
 }
 
 static void test_rsa_server(void **state)
@@ -888,6 +1018,25 @@ static void test_cn_check(void **state)
     { "a\x7f", 0, MBEDTLS_ASN1_IA5_STRING, "CN holds a control character (U+007F at offset 1)" },
     { "a\xc2\x85", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds a control character (U+0085 at offset 1)" },
     { "a\0b", 3, MBEDTLS_ASN1_UTF8_STRING, "CN holds a control character (U+0000 at offset 1)" },
+    /* Characters that do not show as themselves: bidi controls, zero-width, BOM, separators, odd spaces. */
+    { "home1\xe2\x80\xaegnp", 0, MBEDTLS_ASN1_UTF8_STRING,
+      "CN holds an invisible or bidi character (U+202E at offset 5)" },
+    { "ho\xe2\x80\x8bme", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+200B at offset 2)" },
+    { "\xe2\x81\xa6x\xe2\x81\xa9", 0, MBEDTLS_ASN1_UTF8_STRING,
+      "CN holds an invisible or bidi character (U+2066 at offset 0)" },
+    { "x\xe2\x81\xa9", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+2069 at offset 1)" },
+    { "\xef\xbb\xbfhome", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+FEFF at offset 0)" },
+    { "ho\xc2\xadme", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+00AD at offset 2)" },
+    { "a\xe2\x80\xa8", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+2028 at offset 1)" },
+    { "a\xe2\x80\xa9", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+2029 at offset 1)" },
+    { "a\xc2\xa0" "b", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+00A0 at offset 1)" },
+    { "a\xef\xbf\xbd", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+FFFD at offset 1)" },
+    { "a\xef\xbf\xb9", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+FFF9 at offset 1)" },
+    { "a\xf3\xa0\x80\x81", 0, MBEDTLS_ASN1_UTF8_STRING,
+      "CN holds an invisible or bidi character (U+E0001 at offset 1)" },
+    { "a\xd8\x9c", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds an invisible or bidi character (U+061C at offset 1)" },
+    { "a\xc2\x9b", 0, MBEDTLS_ASN1_UTF8_STRING, "CN holds a control character (U+009B at offset 1)" },
+    { "caf\xc3\xa9 \xe2\x80\x94 \xe4\xb8\xad", 0, MBEDTLS_ASN1_UTF8_STRING, NULL },
     { "x123456789012345678901234567890123456789012345678901234567890123", 0, MBEDTLS_ASN1_UTF8_STRING, NULL },
     { "x1234567890123456789012345678901234567890123456789012345678901234", 0, MBEDTLS_ASN1_UTF8_STRING,
       "CN is 65 bytes, longer than the identity limit of 64 bytes" },
@@ -943,6 +1092,9 @@ static void test_identity_check_der(void **state)
     { "fingerprint.der", "CN is 64 hex digits, the form that names a certificate by its fingerprint" },
     { "bad-utf8.der", "CN is not valid UTF-8 (byte 0xff at offset 1)" },
     { "control.der", "CN holds a control character (U+0001 at offset 1)" },
+    { "bidi.der", "CN holds an invisible or bidi character (U+202E at offset 5)" },
+    { "zwsp.der", "CN holds an invisible or bidi character (U+200B at offset 4)" },
+    { "isolate.der", "CN holds an invisible or bidi character (U+2066 at offset 0)" },
   };
   uint8_t der[4096];
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -960,6 +1112,23 @@ static void test_identity_check_der(void **state)
     assert_int_equal(tn_tls_identity_from_der(der, n, &id), TN_OK);
     for (const char *c = id.cn; *c != '\0'; c++)
       assert_true((unsigned char)*c >= 0x20 && *c != 0x7f);
+  }
+  /* A refused name is shown escaped, so a log line shows what the certificate holds. */
+  static const struct {
+    const char *file, *shown;
+  } shown[] = {
+    { "bidi.der", "home1\\u{202e}gnp.exe" },
+    { "zwsp.der", "home\\u{200b}1" },
+    { "isolate.der", "\\u{2066}home1\\u{2069}" },
+    { "control.der", "h\\u{1}me" },
+    { "bad-utf8.der", "h\\xffme" },
+    { "ok.der", "home1" },
+  };
+  for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++) {
+    struct tn_tls_peer id;
+    size_t n = read_data(shown[i].file, der, sizeof der);
+    assert_int_equal(tn_tls_identity_from_der(der, n, &id), TN_OK);
+    assert_string_equal(id.cn, shown[i].shown);
   }
   assert_int_equal(tn_tls_identity_check_der((const uint8_t *)"xx", 2, NULL, 0), TN_ERR_INVALID);
 }
@@ -1092,7 +1261,8 @@ int main(void)
     cmocka_unit_test(test_ip_san_mismatch),
     cmocka_unit_test(test_client_cert_as_server),
     cmocka_unit_test(test_server_cert_as_client),
-    cmocka_unit_test(test_no_eku_any_use),
+    cmocka_unit_test(test_dual_use_refused),
+    cmocka_unit_test(test_own_role_refused),
     cmocka_unit_test(test_rsa_server),
     cmocka_unit_test(test_no_client_certificate),
     cmocka_unit_test(test_garbage_handshake),

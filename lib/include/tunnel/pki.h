@@ -15,7 +15,7 @@ enum tn_pki_usage {
   TN_PKI_USAGE_CA = 1,      /* basicConstraints CA:true, keyUsage keyCertSign|cRLSign */
   TN_PKI_USAGE_SERVER = 2,  /* EKU serverAuth, keyUsage digitalSignature (+keyEncipherment for RSA) */
   TN_PKI_USAGE_CLIENT = 3,  /* EKU clientAuth, keyUsage as for a server */
-  TN_PKI_USAGE_NONE = 4     /* leaf without EKU (any use), for tests and odd setups */
+  TN_PKI_USAGE_NONE = 4     /* leaf without EKU (any use): tunnel refuses it for every role; tests of that refusal */
 };
 
 enum tn_pki_key_type {

@@ -76,8 +76,9 @@ struct tn_tls_peer {
   /*
    * Subject commonName. For a client verified by a server it is exactly the certificate's
    * bytes (tn_tls_cn_check refused anything else at the handshake). Elsewhere (own or
-   * server certificates, tools) a name that would fail that check is shown with '?' for
-   * each offending byte, so it is always printable UTF-8; "" when absent.
+   * server certificates, tools) a name that would fail that check is shown escaped
+   * (tn_utf8_escape: "\u{202e}", "\xff"), cut to fit, so it is always printable UTF-8 and
+   * never mistaken for a valid name; "" when absent.
    */
   char cn[TN_TLS_CN_MAX];
   char sha256_hex[65];          /* SHA-256 of the leaf certificate DER: 64 lowercase hex digits, no colons */
@@ -98,14 +99,22 @@ struct tn_tls_input {
 
 /*
  * tn_tls_config_new without files: the same checks and messages over bytes the caller read
- * (tls_file.c reads them for tn_tls_config_new).
+ * (tls_file.c reads them for tn_tls_config_new), except the role rule (tn_tls_config_role_check).
  */
 int tn_tls_config_new_mem(tn_tls_config **out, enum tn_tls_role role, const struct tn_tls_input *ca,
                           const struct tn_tls_input *cert, const struct tn_tls_input *key, char *err, size_t err_len);
 /* tn_tls_config_set_crl over bytes the caller read. */
 int tn_tls_config_set_crl_mem(tn_tls_config *cfg, const struct tn_tls_input *crl, char *err, size_t err_len);
-/* False when the own certificate's extended key usage does not allow its role: handshakes will fail. */
+/* False when the own certificate does not fit its role (tn_tls_config_role_check). */
 int tn_tls_config_usage_ok(const tn_tls_config *cfg);
+/*
+ * The role rule (docs/PKI.md, "Roles") on the own certificate: a server's needs extended key usage serverAuth
+ * and a DNS or IP subjectAltName, a client's clientAuth; one without extended key usage fits neither.
+ * TN_OK, or TN_ERR_INVALID with why ("it has no extended key usage (...)"). tn_tls_config_new refuses such a
+ * certificate; tn_tls_config_new_mem loads it (tests make peers of the wrong role with it) and leaves the
+ * question to this function.
+ */
+int tn_tls_config_role_check(const tn_tls_config *cfg, char *why, size_t why_len);
 
 /* The file side (lib/tls_file.c, libuv adapter layer: it reads files and logs): */
 /*
@@ -113,11 +122,10 @@ int tn_tls_config_usage_ok(const tn_tls_config *cfg);
  *   ca_file    trusted CA certificates (a bundle is fine) used to verify the peer;
  *   cert_file  own certificate chain, leaf first;
  *   key_file   the leaf's unencrypted private key: ECDSA (P-256, P-384) or RSA of 2048 bits or more.
- * Checks that the key matches the certificate and that the certificate's extended key usage
- * (when present) fits the role. On failure returns TN_ERR_INVALID (or TN_ERR_NOMEM / TN_ERR_ARG)
+ * Checks that the key matches the certificate and that the certificate fits the role
+ * (tn_tls_config_role_check). On failure returns TN_ERR_INVALID (or TN_ERR_NOMEM / TN_ERR_ARG)
  * and writes a line into err naming the file and the reason, e.g.
- * "/etc/tunnel/ca.pem: no certificate found". The result starts with one reference. A certificate
- * whose extended key usage does not fit the role still loads, with a warning in the log.
+ * "/etc/tunnel/ca.pem: no certificate found". The result starts with one reference.
  */
 int tn_tls_config_new(tn_tls_config **out, enum tn_tls_role role, const char *ca_file,
                       const char *cert_file, const char *key_file, char *err, size_t err_len);

@@ -15,6 +15,10 @@ mk multi-rdn.der -multivalue-rdn -subj "/CN=home1+CN=home2"
 mk long.der -utf8 -subj "/CN=$(printf 'é%.0s' $(seq 33))"          # 33 characters, 66 bytes
 mk bmp.der -config sm.cnf -utf8 -subj "/CN=€uro"                     # a BMPString
 mk fingerprint.der -subj "/CN=$(printf 'ab%.0s' $(seq 32))"
+# Invisible and bidi characters: U+202E right-to-left override, U+200B zero width space, U+2066/U+2069 isolate
+mk bidi.der -utf8 -subj "/CN=home1$(printf '\u202e')gnp.exe"
+mk zwsp.der -utf8 -subj "/CN=home$(printf '\u200b')1"
+mk isolate.der -utf8 -subj "/CN=$(printf '\u2066')home1$(printf '\u2069')"
 # hXme with X patched: 0xff (invalid UTF-8), 0x01 (a control byte)
 mk bad-utf8.der -subj "/CN=hXme"
 mk control.der -subj "/CN=hXme"
