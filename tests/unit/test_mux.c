@@ -1026,6 +1026,146 @@ static void test_pending_after_buffer_release(void **state)
   side_free(s);
 }
 
+/* Options for a writer that may queue megabytes: a window and an output buffer that take 4 MiB at once. */
+static void big_queue_options(struct tn_mux_options *opt)
+{
+  tn_mux_options_default(opt);
+  opt->initial_window = 4u * 1024 * 1024;
+  opt->max_window = 4u * 1024 * 1024;
+  opt->max_output_buffer = 8u * 1024 * 1024;
+}
+
+static const uint8_t *p0(struct side *a)
+{
+  const uint8_t *p;
+
+  (void)tn_mux_pending(a->mux, &p);
+  return p;
+}
+
+/* Decodes the frame header at the start of a's output (which must have one). */
+static struct tn_frame_header first_frame(struct side *a, size_t *n)
+{
+  const uint8_t *p;
+  struct tn_frame_header h;
+
+  *n = tn_mux_pending(a->mux, &p);
+  assert_true(*n >= 12);
+  assert_int_equal(tn_frame_decode(&h, p, *n), 12);
+  return h;
+}
+
+/* A keepalive ping queued after megabytes of stream data is the next frame out: it measures the path, not the queue. */
+static void test_ping_overtakes_queued_data(void **state)
+{
+  struct tn_mux_options opt;
+  struct side *c, *s;
+  size_t len = 2u * 1024 * 1024, n;
+  uint8_t *data = pattern(len, 21);
+  const uint8_t *p;
+  struct tn_frame_header h;
+  uint32_t id;
+  (void)state;
+  big_queue_options(&opt);
+  c = side_new(TN_MUX_CLIENT, &opt);
+  s = side_new(TN_MUX_SERVER, &opt);
+  assert_int_equal(tn_mux_open_stream(c->mux, c, &id), TN_OK);
+  assert_int_equal(tn_mux_stream_write(c->mux, id, data, len), (long)len);
+  assert_int_equal(tn_mux_ping(c->mux), TN_OK);
+  h = first_frame(c, &n);
+  assert_int_equal(h.type, TN_FRAME_PING);
+  assert_int_equal(h.flags, TN_FLAG_SYN);
+  assert_int_equal(n, 12);  /* the control frames alone; the data follows */
+  assert_int_equal(tn_mux_feed(s->mux, p0(c), 12), TN_OK);
+  tn_mux_consumed(c->mux, 12);
+  h = first_frame(c, &n);
+  assert_int_equal(h.type, TN_FRAME_WINDOW_UPDATE);  /* the SYN keeps its place before the stream's data */
+  assert_true(n > len);
+  assert_int_equal(tn_mux_pending_control(c->mux, &p), 0);  /* nothing urgent left */
+  /* Everything still arrives, in order, and the ping is answered. */
+  pump(c, s);
+  assert_int_equal(s->rx_len[id], len);
+  assert_memory_equal(s->rx[id], data, len);
+  assert_int_equal(c->rtt_calls, 1);
+  free(data);
+  side_free(c);
+  side_free(s);
+}
+
+/* The answer to a peer's ping overtakes data the answering side has queued, but never splits a frame in two. */
+static void test_ping_answer_overtakes_data_at_a_frame_boundary(void **state)
+{
+  struct tn_mux_options opt;
+  struct side *c, *s;
+  size_t len = 1024u * 1024, n, frame_left;
+  uint8_t *data = pattern(len, 22);
+  struct tn_frame_header h;
+  const uint8_t *p;
+  uint32_t id;
+  (void)state;
+  big_queue_options(&opt);
+  c = side_new(TN_MUX_CLIENT, &opt);
+  s = side_new(TN_MUX_SERVER, &opt);
+  assert_int_equal(tn_mux_open_stream(c->mux, c, &id), TN_OK);
+  pump(c, s);
+  /* The server sends megabytes, and has handed 100 bytes of its first data frame to the transport. */
+  assert_int_equal(tn_mux_stream_write(s->mux, id, data, len), (long)len);
+  h = first_frame(s, &n);
+  assert_int_equal(h.type, TN_FRAME_DATA);
+  frame_left = 12 + h.length - 100;
+  tn_mux_consumed(s->mux, 100);
+  /* The client pings; the server's answer waits only for the rest of the frame in progress. */
+  assert_int_equal(tn_mux_ping(c->mux), TN_OK);
+  transfer(c, s, SIZE_MAX);
+  assert_int_equal(tn_mux_pending_control(s->mux, &p), frame_left);
+  n = tn_mux_pending(s->mux, &p);
+  assert_int_equal(n, frame_left);
+  tn_mux_consumed(s->mux, 37);  /* the transport takes it in pieces */
+  assert_int_equal(tn_mux_pending(s->mux, &p), frame_left - 37);
+  tn_mux_consumed(s->mux, frame_left - 37);
+  h = first_frame(s, &n);
+  assert_int_equal(h.type, TN_FRAME_PING);
+  assert_int_equal(h.flags, TN_FLAG_ACK);
+  assert_int_equal(n, 12);
+  free(data);
+  side_free(c);
+  side_free(s);
+}
+
+/* Window updates (and the GoAway) jump the queue too; a FIN stays behind the data it ends. */
+static void test_control_frames_overtake_but_fin_keeps_order(void **state)
+{
+  struct tn_mux_options opt;
+  struct side *c, *s;
+  size_t len = 512u * 1024, n;
+  uint8_t *data = pattern(len, 23);
+  struct tn_frame_header h;
+  uint32_t id;
+  (void)state;
+  big_queue_options(&opt);
+  c = side_new(TN_MUX_CLIENT, &opt);
+  s = side_new(TN_MUX_SERVER, &opt);
+  assert_int_equal(tn_mux_open_stream(c->mux, c, &id), TN_OK);
+  pump(c, s);
+  assert_int_equal(tn_mux_stream_write(c->mux, id, data, len), (long)len);
+  assert_int_equal(tn_mux_stream_fin(c->mux, id), TN_OK);
+  assert_int_equal(tn_mux_go_away(c->mux, TN_GO_AWAY_NORMAL), TN_OK);
+  h = first_frame(c, &n);
+  assert_int_equal(h.type, TN_FRAME_GO_AWAY);
+  assert_int_equal(n, 12);
+  assert_int_equal(tn_mux_feed(s->mux, p0(c), 12), TN_OK);
+  tn_mux_consumed(c->mux, 12);
+  h = first_frame(c, &n);
+  assert_int_equal(h.type, TN_FRAME_DATA);
+  pump(c, s);
+  assert_int_equal(s->rx_len[id], len);
+  assert_int_equal(s->fin[id], 1);
+  assert_int_equal(s->go_aways, 1);
+  free(data);
+  side_free(c);
+  side_free(s);
+}
+
 static void test_new_rejects_bad_arguments(void **state)
 {
   struct tn_mux_callbacks none = { 0 };
@@ -1075,6 +1215,9 @@ int main(void)
     cmocka_unit_test(test_ping_flood_without_reading_is_bounded),
     cmocka_unit_test(test_pending_after_buffer_release),
     cmocka_unit_test(test_new_rejects_bad_arguments),
+    cmocka_unit_test(test_ping_overtakes_queued_data),
+    cmocka_unit_test(test_ping_answer_overtakes_data_at_a_frame_boundary),
+    cmocka_unit_test(test_control_frames_overtake_but_fin_keeps_order),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -109,8 +109,18 @@ void tn_mux_del(tn_mux *mux);
  */
 int tn_mux_feed(tn_mux *mux, const uint8_t *in, size_t len);
 
-/* Points *out at bytes waiting to be sent; returns their count (0 = nothing to send). */
+/*
+ * Points *out at bytes waiting to be sent; returns their count (0 = nothing to send). Session control frames
+ * (ping, ping answer, GoAway, window updates without flags) come first, overtaking queued stream data at the next
+ * frame boundary; frames that order a stream (SYN, ACK, FIN, RST) keep their place among its data.
+ */
 size_t tn_mux_pending(tn_mux *mux, const uint8_t **out);
+/*
+ * As tn_mux_pending, but only what must not wait: control frames, and before them the rest of a frame already
+ * partly handed out. A transport whose socket is backed up takes only these, so a ping and its answer wait for
+ * at most what is already on the wire, never for the session's queued data. 0 when there are none.
+ */
+size_t tn_mux_pending_control(tn_mux *mux, const uint8_t **out);
 /* Marks n bytes from tn_mux_pending as sent. May call on_stream_writable. */
 void tn_mux_consumed(tn_mux *mux, size_t n);
 
