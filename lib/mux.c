@@ -107,9 +107,11 @@ struct tn_mux {
   size_t out_cap;
   size_t out_frame_left;  /* bytes of out's first frame still to hand out (0: out_start is at a frame boundary) */
   /*
-   * Session control frames (ping, ping answer, GoAway, plain window updates) wait apart and go out at the next
+   * Control frames (ping, ping answer, GoAway, window updates, SYN and its ACK) wait apart and go out at the next
    * frame boundary of out, ahead of stream data, so keepalive measures the path and not the data queued on it.
-   * Frames whose order matters to a stream (SYN, ACK, FIN, RST) stay in out with the stream's data.
+   * Overtaking is safe for them: whatever a stream queues after its SYN or ACK still follows it, and SYNs keep
+   * their order with GoAway (a stream opened before GoAway must reach the peer before it). FIN and RST stay in out
+   * behind the data they end.
    */
   uint8_t *ctl;
   size_t ctl_start;
@@ -378,6 +380,7 @@ int tn_mux_new(tn_mux **out, enum tn_mux_role role, const struct tn_mux_callback
   m->next_id = role == TN_MUX_CLIENT ? 1 : 2;
   m->now_ms = now_ms;
   m->last_rx_ms = now_ms;
+  m->ping_sent_ms = now_ms;  /* the first keepalive ping one interval after the start */
   node_init(&m->streams);
   node_init(&m->blocked);
   node_init(&m->awaiting_ack);
@@ -464,8 +467,7 @@ static int accept_syn(tn_mux *m, uint32_t id, struct mux_stream **out)
   s->user = user;
   m->stats.streams_accepted++;
   *out = s;
-  return out_frame(m, TN_FRAME_WINDOW_UPDATE, TN_FLAG_ACK, id, s->recv_target - m->opt.initial_window,
-                   NULL, 0);
+  return ctl_frame(m, TN_FRAME_WINDOW_UPDATE, TN_FLAG_ACK, id, s->recv_target - m->opt.initial_window);
 }
 
 static void notify_writable(tn_mux *m, struct mux_stream *s)
@@ -847,8 +849,7 @@ int tn_mux_open_stream(tn_mux *m, void *stream_user, uint32_t *id)
   s = stream_new(m, m->next_id, stream_user);
   if (s == NULL)
     return TN_ERR_NOMEM;
-  rc = out_frame(m, TN_FRAME_WINDOW_UPDATE, TN_FLAG_SYN, s->id, s->recv_target - m->opt.initial_window,
-                 NULL, 0);
+  rc = ctl_frame(m, TN_FRAME_WINDOW_UPDATE, TN_FLAG_SYN, s->id, s->recv_target - m->opt.initial_window);
   if (rc != TN_OK) {
     stream_unlink(m, s);
     free(s);
@@ -1061,9 +1062,11 @@ int tn_mux_tick(tn_mux *m, uint64_t now_ms)
     close_all_streams(m);
     return TN_ERR_TIMEOUT;
   }
-  /* One ping per keepalive interval of silence; an unanswered one is re-sent after another interval. */
-  if (m->opt.keepalive_interval_ms > 0 && silent >= m->opt.keepalive_interval_ms &&
-      (!m->ping_outstanding || m->now_ms - m->ping_sent_ms >= m->opt.keepalive_interval_ms))
+  /*
+   * One ping per keepalive interval, busy or not: silence is what the dead-peer timeout judges, and the answer
+   * keeps the round trip measured (stats.last_rtt_ms) while data flows too. An unanswered one is re-sent.
+   */
+  if (m->opt.keepalive_interval_ms > 0 && m->now_ms - m->ping_sent_ms >= m->opt.keepalive_interval_ms)
     tn_mux_ping(m);
   while (m->opt.open_timeout_ms > 0 && node_linked(&m->awaiting_ack) && !m->closed) {
     struct mux_stream *s = NODE_OWNER(m->awaiting_ack.next, struct mux_stream, ack_wait);

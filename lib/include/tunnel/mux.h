@@ -74,7 +74,7 @@ struct tn_mux_options {
   uint32_t max_streams;           /* open streams per session; SYNs beyond it are reset */
   uint32_t max_frame_payload;     /* largest Data payload this side sends */
   size_t max_output_buffer;       /* bytes queued for the wire before writes are refused */
-  uint64_t keepalive_interval_ms; /* ping after this much receive silence; 0 = never */
+  uint64_t keepalive_interval_ms; /* ping this often, busy or idle (the answer measures the RTT); 0 = never */
   uint64_t dead_peer_timeout_ms;  /* fail the session after this much receive silence; 0 = never */
   uint64_t open_timeout_ms;       /* reset an opened stream not acknowledged in time; 0 = never */
 };
@@ -110,9 +110,9 @@ void tn_mux_del(tn_mux *mux);
 int tn_mux_feed(tn_mux *mux, const uint8_t *in, size_t len);
 
 /*
- * Points *out at bytes waiting to be sent; returns their count (0 = nothing to send). Session control frames
- * (ping, ping answer, GoAway, window updates without flags) come first, overtaking queued stream data at the next
- * frame boundary; frames that order a stream (SYN, ACK, FIN, RST) keep their place among its data.
+ * Points *out at bytes waiting to be sent; returns their count (0 = nothing to send). Control frames (ping, ping
+ * answer, GoAway, window updates, SYN and its ACK) come first, in their own order, overtaking queued stream data at
+ * the next frame boundary; FIN and RST keep their place behind the stream's data.
  */
 size_t tn_mux_pending(tn_mux *mux, const uint8_t **out);
 /*
