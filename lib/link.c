@@ -31,6 +31,15 @@
 #define LINK_MAX_INCOMING_MESSAGES 4u
 /* Bound the work per socket read callback so one busy link cannot starve the loop. */
 #define LINK_READ_BUFFER (64u * 1024u)
+/*
+ * What may wait ahead of a keepalive ping or its answer: stream data is taken from the mux only while TLS holds
+ * less than LINK_TLS_AHEAD bytes of records not yet written, and the kernel keeps at most about
+ * LINK_NOTSENT_LOWAT bytes it has not sent (TCP_NOTSENT_LOWAT; bytes in flight are the path's own, bounded by
+ * its congestion window). The rest waits in the mux, where control frames overtake it, so a busy link's ping
+ * round trip stays near the path's. 64 KiB keeps a gigabit loopback link at full speed.
+ */
+#define LINK_TLS_AHEAD (64u * 1024u)
+#define LINK_NOTSENT_LOWAT (64 * 1024)
 
 struct tn_link {
   uv_tcp_t tcp;
@@ -386,8 +395,10 @@ static void link_flush(tn_link *l)
       if (l->opt.raw) {
         p = l->raw_out + l->raw_start;
         n = l->raw_len;
-      } else {
+      } else if (tn_tls_pending(l->tls, NULL) < LINK_TLS_AHEAD) {
         n = tn_mux_pending(l->mux, &p);
+      } else {
+        n = tn_mux_pending_control(l->mux, &p);
       }
       if (n == 0)
         break;
@@ -720,6 +731,15 @@ static int link_start_tls(tn_link *l, const char **why)
   l->connected = true;
   record_peer_address(l);
   uv_tcp_nodelay(&l->tcp, 1);
+#ifdef TCP_NOTSENT_LOWAT
+  {
+    uv_os_fd_t fd;
+    int lowat = LINK_NOTSENT_LOWAT;
+    /* Best effort: without it (an old kernel) only the TLS bound holds. */
+    if (uv_fileno((const uv_handle_t *)&l->tcp, &fd) == 0)
+      (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+  }
+#endif
   rc = tn_tls_new(&l->tls, l->opt.tls, l->server_name);
   if (rc != TN_OK) {
     *why = tn_strerror(rc);

@@ -100,11 +100,24 @@ struct tn_mux {
   uint32_t payload_left;
   uint32_t payload_stream; /* 0 when the payload is discarded */
 
-  /* Output: bytes [out_start, out_len) are waiting to be sent */
+  /* Output: bytes [out_start, out_len) are waiting to be sent, in stream order */
   uint8_t *out;
   size_t out_start;
   size_t out_len;
   size_t out_cap;
+  size_t out_frame_left;  /* bytes of out's first frame still to hand out (0: out_start is at a frame boundary) */
+  /*
+   * Control frames (ping, ping answer, GoAway, window updates, SYN and its ACK) wait apart and go out at the next
+   * frame boundary of out, ahead of stream data, so keepalive measures the path and not the data queued on it.
+   * Overtaking is safe for them: whatever a stream queues after its SYN or ACK still follows it, and SYNs keep
+   * their order with GoAway (a stream opened before GoAway must reach the peer before it). FIN and RST stay in out
+   * behind the data they end.
+   */
+  uint8_t *ctl;
+  size_t ctl_start;
+  size_t ctl_len;
+  size_t ctl_cap;
+  bool pending_ctl;       /* the last tn_mux_pending handed out ctl bytes */
 
   struct tn_mux_stats stats;
 };
@@ -247,47 +260,70 @@ static size_t out_queued(const tn_mux *m)
   return m->out_len - m->out_start;
 }
 
-static int out_reserve(tn_mux *m, size_t n)
+static size_t ctl_queued(const tn_mux *m)
 {
-  size_t need, cap;
+  return m->ctl_len - m->ctl_start;
+}
+
+/* Room for n more bytes at the end of a queue [*start, *len) of *cap bytes. */
+static int queue_reserve(uint8_t **buf, size_t *start, size_t *len, size_t *cap, size_t n)
+{
+  size_t need, c;
   uint8_t *p;
 
-  if (m->out_cap - m->out_len >= n)
+  if (*cap - *len >= n)
     return TN_OK;
-  if (m->out_start > 0) {
-    memmove(m->out, m->out + m->out_start, out_queued(m));
-    m->out_len -= m->out_start;
-    m->out_start = 0;
-    if (m->out_cap - m->out_len >= n)
+  if (*start > 0) {
+    memmove(*buf, *buf + *start, *len - *start);
+    *len -= *start;
+    *start = 0;
+    if (*cap - *len >= n)
       return TN_OK;
   }
-  need = m->out_len + n;
-  cap = m->out_cap ? m->out_cap : 4096;
-  while (cap < need)
-    cap *= 2;
-  p = realloc(m->out, cap);
+  need = *len + n;
+  c = *cap ? *cap : 4096;
+  while (c < need)
+    c *= 2;
+  p = realloc(*buf, c);
   if (p == NULL)
     return TN_ERR_NOMEM;
-  m->out = p;
-  m->out_cap = cap;
+  *buf = p;
+  *cap = c;
   return TN_OK;
 }
 
-static int out_frame(tn_mux *m, uint8_t type, uint16_t flags, uint32_t id, uint32_t length,
-                     const uint8_t *payload, size_t payload_len)
+static int queue_frame(tn_mux *m, bool control, uint8_t type, uint16_t flags, uint32_t id, uint32_t length,
+                       const uint8_t *payload, size_t payload_len)
 {
   struct tn_frame_header h = { TN_FRAME_VERSION, type, flags, id, length };
-  int rc = out_reserve(m, TN_FRAME_HEADER_LEN + payload_len);
+  uint8_t **buf = control ? &m->ctl : &m->out;
+  size_t *len = control ? &m->ctl_len : &m->out_len;
+  int rc = control ? queue_reserve(&m->ctl, &m->ctl_start, &m->ctl_len, &m->ctl_cap, TN_FRAME_HEADER_LEN)
+                   : queue_reserve(&m->out, &m->out_start, &m->out_len, &m->out_cap,
+                                   TN_FRAME_HEADER_LEN + payload_len);
 
   if (rc != TN_OK)
     return rc;
-  m->out_len += tn_frame_encode(&h, m->out + m->out_len, TN_FRAME_HEADER_LEN);
+  *len += tn_frame_encode(&h, *buf + *len, TN_FRAME_HEADER_LEN);
   if (payload_len > 0) {
-    memcpy(m->out + m->out_len, payload, payload_len);
-    m->out_len += payload_len;
+    memcpy(*buf + *len, payload, payload_len);
+    *len += payload_len;
   }
   m->stats.frames_out++;
   return TN_OK;
+}
+
+/* A frame that belongs to a stream's ordered sequence (data, SYN, ACK, FIN, RST). */
+static int out_frame(tn_mux *m, uint8_t type, uint16_t flags, uint32_t id, uint32_t length,
+                     const uint8_t *payload, size_t payload_len)
+{
+  return queue_frame(m, false, type, flags, id, length, payload, payload_len);
+}
+
+/* A session control frame (no payload): it may overtake stream data at a frame boundary. */
+static int ctl_frame(tn_mux *m, uint8_t type, uint16_t flags, uint32_t id, uint32_t length)
+{
+  return queue_frame(m, true, type, flags, id, length, NULL, 0);
 }
 
 /* ---- session failure ---- */
@@ -303,7 +339,7 @@ static int session_fail(tn_mux *m, int err, uint32_t go_away_code)
   m->closed = true;
   if (!m->local_go_away) {
     m->local_go_away = true;
-    out_frame(m, TN_FRAME_GO_AWAY, 0, 0, go_away_code, NULL, 0);
+    ctl_frame(m, TN_FRAME_GO_AWAY, 0, 0, go_away_code);
   }
   close_all_streams(m);
   return err;
@@ -344,6 +380,7 @@ int tn_mux_new(tn_mux **out, enum tn_mux_role role, const struct tn_mux_callback
   m->next_id = role == TN_MUX_CLIENT ? 1 : 2;
   m->now_ms = now_ms;
   m->last_rx_ms = now_ms;
+  m->ping_sent_ms = now_ms;  /* the first keepalive ping one interval after the start */
   node_init(&m->streams);
   node_init(&m->blocked);
   node_init(&m->awaiting_ack);
@@ -362,6 +399,7 @@ void tn_mux_del(tn_mux *m)
   }
   free(m->buckets);
   free(m->out);
+  free(m->ctl);
   free(m);
 }
 
@@ -429,8 +467,7 @@ static int accept_syn(tn_mux *m, uint32_t id, struct mux_stream **out)
   s->user = user;
   m->stats.streams_accepted++;
   *out = s;
-  return out_frame(m, TN_FRAME_WINDOW_UPDATE, TN_FLAG_ACK, id, s->recv_target - m->opt.initial_window,
-                   NULL, 0);
+  return ctl_frame(m, TN_FRAME_WINDOW_UPDATE, TN_FLAG_ACK, id, s->recv_target - m->opt.initial_window);
 }
 
 static void notify_writable(tn_mux *m, struct mux_stream *s)
@@ -576,7 +613,7 @@ static int handle_ping(tn_mux *m, const struct tn_frame_header *h)
   if (h->stream_id != 0)
     return TN_ERR_PROTO;
   if (h->flags & TN_FLAG_SYN)
-    return out_frame(m, TN_FRAME_PING, TN_FLAG_ACK, 0, h->length, NULL, 0);
+    return ctl_frame(m, TN_FRAME_PING, TN_FLAG_ACK, 0, h->length);
   if (h->flags & TN_FLAG_ACK) {
     if (m->ping_outstanding && h->length == m->ping_id) {
       m->ping_outstanding = false;
@@ -674,7 +711,7 @@ int tn_mux_feed(tn_mux *m, const uint8_t *in, size_t len)
     if (rc != TN_OK)
       return session_fail(m, rc, rc == TN_ERR_PROTO ? TN_GO_AWAY_PROTOCOL_ERROR : TN_GO_AWAY_INTERNAL_ERROR);
   }
-  if (out_queued(m) > m->opt.max_output_buffer + MUX_CONTROL_SLACK)
+  if (out_queued(m) + ctl_queued(m) > m->opt.max_output_buffer + MUX_CONTROL_SLACK)
     return session_fail(m, TN_ERR_PROTO, TN_GO_AWAY_PROTOCOL_ERROR);  /* peer is not reading */
   return TN_OK;
 }
@@ -714,21 +751,73 @@ static void wake_blocked(tn_mux *m)
   }
 }
 
-size_t tn_mux_pending(tn_mux *m, const uint8_t **out)
+/* Bytes of out's first frame not handed out yet, learning its size from its header when at a boundary. */
+static size_t out_frame_rest(tn_mux *m)
 {
+  struct tn_frame_header h;
+
+  if (m->out_frame_left == 0 && out_queued(m) > 0 &&
+      tn_frame_decode(&h, m->out + m->out_start, out_queued(m)) == TN_FRAME_HEADER_LEN)
+    m->out_frame_left = TN_FRAME_HEADER_LEN + (h.type == TN_FRAME_DATA ? (size_t)h.length : 0);
+  return m->out_frame_left;
+}
+
+static size_t pending(tn_mux *m, const uint8_t **out, bool urgent_only)
+{
+  /* Control frames go first, but never into the middle of a frame already partly handed out. */
+  if (ctl_queued(m) > 0 && m->out_frame_left == 0) {
+    m->pending_ctl = true;
+    *out = m->ctl + m->ctl_start;
+    return ctl_queued(m);
+  }
+  m->pending_ctl = false;
   /* An idle session has released its buffer: no pointer arithmetic on NULL. */
   *out = m->out != NULL ? m->out + m->out_start : NULL;
-  return out_queued(m);
+  if (ctl_queued(m) > 0)
+    return m->out_frame_left;  /* finish that frame; the control frames follow it */
+  return urgent_only ? 0 : out_queued(m);
+}
+
+size_t tn_mux_pending(tn_mux *m, const uint8_t **out)
+{
+  return pending(m, out, false);
+}
+
+size_t tn_mux_pending_control(tn_mux *m, const uint8_t **out)
+{
+  return pending(m, out, true);
 }
 
 void tn_mux_consumed(tn_mux *m, size_t n)
 {
-
+  if (m->pending_ctl) {
+    if (n > ctl_queued(m))
+      n = ctl_queued(m);
+    m->ctl_start += n;
+    if (m->ctl_start == m->ctl_len) {
+      m->ctl_start = m->ctl_len = 0;
+      if (m->ctl_cap > 64u * 1024u) {
+        free(m->ctl);
+        m->ctl = NULL;
+        m->ctl_cap = 0;
+      }
+    }
+    m->pending_ctl = false;
+    return;
+  }
   if (n > out_queued(m))
     n = out_queued(m);
-  m->out_start += n;
+  while (n > 0) {
+    size_t k = out_frame_rest(m);
+    if (k == 0 || k > n)
+      k = n;  /* k == 0: a header not whole yet cannot happen (frames are queued whole); stay safe */
+    m->out_start += k;
+    m->out_frame_left = m->out_frame_left > k ? m->out_frame_left - k : 0;
+    n -= k;
+  }
   if (m->out_start == m->out_len) {
     m->out_start = m->out_len = 0;
+    m->out_frame_left = 0;
     /* An idle session keeps no output buffer: idle links must stay small. */
     if (m->out_cap > 64u * 1024u) {
       free(m->out);
@@ -760,8 +849,7 @@ int tn_mux_open_stream(tn_mux *m, void *stream_user, uint32_t *id)
   s = stream_new(m, m->next_id, stream_user);
   if (s == NULL)
     return TN_ERR_NOMEM;
-  rc = out_frame(m, TN_FRAME_WINDOW_UPDATE, TN_FLAG_SYN, s->id, s->recv_target - m->opt.initial_window,
-                 NULL, 0);
+  rc = ctl_frame(m, TN_FRAME_WINDOW_UPDATE, TN_FLAG_SYN, s->id, s->recv_target - m->opt.initial_window);
   if (rc != TN_OK) {
     stream_unlink(m, s);
     free(s);
@@ -889,7 +977,7 @@ int tn_mux_stream_consumed(tn_mux *m, uint32_t id, size_t n)
     s->recv_target += grow;
     delta += grow;
   }
-  rc = out_frame(m, TN_FRAME_WINDOW_UPDATE, 0, id, delta, NULL, 0);
+  rc = ctl_frame(m, TN_FRAME_WINDOW_UPDATE, 0, id, delta);
   if (rc != TN_OK)
     return rc;
   s->recv_window += delta;
@@ -933,7 +1021,7 @@ int tn_mux_ping(tn_mux *m)
   m->ping_id++;
   m->ping_outstanding = true;
   m->ping_sent_ms = m->now_ms;
-  return out_frame(m, TN_FRAME_PING, TN_FLAG_SYN, 0, m->ping_id, NULL, 0);
+  return ctl_frame(m, TN_FRAME_PING, TN_FLAG_SYN, 0, m->ping_id);
 }
 
 int tn_mux_go_away(tn_mux *m, uint32_t code)
@@ -945,7 +1033,7 @@ int tn_mux_go_away(tn_mux *m, uint32_t code)
   if (m->local_go_away)
     return TN_OK;
   m->local_go_away = true;
-  return out_frame(m, TN_FRAME_GO_AWAY, 0, 0, code, NULL, 0);
+  return ctl_frame(m, TN_FRAME_GO_AWAY, 0, 0, code);
 }
 
 void tn_mux_set_time(tn_mux *m, uint64_t now_ms)
@@ -974,9 +1062,11 @@ int tn_mux_tick(tn_mux *m, uint64_t now_ms)
     close_all_streams(m);
     return TN_ERR_TIMEOUT;
   }
-  /* One ping per keepalive interval of silence; an unanswered one is re-sent after another interval. */
-  if (m->opt.keepalive_interval_ms > 0 && silent >= m->opt.keepalive_interval_ms &&
-      (!m->ping_outstanding || m->now_ms - m->ping_sent_ms >= m->opt.keepalive_interval_ms))
+  /*
+   * One ping per keepalive interval, busy or not: silence is what the dead-peer timeout judges, and the answer
+   * keeps the round trip measured (stats.last_rtt_ms) while data flows too. An unanswered one is re-sent.
+   */
+  if (m->opt.keepalive_interval_ms > 0 && m->now_ms - m->ping_sent_ms >= m->opt.keepalive_interval_ms)
     tn_mux_ping(m);
   while (m->opt.open_timeout_ms > 0 && node_linked(&m->awaiting_ack) && !m->closed) {
     struct mux_stream *s = NODE_OWNER(m->awaiting_ack.next, struct mux_stream, ack_wait);

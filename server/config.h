@@ -27,7 +27,7 @@ struct td_limits {
   uint32_t hostname_timeout_ms;        /* HostnameTimeoutMs */
   uint32_t api_idle_timeout_ms;        /* ApiIdleTimeoutMs */
   uint32_t api_max_connections;        /* ApiMaxConnections */
-  uint32_t takeover_ping_timeout_ms;   /* TakeoverPingTimeoutMs */
+  uint32_t takeover_ping_timeout_ms;   /* TakeoverPingTimeoutMs: still accepted so older configs load; no effect */
 };
 
 struct td_config {

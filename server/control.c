@@ -15,7 +15,7 @@
 
 /*
  * A rotation message on a client's current link: the link vouches for the certificate its client's next link
- * will present, so that link replaces this one at once instead of being refused while this one answers pings.
+ * will present, so that link replaces this one at once instead of being refused while this one is alive.
  */
 static void control_rotate(tn_link *link, const uint8_t *msg, size_t len)
 {
@@ -99,7 +99,6 @@ static void control_on_go_away(tn_link *link, uint32_t code)
   if (c != NULL && c->link == link) {
     tn_log_info("client %s: going away (code %u); new connections go to its backups", c->id, code);
     td_registry_link_down(c);
-    td_registry_link_gone(ctx->srv, link);
   }
   if (!ctx->retiring)
     td_registry_retire(ctx, ctx->srv->cfg.limits.common.drain_timeout_ms);
@@ -127,24 +126,14 @@ static void control_on_closed(tn_link *link, const char *reason)
     if (strstr(reason, "dead-peer") != NULL)
       srv->metrics.links_dead++;
     tn_log_warn("client %s: disconnected (%s): %s", c->id, tn_link_peer_address(link), reason);
-    td_gate_forget(ctx);
-    td_registry_link_gone(srv, link);  /* after unlisting, so a waiting link is never decided against this one */
-    return;
   } else {
     tn_log_info("client %s: old link from %s closed: %s", c->id, tn_link_peer_address(link), reason);
   }
   td_gate_forget(ctx);
 }
 
-static void control_on_pong(tn_link *link, uint64_t rtt_ms)
-{
-  (void)rtt_ms;
-  td_registry_on_pong(link);
-}
-
 static const struct tn_link_callbacks control_callbacks = {
   .on_established = control_on_established,
-  .on_pong = control_on_pong,
   .on_go_away = control_on_go_away,
   .on_drained = control_on_drained,
   .on_message = control_on_message,

@@ -28,15 +28,6 @@ struct td_link_ctx {
   struct td_mgmt_conn *mgmt;     /* management connections only */
   struct td_allow *allow;        /* announced before the link became its client's current one */
   char rotate_to[65];            /* "": none; else the certificate (sha256 hex) this current link vouched for */
-  /*
-   * A link whose certificate differs from the one its identity is connected with waits here
-   * while the current link is pinged: an answer refuses it, silence until the deadline lets it
-   * replace the current one (see ARCHITECTURE.md, "Server state and its rules").
-   */
-  struct td_client *contest_client;
-  tn_link *contest_link;         /* the current link that was pinged */
-  uint64_t contest_started_ms;
-  uint64_t contest_deadline_ms;
   bool quiet_close;              /* the reason was already logged */
   /* Until the handshake ends: in srv's pending list (oldest first) and counted for its source. */
   bool pending;

@@ -97,6 +97,15 @@ static json_t *ops_clients(void *s)
                   state_name(c->last_state), "RemoteAddress", c->state == TD_CLIENT_UNKNOWN ? NULL : c->remote,
                   "ConnectedSince", c->state == TD_CLIENT_UNKNOWN ? NULL : since, "OpenStreams",
                   (json_int_t)c->open_streams, "BytesIn", (json_int_t)in, "BytesOut", (json_int_t)out, "CertificateSha256", c->sha256[0] ? c->sha256 : NULL);
+    if (o != NULL && c->link != NULL && tn_link_mux(c->link) != NULL) {
+      struct tn_mux_stats st;
+      tn_mux_get_stats(tn_link_mux(c->link), &st);
+      /* The keepalive's last round trip on the current link: 0 until its first answer. */
+      if (json_object_set_new(o, "PingRttMs", json_integer((json_int_t)st.last_rtt_ms)) != 0) {
+        json_decref(o);
+        o = NULL;
+      }
+    }
     if (o != NULL && td_allow_client_json(c, o) != 0) {
       json_decref(o);
       o = NULL;

@@ -195,7 +195,7 @@ void td_registry_free(struct td_server *srv)
   srv->client_buckets = NULL;
 }
 
-/* ---- a link per identity: replacement, contests, grace ---- */
+/* ---- a link per identity: replacement, refusal, grace ---- */
 
 void td_registry_retire(struct td_link_ctx *ctx, uint64_t grace_ms)
 {
@@ -204,7 +204,7 @@ void td_registry_retire(struct td_link_ctx *ctx, uint64_t grace_ms)
   tn_link_go_away(ctx->link);  /* on_drained closes it once its streams have ended */
 }
 
-/* The link becomes its identity's current link; a current one with the same or an unresponsive certificate retires. */
+/* The link becomes its identity's current link; a current one (same certificate, or a vouched rotation) retires. */
 static void admit(struct td_link_ctx *ctx, struct td_client *c)
 {
   struct td_server *srv = ctx->srv;
@@ -235,8 +235,6 @@ static void admit(struct td_link_ctx *ctx, struct td_client *c)
   td_allow_link_admitted(srv, c, &ctx->allow);
 }
 
-static void contest_start(struct td_link_ctx *ctx, struct td_client *c);
-
 /* The identity's current link announced this very certificate as its successor (a rotation by its own client). */
 static bool rotation_vouched(const struct td_client *c, const struct td_link_ctx *ctx)
 {
@@ -245,11 +243,29 @@ static bool rotation_vouched(const struct td_client *c, const struct td_link_ctx
   return cur->rotate_to[0] != '\0' && strcmp(cur->rotate_to, tn_link_peer(ctx->link)->sha256_hex) == 0;
 }
 
-/* Decides a waiting link's fate against its identity's current link as it is now. */
-static void contest_decide(struct td_link_ctx *ctx, struct td_client *c)
+/*
+ * Another certificate while the identity's current link is alive: refused outright. Alive means the current link
+ * has not been closed, and only its own dead-peer timer (nothing a newcomer does) closes a silent one, so the
+ * answer does not depend on how many newcomers come, how fast, or how busy the link is.
+ */
+static void refuse_in_use(struct td_link_ctx *ctx, struct td_client *c)
 {
-  ctx->contest_client = NULL;
-  ctx->contest_link = NULL;
+  struct td_server *srv = ctx->srv;
+  const struct td_link_ctx *cur = tn_link_data(c->link);
+
+  srv->metrics.links_refused_in_use++;
+  /* Anyone holding a certificate of this CA can repeat this as fast as it can handshake: rate-limited per identity. */
+  td_server_log_limited(srv, TN_LOG_WARN, "control: identity in use", c->id,
+                        "client %s: refused the link from %s with certificate sha256 %s: the identity is connected "
+                        "from %s with certificate sha256 %s, alive (last heard from %llu ms ago)",
+                        c->id, tn_link_peer_address(ctx->link), tn_link_peer(ctx->link)->sha256_hex, c->remote,
+                        c->sha256, (unsigned long long)tn_mux_silent_ms(tn_link_mux(cur->link), uv_now(srv->loop)));
+  ctx->quiet_close = true;
+  tn_link_close(ctx->link, "identity in use by a live link with another certificate");
+}
+
+void td_registry_link_up(struct td_link_ctx *ctx, struct td_client *c)
+{
   if (c->link == NULL || strcmp(c->sha256, tn_link_peer(ctx->link)->sha256_hex) == 0) {
     admit(ctx, c);  /* free, or the same certificate back (a network change) */
   } else if (rotation_vouched(c, ctx)) {
@@ -258,88 +274,8 @@ static void contest_decide(struct td_link_ctx *ctx, struct td_client *c)
                 tn_link_peer(ctx->link)->sha256_hex, c->remote, c->sha256);
     admit(ctx, c);
   } else {
-    contest_start(ctx, c);
+    refuse_in_use(ctx, c);
   }
-}
-
-static void contest_start(struct td_link_ctx *ctx, struct td_client *c)
-{
-  struct td_server *srv = ctx->srv;
-  uint64_t now = uv_now(srv->loop);
-
-  ctx->contest_client = c;
-  ctx->contest_link = c->link;
-  ctx->contest_started_ms = now;
-  ctx->contest_deadline_ms = now + srv->cfg.limits.takeover_ping_timeout_ms;
-  tn_log_info("client %s: link from %s presents another certificate (sha256 %s); pinging the current link from %s "
-              "(sha256 %s) for up to %u ms first", c->id, tn_link_peer_address(ctx->link),
-              tn_link_peer(ctx->link)->sha256_hex, c->remote, c->sha256, srv->cfg.limits.takeover_ping_timeout_ms);
-  if (tn_link_ping(c->link) != TN_OK) {
-    ctx->contest_deadline_ms = now;  /* nothing left to answer: the sweep lets the newcomer in */
-  }
-}
-
-/* The current link answered: it is alive, so the newcomer with another certificate is refused. */
-static void contest_refuse(struct td_link_ctx *ctx)
-{
-  struct td_server *srv = ctx->srv;
-  struct td_client *c = ctx->contest_client;
-
-  srv->metrics.links_refused_in_use++;
-  tn_log_warn("client %s: refused the link from %s with certificate sha256 %s: the identity is connected from %s "
-              "with certificate sha256 %s, which answered a ping in %llu ms", c->id, tn_link_peer_address(ctx->link),
-              tn_link_peer(ctx->link)->sha256_hex, c->remote, c->sha256,
-              (unsigned long long)(uv_now(srv->loop) - ctx->contest_started_ms));
-  ctx->contest_client = NULL;
-  ctx->contest_link = NULL;
-  ctx->quiet_close = true;
-  tn_link_close(ctx->link, "identity in use by a live link with another certificate");
-}
-
-void td_registry_link_gone(struct td_server *srv, tn_link *link)
-{
-  struct td_link_ctx *ctx, *next;
-
-  for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = next) {
-    next = td_gate_next(srv, ctx);
-    if (ctx->contest_link == link)
-      contest_decide(ctx, ctx->contest_client);
-  }
-}
-
-void td_registry_on_pong(tn_link *link)
-{
-  struct td_link_ctx *lctx = tn_link_data(link);
-  struct td_link_ctx *ctx, *next;
-
-  for (ctx = td_gate_next(lctx->srv, NULL); ctx != NULL; ctx = next) {
-    next = td_gate_next(lctx->srv, ctx);
-    if (ctx->contest_link == link && ctx->contest_client != NULL && ctx->contest_client->link == link)
-      contest_refuse(ctx);
-  }
-}
-
-/* The deadline passed without an answer from the current link: the newcomer replaces it, as a dead peer. */
-static void contest_expire(struct td_link_ctx *ctx)
-{
-  struct td_client *c = ctx->contest_client;
-
-  if (c->link != NULL && c->link == ctx->contest_link) {
-    tn_log_warn("client %s: the link from %s (sha256 %s) did not answer a ping within %u ms; the link from %s with "
-                "certificate sha256 %s replaces it", c->id, c->remote, c->sha256,
-                ctx->srv->cfg.limits.takeover_ping_timeout_ms, tn_link_peer_address(ctx->link),
-                tn_link_peer(ctx->link)->sha256_hex);
-    ctx->contest_client = NULL;
-    ctx->contest_link = NULL;
-    admit(ctx, c);
-    return;
-  }
-  contest_decide(ctx, c);  /* the identity changed links meanwhile: judge against the one it has now */
-}
-
-void td_registry_link_up(struct td_link_ctx *ctx, struct td_client *c)
-{
-  contest_decide(ctx, c);
 }
 
 void td_registry_link_down(struct td_client *c)
@@ -353,15 +289,6 @@ void td_registry_sweep(struct td_server *srv, uint64_t now)
 {
   struct td_link_ctx *ctx, *next;
 
-  /* Deciding a contest may retire and free any other link: find one, act, look again. */
-  for (;;) {
-    for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = td_gate_next(srv, ctx))
-      if (ctx->contest_client != NULL && now >= ctx->contest_deadline_ms)
-        break;
-    if (ctx == NULL)
-      break;
-    contest_expire(ctx);
-  }
   for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = next) {
     next = td_gate_next(srv, ctx);
     if (ctx->retiring && now >= ctx->retire_deadline_ms)

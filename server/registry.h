@@ -61,19 +61,16 @@ void td_registry_resolve(struct td_server *srv, struct td_client **route, size_t
 void td_registry_free(struct td_server *srv);
 
 /*
- * A control link has completed its handshake as identity c: it becomes c's current link, or waits while c's
- * current link (another certificate) is pinged. See ARCHITECTURE.md, "Server state and its rules".
+ * A control link has completed its handshake as identity c: it becomes c's current link (c is free, the same
+ * certificate is back, or c's current link announced this certificate as its rotation), or it is refused and
+ * closed (another certificate while c's current link is alive). See ARCHITECTURE.md, "Server state and its rules".
  */
 void td_registry_link_up(struct td_link_ctx *ctx, struct td_client *c);
 /* c's current link stopped carrying new connections (closed, going away): c is disconnected. */
 void td_registry_link_down(struct td_client *c);
-/* link stopped being its identity's current link: the links waiting on it are decided now. */
-void td_registry_link_gone(struct td_server *srv, tn_link *link);
-/* link answered a ping: the links contesting it are refused. */
-void td_registry_on_pong(tn_link *link);
 /* The link stops taking new streams; on_drained or the sweep (after grace_ms) closes it. */
 void td_registry_retire(struct td_link_ctx *ctx, uint64_t grace_ms);
-/* The sweep: contests past their deadline are decided, retired links past theirs are closed. */
+/* The sweep: retired links past their deadline are closed. */
 void td_registry_sweep(struct td_server *srv, uint64_t now);
 
 #endif

@@ -68,7 +68,8 @@ import json, sys, datetime
 d = json.loads(sys.argv[1]); fp = sys.argv[2]
 h = d["home1"]
 assert set(h) == {"CurrentState", "LastState", "RemoteAddress", "ConnectedSince", "OpenStreams", "BytesIn",
-                  "BytesOut", "CertificateSha256", "AllowedBackEndPorts", "AllowedServices"}, sorted(h)
+                  "BytesOut", "CertificateSha256", "PingRttMs", "AllowedBackEndPorts", "AllowedServices"}, sorted(h)
+assert isinstance(h["PingRttMs"], int) and h["PingRttMs"] >= 0, h
 assert all(isinstance(p, int) for p in h["AllowedBackEndPorts"]) and h["AllowedServices"] == [], h
 assert h["CurrentState"] == "ClientConnected", h
 assert h["LastState"] in ("ClientUnknown", "ClientDisconnected"), h
@@ -81,7 +82,7 @@ assert h["BytesIn"] > 0 and h["BytesOut"] > 0, h
 assert h["CertificateSha256"] == fp, (h["CertificateSha256"], fp)
 for n in ("home2", "home3"):
     assert d[n]["CurrentState"] == "ClientUnknown", d[n]
-    assert "AllowedBackEndPorts" not in d[n] and "AllowedServices" not in d[n], d[n]
+    assert "AllowedBackEndPorts" not in d[n] and "AllowedServices" not in d[n] and "PingRttMs" not in d[n], d[n]
 PY
 pass "GET /clients: home1 connected (fingerprint $want_fp), home2/home3 ClientUnknown"
 

@@ -33,6 +33,7 @@ struct side {
   int rtt_calls;
   uint32_t go_away_code;
   int go_aways;
+  int go_away_back;          /* answer GoAway with GoAway, as tunnelc does */
 };
 
 static int cb_open(tn_mux *m, uint32_t id, void **user, void *session_user)
@@ -105,6 +106,8 @@ static void cb_go_away(tn_mux *m, uint32_t code, void *user)
   (void)m;
   s->go_away_code = code;
   s->go_aways++;
+  if (s->go_away_back)
+    assert_int_equal(tn_mux_go_away(m, TN_GO_AWAY_NORMAL), TN_OK);
 }
 
 static const struct tn_mux_callbacks callbacks = {
@@ -1026,6 +1029,215 @@ static void test_pending_after_buffer_release(void **state)
   side_free(s);
 }
 
+/*
+ * A busy link pings too (its round trip stays measured), and it is dead only after DeadPeerTimeoutMs with nothing at
+ * all from the peer: data alone keeps it alive, whatever becomes of the pings.
+ */
+static void test_busy_link_pings_and_any_frame_is_life(void **state)
+{
+  struct tn_mux_options opt;
+  struct side *c, *s;
+  uint8_t chunk[100] = { 0 };
+  uint32_t id;
+  const uint8_t *p;
+  (void)state;
+  tn_mux_options_default(&opt);
+  opt.keepalive_interval_ms = 1000;
+  opt.dead_peer_timeout_ms = 3000;
+  c = side_new(TN_MUX_CLIENT, NULL);
+  s = side_new(TN_MUX_SERVER, &opt);
+  assert_int_equal(tn_mux_open_stream(c->mux, c, &id), TN_OK);
+  pump(c, s);
+  /* The client sends data every 250 ms; the server's pings are never answered (their answers are dropped). */
+  for (uint64_t t = 250; t <= 6000; t += 250) {
+    assert_int_equal(tn_mux_stream_write(c->mux, id, chunk, sizeof(chunk)), (long)sizeof(chunk));
+    tn_mux_set_time(s->mux, t);
+    transfer(c, s, SIZE_MAX);
+    assert_int_equal(tn_mux_tick(s->mux, t), TN_OK);
+    if (t % 1000 == 0)
+      assert_int_equal(count_frames(s, TN_FRAME_PING), 1);  /* one ping per interval, busy or not */
+    tn_mux_consumed(s->mux, tn_mux_pending(s->mux, &p));
+  }
+  assert_int_equal(s->rx_len[id], 24 * sizeof(chunk));
+  /* Now nothing at all: dead exactly DeadPeerTimeoutMs after the last bytes. */
+  assert_int_equal(tn_mux_tick(s->mux, 8999), TN_OK);
+  assert_int_equal(tn_mux_tick(s->mux, 9000), TN_ERR_TIMEOUT);
+  side_free(c);
+  side_free(s);
+}
+
+/* Options for a writer that may queue megabytes: a window and an output buffer that take 4 MiB at once. */
+static void big_queue_options(struct tn_mux_options *opt)
+{
+  tn_mux_options_default(opt);
+  opt->initial_window = 4u * 1024 * 1024;
+  opt->max_window = 4u * 1024 * 1024;
+  opt->max_output_buffer = 8u * 1024 * 1024;
+}
+
+static const uint8_t *p0(struct side *a)
+{
+  const uint8_t *p;
+
+  (void)tn_mux_pending(a->mux, &p);
+  return p;
+}
+
+/* Decodes the frame header at the start of a's output (which must have one). */
+static struct tn_frame_header first_frame(struct side *a, size_t *n)
+{
+  const uint8_t *p;
+  struct tn_frame_header h;
+
+  *n = tn_mux_pending(a->mux, &p);
+  assert_true(*n >= 12);
+  assert_int_equal(tn_frame_decode(&h, p, *n), 12);
+  return h;
+}
+
+/* A stream opened before GoAway reaches the peer before it, even when data waits: the peer accepts it. */
+static void test_syn_stays_ahead_of_go_away(void **state)
+{
+  struct tn_mux_options opt;
+  struct side *c, *s;
+  size_t len = 512u * 1024;
+  uint8_t *data = pattern(len, 24);
+  uint32_t busy, late;
+  (void)state;
+  big_queue_options(&opt);
+  c = side_new(TN_MUX_CLIENT, &opt);
+  s = side_new(TN_MUX_SERVER, &opt);
+  c->go_away_back = 1;  /* from then on it refuses new streams */
+  assert_int_equal(tn_mux_open_stream(s->mux, s, &busy), TN_OK);
+  assert_int_equal(tn_mux_stream_write(s->mux, busy, data, len), (long)len);
+  assert_int_equal(tn_mux_open_stream(s->mux, s, &late), TN_OK);
+  assert_int_equal(tn_mux_go_away(s->mux, TN_GO_AWAY_NORMAL), TN_OK);
+  pump(s, c);
+  assert_int_equal(c->opened[busy], 1);
+  assert_int_equal(c->opened[late], 1);
+  assert_int_equal(c->closed[late], 0);  /* accepted, not refused for the GoAway */
+  assert_int_equal(c->rx_len[busy], len);
+  assert_int_equal(c->go_aways, 1);
+  free(data);
+  side_free(c);
+  side_free(s);
+}
+
+/* A keepalive ping queued after megabytes of stream data is the next frame out: it measures the path, not the queue. */
+static void test_ping_overtakes_queued_data(void **state)
+{
+  struct tn_mux_options opt;
+  struct side *c, *s;
+  size_t len = 2u * 1024 * 1024, n;
+  uint8_t *data = pattern(len, 21);
+  const uint8_t *p;
+  struct tn_frame_header h;
+  uint32_t id;
+  (void)state;
+  big_queue_options(&opt);
+  c = side_new(TN_MUX_CLIENT, &opt);
+  s = side_new(TN_MUX_SERVER, &opt);
+  assert_int_equal(tn_mux_open_stream(c->mux, c, &id), TN_OK);
+  assert_int_equal(tn_mux_stream_write(c->mux, id, data, len), (long)len);
+  assert_int_equal(tn_mux_ping(c->mux), TN_OK);
+  /* The control frames alone, in their order: the stream's SYN, then the ping; the data follows. */
+  h = first_frame(c, &n);
+  assert_int_equal(n, 24);
+  assert_int_equal(h.type, TN_FRAME_WINDOW_UPDATE);
+  assert_int_equal(h.flags, TN_FLAG_SYN);
+  assert_int_equal(tn_frame_decode(&h, p0(c) + 12, 12), 12);
+  assert_int_equal(h.type, TN_FRAME_PING);
+  assert_int_equal(h.flags, TN_FLAG_SYN);
+  assert_int_equal(tn_mux_feed(s->mux, p0(c), 24), TN_OK);
+  tn_mux_consumed(c->mux, 24);
+  h = first_frame(c, &n);
+  assert_int_equal(h.type, TN_FRAME_DATA);
+  assert_true(n > len);
+  assert_int_equal(tn_mux_pending_control(c->mux, &p), 0);  /* nothing urgent left */
+  /* Everything still arrives, in order, and the ping is answered. */
+  pump(c, s);
+  assert_int_equal(s->rx_len[id], len);
+  assert_memory_equal(s->rx[id], data, len);
+  assert_int_equal(c->rtt_calls, 1);
+  free(data);
+  side_free(c);
+  side_free(s);
+}
+
+/* The answer to a peer's ping overtakes data the answering side has queued, but never splits a frame in two. */
+static void test_ping_answer_overtakes_data_at_a_frame_boundary(void **state)
+{
+  struct tn_mux_options opt;
+  struct side *c, *s;
+  size_t len = 1024u * 1024, n, frame_left;
+  uint8_t *data = pattern(len, 22);
+  struct tn_frame_header h;
+  const uint8_t *p;
+  uint32_t id;
+  (void)state;
+  big_queue_options(&opt);
+  c = side_new(TN_MUX_CLIENT, &opt);
+  s = side_new(TN_MUX_SERVER, &opt);
+  assert_int_equal(tn_mux_open_stream(c->mux, c, &id), TN_OK);
+  pump(c, s);
+  /* The server sends megabytes, and has handed 100 bytes of its first data frame to the transport. */
+  assert_int_equal(tn_mux_stream_write(s->mux, id, data, len), (long)len);
+  h = first_frame(s, &n);
+  assert_int_equal(h.type, TN_FRAME_DATA);
+  frame_left = 12 + h.length - 100;
+  tn_mux_consumed(s->mux, 100);
+  /* The client pings; the server's answer waits only for the rest of the frame in progress. */
+  assert_int_equal(tn_mux_ping(c->mux), TN_OK);
+  transfer(c, s, SIZE_MAX);
+  assert_int_equal(tn_mux_pending_control(s->mux, &p), frame_left);
+  n = tn_mux_pending(s->mux, &p);
+  assert_int_equal(n, frame_left);
+  tn_mux_consumed(s->mux, 37);  /* the transport takes it in pieces */
+  assert_int_equal(tn_mux_pending(s->mux, &p), frame_left - 37);
+  tn_mux_consumed(s->mux, frame_left - 37);
+  h = first_frame(s, &n);
+  assert_int_equal(h.type, TN_FRAME_PING);
+  assert_int_equal(h.flags, TN_FLAG_ACK);
+  assert_int_equal(n, 12);
+  free(data);
+  side_free(c);
+  side_free(s);
+}
+
+/* Window updates (and the GoAway) jump the queue too; a FIN stays behind the data it ends. */
+static void test_control_frames_overtake_but_fin_keeps_order(void **state)
+{
+  struct tn_mux_options opt;
+  struct side *c, *s;
+  size_t len = 512u * 1024, n;
+  uint8_t *data = pattern(len, 23);
+  struct tn_frame_header h;
+  uint32_t id;
+  (void)state;
+  big_queue_options(&opt);
+  c = side_new(TN_MUX_CLIENT, &opt);
+  s = side_new(TN_MUX_SERVER, &opt);
+  assert_int_equal(tn_mux_open_stream(c->mux, c, &id), TN_OK);
+  pump(c, s);
+  assert_int_equal(tn_mux_stream_write(c->mux, id, data, len), (long)len);
+  assert_int_equal(tn_mux_stream_fin(c->mux, id), TN_OK);
+  assert_int_equal(tn_mux_go_away(c->mux, TN_GO_AWAY_NORMAL), TN_OK);
+  h = first_frame(c, &n);
+  assert_int_equal(h.type, TN_FRAME_GO_AWAY);
+  assert_int_equal(n, 12);
+  assert_int_equal(tn_mux_feed(s->mux, p0(c), 12), TN_OK);
+  tn_mux_consumed(c->mux, 12);
+  h = first_frame(c, &n);
+  assert_int_equal(h.type, TN_FRAME_DATA);
+  pump(c, s);
+  assert_int_equal(s->rx_len[id], len);
+  assert_int_equal(s->fin[id], 1);
+  assert_int_equal(s->go_aways, 1);
+  free(data);
+  side_free(c);
+  side_free(s);
+}
+
 static void test_new_rejects_bad_arguments(void **state)
 {
   struct tn_mux_callbacks none = { 0 };
@@ -1075,6 +1287,11 @@ int main(void)
     cmocka_unit_test(test_ping_flood_without_reading_is_bounded),
     cmocka_unit_test(test_pending_after_buffer_release),
     cmocka_unit_test(test_new_rejects_bad_arguments),
+    cmocka_unit_test(test_busy_link_pings_and_any_frame_is_life),
+    cmocka_unit_test(test_ping_overtakes_queued_data),
+    cmocka_unit_test(test_syn_stays_ahead_of_go_away),
+    cmocka_unit_test(test_ping_answer_overtakes_data_at_a_frame_boundary),
+    cmocka_unit_test(test_control_frames_overtake_but_fin_keeps_order),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,7 +74,7 @@ struct tn_mux_options {
   uint32_t max_streams;           /* open streams per session; SYNs beyond it are reset */
   uint32_t max_frame_payload;     /* largest Data payload this side sends */
   size_t max_output_buffer;       /* bytes queued for the wire before writes are refused */
-  uint64_t keepalive_interval_ms; /* ping after this much receive silence; 0 = never */
+  uint64_t keepalive_interval_ms; /* ping this often, busy or idle (the answer measures the RTT); 0 = never */
   uint64_t dead_peer_timeout_ms;  /* fail the session after this much receive silence; 0 = never */
   uint64_t open_timeout_ms;       /* reset an opened stream not acknowledged in time; 0 = never */
 };
@@ -109,8 +109,18 @@ void tn_mux_del(tn_mux *mux);
  */
 int tn_mux_feed(tn_mux *mux, const uint8_t *in, size_t len);
 
-/* Points *out at bytes waiting to be sent; returns their count (0 = nothing to send). */
+/*
+ * Points *out at bytes waiting to be sent; returns their count (0 = nothing to send). Control frames (ping, ping
+ * answer, GoAway, window updates, SYN and its ACK) come first, in their own order, overtaking queued stream data at
+ * the next frame boundary; FIN and RST keep their place behind the stream's data.
+ */
 size_t tn_mux_pending(tn_mux *mux, const uint8_t **out);
+/*
+ * As tn_mux_pending, but only what must not wait: control frames, and before them the rest of a frame already
+ * partly handed out. A transport whose socket is backed up takes only these, so a ping and its answer wait for
+ * at most what is already on the wire, never for the session's queued data. 0 when there are none.
+ */
+size_t tn_mux_pending_control(tn_mux *mux, const uint8_t **out);
 /* Marks n bytes from tn_mux_pending as sent. May call on_stream_writable. */
 void tn_mux_consumed(tn_mux *mux, size_t n);
 
