@@ -50,6 +50,19 @@ static void listener_release(struct td_listener *l);
 
 /* ---- public listeners ---- */
 
+/* A visitor decides how often its connection ends abnormally (a reset right after connecting, thousands a second):
+ * counted, and logged through the rate limiter per port, never a line each. */
+static void conv_log_ended(struct td_listener *l, const struct td_conv *v, const char *reason)
+{
+  char port[8];
+
+  l->aborted++;
+  snprintf(port, sizeof(port), "%u", (unsigned)l->addr.port);
+  td_server_log_limited(l->srv, TN_LOG_INFO, "tunnel port connections ended", port,
+                        "tunnel port %u: %s via client %s ended: %s", (unsigned)l->addr.port, v->peer,
+                        v->client ? v->client->id : "-", reason);
+}
+
 static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
 {
   struct td_conv *v = tn_pipe_data(p);
@@ -74,8 +87,7 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
                  v->client ? v->client->id : "-", (unsigned long long)r->bytes_to_stream,
                  (unsigned long long)r->bytes_to_socket);
   else
-    tn_log_info("tunnel port %u: %s via client %s ended: %s", (unsigned)l->addr.port, v->peer,
-                v->client ? v->client->id : "-", r->reason);
+    conv_log_ended(l, v, r->reason);
   if (v->prev != NULL)
     v->prev->next = v->next;
   else

@@ -33,6 +33,7 @@ struct td_listener {
   uint64_t refused;
   uint64_t unrouted;             /* hostname routing: no tunnel for the name asked (or none asked) and no "*" */
   uint64_t hostname_timeouts;    /* hostname routing: no name within HostnameTimeoutMs */
+  uint64_t aborted;               /* accepted connections that ended abnormally (reset, failed, cut by a limit) */
   uint64_t hostname_unreadable;  /* hostname routing: refused, name not readable (malformed, too large, cut short) */
   uint64_t bytes_in;
   uint64_t bytes_out;
