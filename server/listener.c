@@ -22,6 +22,7 @@ struct td_conv {
   struct td_client *client;
   tn_pipe *pipe;
   char peer[TN_ADDR_STRLEN];
+  char source_key[TD_SOURCE_KEY_MAX]; /* "ip:" + its source network once counted there, else "" */
   uint32_t reads;                /* reads while waiting for a host name ... */
   size_t held;                   /* ... the bytes they brought ... */
   size_t next_parse;             /* ... and how many make the next parse worth it */
@@ -50,6 +51,12 @@ static void listener_release(struct td_listener *l);
 
 /* ---- public listeners ---- */
 
+/* The key a site's routed connections are counted under in listener->counts: its glob ("*" for none). */
+static void site_key(char *out, size_t len, const char *glob)
+{
+  snprintf(out, len, "site:%s", glob != NULL ? glob : "*");
+}
+
 /* A visitor decides how often its connection ends abnormally (a reset right after connecting, thousands a second):
  * counted, and logged through the rate limiter per port, never a line each. */
 static void conv_log_ended(struct td_listener *l, const struct td_conv *v, const char *reason)
@@ -69,6 +76,13 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
   struct td_listener *l = v->listener;
 
   l->open_connections--;
+  if (v->source_key[0] != '\0')
+    td_sources_add(&l->counts, v->source_key, TD_COUNT_PUBLIC, -1);
+  if (v->routed) {
+    char key[TD_SOURCE_KEY_MAX];
+    site_key(key, sizeof(key), v->glob);
+    td_sources_add(&l->counts, key, TD_COUNT_PUBLIC, -1);
+  }
   l->bytes_in += r->bytes_to_stream;
   l->bytes_out += r->bytes_to_socket;
   if (v->client != NULL) {
@@ -115,8 +129,6 @@ static void refuse_logged(struct td_listener *l, const char *why)
  * not freed under it. */
 static void conv_track(struct td_conv *v, struct td_listener *l, tn_pipe *p)
 {
-  struct tn_addr peer;
-
   v->listener = l;
   v->pipe = p;
   v->next = l->convs;
@@ -124,8 +136,66 @@ static void conv_track(struct td_conv *v, struct td_listener *l, tn_pipe *p)
     l->convs->prev = v;
   l->convs = v;
   l->open_connections++;
-  if (tn_pipe_addresses(p, &peer, NULL) == 0)
-    tn_addr_format(&peer, v->peer, sizeof(v->peer));
+}
+
+/*
+ * ... and against its source (an IPv4 address, an IPv6 /64): false, the connection refused, once the source holds
+ * MaxPublicConnectionsPerSource on this port, so one address cannot take every slot of a port (or of a site).
+ */
+static bool conv_count_source(struct td_conv *v, tn_pipe *p)
+{
+  struct td_listener *l = v->listener;
+  uint32_t max = l->srv->cfg.limits.max_public_per_source;
+  char source[48], key[TD_SOURCE_KEY_MAX];
+  struct tn_addr peer;
+
+  if (tn_pipe_addresses(p, &peer, NULL) != 0)
+    return true;  /* gone already: it ends at its first read */
+  tn_addr_format(&peer, v->peer, sizeof(v->peer));
+  td_source_name(&peer, source, sizeof(source));
+  snprintf(key, sizeof(key), "ip:%s", source);
+  if (td_sources_get(&l->counts, key, TD_COUNT_PUBLIC) >= max) {
+    l->refused++;
+    td_server_log_limited(l->srv, TN_LOG_WARN, "tunnel port per-source refusals", source,
+                          "tunnel port %u: refused %s: MaxPublicConnectionsPerSource (%u) reached for %s",
+                          (unsigned)l->addr.port, v->peer, (unsigned)max, source);
+    tn_pipe_refuse(p, NULL, 0, "MaxPublicConnectionsPerSource reached");
+    return false;
+  }
+  if (td_sources_add(&l->counts, key, TD_COUNT_PUBLIC, 1) == TN_OK)
+    snprintf(v->source_key, sizeof(v->source_key), "%s", key);
+  return true;
+}
+
+/*
+ * A site's own share of the port and of its client's link, given the site holds n connections now: each site on a
+ * shared port has its own MaxConnectionsPerTunnel, and no tunnel may hold more than half of MaxStreamsPerLink, so
+ * one tunnel's visitors can never take the streams its client's other tunnels need.
+ */
+static bool site_admits(const struct td_listener *l, uint64_t n, char *why, size_t whylen)
+{
+  const struct td_limits *lim = &l->srv->cfg.limits;
+  uint32_t share = lim->common.max_streams_per_link / 2 > 0 ? lim->common.max_streams_per_link / 2 : 1;
+
+  if (n >= lim->max_connections_per_tunnel) {
+    snprintf(why, whylen, "MaxConnectionsPerTunnel reached");
+    return false;
+  }
+  if (n >= share) {
+    snprintf(why, whylen, "the tunnel holds half of its client link's MaxStreamsPerLink (%u)", (unsigned)share);
+    return false;
+  }
+  return true;
+}
+
+/* The connection is routed to the site glob: counted as the site's. */
+static void conv_routed(struct td_conv *v, const char *glob)
+{
+  char key[TD_SOURCE_KEY_MAX];
+
+  site_key(key, sizeof(key), glob);
+  if (td_sources_add(&v->listener->counts, key, TD_COUNT_PUBLIC, 1) == TN_OK)
+    v->routed = true;
 }
 
 /*
@@ -352,17 +422,23 @@ static void on_peeked(tn_pipe *p, const uint8_t *data, size_t len, enum tn_pipe_
       tn_pipe_refuse(p, (const uint8_t *)http_misdirected, sizeof(http_misdirected) - 1, "no tunnel for its HTTP Host");
     return;
   }
-  c = route_client(l, (size_t)idx, why, sizeof(why));
+  {
+    char key[TD_SOURCE_KEY_MAX];
+    site_key(key, sizeof(key), l->srv->table.tunnels[idx].glob);
+    c = site_admits(l, td_sources_get(&l->counts, key, TD_COUNT_PUBLIC), why, sizeof(why))
+          ? route_client(l, (size_t)idx, why, sizeof(why))
+          : NULL;
+  }
   if (c == NULL) {
     refuse_logged(l, why);
     tn_pipe_refuse(p, NULL, 0, why);
     return;
   }
-  v->routed = true;
   if (l->srv->table.tunnels[idx].glob != NULL && (v->glob = strdup(l->srv->table.tunnels[idx].glob)) == NULL) {
     tn_pipe_refuse(p, NULL, 0, "out of memory");
     return;
   }
+  conv_routed(v, v->glob);
   conv_open(v, c, &l->srv->table.tunnels[idx], name);
 }
 
@@ -388,10 +464,16 @@ static void on_public_connection(uv_stream_t *server, int status)
   }
   /* One "*" tunnel: today's path, no read before the stream opens. */
   by_name = l->n_routes > 1 || srv->table.tunnels[l->tunnel_index].glob != NULL;
-  /* The tunnel's own limit is named before the client's: it is the one its operator set for this port. */
-  if (l->open_connections >= srv->cfg.limits.max_connections_per_tunnel) {
+  /* The tunnel's own limit is named before the client's: it is the one its operator set for this port. On a port
+   * shared by hostname each site has its own (checked once the name is read), and the port all of theirs. */
+  if (by_name && l->open_connections >= (uint64_t)srv->cfg.limits.max_connections_per_tunnel * l->n_routes) {
     td_gate_drop(server);
-    refuse_logged(l, "MaxConnectionsPerTunnel reached");
+    refuse_logged(l, "MaxConnectionsPerTunnel of every site on the port reached");
+    return;
+  }
+  if (!by_name && !site_admits(l, l->open_connections, why, sizeof(why))) {
+    td_gate_drop(server);
+    refuse_logged(l, why);
     return;
   }
   if (!by_name && (c = route_client(l, (size_t)l->tunnel_index, why, sizeof(why))) == NULL) {
@@ -410,8 +492,10 @@ static void on_public_connection(uv_stream_t *server, int status)
     return;
   }
   conv_track(v, l, p);
+  if (!conv_count_source(v, p))
+    return;
   if (!by_name) {
-    v->routed = true;
+    conv_routed(v, NULL);
     conv_open(v, c, &srv->table.tunnels[l->tunnel_index], NULL);
     return;
   }
@@ -440,6 +524,7 @@ static void listener_release(struct td_listener *l)
     srv->listeners = l->next;
   if (l->next != NULL)
     l->next->prev = l->prev;
+  td_sources_free(&l->counts);
   free(l);
 }
 
@@ -501,7 +586,10 @@ int td_listener_listen(uv_tcp_t *tcp, const struct tn_addr *addr, uv_connection_
 /* Close callback of a listener that was never listed (its handle's data is the listener). */
 static void on_unlisted_listener_closed(uv_handle_t *h)
 {
-  free(h->data);
+  struct td_listener *l = h->data;
+
+  td_sources_free(&l->counts);
+  free(l);
 }
 
 struct td_listener *td_listener_new(struct td_server *srv, const struct tn_addr *addr, int *rc)
@@ -604,17 +692,16 @@ struct td_listener *td_listener_for(const struct td_server *srv, size_t index)
 uint64_t td_listener_open_for(const struct td_server *srv, size_t index)
 {
   const struct td_listener *l = td_listener_for(srv, index);
+  char key[TD_SOURCE_KEY_MAX];
   const char *glob;
-  uint64_t n = 0;
 
   if (l == NULL)
     return 0;
   if (l->n_routes == 1 && srv->table.tunnels[index].glob == NULL)
     return l->open_connections;
   glob = srv->table.tunnels[index].glob;
-  for (const struct td_conv *v = l->convs; v != NULL; v = v->next)
-    n += v->routed && (glob == NULL ? v->glob == NULL : v->glob != NULL && strcmp(v->glob, glob) == 0);
-  return n;
+  site_key(key, sizeof(key), glob);
+  return td_sources_get(&l->counts, key, TD_COUNT_PUBLIC);
 }
 
 /* Closed after the swap, one by one, so thousands of them do not stall one iteration. */

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "sources.h"
 #include "tunnel/addr.h"
 
 struct td_server;
@@ -38,6 +39,7 @@ struct td_listener {
   uint64_t bytes_in;
   uint64_t bytes_out;
   struct td_conv *convs;         /* open conversations, for draining */
+  struct td_sources counts;      /* open connections per source ("ip:" key) and routed per glob ("site:" key) */
   struct td_listener *next;
   struct td_listener *prev;       /* srv->listeners is doubly linked: thousands are removed at once */
 };

@@ -4,7 +4,8 @@
 site_backend.py PORT NAME: listens on 127.0.0.1:PORT; per connection reads up to the end of an HTTP head (or
 whatever arrives within 3 s, at most 1 MiB), writes one line to stdout, "conn bytes=N first=<first line>" for
 HTTP or "conn bytes=N binary=<first 8 bytes in hex>" otherwise, and answers an HTTP request with 200 and body
-"NAME\n"."""
+"NAME\n", except a request for a path starting /hold, which is held open without an answer until the visitor
+closes."""
 import socket
 import sys
 import threading
@@ -30,7 +31,11 @@ def serve(conn, name, lock):
             line = "binary=" + data[:8].hex()
         with lock:
             print("conn bytes=%d %s" % (len(data), line), flush=True)
-        if data[:1].isalpha():
+        if b" /hold" in data.split(b"\r\n", 1)[0]:
+            conn.settimeout(None)
+            while conn.recv(4096):
+                pass  # held open until the visitor goes
+        elif data[:1].isalpha():
             body = (name + "\n").encode()
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
     except OSError:
@@ -45,7 +50,7 @@ def main():
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", port))
-    srv.listen(512)
+    srv.listen(1024)
     while True:
         conn, _ = srv.accept()
         threading.Thread(target=serve, args=(conn, name, lock), daemon=True).start()
