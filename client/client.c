@@ -82,8 +82,11 @@ int tc_client_init(struct tc_client *c, uv_loop_t *loop, const char *cfg_path, c
   c->status_up = SIZE_MAX;
   if (tc_config_load(&c->cfg, cfg_path, err, errlen) != 0)
     return -1;
+  c->ratelog = tn_ratelog_new(TC_RATELOG_MAX_KEYS);  /* NULL (out of memory) only means unlimited lines */
   if (load_tls(&c->cfg, &c->tls, c->identity, c->cert_sha256, err, errlen) != 0) {
     tc_config_free(&c->cfg);
+    tn_ratelog_free(c->ratelog, uv_now(loop));
+    c->ratelog = NULL;
     return -1;
   }
   {
@@ -403,4 +406,6 @@ void tc_client_free(struct tc_client *c)
   c->n_servers = 0;
   tn_tls_config_unref(c->tls);
   tc_config_free(&c->cfg);
+  tn_ratelog_free(c->ratelog, uv_now(c->loop));
+  c->ratelog = NULL;
 }

@@ -8,7 +8,12 @@
 
 #include "config.h"
 #include "server_link.h"
+#include "tunnel/ratelog.h"
 #include "tunnel/tls.h"
+
+/* Repeated stream ends and refusals: one line per kind and backend per interval, as tunneld's refusals. */
+#define TC_RATELOG_MAX_KEYS 64u
+#define TC_RATELOG_INTERVAL_MS 10000u
 
 struct tc_client {
   uv_loop_t *loop;
@@ -24,6 +29,7 @@ struct tc_client {
   bool ready_notified;
   size_t status_up;               /* connected servers in the last STATUS sent; SIZE_MAX before the first */
   char status[96];                /* systemd status text: "N of M servers connected" with Servers */
+  tn_ratelog *ratelog;           /* streams that end abnormally: each visitor can cause one (NULL: unlimited) */
   void (*on_stopped)(struct tc_client *client);
 };
 

@@ -12,6 +12,7 @@
 #include "tunnel/error.h"
 #include "tunnel/log.h"
 #include "tunnel/pipe.h"
+#include "tunnel/ratelog.h"
 
 /* One conversation: the pipe plus what is needed to dial its backend by name. */
 struct tc_conv {
@@ -48,6 +49,23 @@ static void conv_free_if_done(struct tc_conv *v)
     free(v);
 }
 
+/*
+ * A visitor decides how often its stream ends abnormally (2,000 resets are 2,000 ends), so these lines go through
+ * the rate limiter per kind and backend: the first at once, then a count. Summaries due are written as later
+ * streams close and at exit (tunnelc has no timer of its own for them).
+ */
+static void conv_log_ended(struct tc_server *s, const struct tc_conv *v, const struct tn_pipe_result *r)
+{
+  struct tc_client *c = s->client;
+  uint64_t now = uv_now(c->loop);
+  const char *target = v->target[0] ? v->target : "-";
+
+  tn_ratelog_event(c->ratelog, now, TC_RATELOG_INTERVAL_MS, r->backend_failed ? TN_LOG_WARN : TN_LOG_INFO,
+                   r->backend_failed ? "client: backend failed" : "client: streams ended", target,
+                   "client %s%s: stream %u to %s ended: %s", ID(s), v->id, target, r->reason);
+  tn_ratelog_flush(c->ratelog, now);
+}
+
 static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
 {
   struct tc_conv *v = tn_pipe_data(p);
@@ -58,8 +76,7 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
     tn_log_debug("client %s%s: stream %u to %s closed (%llu bytes in, %llu out)", ID(s), v->id, v->target,
                  (unsigned long long)r->bytes_to_socket, (unsigned long long)r->bytes_to_stream);
   else
-    tn_log(r->backend_failed ? TN_LOG_WARN : TN_LOG_INFO, "client %s%s: stream %u to %s ended: %s", ID(s), v->id,
-           v->target[0] ? v->target : "-", r->reason);
+    conv_log_ended(s, v, r);
   v->pipe = NULL;
   conv_free_if_done(v);
   if (s->state == TC_SERVER_STOPPING && s->open_streams == 0) {
@@ -117,7 +134,10 @@ static void conv_on_open_header(tn_pipe *p, const struct tn_open *hdr)
 
   tn_addr_format(&hdr->peer, peer, sizeof(peer));
   if (tc_backends_resolve(&c->cfg, hdr, &t, reason, sizeof(reason)) != 0) {
-    tn_log_warn("client %s%s: refused stream %u from %s: %s", ID(s), v->id, peer, reason);
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)hdr->listener.port);
+    tn_ratelog_event(c->ratelog, uv_now(c->loop), TC_RATELOG_INTERVAL_MS, TN_LOG_WARN, "client: refused streams", port,
+                     "client %s%s: refused stream %u from %s: %s", ID(s), v->id, peer, reason);
     tn_pipe_abort(p, "backend not allowed");
     return;
   }

@@ -226,8 +226,9 @@ static int is_value_char(uint8_t c)
   return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
 
-/* "METHOD SP target SP HTTP/1.x": only what may start such a line when the line is not complete yet. */
-static int check_request_line(const uint8_t *s, size_t len, int complete)
+/* "METHOD SP target SP HTTP/1.x": only what may start such a line when the line is not complete yet. *minor gets
+ * x once the line is complete. */
+static int check_request_line(const uint8_t *s, size_t len, int complete, int *minor)
 {
   static const char version[] = "HTTP/1.";
   size_t i = 0, m, t;
@@ -256,6 +257,7 @@ static int check_request_line(const uint8_t *s, size_t len, int complete)
     return complete ? TN_ERR_INVALID : TN_ERR_NEED_MORE;
   if (s[i] != '0' && s[i] != '1')
     return TN_ERR_INVALID;
+  *minor = s[i] - '0';
   i++;
   if (complete)
     return i == len ? TN_OK : TN_ERR_INVALID;
@@ -343,7 +345,7 @@ int tn_sni_http(const uint8_t *in, size_t len, char *name)
 {
   const uint8_t *value = NULL;
   size_t pos = 0, value_len = 0, line = 0;
-  int hosts = 0, rc;
+  int hosts = 0, minor = 0, rc;
 
   name[0] = 0;
   for (;;) {
@@ -352,7 +354,7 @@ int tn_sni_http(const uint8_t *in, size_t len, char *name)
     if (lf == NULL) {
       /* An incomplete line: only the request line is checked as it grows; a header is judged when whole. */
       if (line == 0)
-        return check_request_line(in, len, 0);
+        return check_request_line(in, len, 0, &minor);
       for (size_t k = pos; k < len; k++)
         if (in[k] != '\r' && in[k] != '\t' && (in[k] < 0x20 || in[k] == 0x7f))
           return TN_ERR_INVALID;
@@ -362,7 +364,7 @@ int tn_sni_http(const uint8_t *in, size_t len, char *name)
     if (end == pos || in[end - 1] != '\r')
       return TN_ERR_INVALID;  /* CRLF only */
     if (line == 0) {
-      if ((rc = check_request_line(in, end - 1, 1)) != TN_OK)
+      if ((rc = check_request_line(in, end - 1, 1, &minor)) != TN_OK)
         return rc;
     } else if (end - 1 == pos) {
       break;  /* the empty line: the head is complete */
@@ -382,7 +384,9 @@ int tn_sni_http(const uint8_t *in, size_t len, char *name)
     line++;
     pos = end + 1;
   }
-  return hosts == 0 ? TN_OK : parse_host(value, value_len, name);
+  if (hosts == 0)
+    return minor == 0 ? TN_OK : TN_ERR_INVALID;  /* HTTP/1.1 requires Host (RFC 9112 section 3.2): a 400, not "*" */
+  return parse_host(value, value_len, name);
 }
 
 /* ---- globs ---- */
@@ -421,20 +425,17 @@ enum tn_sni_match tn_sni_glob_match(const char *glob, const char *name)
 
 int tn_sni_peek(const uint8_t *in, size_t len, enum tn_sni_kind *kind, char *name)
 {
-  int rc;
-
   name[0] = 0;
+  *kind = TN_SNI_UNKNOWN;
   if (len == 0)
     return TN_ERR_NEED_MORE;
   if (in[0] == TLS_HANDSHAKE) {
-    if ((rc = tn_sni_tls(in, len, name)) == TN_OK)
-      *kind = TN_SNI_TLS;
-    return rc;
+    *kind = TN_SNI_TLS;
+    return tn_sni_tls(in, len, name);
   }
   if (in[0] >= 'A' && in[0] <= 'Z') {
-    if ((rc = tn_sni_http(in, len, name)) == TN_OK)
-      *kind = TN_SNI_HTTP;
-    return rc;
+    *kind = TN_SNI_HTTP;
+    return tn_sni_http(in, len, name);
   }
   return TN_ERR_INVALID;
 }

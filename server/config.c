@@ -39,6 +39,7 @@ static const struct tn_limit_def limit_defs[] = {
   L("ApiIdleTimeoutMs", api_idle_timeout_ms, 100, 86400000, TN_DEFAULT_API_IDLE_TIMEOUT_MS),
   L("ApiMaxConnections", api_max_connections, 1, 10000, TN_DEFAULT_API_MAX_CONNECTIONS),
   L("TakeoverPingTimeoutMs", takeover_ping_timeout_ms, 50, 60000, TN_DEFAULT_TAKEOVER_PING_TIMEOUT_MS),
+  L("MaxPublicConnectionsPerSource", max_public_per_source, 1, 1000000, TN_DEFAULT_MAX_PUBLIC_CONNECTIONS_PER_SOURCE),
 };
 #undef L
 static const struct tn_limit_table server_limits = { limit_defs, sizeof(limit_defs) / sizeof(limit_defs[0]) };

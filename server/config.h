@@ -28,6 +28,7 @@ struct td_limits {
   uint32_t api_idle_timeout_ms;        /* ApiIdleTimeoutMs */
   uint32_t api_max_connections;        /* ApiMaxConnections */
   uint32_t takeover_ping_timeout_ms;   /* TakeoverPingTimeoutMs: still accepted so older configs load; no effect */
+  uint32_t max_public_per_source;      /* MaxPublicConnectionsPerSource */
 };
 
 struct td_config {

@@ -2,6 +2,7 @@
 #include "listener.h"
 
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,10 @@ struct td_conv {
   struct td_client *client;
   tn_pipe *pipe;
   char peer[TN_ADDR_STRLEN];
-  uint32_t peeks;                /* reads parsed while waiting for a host name */
+  char source_key[TD_SOURCE_KEY_MAX]; /* "ip:" + its source network once counted there, else "" */
+  uint32_t reads;                /* reads while waiting for a host name ... */
+  size_t held;                   /* ... the bytes they brought ... */
+  size_t next_parse;             /* ... and how many make the next parse worth it */
   bool routed;                   /* its stream is open (a port shared by hostname reads first) ... */
   char *glob;                    /* ... to the tunnel with this glob (NULL: "*"), to count per tunnel */
   struct td_conv *next;          /* listener->convs */
@@ -32,16 +36,39 @@ struct td_conv {
 
 /* Public ports: a burst of users connecting at once waits in the kernel rather than being refused. */
 #define TD_PUBLIC_BACKLOG 1024
-/* Far above any real ClientHello or request head, and small enough that thousands of waiting visitors are cheap. */
-#define TD_HOSTNAME_PEEK_MAX 16384
-/* Each read re-parses everything held: a visitor dribbling a byte per segment would cost 16 KiB of parsing per
- * byte. Real ClientHellos and request heads arrive in a few reads; past this many, what is held is all there is. */
+/* What browsers send: a request head with 32 KiB of headers and more (nginx's default accepts 32 KiB, Cloudflare
+ * 32 KiB, a browser 180 cookies of 4 KiB), and the largest ClientHello tn_sni accepts. It costs no more memory than
+ * one read does (the pipe reads 64 KiB at a time). A visitor whose name is not read within it is refused. */
+#define TD_HOSTNAME_PEEK_MAX 65536
+/* A visitor whose reads average fewer bytes than this after this many reads, its name still incomplete, is
+ * dribbling (real clients send a ClientHello or request head in one or two writes; a large head arrives in
+ * segments of a thousand bytes and more): refused, not left to hold its slot until HostnameTimeoutMs. */
 #define TD_HOSTNAME_PEEK_READS 32
+#define TD_HOSTNAME_PEEK_MIN_READ 256
 #define TD_REFUSAL_WHY_MAX 320
 
 static void listener_release(struct td_listener *l);
 
 /* ---- public listeners ---- */
+
+/* The key a site's routed connections are counted under in listener->counts: its glob ("*" for none). */
+static void site_key(char *out, size_t len, const char *glob)
+{
+  snprintf(out, len, "site:%s", glob != NULL ? glob : "*");
+}
+
+/* A visitor decides how often its connection ends abnormally (a reset right after connecting, thousands a second):
+ * counted, and logged through the rate limiter per port, never a line each. */
+static void conv_log_ended(struct td_listener *l, const struct td_conv *v, const char *reason)
+{
+  char port[8];
+
+  l->aborted++;
+  snprintf(port, sizeof(port), "%u", (unsigned)l->addr.port);
+  td_server_log_limited(l->srv, TN_LOG_INFO, "tunnel port connections ended", port,
+                        "tunnel port %u: %s via client %s ended: %s", (unsigned)l->addr.port, v->peer,
+                        v->client ? v->client->id : "-", reason);
+}
 
 static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
 {
@@ -49,6 +76,13 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
   struct td_listener *l = v->listener;
 
   l->open_connections--;
+  if (v->source_key[0] != '\0')
+    td_sources_add(&l->counts, v->source_key, TD_COUNT_PUBLIC, -1);
+  if (v->routed) {
+    char key[TD_SOURCE_KEY_MAX];
+    site_key(key, sizeof(key), v->glob);
+    td_sources_add(&l->counts, key, TD_COUNT_PUBLIC, -1);
+  }
   l->bytes_in += r->bytes_to_stream;
   l->bytes_out += r->bytes_to_socket;
   if (v->client != NULL) {
@@ -67,8 +101,7 @@ static void conv_on_close(tn_pipe *p, const struct tn_pipe_result *r)
                  v->client ? v->client->id : "-", (unsigned long long)r->bytes_to_stream,
                  (unsigned long long)r->bytes_to_socket);
   else
-    tn_log_info("tunnel port %u: %s via client %s ended: %s", (unsigned)l->addr.port, v->peer,
-                v->client ? v->client->id : "-", r->reason);
+    conv_log_ended(l, v, r->reason);
   if (v->prev != NULL)
     v->prev->next = v->next;
   else
@@ -96,8 +129,6 @@ static void refuse_logged(struct td_listener *l, const char *why)
  * not freed under it. */
 static void conv_track(struct td_conv *v, struct td_listener *l, tn_pipe *p)
 {
-  struct tn_addr peer;
-
   v->listener = l;
   v->pipe = p;
   v->next = l->convs;
@@ -105,8 +136,66 @@ static void conv_track(struct td_conv *v, struct td_listener *l, tn_pipe *p)
     l->convs->prev = v;
   l->convs = v;
   l->open_connections++;
-  if (tn_pipe_addresses(p, &peer, NULL) == 0)
-    tn_addr_format(&peer, v->peer, sizeof(v->peer));
+}
+
+/*
+ * ... and against its source (an IPv4 address, an IPv6 /64): false, the connection refused, once the source holds
+ * MaxPublicConnectionsPerSource on this port, so one address cannot take every slot of a port (or of a site).
+ */
+static bool conv_count_source(struct td_conv *v, tn_pipe *p)
+{
+  struct td_listener *l = v->listener;
+  uint32_t max = l->srv->cfg.limits.max_public_per_source;
+  char source[48], key[TD_SOURCE_KEY_MAX];
+  struct tn_addr peer;
+
+  if (tn_pipe_addresses(p, &peer, NULL) != 0)
+    return true;  /* gone already: it ends at its first read */
+  tn_addr_format(&peer, v->peer, sizeof(v->peer));
+  td_source_name(&peer, source, sizeof(source));
+  snprintf(key, sizeof(key), "ip:%s", source);
+  if (td_sources_get(&l->counts, key, TD_COUNT_PUBLIC) >= max) {
+    l->refused++;
+    td_server_log_limited(l->srv, TN_LOG_WARN, "tunnel port per-source refusals", source,
+                          "tunnel port %u: refused %s: MaxPublicConnectionsPerSource (%u) reached for %s",
+                          (unsigned)l->addr.port, v->peer, (unsigned)max, source);
+    tn_pipe_refuse(p, NULL, 0, "MaxPublicConnectionsPerSource reached");
+    return false;
+  }
+  if (td_sources_add(&l->counts, key, TD_COUNT_PUBLIC, 1) == TN_OK)
+    snprintf(v->source_key, sizeof(v->source_key), "%s", key);
+  return true;
+}
+
+/*
+ * A site's own share of the port and of its client's link, given the site holds n connections now: each site on a
+ * shared port has its own MaxConnectionsPerTunnel, and no tunnel may hold more than half of MaxStreamsPerLink, so
+ * one tunnel's visitors can never take the streams its client's other tunnels need.
+ */
+static bool site_admits(const struct td_listener *l, uint64_t n, char *why, size_t whylen)
+{
+  const struct td_limits *lim = &l->srv->cfg.limits;
+  uint32_t share = lim->common.max_streams_per_link / 2 > 0 ? lim->common.max_streams_per_link / 2 : 1;
+
+  if (n >= lim->max_connections_per_tunnel) {
+    snprintf(why, whylen, "MaxConnectionsPerTunnel reached");
+    return false;
+  }
+  if (n >= share) {
+    snprintf(why, whylen, "the tunnel holds half of its client link's MaxStreamsPerLink (%u)", (unsigned)share);
+    return false;
+  }
+  return true;
+}
+
+/* The connection is routed to the site glob: counted as the site's. */
+static void conv_routed(struct td_conv *v, const char *glob)
+{
+  char key[TD_SOURCE_KEY_MAX];
+
+  site_key(key, sizeof(key), glob);
+  if (td_sources_add(&v->listener->counts, key, TD_COUNT_PUBLIC, 1) == TN_OK)
+    v->routed = true;
 }
 
 /*
@@ -182,9 +271,73 @@ static long pick_tunnel(const struct td_listener *l, const char *name)
 
 /* A fatal unrecognized_name alert (RFC 6066 section 3): the visitor's browser says which name was not served. */
 static const uint8_t tls_unrecognized_name[] = { 0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70 };
+/* Fatal decode_error: a ClientHello tn_sni cannot read. */
+static const uint8_t tls_decode_error[] = { 0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32 };
+/* Fatal handshake_failure: a ClientHello larger than TD_HOSTNAME_PEEK_MAX, or not complete before the visitor
+ * stopped sending. */
+static const uint8_t tls_handshake_failure[] = { 0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28 };
 static const char http_misdirected[] = "HTTP/1.1 421 Misdirected Request\r\nContent-Type: text/plain\r\n"
                                        "Content-Length: 40\r\nConnection: close\r\n\r\n"
                                        "no site for this host name on this port\n";
+static const char http_bad_request[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                                       "Content-Length: 40\r\nConnection: close\r\n\r\n"
+                                       "request head malformed or without Host\n";
+static const char http_too_large[] = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
+                                     "Content-Length: 33\r\nConnection: close\r\n\r\n"
+                                     "request head larger than 64 KiB\n";
+
+/*
+ * Each parse reads everything held, so a visitor sending a byte per segment must not cost a parse per byte (64 KiB
+ * of parsing per byte). Parse on the first read (garbage is refused at once), whenever the held bytes have grown
+ * by a quarter since the last parse (the total stays a few times what was held), and when they may have just
+ * become complete: an HTTP head's empty line arrived, or a TLS record's announced length is reached.
+ */
+static bool worth_parsing(const struct td_conv *v, const uint8_t *data, size_t len)
+{
+  size_t from = v->held > 3 ? v->held - 3 : 0;
+
+  if (v->held == 0 || len >= v->next_parse)
+    return true;
+  if (data[0] == 0x16) {
+    size_t first = len >= 5 ? 5 + ((size_t)data[3] << 8 | data[4]) : SIZE_MAX;
+    return v->held < first && len >= first;
+  }
+  for (size_t i = from; i + 1 < len; i++)
+    if (data[i] == '\n' && (data[i + 1] == '\n' || (i + 2 < len && data[i + 1] == '\r' && data[i + 2] == '\n')))
+      return true;
+  return false;
+}
+
+/* A visitor on a port shared by hostname whose name could not be read: refused in its own protocol, never guessed
+ * to be for "*" (a request for one site with a large cookie must not reach another site's backend). */
+enum td_unreadable { TD_MALFORMED, TD_TOO_LARGE, TD_TOO_SLOW };
+static const char http_timeout[] = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
+                                   "Content-Length: 37\r\nConnection: close\r\n\r\n"
+                                   "request head sent a few bytes a time\n";
+
+static void refuse_unreadable(struct td_conv *v, tn_pipe *p, enum tn_sni_kind kind, enum td_unreadable why,
+                              const char *what)
+{
+  struct td_listener *l = v->listener;
+  char port[8];
+
+  l->hostname_unreadable++;
+  snprintf(port, sizeof(port), "%u", (unsigned)l->addr.port);
+  td_server_log_limited(l->srv, TN_LOG_WARN, "tunnel port unreadable names", port,
+                        "tunnel port %u: refused %s: %s", (unsigned)l->addr.port, v->peer, what);
+  if (kind == TN_SNI_TLS && why != TD_MALFORMED)
+    tn_pipe_refuse(p, tls_handshake_failure, sizeof(tls_handshake_failure), what);
+  else if (kind == TN_SNI_TLS)
+    tn_pipe_refuse(p, tls_decode_error, sizeof(tls_decode_error), what);
+  else if (kind == TN_SNI_HTTP && why == TD_TOO_LARGE)
+    tn_pipe_refuse(p, (const uint8_t *)http_too_large, sizeof(http_too_large) - 1, what);
+  else if (kind == TN_SNI_HTTP && why == TD_TOO_SLOW)
+    tn_pipe_refuse(p, (const uint8_t *)http_timeout, sizeof(http_timeout) - 1, what);
+  else if (kind == TN_SNI_HTTP)
+    tn_pipe_refuse(p, (const uint8_t *)http_bad_request, sizeof(http_bad_request) - 1, what);
+  else
+    tn_pipe_refuse(p, NULL, 0, what);
+}
 
 /* Hostname routing: the first bytes so far; decides once they name a host, or once no more will come. */
 static void on_peeked(tn_pipe *p, const uint8_t *data, size_t len, enum tn_pipe_peek_status status)
@@ -194,10 +347,22 @@ static void on_peeked(tn_pipe *p, const uint8_t *data, size_t len, enum tn_pipe_
   char name[TN_SNI_NAME_MAX + 1], why[TD_REFUSAL_WHY_MAX], port[8];
   enum tn_sni_kind kind = TN_SNI_UNKNOWN;
   struct td_client *c;
+  bool dribbling = false;
   long idx;
-  int rc = tn_sni_peek(data, len, &kind, name);
+  int rc;
 
-  if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_MORE && ++v->peeks < TD_HOSTNAME_PEEK_READS)
+  if (status == TN_PIPE_PEEK_MORE) {
+    v->reads++;
+    dribbling = v->reads > TD_HOSTNAME_PEEK_READS && len / v->reads < TD_HOSTNAME_PEEK_MIN_READ;
+    if (!dribbling && !worth_parsing(v, data, len)) {
+      v->held = len;
+      return;
+    }
+  }
+  rc = tn_sni_peek(data, len, &kind, name);
+  v->held = len;
+  v->next_parse = len + len / 4 + 1;
+  if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_MORE && !dribbling)
     return;
   if (l->closed || l->n_routes == 0) {
     tn_pipe_refuse(p, NULL, 0, "tunnel removed");
@@ -217,46 +382,63 @@ static void on_peeked(tn_pipe *p, const uint8_t *data, size_t len, enum tn_pipe_
     tn_pipe_refuse(p, NULL, 0, "closed before sending anything");
     return;
   }
-  if (rc != TN_OK)
-    name[0] = 0;  /* neither TLS nor HTTP, or cut short: only "*" takes it */
+  if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_EOF) {
+    refuse_unreadable(v, p, kind, TD_MALFORMED, "it stopped sending before naming a host");
+    return;
+  }
+  if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_MORE) {
+    snprintf(why, sizeof(why), "a host name still incomplete after %u reads of %zu bytes on average (under %u)",
+             (unsigned)v->reads, len / v->reads, TD_HOSTNAME_PEEK_MIN_READ);
+    refuse_unreadable(v, p, kind, TD_TOO_SLOW, why);
+    return;
+  }
+  if (rc == TN_ERR_NEED_MORE) {
+    refuse_unreadable(v, p, kind, TD_TOO_LARGE,
+                      kind == TN_SNI_TLS ? "a ClientHello larger than 64 KiB" : "a request head larger than 64 KiB");
+    return;
+  }
+  if (rc != TN_OK) {
+    refuse_unreadable(v, p, kind, TD_MALFORMED,
+                      kind == TN_SNI_TLS    ? "a malformed ClientHello"
+                      : kind == TN_SNI_HTTP ? "a malformed HTTP request head (or HTTP/1.1 without Host)"
+                                            : "bytes that are neither TLS nor HTTP");
+    return;
+  }
   idx = pick_tunnel(l, name);
   if (idx < 0) {
     l->unrouted++;
     char what[TN_SNI_NAME_MAX + 64];
-    if (rc == TN_OK && name[0] != 0)
+    if (name[0] != 0)
       snprintf(what, sizeof(what), "%s \"%s\"", kind == TN_SNI_TLS ? "TLS server name" : "HTTP Host", name);
-    else if (rc == TN_OK)
-      snprintf(what, sizeof(what), "%s", kind == TN_SNI_TLS ? "a ClientHello without server name"
-                                                            : "an HTTP request without Host");
-    else if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_EOF)
-      snprintf(what, sizeof(what), "a connection that ended before naming a host");
-    else if (rc == TN_ERR_NEED_MORE)
-      snprintf(what, sizeof(what), "a host name not complete within %u bytes or %u reads", TD_HOSTNAME_PEEK_MAX,
-               TD_HOSTNAME_PEEK_READS);
     else
-      snprintf(what, sizeof(what), "bytes that are neither TLS nor HTTP");
+      snprintf(what, sizeof(what), "%s", kind == TN_SNI_TLS ? "a ClientHello without server name"
+                                                            : "an HTTP/1.0 request without Host");
     td_server_log_limited(l->srv, TN_LOG_WARN, "tunnel port unrouted", port,
                           "tunnel port %u: refused %s: no tunnel for %s and no \"*\"", (unsigned)l->addr.port,
                           v->peer, what);
     if (kind == TN_SNI_TLS)
       tn_pipe_refuse(p, tls_unrecognized_name, sizeof(tls_unrecognized_name), "no tunnel for its TLS server name");
-    else if (kind == TN_SNI_HTTP)
-      tn_pipe_refuse(p, (const uint8_t *)http_misdirected, sizeof(http_misdirected) - 1, "no tunnel for its HTTP Host");
     else
-      tn_pipe_refuse(p, NULL, 0, "no tunnel for it");
+      tn_pipe_refuse(p, (const uint8_t *)http_misdirected, sizeof(http_misdirected) - 1, "no tunnel for its HTTP Host");
     return;
   }
-  c = route_client(l, (size_t)idx, why, sizeof(why));
+  {
+    char key[TD_SOURCE_KEY_MAX];
+    site_key(key, sizeof(key), l->srv->table.tunnels[idx].glob);
+    c = site_admits(l, td_sources_get(&l->counts, key, TD_COUNT_PUBLIC), why, sizeof(why))
+          ? route_client(l, (size_t)idx, why, sizeof(why))
+          : NULL;
+  }
   if (c == NULL) {
     refuse_logged(l, why);
     tn_pipe_refuse(p, NULL, 0, why);
     return;
   }
-  v->routed = true;
   if (l->srv->table.tunnels[idx].glob != NULL && (v->glob = strdup(l->srv->table.tunnels[idx].glob)) == NULL) {
     tn_pipe_refuse(p, NULL, 0, "out of memory");
     return;
   }
+  conv_routed(v, v->glob);
   conv_open(v, c, &l->srv->table.tunnels[idx], name);
 }
 
@@ -282,10 +464,16 @@ static void on_public_connection(uv_stream_t *server, int status)
   }
   /* One "*" tunnel: today's path, no read before the stream opens. */
   by_name = l->n_routes > 1 || srv->table.tunnels[l->tunnel_index].glob != NULL;
-  /* The tunnel's own limit is named before the client's: it is the one its operator set for this port. */
-  if (l->open_connections >= srv->cfg.limits.max_connections_per_tunnel) {
+  /* The tunnel's own limit is named before the client's: it is the one its operator set for this port. On a port
+   * shared by hostname each site has its own (checked once the name is read), and the port all of theirs. */
+  if (by_name && l->open_connections >= (uint64_t)srv->cfg.limits.max_connections_per_tunnel * l->n_routes) {
     td_gate_drop(server);
-    refuse_logged(l, "MaxConnectionsPerTunnel reached");
+    refuse_logged(l, "MaxConnectionsPerTunnel of every site on the port reached");
+    return;
+  }
+  if (!by_name && !site_admits(l, l->open_connections, why, sizeof(why))) {
+    td_gate_drop(server);
+    refuse_logged(l, why);
     return;
   }
   if (!by_name && (c = route_client(l, (size_t)l->tunnel_index, why, sizeof(why))) == NULL) {
@@ -304,8 +492,10 @@ static void on_public_connection(uv_stream_t *server, int status)
     return;
   }
   conv_track(v, l, p);
+  if (!conv_count_source(v, p))
+    return;
   if (!by_name) {
-    v->routed = true;
+    conv_routed(v, NULL);
     conv_open(v, c, &srv->table.tunnels[l->tunnel_index], NULL);
     return;
   }
@@ -334,6 +524,7 @@ static void listener_release(struct td_listener *l)
     srv->listeners = l->next;
   if (l->next != NULL)
     l->next->prev = l->prev;
+  td_sources_free(&l->counts);
   free(l);
 }
 
@@ -395,7 +586,10 @@ int td_listener_listen(uv_tcp_t *tcp, const struct tn_addr *addr, uv_connection_
 /* Close callback of a listener that was never listed (its handle's data is the listener). */
 static void on_unlisted_listener_closed(uv_handle_t *h)
 {
-  free(h->data);
+  struct td_listener *l = h->data;
+
+  td_sources_free(&l->counts);
+  free(l);
 }
 
 struct td_listener *td_listener_new(struct td_server *srv, const struct tn_addr *addr, int *rc)
@@ -498,17 +692,16 @@ struct td_listener *td_listener_for(const struct td_server *srv, size_t index)
 uint64_t td_listener_open_for(const struct td_server *srv, size_t index)
 {
   const struct td_listener *l = td_listener_for(srv, index);
+  char key[TD_SOURCE_KEY_MAX];
   const char *glob;
-  uint64_t n = 0;
 
   if (l == NULL)
     return 0;
   if (l->n_routes == 1 && srv->table.tunnels[index].glob == NULL)
     return l->open_connections;
   glob = srv->table.tunnels[index].glob;
-  for (const struct td_conv *v = l->convs; v != NULL; v = v->next)
-    n += v->routed && (glob == NULL ? v->glob == NULL : v->glob != NULL && strcmp(v->glob, glob) == 0);
-  return n;
+  site_key(key, sizeof(key), glob);
+  return td_sources_get(&l->counts, key, TD_COUNT_PUBLIC);
 }
 
 /* Closed after the swap, one by one, so thousands of them do not stall one iteration. */

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "sources.h"
 #include "tunnel/addr.h"
 
 struct td_server;
@@ -33,9 +34,12 @@ struct td_listener {
   uint64_t refused;
   uint64_t unrouted;             /* hostname routing: no tunnel for the name asked (or none asked) and no "*" */
   uint64_t hostname_timeouts;    /* hostname routing: no name within HostnameTimeoutMs */
+  uint64_t aborted;               /* accepted connections that ended abnormally (reset, failed, cut by a limit) */
+  uint64_t hostname_unreadable;  /* hostname routing: refused, name not readable (malformed, too large, cut short) */
   uint64_t bytes_in;
   uint64_t bytes_out;
   struct td_conv *convs;         /* open conversations, for draining */
+  struct td_sources counts;      /* open connections per source ("ip:" key) and routed per glob ("site:" key) */
   struct td_listener *next;
   struct td_listener *prev;       /* srv->listeners is doubly linked: thousands are removed at once */
 };

@@ -109,6 +109,10 @@ static int metrics_listeners(const struct td_server *srv, struct td_buf *out)
                                "# TYPE tunneld_tunnel_connections_unrouted_total counter\n"
                                "# HELP tunneld_tunnel_hostname_timeouts_total Connections to a hostname-routed port closed for naming no host within HostnameTimeoutMs.\n"
                                "# TYPE tunneld_tunnel_hostname_timeouts_total counter\n"
+                               "# HELP tunneld_tunnel_hostname_unreadable_total Connections to a hostname-routed port refused: their TLS server name or HTTP Host could not be read (malformed, too large, cut short).\n"
+                               "# TYPE tunneld_tunnel_hostname_unreadable_total counter\n"
+                               "# HELP tunneld_tunnel_connections_aborted_total Public connections that ended abnormally: reset by the visitor or the client, refused after accept, cut by a timeout.\n"
+                               "# TYPE tunneld_tunnel_connections_aborted_total counter\n"
                                "# HELP tunneld_tunnel_connections_open Public connections open per tunnel.\n"
                                "# TYPE tunneld_tunnel_connections_open gauge\n"
                                "# HELP tunneld_tunnel_bytes_in_total Bytes from internet users per tunnel.\n"
@@ -125,11 +129,15 @@ static int metrics_listeners(const struct td_server *srv, struct td_buf *out)
                         "tunneld_tunnel_connections_refused_total{listen=\"%s\"} %llu\n"
                         "tunneld_tunnel_connections_unrouted_total{listen=\"%s\"} %llu\n"
                         "tunneld_tunnel_hostname_timeouts_total{listen=\"%s\"} %llu\n"
+                        "tunneld_tunnel_hostname_unreadable_total{listen=\"%s\"} %llu\n"
+                        "tunneld_tunnel_connections_aborted_total{listen=\"%s\"} %llu\n"
                         "tunneld_tunnel_connections_open{listen=\"%s\"} %u\n"
                         "tunneld_tunnel_bytes_in_total{listen=\"%s\"} %llu\n"
                         "tunneld_tunnel_bytes_out_total{listen=\"%s\"} %llu\n",
                         addr, (unsigned long long)l->accepted, addr, (unsigned long long)l->refused, addr,
                         (unsigned long long)l->unrouted, addr, (unsigned long long)l->hostname_timeouts, addr,
+                        (unsigned long long)l->hostname_unreadable, addr,
+                        (unsigned long long)l->aborted, addr,
                         l->open_connections, addr, (unsigned long long)in, addr, (unsigned long long)out_bytes);
   }
   return rc;

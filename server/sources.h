@@ -1,4 +1,4 @@
-/* sources.h: counts of tunneld's not-yet-trusted connections per source network and per certificate identity. */
+/* sources.h: counts of tunneld's connections per source network, per certificate identity and per public site. */
 #ifndef TD_SOURCES_H
 #define TD_SOURCES_H
 
@@ -19,6 +19,7 @@ enum td_count {
   TD_COUNT_CONTROL_PENDING = 0, /* TLS handshakes in progress on the control port */
   TD_COUNT_MGMT_PENDING,        /* ... on the management port */
   TD_COUNT_MGMT_NONADMIN,       /* established management sessions without an admin certificate */
+  TD_COUNT_PUBLIC,              /* a public listener's open connections, per source ("ip:") and per site ("site:") */
   TD_COUNT_KINDS
 };
 

@@ -28,6 +28,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
   if (r != TN_OK && r != TN_ERR_NEED_MORE && r != TN_ERR_INVALID)
     abort();
+  /* The kind is the first byte's, whatever the verdict: tunneld refuses an unreadable visitor in its protocol. */
+  if (size > 0 && kind != (data[0] == 22 ? TN_SNI_TLS : data[0] >= 'A' && data[0] <= 'Z' ? TN_SNI_HTTP : TN_SNI_UNKNOWN))
+    abort();
   if (r == TN_OK) {
     if (kind != TN_SNI_TLS && kind != TN_SNI_HTTP)
       abort();

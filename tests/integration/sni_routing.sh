@@ -197,7 +197,7 @@ echo "slowloris closed after $slow_ms ms (HostnameTimeoutMs $HOSTNAME_TIMEOUT_MS
 [ "$slow_data" = "b''" ] || fail "slowloris got something other than a close: $slow_data"
 [ "$(metric "tunneld_tunnel_hostname_timeouts_total{listen=\"127.0.0.1:$PT\"}")" = 1 ] || fail "timeout not counted"
 
-# ---- a dribbler (a byte or two per segment) is judged after 32 reads, not parsed 16 KiB times ----
+# ---- a dribbler (a byte or two per segment) is refused after 32 reads, not left to hold its slot ----
 cat >"$TEST_TMP/dribble.py" <<'PY'
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
@@ -222,14 +222,14 @@ for i in range(0, len(hello), 1):
         break
 print("%d %d %s" % (int((time.monotonic() - t0) * 1000), i, result))
 PY
-unrouted_before=$(metric "tunneld_tunnel_connections_unrouted_total{listen=\"127.0.0.1:$PT\"}")
+unreadable_before=$(metric "tunneld_tunnel_hostname_unreadable_total{listen=\"127.0.0.1:$PT\"}")
 read -r drib_ms drib_bytes drib_result < <(python3 "$TEST_TMP/dribble.py" "$PT")
 echo "dribbler: $drib_result after $drib_ms ms and $drib_bytes one-byte segments"
 [ "${drib_result%% *}" = closed ] || fail "a dribbler was never cut: $drib_result after $drib_bytes bytes"
 [ "$drib_ms" -lt "$HOSTNAME_TIMEOUT_MS" ] || fail "a dribbler was cut only at the timeout ($drib_ms ms)"
-[ "$(metric "tunneld_tunnel_connections_unrouted_total{listen=\"127.0.0.1:$PT\"}")" = $((unrouted_before + 1)) ] ||
-  fail "the dribbler was not counted as unrouted"
-wait_log "$TEST_TMP/tunneld.log" "no tunnel for a host name not complete within 16384 bytes or 32 reads"
+[ "$(metric "tunneld_tunnel_hostname_unreadable_total{listen=\"127.0.0.1:$PT\"}")" = $((unreadable_before + 1)) ] ||
+  fail "the dribbler was not counted as unreadable"
+wait_log "$TEST_TMP/tunneld.log" "a host name still incomplete after 33 reads of [0-9]+ bytes on average"
 
 # ---- 409: the same glob twice (case aside) leaves the table in force ----
 GOOD_TABLE=$(api GET /tunnels; echo "$API_BODY")

@@ -295,6 +295,7 @@ static void test_http_invalid(void **state)
   http_bad("get / HTTP/1.1\r\n\r\n");
   http_bad("GET / HTTP/1.1\r\nHost: a\x01.example\r\n\r\n");
   http_bad("GET / HTTP/1.1 \r\n\r\n");
+  http_bad("GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n");  /* HTTP/1.1 without Host: a 400, never "*" */
 }
 
 static void test_peek(void **state)
@@ -309,8 +310,15 @@ static void test_peek(void **state)
   assert_int_equal(tn_sni_peek((const uint8_t *)"PUT / HTTP/1.1\r\nHost: h\r\n\r\n", 27, &kind, name), TN_OK);
   assert_int_equal(kind, TN_SNI_HTTP);
   assert_string_equal(name, "h");
+  /* The kind comes from the first byte also when the rest is unreadable: the refusal speaks the visitor's protocol. */
   assert_int_equal(tn_sni_peek((const uint8_t *)"SSH-2.0-x\r\n", 11, &kind, name), TN_ERR_INVALID);
+  assert_int_equal(kind, TN_SNI_HTTP);
+  assert_int_equal(tn_sni_peek((const uint8_t *)"GET / HTTP/1.1\r\nCookie: a", 25, &kind, name), TN_ERR_NEED_MORE);
+  assert_int_equal(kind, TN_SNI_HTTP);
+  assert_int_equal(tn_sni_peek((const uint8_t *)"\x16\x03\x01\x00\x00", 5, &kind, name), TN_ERR_INVALID);
+  assert_int_equal(kind, TN_SNI_TLS);
   assert_int_equal(tn_sni_peek((const uint8_t *)"\x00\x01", 2, &kind, name), TN_ERR_INVALID);
+  assert_int_equal(kind, TN_SNI_UNKNOWN);
 }
 
 static void test_globs(void **state)

@@ -379,6 +379,7 @@ static const struct {
   LIM("HostnameTimeoutMs", hostname_timeout_ms, 100, 600000),
   LIM("ApiIdleTimeoutMs", api_idle_timeout_ms, 100, 86400000),
   LIM("ApiMaxConnections", api_max_connections, 1, 10000),
+  LIM("MaxPublicConnectionsPerSource", max_public_per_source, 1, 1000000),
 #undef LIM
 };
 

@@ -29,6 +29,7 @@
 /* tunneld */
 #define TN_DEFAULT_MAX_CONNECTIONS_PER_TUNNEL 4096u
 #define TN_DEFAULT_MAX_CONNECTIONS_PER_CLIENT 16384u
+#define TN_DEFAULT_MAX_PUBLIC_CONNECTIONS_PER_SOURCE 256u /* per public port, per IPv4 address or IPv6 /64 */
 #define TN_DEFAULT_MAX_PENDING_HANDSHAKES 512u   /* control + management ports together */
 #define TN_DEFAULT_TAKEOVER_PING_TIMEOUT_MS 1000u /* a connected identity answering a ping this fast keeps its link */
 #define TN_DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE 8u /* per port, per IPv4 address or IPv6 /64 */

@@ -9,8 +9,8 @@
  * Hostname routing reads a connection's first bytes, decides the tunnel, then forwards those same bytes unchanged:
  * the server never terminates TLS. These are strict, allocation-free decoders in the manner of tn_proxy_decode:
  * each returns TN_OK once the whole ClientHello or request head is there, TN_ERR_NEED_MORE for a valid prefix, and
- * TN_ERR_INVALID for anything else. A caller that cannot buffer more (its own bound, e.g. 16 KiB) treats
- * TN_ERR_NEED_MORE at that bound as invalid.
+ * TN_ERR_INVALID for anything else. A caller that cannot buffer more (its own bound: tunneld's is 64 KiB) treats
+ * TN_ERR_NEED_MORE at that bound as a refusal.
  */
 
 #define TN_SNI_NAME_MAX 253       /* a DNS name in text form, without the trailing dot */
@@ -34,15 +34,17 @@ int tn_sni_tls(const uint8_t *in, size_t len, char *name);
 
 /*
  * The Host of the HTTP/1.x request head at the start of in (request line and headers up to the empty line,
- * CRLF line ends). On TN_OK name holds the host in lower case without its port, "" when there is no Host
- * header (HTTP/1.0). Invalid: a malformed request line or header, two Host headers, a Host that is not a name
- * (letters, digits, '-', '.'), an IPv4 address or a bracketed IPv6 address with an optional numeric port.
+ * CRLF line ends). On TN_OK name holds the host in lower case without its port, "" when an HTTP/1.0 request has
+ * no Host header or a Host is empty. Invalid: a malformed request line or header, two Host headers, an HTTP/1.1
+ * request without Host, a Host that is not a name (letters, digits, '-', '.'), an IPv4 address or a bracketed
+ * IPv6 address with an optional numeric port.
  */
 int tn_sni_http(const uint8_t *in, size_t len, char *name);
 
 /*
  * Tells by the first byte which of the two a connection speaks (TN_ERR_NEED_MORE when len is 0, TN_ERR_INVALID
- * for neither), then decodes it; *kind is set on TN_OK.
+ * for neither), then decodes it. *kind is set from that first byte whatever the result (TN_SNI_UNKNOWN for
+ * neither or none), so a caller can refuse an unreadable visitor in its own protocol.
  */
 int tn_sni_peek(const uint8_t *in, size_t len, enum tn_sni_kind *kind, char *name);
 
