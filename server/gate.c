@@ -124,7 +124,9 @@ bool td_gate_shed_on_emfile(struct td_server *srv, uv_stream_t *server, int stat
  *  1. stalled: no progress for HANDSHAKE_STALL_MS, or silent for less, the one whose last progress is oldest first.
  *     Progress is the accept, then each whole flight of the peer's that the server answered (its ClientHello, ...),
  *     so a peer that sends a ClientHello and nothing after the answer falls behind every newer handshake however
- *     often it is replaced, and a genuine client whose ClientHello is still on its way counts from its accept.
+ *     often it is replaced, and a genuine client whose ClientHello is still on its way counts from its accept. A
+ *     whole record waiting unread in the kernel counts as progress now: a busy loop that has not read a flight yet
+ *     must not judge its sender stalled, as libuv accepts a whole backlog before it reads anything.
  *  2. progressing: a flight answered (or a ClientHello waiting whole) within HANDSHAKE_STALL_MS, least recent first.
  *     A real handshake is one round trip from done and spends that round trip here.
  * Equal progress times go to the silent one, then to the older accept. The rank is a property of each handshake,
@@ -150,10 +152,12 @@ static struct victim_rank rank_of(const struct td_link_ctx *c, uint64_t now)
   struct victim_rank r = { 1, c->pending_since, false };
   uint64_t quiet;
 
-  if (tn_link_hello_answered(c->link))
-    r.t = tn_link_hello_progress_ms(c->link);
-  else
+  if (!tn_link_hello_answered(c->link))
     r.silent = !tn_link_hello_waiting(c->link);
+  else if (tn_link_hello_waiting(c->link))
+    r.t = now;  /* its next flight waits whole in the kernel: progress, whether or not the loop has read it yet */
+  else
+    r.t = tn_link_hello_progress_ms(c->link);
   quiet = now > r.t ? now - r.t : 0;
   if (r.silent && quiet >= HANDSHAKE_STALL_MS)
     r.rank = 0;
