@@ -611,6 +611,11 @@ int td_metrics_listen(struct td_server *srv, char *err, size_t errlen)
 
 void td_metrics_close(struct td_server *srv)
 {
+  struct metrics_conn *m;
+
   if (srv->metrics_listening && !uv_is_closing((uv_handle_t *)&srv->metrics_tcp))
     uv_close((uv_handle_t *)&srv->metrics_tcp, NULL);
+  /* A scrape can last seconds now: end those under way, so their snapshots are freed by their close callbacks. */
+  for (m = srv->metrics_conns; m != NULL; m = m->next)
+    conn_close(m);
 }
