@@ -63,6 +63,7 @@ struct tn_link {
   bool draining;          /* after tn_link_go_away: close once the streams have ended */
   bool tick_due;          /* the keepalive timer fired; the mux ticks in the check phase */
   bool hello_answered;    /* the handshake produced a reply to the peer's input: its hello was whole and acceptable */
+  uint64_t hello_progress_ms; /* loop time of the handshake's latest reply to a whole flight of the peer's */
   unsigned incoming_msgs; /* control messages being received (LINK_MAX_INCOMING_MESSAGES) */
   int connect_error;      /* a connect that failed at once, reported from the timer */
   int handles_open;
@@ -617,6 +618,13 @@ static bool link_read_plaintext(tn_link *l)
   }
 }
 
+/* The peer's input completed a flight the handshake answered: the admission probes below read this. */
+static void link_note_hello_progress(tn_link *l)
+{
+  l->hello_answered = true;
+  l->hello_progress_ms = uv_now(l->tcp.loop);
+}
+
 static void link_on_ciphertext(tn_link *l, const uint8_t *in, size_t len)
 {
   while (len > 0 && !l->closing) {
@@ -628,7 +636,7 @@ static void link_on_ciphertext(tn_link *l, const uint8_t *in, size_t len)
       int rc = tn_tls_handshake(l->tls);
       const uint8_t *reply;
       if (rc == TN_ERR_NEED_MORE && tn_tls_pending(l->tls, &reply) > 0)
-        l->hello_answered = true;
+        link_note_hello_progress(l);
       if (rc == TN_ERR_NEED_MORE) {
         if (fed == 0) {
           link_fail(l, "TLS handshake failed", "input buffer stuck");
@@ -908,6 +916,11 @@ int tn_link_is_closing(const tn_link *l)
 bool tn_link_hello_answered(const tn_link *l)
 {
   return l->hello_answered || l->established;
+}
+
+uint64_t tn_link_hello_progress_ms(const tn_link *l)
+{
+  return l->hello_answered ? l->hello_progress_ms : 0;
 }
 
 bool tn_link_hello_waiting(const tn_link *l)

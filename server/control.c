@@ -157,13 +157,8 @@ void td_control_on_connection(uv_stream_t *server, int status)
       tn_log_warn("control: accept failed: %s", uv_strerror(status));
     return;
   }
-  if (!srv->stopping && srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes)
-    td_gate_evict_handshake(srv, false);
-  if (srv->stopping || srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes) {
-    srv->metrics.handshakes_refused_limit++;
-    td_gate_drop(server);
+  if (!td_gate_admit(srv, server, TD_COUNT_CONTROL_PENDING))
     return;
-  }
   ctx = calloc(1, sizeof(*ctx));
   if (ctx == NULL) {
     td_gate_drop(server);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "allow.h"
+#include "mgmt.h"
 #include "server.h"
 #include "tunnel/log.h"
 
@@ -116,48 +117,134 @@ bool td_gate_shed_on_emfile(struct td_server *srv, uv_stream_t *server, int stat
 }
 
 /*
- * Closes the oldest connection still in its TLS handshake (only management ones when management_only).
- * Without this, a few hundred connections that never finish a handshake hold every slot until
- * HandshakeTimeoutMs and a real client or admin is refused meanwhile; evicting the oldest lets a
+ * Which handshake makes room, among those a filter admits: the one that has gone longest without progress, judged
+ * in three ranks, each emptied before the next:
+ *  0. silent for HANDSHAKE_STALL_MS: no whole ClientHello read or waiting in the kernel that long after the accept,
+ *     oldest first. It has cost its peer nothing.
+ *  1. stalled: no progress for HANDSHAKE_STALL_MS, or silent for less, the one whose last progress is oldest first.
+ *     Progress is the accept, then each whole flight of the peer's that the server answered (its ClientHello, ...),
+ *     so a peer that sends a ClientHello and nothing after the answer falls behind every newer handshake however
+ *     often it is replaced, and a genuine client whose ClientHello is still on its way counts from its accept. A
+ *     whole record waiting unread in the kernel counts as progress now: a busy loop that has not read a flight yet
+ *     must not judge its sender stalled, as libuv accepts a whole backlog before it reads anything.
+ *  2. progressing: a flight answered (or a ClientHello waiting whole) within HANDSHAKE_STALL_MS, least recent first.
+ *     A real handshake is one round trip from done and spends that round trip here.
+ * Equal progress times go to the silent one, then to the older accept. The rank is a property of each handshake,
+ * measured on the server's clock, never of who answers first: no peer can make another's handshake look older.
  */
-bool td_gate_evict_handshake(struct td_server *srv, bool management_only)
-{
-  struct td_link_ctx *ctx;
+#define HANDSHAKE_STALL_MS 500u
 
-  for (ctx = srv->pending_oldest; ctx != NULL; ctx = ctx->pending_next)
-    if (!management_only || ctx->management)
-      break;
-  if (ctx == NULL)
+struct victim_filter {
+  const char *source_key;          /* NULL: any source */
+  int kind;                        /* -1: any port; else an enum td_count */
+  bool management_only;
+  const struct td_link_ctx *spare; /* never chosen: the newcomer being judged */
+};
+
+struct victim_rank {
+  int rank;
+  uint64_t t;
+  bool silent;
+};
+
+static struct victim_rank rank_of(const struct td_link_ctx *c, uint64_t now)
+{
+  struct victim_rank r = { 1, c->pending_since, false };
+  uint64_t quiet;
+
+  if (!tn_link_hello_answered(c->link))
+    r.silent = !tn_link_hello_waiting(c->link);
+  else if (tn_link_hello_waiting(c->link))
+    r.t = now;  /* its next flight waits whole in the kernel: progress, whether or not the loop has read it yet */
+  else
+    r.t = tn_link_hello_progress_ms(c->link);
+  quiet = now > r.t ? now - r.t : 0;
+  if (r.silent && quiet >= HANDSHAKE_STALL_MS)
+    r.rank = 0;
+  else if (!r.silent && quiet < HANDSHAKE_STALL_MS)
+    r.rank = 2;
+  return r;
+}
+
+static bool victim_before(const struct victim_rank *a, const struct victim_rank *b)
+{
+  if (a->rank != b->rank)
+    return a->rank < b->rank;
+  if (a->t != b->t)
+    return a->t < b->t;
+  return a->silent && !b->silent;  /* still equal: the one met first, the older accept, stays chosen */
+}
+
+static struct td_link_ctx *least_progress(struct td_server *srv, const struct victim_filter *f)
+{
+  uint64_t now = uv_now(srv->loop);
+  struct td_link_ctx *c, *best = NULL;
+  struct victim_rank best_rank = { 0, 0, false };
+
+  for (c = srv->pending_oldest; c != NULL; c = c->pending_next) {
+    struct victim_rank r;
+    if (c == f->spare || tn_link_is_closing(c->link) || (f->management_only && !c->management) ||
+        (f->kind >= 0 && (int)c->pending_kind != f->kind) ||
+        (f->source_key != NULL && strcmp(c->source_key, f->source_key) != 0))
+      continue;
+    r = rank_of(c, now);
+    if (best == NULL || victim_before(&r, &best_rank)) {
+      best = c;
+      best_rank = r;
+    }
+  }
+  return best;
+}
+
+/* Closes the management session without an admin certificate that was opened first; false if there is none. */
+static bool evict_non_admin(struct td_server *srv)
+{
+  struct td_link_ctx *ctx, *oldest = NULL;
+
+  for (ctx = srv->links; ctx != NULL; ctx = ctx->next)
+    if (ctx->management && ctx->handshake_done && !td_mgmt_conn_is_admin(ctx->mgmt) && !tn_link_is_closing(ctx->link))
+      oldest = ctx;  /* links are added at the head: the last match is the oldest */
+  if (oldest == NULL)
     return false;
   srv->metrics.handshakes_refused_limit++;
-  tn_link_close(ctx->link, "TLS handshake evicted: too many in progress");
+  tn_link_close(oldest->link, "evicted: ApiMaxConnections reached and it is not an admin");
+  return true;
+}
+
+static bool evict_handshake(struct td_server *srv, bool management_only)
+{
+  struct victim_filter f = { NULL, -1, management_only, NULL };
+  struct td_link_ctx *victim = least_progress(srv, &f);
+
+  if (victim == NULL)
+    return false;
+  srv->metrics.handshakes_refused_limit++;
+  tn_link_close(victim->link, "TLS handshake evicted: too many in progress");
   return true;
 }
 
 /*
- * Which handshake a source over its limit loses, the newcomer included: the oldest silent one (no whole ClientHello
- * read, none waiting in the kernel: it has cost its peer nothing), else the oldest still unfinished
- * PENDING_ANSWERED_GRACE_MS after it was accepted (a real one is one round trip from done), else the newcomer.
- * libuv accepts a whole backlog in one go, before any of it is read: looking into the kernel is what tells a
- * genuine client queued there (an admin behind the same address as a flood) from the stalled ones around it.
+ * Room for one more connection on a port, made the same way on both: at a port's cap (ApiMaxConnections) the
+ * management handshake with the least progress goes, else the oldest session without an admin certificate; at
+ * MaxPendingHandshakes the handshake with the least progress on either port. An established session of a client or
+ * an admin is never closed for a handshake.
  */
-#define PENDING_ANSWERED_GRACE_MS 2000
-
-static struct td_link_ctx *source_victim(struct td_server *srv, struct td_link_ctx *newcomer)
+bool td_gate_admit(struct td_server *srv, uv_stream_t *listener, enum td_count kind)
 {
-  uint64_t now = uv_now(srv->loop);
-  struct td_link_ctx *c, *answered = NULL;
+  const struct td_limits *lim = &srv->cfg.limits;
+  bool management = kind == TD_COUNT_MGMT_PENDING;
 
-  for (c = srv->pending_oldest; c != NULL; c = c->pending_next) {
-    if (c->pending_kind != newcomer->pending_kind || strcmp(c->source_key, newcomer->source_key) != 0 ||
-        tn_link_is_closing(c->link))
-      continue;
-    if (!tn_link_hello_answered(c->link) && !tn_link_hello_waiting(c->link))
-      return c;
-    if (answered == NULL && c != newcomer && now - c->pending_since >= PENDING_ANSWERED_GRACE_MS)
-      answered = c;
+  if (!srv->stopping && management && srv->mgmt_connections >= lim->api_max_connections && !evict_handshake(srv, true))
+    evict_non_admin(srv);
+  if (!srv->stopping && srv->pending_handshakes >= lim->max_pending_handshakes)
+    evict_handshake(srv, false);
+  if (srv->stopping || srv->pending_handshakes >= lim->max_pending_handshakes ||
+      (management && srv->mgmt_connections >= lim->api_max_connections)) {
+    srv->metrics.handshakes_refused_limit++;
+    td_gate_drop(listener);
+    return false;
   }
-  return answered != NULL ? answered : newcomer;
+  return true;
 }
 
 static void pending_add(struct td_server *srv, struct td_link_ctx *ctx, enum td_count kind)
@@ -181,10 +268,15 @@ static void pending_add(struct td_server *srv, struct td_link_ctx *ctx, enum td_
   /* Out of memory only makes the per-source bound looser, never refuses the connection. */
   (void)td_sources_add(&srv->sources, ctx->source_key, kind, 1);
   if (over) {
-    struct td_link_ctx *victim = source_victim(srv, ctx);
+    /*
+     * The newcomer has just made progress (its accept), so one of the source's others goes; the newcomer itself
+     * only if every other is already closing, which keeps the bound strict.
+     */
+    struct victim_filter f = { ctx->source_key, (int)kind, false, ctx };
+    struct td_link_ctx *victim = least_progress(srv, &f);
     srv->metrics.handshakes_refused_limit++;
-    tn_link_close(victim->link, victim == ctx ? "TLS handshake refused: MaxPendingHandshakesPerSource reached for its source"
-                                              : "TLS handshake evicted: MaxPendingHandshakesPerSource reached for its source");
+    tn_link_close(victim != NULL ? victim->link : ctx->link,
+                  "TLS handshake evicted: MaxPendingHandshakesPerSource reached for its source");
   }
 }
 

@@ -32,7 +32,7 @@ struct td_link_ctx {
   /* Until the handshake ends: in srv's pending list (oldest first) and counted for its source. */
   bool pending;
   enum td_count pending_kind;
-  uint64_t pending_since;        /* loop time of the accept, for the per-source eviction grace */
+  uint64_t pending_since;        /* loop time of the accept: a handshake's progress until its first answer */
   struct td_link_ctx *pending_next;
   struct td_link_ctx *pending_prev;
   char source[48];               /* the peer's source network, "192.0.2.7" or "2001:db8::/64" */
@@ -41,8 +41,8 @@ struct td_link_ctx {
 
 /*
  * A just-accepted link is listed and starts its handshake: counted globally and for its source, listed as pending.
- * Past MaxPendingHandshakesPerSource on this port, one of that source's handshakes is closed (see gate.c for
- * which): one address can hold only so many, and never starve other sources.
+ * Past MaxPendingHandshakesPerSource on this port, the source's handshake with the least progress other than the
+ * newcomer is closed (see gate.c): one address can hold only so many, and never starve other sources.
  */
 void td_gate_add(struct td_server *srv, struct td_link_ctx *ctx, enum td_count kind);
 /* The handshake ended (established or closed): uncounted and unlisted as pending. Idempotent. */
@@ -51,8 +51,12 @@ void td_gate_pending_done(struct td_server *srv, struct td_link_ctx *ctx);
 void td_gate_forget(struct td_link_ctx *ctx);
 /* Every live link of both ports, newest first: ctx NULL gives the first, NULL after the last. */
 struct td_link_ctx *td_gate_next(const struct td_server *srv, const struct td_link_ctx *ctx);
-/* Closes the oldest connection still in its TLS handshake (management ones only if asked); false if none. */
-bool td_gate_evict_handshake(struct td_server *srv, bool management_only);
+/*
+ * Admission of a connection waiting on a listener of the control (TD_COUNT_CONTROL_PENDING) or management
+ * (TD_COUNT_MGMT_PENDING) port: makes room under the global caps (see gate.c for whom it closes) and returns true
+ * when the caller may accept it; false when it was accepted and reset at once (refused by a limit, counted).
+ */
+bool td_gate_admit(struct td_server *srv, uv_stream_t *listener, enum td_count kind);
 /* Accepts the next connection from a listener and resets it at once (refused by a limit). */
 void td_gate_drop(uv_stream_t *listener);
 /* A failed accept on any port: true when it was for lack of descriptors and the waiting connections were shed. */

@@ -18,7 +18,7 @@ int td_metrics_label(struct td_buf *out, const char *value);
 
 /* Binds MetricsListen (when configured) for unauthenticated GET /metrics. 0 or a libuv error. */
 int td_metrics_listen(struct td_server *srv, char *err, size_t errlen);
-/* Stops the MetricsListen port. */
+/* Stops the MetricsListen port and closes the scrapes under way. */
 void td_metrics_close(struct td_server *srv);
 
 #endif

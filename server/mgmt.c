@@ -570,37 +570,15 @@ static const struct tn_link_callbacks mgmt_callbacks = {
   .on_closed = mgmt_on_closed,
 };
 
-/* Closes the oldest management session without an admin certificate; false if there is none. */
-static bool evict_non_admin(struct td_server *srv)
-{
-  struct td_link_ctx *ctx, *oldest = NULL;
-
-  for (ctx = td_gate_next(srv, NULL); ctx != NULL; ctx = td_gate_next(srv, ctx))
-    if (ctx->management && ctx->handshake_done && !td_mgmt_conn_is_admin(ctx->mgmt) && !tn_link_is_closing(ctx->link))
-      oldest = ctx;  /* links are added at the head: the last match is the oldest */
-  if (oldest == NULL)
-    return false;
-  srv->metrics.handshakes_refused_limit++;
-  tn_link_close(oldest->link, "evicted: ApiMaxConnections reached and it is not an admin");
-  return true;
-}
-
 void td_mgmt_accept(struct td_server *srv)
 {
   struct tn_link_options opt;
   struct td_link_ctx *ctx;
   struct td_mgmt_conn *m;
-  bool full;
 
-  /* Stuck handshakes and non-admins must not lock a real admin out: the newcomer takes the oldest one's place. */
-  if (!srv->stopping && srv->mgmt_connections >= srv->cfg.limits.api_max_connections &&
-      !td_gate_evict_handshake(srv, true))
-    evict_non_admin(srv);
-  if (!srv->stopping && srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes)
-    td_gate_evict_handshake(srv, false);
-  full = srv->stopping || srv->mgmt_connections >= srv->cfg.limits.api_max_connections ||
-         srv->pending_handshakes >= srv->cfg.limits.max_pending_handshakes;
-  ctx = full ? NULL : calloc(1, sizeof(*ctx));
+  if (!td_gate_admit(srv, (uv_stream_t *)&srv->management, TD_COUNT_MGMT_PENDING))
+    return;
+  ctx = calloc(1, sizeof(*ctx));
   m = ctx == NULL ? NULL : td_mgmt_conn_new(srv, &link_io, NULL, &server_puts, "", "-");
   if (m == NULL) {
     free(ctx);

@@ -69,6 +69,8 @@ struct td_server {
   uv_tcp_t metrics_tcp;          /* MetricsListen, when configured */
   bool metrics_listening;
   uint32_t metrics_connections;
+  struct metrics_conn *metrics_conns; /* open MetricsListen scrapes (metrics.c) */
+  uint64_t metrics_next_chunk_ms;      /* loop time before which no scrape renders another chunk (metrics.c) */
   struct td_metrics metrics;
   int spare_fd;                  /* reserved descriptor, given up to shed connections on EMFILE */
   bool fd_exhausted;             /* the last descriptor probe failed */

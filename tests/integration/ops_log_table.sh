@@ -175,28 +175,6 @@ for s in socks:
     s.close()
 PY
 wait_log "$TEST_TMP/tunneld.log" "TLS handshake evicted: MaxPendingHandshakesPerSource reached"
-# Eight handshakes that each sent a whole ClientHello just now hold every slot of the source: a ninth is refused.
-python3 - "$CONTROL_PORT" "$src/tests/fuzz/corpus/fuzz_tls/client_hello_openssl" <<'PY2'
-import socket, sys
-hello = open(sys.argv[2], "rb").read()
-socks = []
-for _ in range(8):
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-    s.sendall(hello)
-    socks.append(s)
-for s in socks:  # tunneld has read each ClientHello once it answers it
-    s.settimeout(15)
-    s.recv(1)
-late = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-late.settimeout(15)
-try:
-    late.recv(1)  # refused: closed by tunneld
-except OSError:
-    pass
-for s in socks + [late]:
-    s.close()
-PY2
-wait_log "$TEST_TMP/tunneld.log" "TLS handshake refused: MaxPendingHandshakesPerSource reached"
 # The counters of what was just logged (API.md, GET /metrics): four refused certificates (foreign CA, revoked, no CN,
 # expired) and the wrong-name and foreign-CA clients' own refusals, the evicted handshakes, the non-admin request.
 v=$(metric tunneld_handshake_failures_total); [ "${v:-0}" -ge 4 ] || fail "tunneld_handshake_failures_total is '$v' after at least 4 failed handshakes"

@@ -109,6 +109,11 @@ int tn_link_is_closing(const tn_link *link);
  * has only been connected, or sent a partial hello, has cost its peer nothing: the first to shed under a flood.
  */
 bool tn_link_hello_answered(const tn_link *link);
+/*
+ * Loop time (uv_now) at which the handshake last answered a whole flight of the peer's (its ClientHello, or a later
+ * one): how recently the peer made progress. 0 before the first answer.
+ */
+uint64_t tn_link_hello_progress_ms(const tn_link *link);
 /* True when a whole first TLS record from the peer waits in the kernel, not read yet (a peek, no bytes taken). */
 bool tn_link_hello_waiting(const tn_link *link);
 /* "1.2.3.4:5678" of the peer, known from accept/connect. */
