@@ -82,7 +82,7 @@ def check(data, listeners, clients):
         seen.add(key)
         per_name[m.group(1)] = per_name.get(m.group(1), 0) + 1
     for n in ("connections_accepted_total", "connections_refused_total", "connections_unrouted_total",
-              "hostname_timeouts_total", "connections_open", "bytes_in_total", "bytes_out_total"):
+              "hostname_timeouts_total", "hostname_unreadable_total", "connections_aborted_total", "connections_open", "bytes_in_total", "bytes_out_total"):
         if per_name.get("tunneld_tunnel_" + n, 0) != listeners:
             return "tunneld_tunnel_%s: %d series, expected %d" % (n, per_name.get("tunneld_tunnel_" + n, 0), listeners)
     for n in ("bytes_in_total", "bytes_out_total", "streams_open"):
