@@ -12,6 +12,25 @@
 
 /* ---- configuration ---- */
 
+/* The TLS layer names the file; the operator also needs the config file and the key that named it. */
+static void tls_error_context(const struct tc_config *cfg, char *err, size_t errlen)
+{
+  const char *field = "CaCertificateFile, ClientTlsCertificateFile, ClientTlsKeyFile";
+  char *msg = strdup(err);
+  size_t n;
+
+  if (msg == NULL)
+    return;
+  if (strncmp(msg, cfg->key_file, n = strlen(cfg->key_file)) == 0 && msg[n] == ':')
+    field = "ClientTlsKeyFile";
+  else if (strncmp(msg, cfg->cert_file, n = strlen(cfg->cert_file)) == 0 && msg[n] == ':')
+    field = "ClientTlsCertificateFile";
+  else if (strncmp(msg, cfg->ca_file, n = strlen(cfg->ca_file)) == 0 && msg[n] == ':')
+    field = "CaCertificateFile";
+  snprintf(err, errlen, "%s: \"%s\": %s", cfg->path, field, msg);
+  free(msg);
+}
+
 static int load_tls(const struct tc_config *cfg, tn_tls_config **tls, char *identity, char *sha256, char *err,
                     size_t errlen)
 {
@@ -22,14 +41,7 @@ static int load_tls(const struct tc_config *cfg, tn_tls_config **tls, char *iden
   static const char *const alpn[] = { TN_OPEN_ALPN_V2, NULL };
 
   if (tn_tls_config_new(tls, TN_TLS_CLIENT, cfg->ca_file, cfg->cert_file, cfg->key_file, err, errlen) != TN_OK) {
-    /* The message names the file; the config key it came from tells the operator what to change. */
-    size_t n = strlen(cfg->cert_file);
-    if (strncmp(err, cfg->cert_file, n) == 0 && err[n] == ':') {
-      char *msg = strdup(err);
-      if (msg != NULL)
-        snprintf(err, errlen, "%s: \"ClientTlsCertificateFile\": %s", cfg->path, msg);
-      free(msg);
-    }
+    tls_error_context(cfg, err, errlen);
     return -1;
   }
   if (tn_tls_config_set_alpn(*tls, alpn) == TN_ERR_UNSUPPORTED)
@@ -365,21 +377,21 @@ static void reload_servers(struct tc_client *c, bool cert_changed)
   tc_client_server_changed(c);
 }
 
-void tc_client_reload(struct tc_client *c, const char *cfg_path)
+int tc_client_reload(struct tc_client *c, const char *cfg_path, char *err, size_t errlen)
 {
   struct tc_config cfg;
   tn_tls_config *tls = NULL;
-  char identity[TN_TLS_CN_MAX], sha256[65], err[512];
+  char identity[TN_TLS_CN_MAX], sha256[65];
   bool server_changed = false, cert_changed, single;
 
-  if (tc_config_load(&cfg, cfg_path, err, sizeof(err)) != 0) {
+  if (tc_config_load(&cfg, cfg_path, err, errlen) != 0) {
     tn_log_error("client %s: reload refused, keeping the running configuration: %s", c->identity, err);
-    return;
+    return -1;
   }
-  if (load_tls(&cfg, &tls, identity, sha256, err, sizeof(err)) != 0) {
+  if (load_tls(&cfg, &tls, identity, sha256, err, errlen) != 0) {
     tn_log_error("client %s: reload refused, keeping the running configuration: %s", c->identity, err);
     tc_config_free(&cfg);
-    return;
+    return -1;
   }
   single = !cfg.servers_listed && !c->cfg.servers_listed;
   if (single)
@@ -395,6 +407,7 @@ void tc_client_reload(struct tc_client *c, const char *cfg_path)
     reload_single(c, server_changed, cert_changed);
   else
     reload_servers(c, cert_changed);
+  return 0;
 }
 
 void tc_client_free(struct tc_client *c)

@@ -42,9 +42,10 @@ int tc_client_init(struct tc_client *c, uv_loop_t *loop, const char *cfg_path, c
 void tc_client_start(struct tc_client *c);
 /*
  * SIGHUP: reloads config and certificates. Servers kept (same host, port and ServerName) keep their links;
- * removed ones drain; added ones connect. A changed certificate is rotated on each link.
+ * removed ones drain; added ones connect. A changed certificate is rotated on each link. A configuration or
+ * certificate that fails keeps the running ones and returns -1 with the reason in err.
  */
-void tc_client_reload(struct tc_client *c, const char *cfg_path);
+int tc_client_reload(struct tc_client *c, const char *cfg_path, char *err, size_t errlen);
 /* SIGTERM: GoAway to every server, let open streams finish up to the drain timeout, then on_stopped. */
 void tc_client_stop(struct tc_client *c);
 /* The systemd status text for now ("reloaded" with ServerHost, "N of M servers connected" with Servers). */

@@ -23,7 +23,7 @@ struct program {
 static void usage(FILE *out)
 {
   fprintf(out,
-          "usage: tunnelc [--config FILE] [--check-config [--service-user USER]]\n"
+          "usage: tunnelc [--config FILE] [--check-config [--service-user USER] [--installed-as PATH]]\n"
           "       tunnelc --version | --help\n"
           "\n"
           "Keeps one mutually authenticated TLS connection to each configured tunneld and\n"
@@ -33,6 +33,9 @@ static void usage(FILE *out)
           "  --check-config   load and validate the configuration and certificates, then exit 0 or 1;\n"
           "                   also flags certificates outside their dates and, run as root, files the\n"
           "                   service user (--service-user, default " TN_CERTCHECK_DEFAULT_USER ") cannot read\n"
+          "  --installed-as PATH  with --check-config: the file checked is a copy that will be installed at\n"
+          "                   PATH (Ansible's validate); the service user must be able to enter PATH's\n"
+          "                   directory, and the copy itself is not judged for readability\n"
           "\n"
           "Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads configuration and certificates.\n"
           "Documentation: docs/CONFIG.md, docs/OPERATIONS.md.\n");
@@ -53,9 +56,16 @@ static void on_signal(uv_signal_t *s, int signum)
   struct program *p = s->data;
 
   if (signum == SIGHUP) {
+    char err[512], status[640];
+
     tn_notify_reloading();
-    tc_client_reload(&p->client, p->config_path);
-    tn_notify_ready(tc_client_status(&p->client));
+    /* READY=1 either way: the running configuration still works; STATUS= is what tells the operator. */
+    if (tc_client_reload(&p->client, p->config_path, err, sizeof(err)) != 0) {
+      snprintf(status, sizeof(status), "reload failed, running with the loaded configuration: %s", err);
+      tn_notify_ready(status);
+    } else {
+      tn_notify_ready(tc_client_status(&p->client));
+    }
     return;
   }
   tc_client_stop(&p->client);
@@ -64,7 +74,7 @@ static void on_signal(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
   struct program p;
-  struct tn_args args = { TN_DEFAULT_CLIENT_CONFIG, NULL, 0 };
+  struct tn_args args = { TN_DEFAULT_CLIENT_CONFIG, NULL, 0, NULL };
   char err[1024];
   int rc;
 
@@ -84,7 +94,10 @@ int main(int argc, char **argv)
   if (args.check_only) {
     const struct tc_config *cfg = &p.client.cfg;
     const struct tn_certcheck_file files[] = {
-      { cfg->path, "--config", TN_CERTCHECK_FILE },
+      /* A copy checked before it is installed (Ansible's validate): the service user reads the file
+       * at the place it will be installed, written there with its mode after this check. */
+      args.installed_as != NULL ? (struct tn_certcheck_file){ args.installed_as, "--installed-as", TN_CERTCHECK_INSTALLED }
+                                : (struct tn_certcheck_file){ cfg->path, "--config", TN_CERTCHECK_FILE },
       { cfg->cert_file, "ClientTlsCertificateFile", TN_CERTCHECK_OWN_CERT },
       { cfg->key_file, "ClientTlsKeyFile", TN_CERTCHECK_FILE },
       { cfg->ca_file, "CaCertificateFile", TN_CERTCHECK_CA },

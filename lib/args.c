@@ -20,11 +20,18 @@ int tn_args_parse(int argc, char **argv, const char *prog, void (*usage)(FILE *o
       a->config_path = argv[++i];
     } else if (strcmp(argv[i], "--service-user") == 0 && i + 1 < argc) {
       a->service_user = argv[++i];
+    } else if (strcmp(argv[i], "--installed-as") == 0 && i + 1 < argc) {
+      a->installed_as = argv[++i];
     } else {
       fprintf(stderr, "%s: unknown argument \"%s\"\n", prog, argv[i]);
       usage(stderr);
       return 2;
     }
+  }
+  if (a->installed_as != NULL && !a->check_only) {
+    fprintf(stderr, "%s: --installed-as goes with --check-config\n", prog);
+    usage(stderr);
+    return 2;
   }
   return -1;
 }

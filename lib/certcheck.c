@@ -81,18 +81,23 @@ void tn_certcheck_dates(struct tn_certcheck *cc, const char *path, const char *w
   mbedtls_x509_crt_free(&chain);
 }
 
-/* In the child: become user (groups, gid, uid, in that order) and try the open; the exit status is the errno. */
-static void certcheck_child(const char *path, const struct passwd *pw)
+/*
+ * In the child: become user (groups, gid, uid, in that order) and try the open, or with dir the entry into the
+ * directory; the exit status is the errno.
+ */
+static void certcheck_child(const char *path, const struct passwd *pw, int dir)
 {
-  int fd;
+  int ok;
 
   if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
     _exit(255);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  _exit(fd >= 0 ? 0 : (errno > 0 && errno < 255 ? errno : 254));
+  ok = dir ? access(path, X_OK) == 0 : open(path, O_RDONLY | O_CLOEXEC) >= 0;
+  _exit(ok ? 0 : (errno > 0 && errno < 255 ? errno : 254));
 }
 
-int tn_certcheck_readable(struct tn_certcheck *cc, const char *path, const char *what, const char *user)
+/* 0: checked (a refusal is counted), -1: no such user. */
+static int certcheck_as_user(struct tn_certcheck *cc, const char *path, const char *what, const char *user,
+                             const char *dir)
 {
   struct passwd *pw = getpwnam(user);
   int status = 0;
@@ -103,7 +108,7 @@ int tn_certcheck_readable(struct tn_certcheck *cc, const char *path, const char 
   fflush(cc->out);
   pid = fork();
   if (pid == 0)
-    certcheck_child(path, pw);
+    certcheck_child(dir != NULL ? dir : path, pw, dir != NULL);
   if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
     fprintf(cc->out, "%s: %s: \"%s\": could not check whether user \"%s\" can read it\n", cc->prog, path, what, user);
     cc->warnings++;
@@ -111,10 +116,29 @@ int tn_certcheck_readable(struct tn_certcheck *cc, const char *path, const char 
   }
   if (WEXITSTATUS(status) == 0)
     return 0;
-  fprintf(cc->out, "%s: %s: \"%s\": user \"%s\" (the service user) cannot read it: %s\n", cc->prog, path, what, user,
+  fprintf(cc->out, "%s: %s: \"%s\": user \"%s\" (the service user) cannot %s%s: %s\n", cc->prog, path, what, user,
+          dir != NULL ? "enter " : "read it", dir != NULL ? dir : "",
           WEXITSTATUS(status) == 255 ? "cannot take that user's identity" : strerror(WEXITSTATUS(status)));
   cc->errors++;
   return 0;
+}
+
+int tn_certcheck_readable(struct tn_certcheck *cc, const char *path, const char *what, const char *user)
+{
+  return certcheck_as_user(cc, path, what, user, NULL);
+}
+
+/* The directory that will hold path ("." for a bare name), in buf. */
+static const char *certcheck_dir(const char *path, char *buf, size_t len)
+{
+  const char *slash = strrchr(path, '/');
+  size_t n = slash == NULL ? 0 : slash == path ? 1 : (size_t)(slash - path);
+
+  if (n == 0 || n >= len)
+    return n == 0 ? "." : NULL;
+  memcpy(buf, path, n);
+  buf[n] = '\0';
+  return buf;
 }
 
 void tn_certcheck_files(struct tn_certcheck *cc, const struct tn_certcheck_file *files, size_t n, const char *user)
@@ -122,7 +146,7 @@ void tn_certcheck_files(struct tn_certcheck *cc, const struct tn_certcheck_file 
   const char *u = user != NULL ? user : TN_CERTCHECK_DEFAULT_USER;
 
   for (size_t i = 0; i < n; i++)
-    if (files[i].path != NULL && files[i].kind != TN_CERTCHECK_FILE)
+    if (files[i].path != NULL && (files[i].kind == TN_CERTCHECK_OWN_CERT || files[i].kind == TN_CERTCHECK_CA))
       tn_certcheck_dates(cc, files[i].path, files[i].what, files[i].kind == TN_CERTCHECK_OWN_CERT);
   /* Not root: the load that just succeeded read every file as the user the check runs as. */
   if (geteuid() != 0)
@@ -134,7 +158,16 @@ void tn_certcheck_files(struct tn_certcheck *cc, const struct tn_certcheck_file 
       cc->errors++;
     return;
   }
-  for (size_t i = 0; i < n; i++)
-    if (files[i].path != NULL)
+  for (size_t i = 0; i < n; i++) {
+    char dir[4096];
+    const char *d;
+
+    if (files[i].path == NULL)
+      continue;
+    if (files[i].kind != TN_CERTCHECK_INSTALLED) {
       tn_certcheck_readable(cc, files[i].path, files[i].what, u);
+    } else if ((d = certcheck_dir(files[i].path, dir, sizeof(dir))) != NULL) {
+      certcheck_as_user(cc, files[i].path, files[i].what, u, d);
+    }
+  }
 }

@@ -40,9 +40,16 @@ static int notify_send(const char *message)
 
 int tn_notify_ready(const char *status)
 {
-  char msg[256];
+  const char *st = status ? status : "ready";
+  size_t n = strnlen(st, 900);
+  char msg[1024];
 
-  snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s\nMAINPID=%ld", status ? status : "ready", (long)getpid());
+  /* A long status (a reload error quoting file names) is cut to leave room for MAINPID. */
+  snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%.*s\nMAINPID=%ld", (int)n, st, (long)getpid());
+  /* A line break inside the status would start a field of its own. */
+  for (size_t i = 0; i < n; i++)
+    if (msg[strlen("READY=1\nSTATUS=") + i] == '\n')
+      msg[strlen("READY=1\nSTATUS=") + i] = ' ';
   return notify_send(msg);
 }
 

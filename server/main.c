@@ -27,7 +27,7 @@ struct program {
 static void usage(FILE *out)
 {
   fprintf(out,
-          "usage: tunneld [--config FILE] [--init-state] [--check-config [--service-user USER]]\n"
+          "usage: tunneld [--config FILE] [--init-state] [--check-config [--service-user USER] [--installed-as PATH]]\n"
           "       tunneld pki init|issue|show ...   (tunneld pki --help)\n"
           "       tunneld --version | --help\n"
           "\n"
@@ -38,6 +38,9 @@ static void usage(FILE *out)
           "  --check-config   load and validate configuration, certificates and state file, then exit 0 or 1;\n"
           "                   also flags certificates outside their dates and, run as root, files the\n"
           "                   service user (--service-user, default " TN_CERTCHECK_DEFAULT_USER ") cannot read\n"
+          "  --installed-as PATH  with --check-config: the file checked is a copy that will be installed at\n"
+          "                   PATH (Ansible's validate); the service user must be able to enter PATH's\n"
+          "                   directory, and the copy itself is not judged for readability\n"
           "  --init-state     a missing StateFile is a first start: begin with an empty table and write the\n"
           "                   file (without it a missing state file stops tunneld: revocations live there)\n"
           "\n"
@@ -59,9 +62,16 @@ static void on_signal(uv_signal_t *s, int signum)
   struct program *p = s->data;
 
   if (signum == SIGHUP) {
+    char err[768], status[900];
+
     tn_notify_reloading();
-    td_server_reload(&p->server);
-    tn_notify_ready("reloaded");
+    /* READY=1 either way: the loaded certificates still serve; STATUS= is what tells the operator. */
+    if (td_server_reload(&p->server, err, sizeof(err)) != 0) {
+      snprintf(status, sizeof(status), "reload failed, serving with the loaded certificates: %s", err);
+      tn_notify_ready(status);
+    } else {
+      tn_notify_ready("reloaded");
+    }
     return;
   }
   td_server_stop(&p->server);
@@ -124,7 +134,7 @@ static int take_flag(int *argc, char **argv, const char *flag)
 int main(int argc, char **argv)
 {
   struct program p;
-  struct tn_args args = { TN_DEFAULT_SERVER_CONFIG, NULL, 0 };
+  struct tn_args args = { TN_DEFAULT_SERVER_CONFIG, NULL, 0, NULL };
   const char *config_path;
   char err[1024];
   int rc, init_state;
@@ -161,7 +171,10 @@ int main(int argc, char **argv)
   if (args.check_only) {
     const struct td_config *cfg = &p.server.cfg;
     const struct tn_certcheck_file files[] = {
-      { config_path, "--config", TN_CERTCHECK_FILE },
+      /* A copy checked before it is installed (Ansible's validate): the service user reads the file
+       * at the place it will be installed, written there with its mode after this check. */
+      args.installed_as != NULL ? (struct tn_certcheck_file){ args.installed_as, "--installed-as", TN_CERTCHECK_INSTALLED }
+                                : (struct tn_certcheck_file){ config_path, "--config", TN_CERTCHECK_FILE },
       { cfg->cert_file, "ServerTlsCertificateFile", TN_CERTCHECK_OWN_CERT },
       { cfg->key_file, "ServerTlsKeyFile", TN_CERTCHECK_FILE },
       { cfg->ca_file, "CaCertificateFile", TN_CERTCHECK_CA },

@@ -241,14 +241,13 @@ static void recheck_links(struct td_server *srv)
   }
 }
 
-void td_server_reload(struct td_server *srv)
+int td_server_reload(struct td_server *srv, char *err, size_t errlen)
 {
   tn_tls_config *tls, *mgmt_tls;
-  char err[768];
 
-  if (server_tls_load(srv, &tls, &mgmt_tls, err, sizeof(err)) != 0) {
+  if (server_tls_load(srv, &tls, &mgmt_tls, err, errlen) != 0) {
     tn_log_error("server: certificate reload failed, keeping the loaded ones: %s", err);
-    return;
+    return -1;
   }
   tn_tls_config_unref(srv->tls);
   srv->tls = tls;
@@ -257,6 +256,7 @@ void td_server_reload(struct td_server *srv)
   tn_log_info("server: certificates and CA%s reloaded from disk; new connections use them",
               srv->cfg.crl_file != NULL ? " (and CrlFile)" : "");
   recheck_links(srv);
+  return 0;
 }
 
 int td_server_apply_revoked(struct td_server *srv, struct td_revoked *r, const char *requester_sha256, char *err,

@@ -89,9 +89,10 @@ int td_server_init(struct td_server *srv, uv_loop_t *loop, const char *config_pa
 int td_server_start(struct td_server *srv, char *err, size_t errlen);
 /*
  * SIGHUP: reloads certificates, CA and CrlFile; new handshakes use them, and every live link
- * whose certificate the new ones would refuse is closed. A file that fails keeps the old ones.
+ * whose certificate the new ones would refuse is closed. A file that fails keeps the old ones and returns -1
+ * with the reason in err.
  */
-void td_server_reload(struct td_server *srv);
+int td_server_reload(struct td_server *srv, char *err, size_t errlen);
 /* SIGTERM: stop accepting, GoAway to clients, drain, then on_stopped. */
 void td_server_stop(struct td_server *srv);
 void td_server_free(struct td_server *srv);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Ansible roles with Debian's ansible-core, on loopback (connection: local):
 #  - tunnel_server and tunnel_client render configurations that tunneld/tunnelc accept (and report changed=0
-#    on a second run); tunneld and tunnelc are then started from exactly those files;
+#    on a second run), validated for a service user that is not root; tunneld and tunnelc are then started from
+#    exactly those files; in check mode on a fresh host (package not installed) they succeed and write nothing;
 #  - tunnel_routes: the first run reports changed and the tunnel carries HTTP to a python backend; a second run
 #    with the same (short-form) list reports changed=0; check mode with a different list reports changed, shows
 #    the table as a diff with --diff, and leaves the table alone; site.yml has one tag per role; an invalid tunnel fails the run with the API's own error message, table intact.
@@ -53,12 +54,16 @@ while [ "$MGMT_PORT" = "$CONTROL_PORT" ]; do MGMT_PORT=$(free_port); done
 BACKEND_PORT=$(free_port)
 PUBLIC_PORT=$(free_port)
 OTHER_PORT=$(free_port)
-me=$(id -un); grp=$(id -gn)
+# The roles write for, and validate as, a service user that is not root (nobody here, tunnel on a host): so
+# --check-config judges the files as the unit's User= reads them, and Ansible's validate (run on a copy in its
+# private temporary directory) must judge the installed path, not that copy. The daemons here still run as root.
+svc_user=nobody svc_group=$(id -gn nobody)
+chmod 711 "$TEST_TMP"
 
 # ---- tunnel_server and tunnel_client: configurations from variables, validated by --check-config ----
 server_vars=$(cat <<JSON
 {"tunnel_install_method": "none", "tunnel_manage_service": false,
- "tunnel_bin_dir": "$(dirname "$TUNNELD")", "tunnel_user": "$me", "tunnel_group": "$grp",
+ "tunnel_bin_dir": "$(dirname "$TUNNELD")", "tunnel_user": "$svc_user", "tunnel_group": "$svc_group",
  "tunnel_config_dir": "$TEST_TMP/etc-server", "tunnel_state_dir": "$TEST_TMP/state",
  "tunnel_server_ca_cert_src": "$PKI/ca.crt", "tunnel_server_cert_src": "$PKI/server.crt",
  "tunnel_server_key_src": "$PKI/server.key",
@@ -69,7 +74,7 @@ JSON
 )
 client_vars=$(cat <<JSON
 {"tunnel_install_method": "none", "tunnel_manage_service": false,
- "tunnel_bin_dir": "$(dirname "$TUNNELC")", "tunnel_user": "$me", "tunnel_group": "$grp",
+ "tunnel_bin_dir": "$(dirname "$TUNNELC")", "tunnel_user": "$svc_user", "tunnel_group": "$svc_group",
  "tunnel_config_dir": "$TEST_TMP/etc-client",
  "tunnel_client_ca_cert_src": "$PKI/ca.crt", "tunnel_client_cert_src": "$PKI/home1.crt",
  "tunnel_client_key_src": "$PKI/home1.key", "tunnel_client_identifier": "home1",
@@ -89,6 +94,15 @@ cat >"$TEST_TMP/hosts.yml" <<YML
     - role: tunnel_client
       vars: $(echo "$client_vars" | tr '\n' ' ')
 YML
+# Check mode on a fresh host that installs from the package: the package is only "would be copied", so its
+# install, the service and the handlers cannot be judged and are skipped; the run succeeds and writes nothing.
+fresh_deb="tunnel_checkmode_$$_amd64.deb"; : >"$TEST_TMP/$fresh_deb"
+play fresh hosts "{\"tunnel_install_method\": \"deb\", \"tunnel_deb_src\": \"$TEST_TMP/$fresh_deb\", \"tunnel_manage_service\": true}" --check --diff
+play_ok fresh
+[ ! -e "/var/cache/$fresh_deb" ] && [ ! -e "$TEST_TMP/etc-server" ] && [ ! -e "$TEST_TMP/etc-client" ] ||
+  fail "check mode wrote files: $(ls -d "/var/cache/$fresh_deb" "$TEST_TMP"/etc-* 2>&1)"
+[ "$(grep -A1 'Install the tunnel package' "$TEST_TMP/fresh.out" | grep -c '^skipping')" = 2 ] ||
+  fail "check mode on a fresh host did not skip the package install: $(grep -A2 'Install the tunnel package' "$TEST_TMP/fresh.out")"
 play hosts1 hosts '{}'; play_ok hosts1
 [ "$PLAY_CHANGED" -ge 2 ] || fail "tunnel_server + tunnel_client first run reported changed=$PLAY_CHANGED"
 [ "$(stat -c %a "$TEST_TMP/etc-server/server.key")" = 640 ] || fail "server.key mode $(stat -c %a "$TEST_TMP/etc-server/server.key")"

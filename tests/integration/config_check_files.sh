@@ -124,4 +124,25 @@ else
 fi
 check "$TUNNELC" --config "$ETC/tunnelc.json" --service-user no-such-user-xyz
 want 1 "user \"no-such-user-xyz\" does not exist: cannot check that it can read the files" "tunnelc, unknown --service-user"
-pass "--check-config: own certificate out of its dates fails (both programs), old CA warns, unreadable key for the service user fails"
+
+# ---- a copy checked before it is installed (Ansible's validate: a private temporary copy, 0700 directory) ----
+PRIV="$TEST_TMP/ansible-tmp"; mkdir -m 700 "$PRIV"
+cp "$ETC/tunnelc.json" "$ETC/tunneld.json" "$PRIV/"
+check "$TUNNELC" --config "$PRIV/tunnelc.json" --service-user nobody
+want 1 "$PRIV/tunnelc.json: \"--config\": user \"nobody\" (the service user) cannot read it: Permission denied" "tunnelc, the private copy judged as the service's file"
+check "$TUNNELC" --config "$PRIV/tunnelc.json" --service-user nobody --installed-as "$ETC/tunnelc.json"
+want 0 "configuration OK" "tunnelc, private copy --installed-as a directory the user can enter"
+check "$TUNNELD" --config "$PRIV/tunneld.json" --service-user nobody --installed-as "$ETC/tunneld.json"
+want 0 "configuration OK" "tunneld, private copy --installed-as a directory the user can enter"
+# The certificates are still judged as the service user reads them.
+chmod 600 "$ETC/home1.key"
+check "$TUNNELC" --config "$PRIV/tunnelc.json" --service-user nobody --installed-as "$ETC/tunnelc.json"
+want 1 "$ETC/home1.key: \"ClientTlsKeyFile\": user \"nobody\" (the service user) cannot read it: Permission denied" "tunnelc --installed-as, unreadable key"
+chmod 640 "$ETC/home1.key"
+# The installed path's directory must let the user in.
+mkdir -m 700 "$TEST_TMP/closed"
+check "$TUNNELD" --config "$PRIV/tunneld.json" --service-user nobody --installed-as "$TEST_TMP/closed/tunneld.json"
+want 1 "$TEST_TMP/closed/tunneld.json: \"--installed-as\": user \"nobody\" (the service user) cannot enter $TEST_TMP/closed: Permission denied" "tunneld --installed-as a directory the user cannot enter"
+RC=0; OUT=$("$TUNNELD" --config "$PRIV/tunneld.json" --installed-as "$ETC/tunneld.json" 2>&1) || RC=$?
+[ "$RC" = 2 ] && grep -qF -- "--installed-as goes with --check-config" <<<"$OUT" || fail "--installed-as without --check-config: exit $RC: $OUT"
+pass "--check-config: own certificate out of its dates fails (both programs), old CA warns, unreadable key for the service user fails; --installed-as judges the installed path's directory instead of a private copy, and still the certificates"

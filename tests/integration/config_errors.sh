@@ -37,9 +37,10 @@ PY
 expect_error() {
   local prog=$1 cfg=$2; shift 2
   local name; name=$(basename "$prog")
+  # --service-user: the daemons here run as the test's user, whatever accounts the host has (a host with the package has "tunnel").
   for mode in --check-config start; do
     local args=(--config "$cfg") rc=0
-    [ "$mode" = --check-config ] && args+=(--check-config)
+    [ "$mode" = --check-config ] && args+=(--check-config --service-user "$(id -un)")
     timeout 20 "$prog" "${args[@]}" >"$TEST_TMP/out" 2>&1 || rc=$?
     local msg; msg=$(cat "$TEST_TMP/out")
     echo "$name $mode $(basename "$cfg") -> exit $rc: $msg"
@@ -73,7 +74,7 @@ expect_error "$TUNNELD" "$TEST_TMP/d-nocert.json" '"ServerTlsCertificateFile"' '
 variant "$GOOD_D" "$TEST_TMP/d-badstate.json" 'd["StateFile"] = d["StateFile"] + ".bad"'
 mkdir -p "$(dirname "$STATE_FILE")" && echo '[{"ListenPort": 0}]' >"$STATE_FILE.bad"
 NAMED_FILE="$STATE_FILE.bad" expect_error "$TUNNELD" "$TEST_TMP/d-badstate.json" 'invalid state file' 'tunnels\[0\]\.ListenPort'
-rc=0; out=$("$TUNNELD" --config "$GOOD_D" --check-config --init-state 2>&1) || rc=$?  # its state file is not there yet
+rc=0; out=$("$TUNNELD" --config "$GOOD_D" --check-config --init-state --service-user "$(id -un)" 2>&1) || rc=$?  # its state file is not there yet
 echo "tunneld --check-config good -> exit $rc: $out"
 [ "$rc" = 0 ] || fail "tunneld --check-config on a good config: exit $rc: $out"
 pass "tunneld: unknown keys, bad port type/range, missing/empty AdminIdentities, UseTls false, syntax, missing certificate, bad state file"
@@ -91,10 +92,15 @@ variant "$GOOD_C" "$TEST_TMP/c-ports0.json" 'd["AllowedBackEndPorts"] = [0]'
 expect_error "$TUNNELC" "$TEST_TMP/c-ports0.json" '"AllowedBackEndPorts"\[0\]' '1-65535'
 variant "$GOOD_C" "$TEST_TMP/c-usetls.json" 'd["UseTls"] = False'
 expect_error "$TUNNELC" "$TEST_TMP/c-usetls.json" 'UseTls'
-rc=0; out=$("$TUNNELC" --config "$GOOD_C" --check-config 2>&1) || rc=$?
+# A missing file is named with the key that names it, each of the three.
+for key in CaCertificateFile ClientTlsCertificateFile ClientTlsKeyFile; do
+  variant "$GOOD_C" "$TEST_TMP/c-no-$key.json" "d['$key'] = '$TEST_TMP/absent-$key.pem'"
+  expect_error "$TUNNELC" "$TEST_TMP/c-no-$key.json" "\"$key\": $TEST_TMP/absent-$key.pem: cannot open: No such file"
+done
+rc=0; out=$("$TUNNELC" --config "$GOOD_C" --check-config --service-user "$(id -un)" 2>&1) || rc=$?
 echo "tunnelc --check-config good -> exit $rc: $out"
 [ "$rc" = 0 ] || fail "tunnelc --check-config on a good config: exit $rc: $out"
-pass "tunnelc: unknown key (with case hint), ClientIdentifier not the certificate's CN, bad AllowedBackEndPorts, UseTls false"
+pass "tunnelc: unknown key (with case hint), ClientIdentifier not the certificate's CN, bad AllowedBackEndPorts, UseTls false, each missing certificate or key file named with its key"
 
 # One description of a bad value in both programs (tn_json_describe): the same mistake reads the same, in words.
 variant "$GOOD_D" "$TEST_TMP/d-limitsarray.json" 'd["Limits"] = [1, 2]'

@@ -30,9 +30,10 @@ PY
 # exit 124, a failure here), the message matches every PATTERN and never holds the canary.
 refused() {
   local prog=$1 cfg=$2; shift 2
+  # --service-user: the daemons here run as the test's user, whatever accounts the host has (a host with the package has "tunnel").
   for mode in --check-config start; do
     local args=(--config "$cfg") rc=0
-    [ "$mode" = --check-config ] && args+=(--check-config)
+    [ "$mode" = --check-config ] && args+=(--check-config --service-user "$(id -un)")
     # 20 s: a start that fails does so in well under a second even under ASan; only a hang takes longer.
     timeout 20 "$prog" "${args[@]}" >"$TEST_TMP/out" 2>&1 </dev/null || rc=$?
     local msg; msg=$(cat "$TEST_TMP/out")
@@ -95,6 +96,6 @@ refused "$TUNNELC" "$TEST_TMP/c-key.json" "client-644\.key: permissions 0644 are
 [ "$(stat -c %a "$PKI/server.key")" = 600 ] || fail "tunneld pki wrote server.key with mode $(stat -c %a "$PKI/server.key")"
 cp "$PKI/server.key" "$TEST_TMP/server-640.key"; chmod 640 "$TEST_TMP/server-640.key"; chmod 644 "$PKI/server.crt"
 variant "$TEST_TMP/d-640.json" "d['ServerTlsKeyFile'] = '$TEST_TMP/server-640.key'"
-"$TUNNELD" --config "$TEST_TMP/d-640.json" --check-config --init-state >"$TEST_TMP/out" 2>&1 || fail "0640 key refused: $(cat "$TEST_TMP/out")"
-"$TUNNELC" --config "$TEST_TMP/tunnelc.json" --check-config >"$TEST_TMP/out" 2>&1 || fail "tunnelc refused a 0600 key: $(cat "$TEST_TMP/out")"
+"$TUNNELD" --config "$TEST_TMP/d-640.json" --check-config --init-state --service-user "$(id -un)" >"$TEST_TMP/out" 2>&1 || fail "0640 key refused: $(cat "$TEST_TMP/out")"
+"$TUNNELC" --config "$TEST_TMP/tunnelc.json" --check-config --service-user "$(id -un)" >"$TEST_TMP/out" 2>&1 || fail "tunnelc refused a 0600 key: $(cat "$TEST_TMP/out")"
 pass "FIFOs refused at once, StateFile link refused unquoted, corrupt state unquoted, loose key modes refused with chmod"

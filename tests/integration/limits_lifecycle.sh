@@ -48,10 +48,14 @@ put_tunnels "[{\"ListenAddress\": \"127.0.0.1\", \"ListenPort\": $PUBLIC, \"Clie
 wait_port "$PUBLIC"
 
 # MaxStreamsPerLink 2 on tunnelc: two held downloads fill the link; a third visitor is reset, the two go on.
+# wait_port's probe was a stream too: it must be gone before the two downloads take the link's two slots, and
+# the count is read once it settles (a closing stream is still counted until its close completes).
+streams_open_is() { local v; v=$(metric "tunneld_client_streams_open{client=\"home1\"}"); [ "${v:-0}" = "$1" ]; }
+wait_until 20 streams_open_is 0 || fail "wait_port's stream never closed on home1"
 start_held_download dl1 "$PUBLIC"
 start_held_download dl2 "$PUBLIC"
-v=$(metric "tunneld_client_streams_open{client=\"home1\"}")
-[ "$v" = 2 ] || fail "tunneld_client_streams_open for home1 is '$v' with two downloads open"
+wait_until 20 streams_open_is 2 ||
+  fail "tunneld_client_streams_open for home1 is '$(metric "tunneld_client_streams_open{client=\"home1\"}")' with two downloads open"
 if out=$(curl -sS --max-time 10 "http://127.0.0.1:$PUBLIC/" 2>&1); then fail "a third stream was carried past MaxStreamsPerLink 2: $out"; fi
 wait_log "$TEST_TMP/tunneld.log" "tunnel port $PUBLIC: .* via client home1 ended: stream reset by the other side"
 held_download_running dl1 && held_download_running dl2 || fail "a download ended when the third stream was refused"

@@ -97,7 +97,7 @@ check_error() {  # PYTHON_EDIT EXPECTED_TEXT
   local f="$TEST_TMP/bad.json" out rc=0
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); exec(sys.argv[2]); json.dump(d, open(sys.argv[3], "w"))' \
     "$GOOD" "$1" "$f"
-  out=$("$TUNNELC" --config "$f" --check-config 2>&1) || rc=$?
+  out=$("$TUNNELC" --config "$f" --check-config --service-user "$(id -un)" 2>&1) || rc=$?
   [ "$rc" = 1 ] || fail "tunnelc accepted a bad Servers list ($1): $out"
   grep -qF "$f: $2" <<<"$out" || fail "for $1: wanted '$2', got: $out"
 }
@@ -107,7 +107,8 @@ check_error 'd["Servers"].append("127.0.0.1:%d" % '"$CONTROL_A"')' \
   "\"Servers\"[2]: server 127.0.0.1:$CONTROL_A is listed twice (also at [0])"
 check_error 'd["Servers"][1] = "127.0.0.1:70000"' '"Servers"[1]: port must be an integer 1-65535, got "127.0.0.1:70000"'
 check_error 'd["Servers"][1] = {"Host": "127.0.0.1", "Port": "x"}' '"Servers"[1]."Port": must be an integer 1-65535, got "x"'
-out=$("$TUNNELC" --config "$GOOD" --check-config 2>&1) || fail "the good file was refused: $out"
+# --service-user: the daemons here run as the test's user, whatever accounts the host has (a host with the package has "tunnel").
+out=$("$TUNNELC" --config "$GOOD" --check-config --service-user "$(id -un)" 2>&1) || fail "the good file was refused: $out"
 out=$(grep "configuration OK" <<<"$out" || true)  # run as root it also speaks of the service user
 [ "$out" = "tunnelc: $GOOD: configuration OK (client identity home1, 2 servers: 127.0.0.1:$CONTROL_A, 127.0.0.1:$CONTROL_B)" ] ||
   fail "unexpected --check-config line: $out"

@@ -2,7 +2,8 @@
 # systemd units and readiness: `systemd-analyze verify` accepts both units (and does catch a broken one), the
 # units carry the settings the packaging promises, and over a real AF_UNIX datagram NOTIFY_SOCKET tunneld says
 # READY=1 only once its control, management and restored public ports accept connections, tunnelc only once its
-# first link is up (or it is retrying); both say RELOADING=1/READY=1 on SIGHUP and STOPPING=1 on SIGTERM, exit 0.
+# first link is up (or it is retrying); both say RELOADING=1/READY=1 on SIGHUP (with STATUS= saying so when the
+# reload failed and the loaded certificates or configuration stay) and STOPPING=1 on SIGTERM, exit 0.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fixture.sh"
 
@@ -153,6 +154,24 @@ wait_msg td '^READY=1' 2
 messages td | grep -n . | grep -q '^2:RELOADING=1' || fail "SIGHUP: RELOADING=1 did not come second: $(messages td | tr '\n' ' ')"
 wait_log "$TEST_TMP/tunneld.log" 'certificates and CA reloaded'
 api_ping || fail "tunneld stopped answering after SIGHUP"
+# A reload that fails (a key that does not parse) keeps the loaded certificates, so tunneld stays ready, but
+# systemd is told it failed: READY=1 with a STATUS= naming the key, not "reloaded".
+cp "$PKI/server.key" "$TEST_TMP/server.key.good"
+echo "not a key" >"$PKI/server.key"
+kill -HUP "$TUNNELD_PID"
+wait_msg td '^RELOADING=1' 2
+wait_msg td '^READY=1' 3
+failed_status=$(messages td | grep '^READY=1' | sed -n 3p)
+echo "after a failed reload: $failed_status"
+grep -q '|STATUS=reload failed, serving with the loaded certificates: .*"ServerTlsKeyFile"' <<<"$failed_status" ||
+  fail "a failed reload was not reported as failed in STATUS=: $failed_status"
+grep -q "|MAINPID=$TUNNELD_PID$" <<<"$failed_status" || fail "the failed reload's READY=1 lost MAINPID: $failed_status"
+api_ping || fail "tunneld stopped answering after a failed SIGHUP"
+cp "$TEST_TMP/server.key.good" "$PKI/server.key"
+kill -HUP "$TUNNELD_PID"
+wait_msg td '^READY=1' 4
+messages td | grep '^READY=1' | sed -n 4p | grep -q '|STATUS=reloaded|' ||
+  fail "the reload after the key was restored did not say reloaded: $(messages td | tr '\n' ' ')"
 
 stop_tunneld TERM
 [ "$TUNNELD_STATUS" = 0 ] || fail "tunneld exited $TUNNELD_STATUS on SIGTERM"
@@ -196,10 +215,21 @@ kill -HUP "$TUNNELC_PID_home2"
 wait_msg tcup '^RELOADING=1'
 wait_msg tcup '^READY=1' 2
 wait_log "$TEST_TMP/tunnelc-home2.log" 'configuration reloaded'
+# A configuration that fails to load on SIGHUP: the running one stays, READY=1 says the reload failed.
+cp "$TEST_TMP/tunnelc-home2.json" "$TEST_TMP/tunnelc-home2.json.good"
+echo '{"ServerPort": 1}' >"$TEST_TMP/tunnelc-home2.json"
+kill -HUP "$TUNNELC_PID_home2"
+wait_msg tcup '^RELOADING=1' 2
+wait_msg tcup '^READY=1' 3
+failed_status=$(messages tcup | grep '^READY=1' | sed -n 3p)
+echo "tunnelc after a failed reload: $failed_status"
+grep -q '|STATUS=reload failed, running with the loaded configuration: .*"ServerPort"' <<<"$failed_status" ||
+  fail "tunnelc: a failed reload was not reported as failed in STATUS=: $failed_status"
+cp "$TEST_TMP/tunnelc-home2.json.good" "$TEST_TMP/tunnelc-home2.json"
 kill -TERM "$TUNNELC_PID_home2"
 status=0; wait "$TUNNELC_PID_home2" || status=$?
 [ "$status" = 0 ] || fail "tunnelc exited $status on SIGTERM"
 wait_msg tcup '^STOPPING=1'
 echo "tunnelc datagrams: $(messages tcup | tr '\n' ' ')"
 
-pass "units verify; READY=1 after bind/link (or retrying), RELOADING=1+READY=1 on SIGHUP, STOPPING=1 and exit 0 on SIGTERM"
+pass "units verify; READY=1 after bind/link (or retrying), RELOADING=1+READY=1 on SIGHUP (a failed one said in STATUS=), STOPPING=1 and exit 0 on SIGTERM"

@@ -61,7 +61,7 @@ stop_checked tunneld
 cp "$TEST_TMP/tunneld.json" "$TEST_TMP/tunneld-dual.json"
 sed -i "s|$PKI/server.crt|$PKI/dual.crt|; s|$PKI/server.key|$PKI/dual.key|" "$TEST_TMP/tunneld-dual.json"
 status=0
-"$TUNNELD" --check-config --config "$TEST_TMP/tunneld-dual.json" >"$TEST_TMP/check.out" 2>&1 || status=$?
+"$TUNNELD" --check-config --service-user "$(id -un)" --init-state --config "$TEST_TMP/tunneld-dual.json" >"$TEST_TMP/check.out" 2>&1 || status=$?
 [ "$status" = 1 ] || fail "tunneld --check-config exited $status with the dual-use certificate: $(cat "$TEST_TMP/check.out")"
 grep -Eq "\"ServerTlsCertificateFile\": $PKI/dual.crt: cannot be the server certificate: $NO_EKU_SERVER" \
   "$TEST_TMP/check.out" || fail "tunneld --check-config: $(cat "$TEST_TMP/check.out")"
@@ -113,7 +113,7 @@ wait_log "$TEST_TMP/tunnelc-tonosan.log" "TLS handshake failed: server certifica
 stop_checked tonosan
 sed -i "s|$PKI/dual.crt|$PKI/nosan.crt|; s|$PKI/dual.key|$PKI/nosan.key|" "$TEST_TMP/tunneld-dual.json"
 status=0
-"$TUNNELD" --check-config --config "$TEST_TMP/tunneld-dual.json" >"$TEST_TMP/check-nosan.out" 2>&1 || status=$?
+"$TUNNELD" --check-config --service-user "$(id -un)" --init-state --config "$TEST_TMP/tunneld-dual.json" >"$TEST_TMP/check-nosan.out" 2>&1 || status=$?
 [ "$status" = 1 ] && grep -Eq "\"ServerTlsCertificateFile\": $PKI/nosan.crt: cannot be the server certificate: $NO_SAN" \
   "$TEST_TMP/check-nosan.out" || fail "tunneld --check-config with nosan.crt ($status): $(cat "$TEST_TMP/check-nosan.out")"
 pass "a server certificate with serverAuth but no subjectAltName: refused by tunnelc (dialled by its CN) and by --check-config"

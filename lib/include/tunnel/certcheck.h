@@ -37,7 +37,13 @@ int tn_certcheck_readable(struct tn_certcheck *cc, const char *path, const char 
 enum tn_certcheck_kind {
   TN_CERTCHECK_FILE = 0,     /* read by the service: readability only */
   TN_CERTCHECK_OWN_CERT = 1, /* the program's own certificate (and chain): dates, then readability */
-  TN_CERTCHECK_CA = 2        /* CA certificates: dates (warnings), then readability */
+  TN_CERTCHECK_CA = 2,       /* CA certificates: dates (warnings), then readability */
+  /*
+   * Where the file being checked will be installed (--installed-as): the service user must be able to enter
+   * its directory. The file there is not opened: the installer writes it, with its owner and mode, after the
+   * check passes.
+   */
+  TN_CERTCHECK_INSTALLED = 3
 };
 
 struct tn_certcheck_file {
