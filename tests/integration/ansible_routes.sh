@@ -109,10 +109,14 @@ play hosts1 hosts '{}'; play_ok hosts1
 [ "$(stat -c %a "$TEST_TMP/etc-client/tunnelc.key")" = 640 ] || fail "tunnelc.key mode $(stat -c %a "$TEST_TMP/etc-client/tunnelc.key")"
 play hosts2 hosts '{}'; play_ok hosts2
 [ "$PLAY_CHANGED" = 0 ] || fail "second run of tunnel_server + tunnel_client reported changed=$PLAY_CHANGED: $(grep -B1 '^changed:' "$TEST_TMP/hosts2.out")"
-spawn_checked tunneld "$TUNNELD" --config "$TEST_TMP/etc-server/tunneld.json"
+# As the units start them: as the service user (User=), which owns the state directory the role made. Copies of
+# the binaries, since the build tree's directories need not be open to that user.
+cp "$TUNNELD" "$TUNNELC" "$TEST_TMP/bin/"
+as_service_user=(setpriv --reuid="$svc_user" --regid="$svc_group" --init-groups)
+spawn_checked tunneld "${as_service_user[@]}" "$TEST_TMP/bin/tunneld" --config "$TEST_TMP/etc-server/tunneld.json"
 TUNNELD_PID=$SPAWNED_PID
 wait_until 15 api_ping || fail "tunneld did not start from the role's configuration"
-spawn_checked tunnelc-home1 "$TUNNELC" --config "$TEST_TMP/etc-client/tunnelc.json"
+spawn_checked tunnelc-home1 "${as_service_user[@]}" "$TEST_TMP/bin/tunnelc" --config "$TEST_TMP/etc-client/tunnelc.json"
 wait_client_connected home1
 
 mkdir -p "$TEST_TMP/www"

@@ -112,10 +112,5 @@ echo "(c) MaxStreamsPerLink 64: one tunnel holds $(open_on "$R"), the same clien
 wait_log "$TEST_TMP/tunneld.log" "tunnel port $R: refused 1 connection\\(s\\): the tunnel holds half of its client link's MaxStreamsPerLink \\(32\\)"
 release_and_wait streams
 
-stop_tunnelc home1
-stop_tunneld
-[ "$TUNNELD_STATUS" = 0 ] || fail "tunneld exited $TUNNELD_STATUS"
-[ "$TUNNELC_STATUS" = 0 ] || fail "tunnelc exited $TUNNELC_STATUS"
-assert_clean_exit tunneld
-assert_clean_exit tunnelc-home1
+stop_checked home1 tunneld
 pass "256 per source on shared and plain ports, $PER_TUNNEL per site on a shared port, 32 of 64 streams per tunnel; every other visitor served"

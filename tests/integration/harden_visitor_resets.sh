@@ -64,12 +64,7 @@ echo "tunneld_tunnel_connections_aborted_total after $STORM resets: $aborted"
 [ "$(http_get_marker 127.0.0.1 "$PUBLIC_PORT")" = real ] || fail "no traffic after the resets"
 
 # Pending counts are written at shutdown: they are part of the total.
-stop_tunnelc home1
-stop_tunneld
-[ "$TUNNELD_STATUS" = 0 ] || fail "tunneld exited $TUNNELD_STATUS"
-[ "$TUNNELC_STATUS" = 0 ] || fail "tunnelc exited $TUNNELC_STATUS"
-assert_clean_exit tunneld
-assert_clean_exit tunnelc-home1
+stop_checked home1 tunneld
 td_lines=$(visible_since "$TD_LOG" "$td0"); tc_lines=$(visible_since "$TC_LOG" "$tc0")
 td_n=$(grep -c . <<<"$td_lines" || true); tc_n=$(grep -c . <<<"$tc_lines" || true)
 echo "log lines at info and above for $STORM reset visitors, shutdown included: tunneld $td_n, tunnelc $tc_n"

@@ -102,10 +102,5 @@ openssl s_client -connect "127.0.0.1:$P" -noservername </dev/null >/dev/null 2>&
 wait_log "$TEST_TMP/site-s.log" "binary=16030"
 echo "\"*\": unknown Host, HTTP/1.0 without Host, ClientHello without server name"
 
-stop_tunnelc home1
-stop_tunneld
-[ "$TUNNELD_STATUS" = 0 ] || fail "tunneld exited $TUNNELD_STATUS"
-[ "$TUNNELC_STATUS" = 0 ] || fail "tunnelc exited $TUNNELC_STATUS"
-assert_clean_exit tunneld
-assert_clean_exit tunnelc-home1
+stop_checked home1 tunneld
 pass "no unreadable visitor reached \"*\" or any site; 20 KB Cookie served by its site; $unreadable refusals counted"
