@@ -83,7 +83,7 @@ wait_until 15 api_ping || fail "tunneld did not restart"
 api GET /revoked-certificates
 [ "$API_BODY" = "[\"$fp_home2\"]" ] || fail "the revocation did not survive a restart with --init-state: $API_BODY"
 stop_tunneld
-# Deleted: refused, where it used to start with nothing revoked.
+# Deleted: refused, since starting empty would silently drop every revocation.
 rm "$STATE_FILE"
 refused "\"StateFile\": $OWN/tunnels.json: missing"
 
