@@ -521,14 +521,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn_answer(m, td_http_conn_error_status(&m->http), NULL, NULL);
 }
 
-/* Scrapes open now from the same address as m. */
+/*
+ * Scrapes open now from the same address as m. One already closing (its scraper left, its close callback still to
+ * come in this loop turn) holds no slot: a scraper that reconnects at once is not refused for its own last scrape.
+ */
 static unsigned same_address(const struct td_server *srv, const struct metrics_conn *m)
 {
   const struct metrics_conn *o;
   unsigned n = 0;
 
   for (o = srv->metrics_conns; o != NULL; o = o->next)
-    if (o != m && strcmp(o->peer, m->peer) == 0)
+    if (o != m && !uv_is_closing((const uv_handle_t *)&o->tcp) && strcmp(o->peer, m->peer) == 0)
       n++;
   return n;
 }

@@ -39,7 +39,11 @@ api PUT /revoked-certificates "[\"$colon\"]"
 echo "PUT /revoked-certificates [\"$colon\"] -> $API_STATUS $API_BODY"
 [ "$API_STATUS" = 200 ] && [ "$API_BODY" = "[\"$(fingerprint "$PKI/home2.crt")\"]" ] ||
   fail "the colon form: $API_STATUS $API_BODY"
+# The server's verdict is the proof: under TLS 1.3 the client's side of the handshake ends before the server has
+# judged its certificate, so the client alone cannot tell a refusal from an accepted link.
 r=$("$HOSTILE" --port "$CONTROL_PORT" --ca "$PKI/ca.crt" --cert "$PKI/home2.crt" --key "$PKI/home2.key" \
-  --mode silent --seconds 1 2>&1) && fail "home2, revoked by its colon fingerprint, completed a handshake: $r"
-wait_log "$TEST_TMP/tunneld.log" "certificate revoked \(listed in /revoked-certificates\)"
+  --mode silent --seconds 1 2>&1) || true
+echo "home2 after its colon-form revocation: $r"
+wait_log "$TEST_TMP/tunneld.log" "control: .*: TLS handshake failed: client certificate rejected: certificate revoked \(listed in /revoked-certificates\); CN \"home2\""
+client_connected home2 && fail "home2, revoked by its colon fingerprint, is connected"
 pass "GoAway(1) for a 300 KB control message; Transfer-Encoding other than chunked is 501, table unchanged; colon fingerprints revoke"

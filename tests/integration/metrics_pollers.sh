@@ -128,13 +128,13 @@ def poll(port, listeners, clients, stop):
         print(json.dumps({"fetched": n, "bytes": len(data)}), flush=True)
 
 def per_address(port, listeners, clients):
-    """Four scrapes held open from 127.0.0.3 (no request yet); a fifth from there is closed unanswered; one from
+    """Four scrapes held open from one address (127.0.0.3, then .5, .7 on a retry; no request yet); a fifth from there is closed unanswered; one from
     127.0.0.4 is served whole. The held four must still be open afterwards (not timed out), else it proves nothing:
     then try again."""
     last = None
     for attempt in range(3):
         try:
-            r = per_address_once(port, listeners, clients)
+            r = per_address_once(port, listeners, clients, "127.0.0.%d" % (3 + 2 * attempt))
         except OSError as e:  # reported below if no attempt can conclude
             last = repr(e)
             continue
@@ -143,14 +143,22 @@ def per_address(port, listeners, clients):
             return
     print(json.dumps({"error": "no attempt concluded (the four held scrapes timed out first, or %s)" % last}))
 
-def per_address_once(port, listeners, clients):
+def per_address_once(port, listeners, clients, source):
     held = []
-    for _ in range(4):
-        s = socket.socket(); s.bind(("127.0.0.3", 0)); s.connect(("127.0.0.1", port)); held.append(s)
-    time.sleep(0)
-    fifth = socket.socket(); fifth.bind(("127.0.0.3", 0)); fifth.settimeout(30)
-    fifth.connect(("127.0.0.1", port))
     try:
+        return per_address_held(port, listeners, clients, source, held)
+    finally:  # an attempt cut short must not leave its scrapes holding the address's slots for the next one
+        for s in held:
+            s.close()
+
+def per_address_held(port, listeners, clients, source, held):
+    for _ in range(4):
+        s = socket.socket(); s.bind((source, 0)); s.connect(("127.0.0.1", port)); held.append(s)
+    time.sleep(0)
+    fifth = socket.socket(); fifth.bind((source, 0)); fifth.settimeout(30)
+    try:
+        # The refusal is a reset right after the accept: on a busy machine it can reach connect() itself.
+        fifth.connect(("127.0.0.1", port))
         fifth.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         got = fifth.recv(65536)
     except OSError:
@@ -166,10 +174,7 @@ def per_address_once(port, listeners, clients):
             alive += 1
         except OSError:
             pass
-    ok_held = alive == 4
-    for s in held:
-        s.close()
-    if ok_held:
+    if alive == 4:
         return {"fifth_answered": got[:40].decode("latin-1"), "other_address": other or "ok"}
     return None
 
