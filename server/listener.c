@@ -359,7 +359,9 @@ static void on_peeked(tn_pipe *p, const uint8_t *data, size_t len, enum tn_pipe_
       return;
     }
   }
-  rc = tn_sni_peek(data, len, &kind, name);
+  /* The pipe may hold one read past the bound; judging those bytes would let the read sizes, not the visitor's
+   * head, decide whether a head over the bound is routed. */
+  rc = tn_sni_peek(data, len < TD_HOSTNAME_PEEK_MAX ? len : TD_HOSTNAME_PEEK_MAX, &kind, name);
   v->held = len;
   v->next_parse = len + len / 4 + 1;
   if (rc == TN_ERR_NEED_MORE && status == TN_PIPE_PEEK_MORE && !dribbling)

@@ -6,6 +6,9 @@ port closed without a word, "reset" when it was reset) and exits 0.
   raw HEX          these bytes in one send, then waits for the answer
   raw-eof HEX      these bytes, then closes its sending side
   http HOST PATH COOKIE_BYTES   a GET for HOST with a Cookie header of COOKIE_BYTES bytes, in 1400-byte sends
+  http-split HOST PATH COOKIE_BYTES FIRST
+                                the same request in two sends: its first FIRST bytes, then (0.2 s later) the rest
+                                at once, so that one read can carry tunneld's held bytes past its peek bound
   dribble HOST PATH             a GET for HOST, one byte per send (TCP_NODELAY, 1 ms apart)
 """
 import socket
@@ -49,6 +52,12 @@ def main():
             for i in range(0, len(data), 1400):
                 s.sendall(data[i:i + 1400])
                 time.sleep(0.001)
+        elif mode == "http-split":
+            data = request(sys.argv[3], sys.argv[4], int(sys.argv[5]))
+            first = int(sys.argv[6])
+            s.sendall(data[:first])
+            time.sleep(0.2)
+            s.sendall(data[first:])
         elif mode == "dribble":
             for b in request(sys.argv[3], sys.argv[4], 0):
                 s.send(bytes([b]))
